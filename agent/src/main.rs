@@ -1,0 +1,2 @@
+//! The `berth` binary (issue 3).
+fn main() {}

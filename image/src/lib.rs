@@ -1,0 +1,1 @@
+//! berth images (issue 4).

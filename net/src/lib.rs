@@ -1,0 +1,1 @@
+//! berth network (issue 7).

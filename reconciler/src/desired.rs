@@ -1,0 +1,27 @@
+//! What the sources want: the merged, validated object set handed from the
+//! agent's sources to the reconciler through a `tokio::sync::watch`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use berth_spec::{ObjectKey, Sourced};
+
+/// The whole desired state. Sources replace it as a unit; the reconciler only
+/// ever looks at the latest value (level-triggered).
+#[derive(Debug, Clone, Default)]
+pub struct DesiredState {
+    /// Combined revision of all sources (e.g. hashes/commits joined), for logs and status.
+    pub revision: String,
+    /// False until every source has produced its first good (or last-known-good) set.
+    /// The reconciler prunes nothing before this is true.
+    pub complete: bool,
+    pub objects: BTreeMap<ObjectKey, Sourced>,
+}
+
+pub type DesiredTx = tokio::sync::watch::Sender<Arc<DesiredState>>;
+pub type DesiredRx = tokio::sync::watch::Receiver<Arc<DesiredState>>;
+
+/// A channel holding an empty, incomplete desired state.
+pub fn desired_channel() -> (DesiredTx, DesiredRx) {
+    tokio::sync::watch::channel(Arc::new(DesiredState::default()))
+}

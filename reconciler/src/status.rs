@@ -1,0 +1,51 @@
+//! Observed state for readers (HTTP API, metrics): one writer (the reconciler),
+//! many cheap readers holding an `Arc` snapshot (G10).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use berth_spec::Volume;
+use berth_spec::k8s_openapi::api::apps::v1::Deployment;
+use berth_spec::k8s_openapi::api::core::v1::{Pod, Service};
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// A Kubernetes-style event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// `Normal` or `Warning`.
+    pub type_: String,
+    pub reason: String,
+    pub message: String,
+    /// `Kind/namespace/name`
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub first_time: SystemTime,
+    pub last_time: SystemTime,
+    pub count: u32,
+}
+
+/// Everything the API shows about workloads, as Kubernetes objects with `status` filled.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Bumped on every change; used as `metadata.resourceVersion` of lists.
+    pub version: u64,
+    pub pods: Vec<Pod>,
+    pub deployments: Vec<Deployment>,
+    pub services: Vec<Service>,
+    pub volumes: Vec<Volume>,
+    pub events: Vec<Event>,
+    /// Log file of each container: (namespace, pod, container) -> current log path.
+    pub logs: Vec<(String, String, String, std::path::PathBuf)>,
+    pub reconcile_passes: u64,
+    /// True once the first pass after start (including adoption) finished.
+    pub ready: bool,
+}
+
+pub type StatusReader = watch::Receiver<Arc<Snapshot>>;
+pub type StatusWriter = watch::Sender<Arc<Snapshot>>;
+
+pub fn status_channel() -> (StatusWriter, StatusReader) {
+    watch::channel(Arc::new(Snapshot::default()))
+}

@@ -1,0 +1,430 @@
+//! The contracts between the reconciler and the crates that touch the host.
+//!
+//! `image/`, `runtime/` and `net/` depend on this crate and implement these
+//! traits; the reconciler calls only through them, so planning and acting are
+//! tested with fakes (G5). The data types here are plain values: nothing in
+//! them refers to a live resource except by path or id.
+//!
+//! Lifecycle of one pod, as the reconciler drives it:
+//!
+//! ```text
+//! net.ensure_pod(PodNetRequest)        -> PodNetwork { netns, ip, dns }   (idempotent)
+//! runtime.ensure_sandbox(SandboxConfig)-> Sandbox { ipc/uts ns, etc files }(idempotent)
+//! images.ensure(image, policy)         -> ImageInfo { layers, config }
+//! runtime.run(ContainerConfig)         -> ContainerInfo (Running)         one per container
+//! runtime.wait(id)                      resolves when the container exits (trigger only)
+//! runtime.stop(id, grace) ; runtime.remove(id)
+//! runtime.remove_sandbox(pod) ; net.remove_pod(pod)
+//! ```
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+// === errors ===
+
+/// How the reconciler reacts to a failed operation (G4). Never parse strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The thing does not exist (e.g. image not in store with policy Never, unknown container).
+    NotFound,
+    /// Already there; treat as done.
+    AlreadyExists,
+    /// The request itself is wrong (bad image reference, binary missing in image, bad workdir): don't retry until the spec changes.
+    Invalid,
+    /// Worth retrying with back-off (registry unreachable, EAGAIN, a busy resource).
+    Transient,
+    /// The host can't do it (no overlayfs, a cgroup controller missing).
+    Unsupported,
+    /// A bug or an unexpected host state.
+    Internal,
+}
+
+/// Every error type crossing these traits can be classified.
+pub trait Classify: std::error::Error + Send + Sync + 'static {
+    fn kind(&self) -> ErrorKind;
+}
+
+/// The whole `source()` chain as one line, for status messages and events.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        cur = e.source();
+    }
+    s
+}
+
+// === pods ===
+
+/// Identifies a pod instance. `uid` changes whenever the pod is replaced
+/// (a new spec hash or a new Deployment pod), so leftovers of an older
+/// instance never collide with the new one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    /// Short unique id (hex), stable for the life of this pod instance.
+    pub uid: String,
+}
+
+impl PodRef {
+    /// A host-unique, filesystem- and interface-safe key: `<namespace>_<name>_<uid>`.
+    pub fn key(&self) -> String {
+        format!("{}_{}_{}", self.namespace, self.name, self.uid)
+    }
+}
+
+// === images ===
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+/// The parts of an OCI image config a container needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `KEY=value`
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub exposed_ports: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+/// An image ready to run: unpacked read-only layers, lowest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// Normalised reference, e.g. `docker.io/library/busybox:latest`.
+    pub reference: String,
+    /// `sha256:<config digest>` (Kubernetes' imageID).
+    pub image_id: String,
+    /// `repo@sha256:<manifest digest>` when known.
+    pub repo_digest: Option<String>,
+    /// Unpacked layer directories, lowest first; used as overlayfs lowerdirs (top last).
+    pub layers: Vec<PathBuf>,
+    pub config: ImageConfig,
+}
+
+/// Why an image could not be made ready, shaped for Kubernetes reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImageFailureReason {
+    InvalidImageName,
+    ErrImagePull,
+    ErrImageNeverPull,
+}
+
+pub trait Images: Send + Sync + 'static {
+    type Error: Classify;
+
+    /// Make the image present (pulling or importing as the policy says) and
+    /// its layers unpacked. Concurrent calls for the same image do the work once.
+    fn ensure(
+        &self,
+        image: &str,
+        policy: PullPolicy,
+    ) -> impl Future<Output = Result<ImageInfo, Self::Error>> + Send;
+
+    /// Kubernetes reason for a failure from `ensure`.
+    fn failure_reason(err: &Self::Error) -> ImageFailureReason;
+
+    /// Drop images and layers not named in `in_use` (normalised references or
+    /// image ids) when disk usage passes the high threshold.
+    fn gc(&self, in_use: &[String]) -> impl Future<Output = Result<GcReport, Self::Error>> + Send;
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcReport {
+    pub removed_images: Vec<String>,
+    pub freed_bytes: u64,
+}
+
+// === network ===
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostPortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Protocol,
+    /// `None` = all host addresses.
+    pub host_ip: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodNetRequest {
+    pub pod: PodRef,
+    /// Host network pods get no namespace, no IP of their own and no mappings.
+    pub host_network: bool,
+    /// Conflicts are resolved by the reconciler before this call.
+    pub host_ports: Vec<HostPortMapping>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodNetwork {
+    /// Bind-mounted network namespace to join; `None` for hostNetwork.
+    pub netns: Option<PathBuf>,
+    /// Pod IP (the host's primary address for hostNetwork pods, when known).
+    pub ip: Option<Ipv4Addr>,
+    /// Nameservers and search domains for the pod's resolv.conf.
+    pub dns_servers: Vec<Ipv4Addr>,
+    pub dns_search: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePort {
+    pub name: Option<String>,
+    pub protocol: Protocol,
+    pub port: u16,
+    /// Resolved numeric target port (named ports resolved by the reconciler).
+    pub target_port: u16,
+    /// Requested node port for `type: NodePort` (None = allocate one).
+    pub node_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEntry {
+    pub namespace: String,
+    pub name: String,
+    /// `spec.clusterIP` when given.
+    pub cluster_ip: Option<Ipv4Addr>,
+    pub node_port_type: bool,
+    pub ports: Vec<ServicePort>,
+    /// Ready endpoint addresses only.
+    pub endpoints: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAssigned {
+    pub namespace: String,
+    pub name: String,
+    pub cluster_ip: Ipv4Addr,
+    /// (port, allocated node port) for NodePort services.
+    pub node_ports: Vec<(u16, u16)>,
+    /// Per-service error (e.g. requested clusterIP outside the CIDR or taken).
+    pub error: Option<String>,
+}
+
+pub trait Network: Send + Sync + 'static {
+    type Error: Classify;
+
+    /// Create (or find again) the pod's netns, veth, IP and hostPort rules. Idempotent.
+    fn ensure_pod(
+        &self,
+        req: &PodNetRequest,
+    ) -> impl Future<Output = Result<PodNetwork, Self::Error>> + Send;
+
+    /// Remove the pod's veth, IP, netns and nft elements. Idempotent.
+    fn remove_pod(&self, pod: &PodRef) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Pods that have network state on this host (for adoption and leak cleanup).
+    fn list_pods(&self) -> impl Future<Output = Result<Vec<PodRef>, Self::Error>> + Send;
+
+    /// Replace the whole Service table (VIPs, NodePorts, DNS names) with this set.
+    fn sync_services(
+        &self,
+        services: &[ServiceEntry],
+    ) -> impl Future<Output = Result<Vec<ServiceAssigned>, Self::Error>> + Send;
+}
+
+// === runtime ===
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxConfig {
+    pub pod: PodRef,
+    /// Pod name; written to /etc/hostname and set in the pod's UTS namespace.
+    pub hostname: String,
+    pub network: PodNetwork,
+    /// Pod-level cgroup limits (sum of containers), optional.
+    pub resources: Resources,
+}
+
+/// Pod-level things containers share, kept under the run dir.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sandbox {
+    pub pod: PodRef,
+    pub netns: Option<PathBuf>,
+    pub ipc_ns: Option<PathBuf>,
+    pub uts_ns: Option<PathBuf>,
+    pub hosts_file: PathBuf,
+    pub hostname_file: PathBuf,
+    pub resolv_conf: PathBuf,
+    /// Cgroup path of the pod, relative to the hierarchy root(s).
+    pub cgroup_parent: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu_request_millis: Option<u64>,
+    pub cpu_limit_millis: Option<u64>,
+    pub memory_request_bytes: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+    /// None = runtime's configured default.
+    pub pids_limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// false => no_new_privs
+    pub allow_privilege_escalation: bool,
+    pub read_only_root_fs: bool,
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub run_as_non_root: bool,
+    pub supplemental_groups: Vec<i64>,
+    /// `RuntimeDefault` (default) or `Unconfined`.
+    pub seccomp_unconfined: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountKind {
+    /// Bind-mount `source` (a host path) at `destination`.
+    Bind,
+    /// A fresh tmpfs; `size_bytes` limits it.
+    Tmpfs { size_bytes: Option<u64> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    pub kind: MountKind,
+    pub source: PathBuf,
+    pub destination: String,
+    /// Relative path inside `source` (Kubernetes subPath); must not escape `source`.
+    pub sub_path: Option<String>,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    /// Unique on the host, e.g. `<pod key>_<container name>_<attempt>`.
+    pub id: String,
+    pub pod: PodRef,
+    pub name: String,
+    /// Kept by the runtime and returned by `list`, for adoption (spec hash, attempt, init flag...).
+    pub labels: BTreeMap<String, String>,
+    pub image: ImageInfo,
+    /// Final argv (Kubernetes command/args already merged with Entrypoint/Cmd).
+    pub args: Vec<String>,
+    /// `KEY=value`, image env already merged.
+    pub env: Vec<String>,
+    pub working_dir: String,
+    /// Image `User` when runAsUser is not set (name or uid[:gid]); resolved through the image's /etc/passwd.
+    pub image_user: Option<String>,
+    pub sandbox: Sandbox,
+    pub mounts: Vec<MountSpec>,
+    pub resources: Resources,
+    pub security: Security,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    /// Created but not started, or the shim is still setting it up.
+    Created,
+    Running {
+        pid: u32,
+        started_at: SystemTime,
+    },
+    Exited {
+        exit_code: i32,
+        /// Signal number when killed by a signal (exit_code is then 128+signal).
+        signal: Option<i32>,
+        oom_killed: bool,
+        started_at: Option<SystemTime>,
+        finished_at: SystemTime,
+    },
+    /// Setting up failed before the process ran (binary not found, bad workdir...).
+    Failed {
+        /// `CreateContainerError` / `RunContainerError` style reason.
+        reason: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub pod: PodRef,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub state: ContainerState,
+    pub log_path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    /// Combined stdout/stderr, truncated to a few KiB.
+    pub output: String,
+    pub timed_out: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub cpu_usage_nanos: u64,
+    pub memory_working_set_bytes: u64,
+}
+
+pub trait Runtime: Send + Sync + 'static {
+    type Error: Classify;
+
+    fn ensure_sandbox(
+        &self,
+        cfg: &SandboxConfig,
+    ) -> impl Future<Output = Result<Sandbox, Self::Error>> + Send;
+
+    /// Remove the pod's namespaces, files and cgroup. Containers must be removed first.
+    fn remove_sandbox(&self, pod: &PodRef) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Create and start a container under its own shim. Returns once the process runs
+    /// (or with `ContainerState::Failed` details in the error).
+    fn run(
+        &self,
+        cfg: &ContainerConfig,
+    ) -> impl Future<Output = Result<ContainerInfo, Self::Error>> + Send;
+
+    fn status(&self, id: &str) -> impl Future<Output = Result<ContainerInfo, Self::Error>> + Send;
+
+    /// Every container this instance's runtime knows (running or exited, not yet removed).
+    fn list(&self) -> impl Future<Output = Result<Vec<ContainerInfo>, Self::Error>> + Send;
+
+    /// Resolves when the container has exited (immediately if it already has).
+    fn wait(&self, id: &str) -> impl Future<Output = Result<ContainerState, Self::Error>> + Send;
+
+    /// SIGTERM, then SIGKILL to the whole cgroup after `grace`.
+    fn stop(
+        &self,
+        id: &str,
+        grace: Duration,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Stop (if needed) and delete everything of the container but its logs.
+    fn remove(&self, id: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ExecResult, Self::Error>> + Send;
+
+    fn usage(&self, id: &str) -> impl Future<Output = Result<Usage, Self::Error>> + Send;
+}

@@ -1,0 +1,1 @@
+//! berth runtime (issue 5).

@@ -1,0 +1,141 @@
+//! The closed set of kinds berth understands, and the key that names an object.
+
+use std::fmt;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use serde::{Deserialize, Serialize};
+
+use crate::volume::Volume;
+
+/// The kinds berth reconciles. `PersistentVolumeClaim` manifests become [`Kind::Volume`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    Pod,
+    Deployment,
+    Service,
+    Volume,
+    ConfigMap,
+    Secret,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Pod,
+        Kind::Deployment,
+        Kind::Service,
+        Kind::Volume,
+        Kind::ConfigMap,
+        Kind::Secret,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Pod => "Pod",
+            Kind::Deployment => "Deployment",
+            Kind::Service => "Service",
+            Kind::Volume => "Volume",
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Secret => "Secret",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Names one object: kind, namespace (defaulted to `default`) and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    /// `Kind/namespace/name`, the form used in logs and events.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// One typed object. Defaults are applied by the parser before it is handed out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Object {
+    Pod(Box<Pod>),
+    Deployment(Box<Deployment>),
+    Service(Box<Service>),
+    Volume(Box<Volume>),
+    ConfigMap(Box<ConfigMap>),
+    Secret(Box<Secret>),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Pod(_) => Kind::Pod,
+            Object::Deployment(_) => Kind::Deployment,
+            Object::Service(_) => Kind::Service,
+            Object::Volume(_) => Kind::Volume,
+            Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::Secret(_) => Kind::Secret,
+        }
+    }
+
+    pub fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        match self {
+            Object::Pod(o) => &o.metadata,
+            Object::Deployment(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::Volume(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
+        }
+    }
+
+    /// The key of this object; the namespace is `default` when unset.
+    pub fn key(&self) -> ObjectKey {
+        let m = self.metadata();
+        ObjectKey::new(
+            self.kind(),
+            m.namespace.clone().unwrap_or_else(|| "default".to_string()),
+            m.name.clone().unwrap_or_default(),
+        )
+    }
+}
+
+/// Where an object (or a diagnostic) came from: file and 1-based line/column of
+/// the start of its YAML document.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Location {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// An object together with where it was read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sourced {
+    pub object: Object,
+    pub location: Location,
+}
