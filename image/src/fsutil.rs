@@ -1,0 +1,70 @@
+//! Small durable-write helpers (G11): temp file -> fsync -> rename -> fsync dir.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Fsync a directory so a rename inside it is durable.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// A name unique within this process and across restarts (pid + counter + time).
+pub fn unique_name(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{t}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Replace `path` atomically with `data`.
+pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp: PathBuf = dir.join(format!(
+        ".{}.tmp",
+        unique_name(&path.file_name().unwrap_or_default().to_string_lossy())
+    ));
+    let res = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        fsync_dir(dir)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Total bytes of regular files under `p` (not following symlinks).
+pub fn du(p: &Path) -> u64 {
+    let Ok(m) = fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    let mut total = 0;
+    if let Ok(rd) = fs::read_dir(p) {
+        for e in rd.flatten() {
+            total += du(&e.path());
+        }
+    }
+    total
+}
+
+/// Remove a directory tree by first renaming it into `trash` (so it vanishes
+/// atomically from its old place), then deleting it.
+pub fn remove_tree_atomic(p: &Path, trash: &Path) -> io::Result<()> {
+    let t = trash.join(unique_name("del"));
+    fs::rename(p, &t)?;
+    fs::remove_dir_all(&t)
+}

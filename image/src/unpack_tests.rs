@@ -1,0 +1,340 @@
+//! Hostile and ordinary layer archives, built in memory with the `tar` crate.
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use tar::{EntryType, Header};
+
+use super::*;
+
+/// One raw tar entry; the name bytes are written as-is (no validation), so
+/// tests can carry `..` and absolute paths.
+struct E<'a> {
+    name: &'a str,
+    kind: EntryType,
+    link: Option<&'a str>,
+    data: &'a [u8],
+    mode: u32,
+}
+
+fn f<'a>(name: &'a str, data: &'a [u8]) -> E<'a> {
+    E { name, kind: EntryType::Regular, link: None, data, mode: 0o644 }
+}
+fn d(name: &str) -> E<'_> {
+    E { name, kind: EntryType::Directory, link: None, data: b"", mode: 0o755 }
+}
+fn sym<'a>(name: &'a str, to: &'a str) -> E<'a> {
+    E { name, kind: EntryType::Symlink, link: Some(to), data: b"", mode: 0o777 }
+}
+fn hard<'a>(name: &'a str, to: &'a str) -> E<'a> {
+    E { name, kind: EntryType::Link, link: Some(to), data: b"", mode: 0o644 }
+}
+
+fn build(entries: &[E<'_>]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = Header::new_gnu();
+        {
+            let g = h.as_gnu_mut().unwrap();
+            g.name[..e.name.len()].copy_from_slice(e.name.as_bytes());
+            if let Some(l) = e.link {
+                g.linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+        }
+        h.set_entry_type(e.kind);
+        h.set_size(e.data.len() as u64);
+        h.set_mode(e.mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_cksum();
+        b.append(&h, e.data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// A header with every numeric field set (as real archives have).
+fn hdr(path: &str, kind: EntryType, mode: u32, size: u64) -> Header {
+    let mut h = Header::new_gnu();
+    h.set_path(path).unwrap();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_600_000_000);
+    h.set_size(size);
+    h
+}
+
+fn caps() -> Caps {
+    Caps::detect()
+}
+
+/// Extract into `<tmp>/root` with a sentinel dir `<tmp>/outside` next to it.
+fn extract(entries: &[E<'_>]) -> (tempfile::TempDir, Result<UnpackStats, UnpackError>) {
+    let t = tempfile::tempdir().unwrap();
+    fs::create_dir(t.path().join("root")).unwrap();
+    fs::create_dir(t.path().join("outside")).unwrap();
+    fs::write(t.path().join("outside/secret"), b"keep").unwrap();
+    let data = build(entries);
+    let mut ar = tar::Archive::new(&data[..]);
+    let r = apply_tar(&mut ar, &t.path().join("root"), caps());
+    (t, r)
+}
+
+fn outside_untouched(t: &Path) {
+    let names: Vec<_> = fs::read_dir(t.join("outside")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec!["secret"], "nothing new outside");
+    assert_eq!(fs::read(t.join("outside/secret")).unwrap(), b"keep");
+    let top: Vec<_> = fs::read_dir(t).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(top.len(), 2, "only root and outside at the top: {top:?}");
+}
+
+#[test]
+fn ordinary_layer() {
+    let (t, r) = extract(&[d("bin/"), f("bin/sh", b"#!"), sym("bin/ls", "sh"), hard("bin/sh2", "bin/sh"), f("./etc/passwd", b"root")]);
+    let s = r.unwrap();
+    assert_eq!(s.entries, 5);
+    let root = t.path().join("root");
+    assert_eq!(fs::read(root.join("bin/sh")).unwrap(), b"#!");
+    assert_eq!(fs::read_link(root.join("bin/ls")).unwrap(), Path::new("sh"));
+    assert_eq!(fs::metadata(root.join("bin/sh2")).unwrap().ino(), fs::metadata(root.join("bin/sh")).unwrap().ino());
+    assert_eq!(fs::metadata(root.join("bin/sh")).unwrap().mtime(), 1_600_000_000);
+    assert_eq!(fs::metadata(root.join("bin")).unwrap().mtime(), 1_600_000_000);
+    assert_eq!(fs::read(root.join("etc/passwd")).unwrap(), b"root");
+}
+
+#[test]
+fn dotdot_escape_is_refused() {
+    let (t, r) = extract(&[f("../outside/evil", b"x")]);
+    assert!(matches!(r, Err(UnpackError::PathEscapes { .. })), "{r:?}");
+    outside_untouched(t.path());
+    let (t, r) = extract(&[f("a/../../outside/evil", b"x")]);
+    assert!(matches!(r, Err(UnpackError::PathEscapes { .. })), "{r:?}");
+    outside_untouched(t.path());
+    // `..` that stays inside is fine, resolved lexically
+    let (t, r) = extract(&[f("a/../b", b"x")]);
+    r.unwrap();
+    assert_eq!(fs::read(t.path().join("root/b")).unwrap(), b"x");
+}
+
+#[test]
+fn absolute_paths_are_rooted_in_the_layer() {
+    let (t, r) = extract(&[f("/etc/evil", b"x"), f("//tmp/x", b"y")]);
+    r.unwrap();
+    assert_eq!(fs::read(t.path().join("root/etc/evil")).unwrap(), b"x");
+    assert_eq!(fs::read(t.path().join("root/tmp/x")).unwrap(), b"y");
+    outside_untouched(t.path());
+}
+
+#[test]
+fn writing_through_a_symlink_is_refused() {
+    for target in ["../outside", "/tmp", "."] {
+        let (t, r) = extract(&[sym("link", target), f("link/evil", b"x")]);
+        assert!(matches!(r, Err(UnpackError::ThroughSymlink { .. })), "{target}: {r:?}");
+        outside_untouched(t.path());
+    }
+    // the same with a nested directory
+    let (t, r) = extract(&[d("a/"), sym("a/b", "../../outside"), d("a/b/c/"), f("a/b/c/evil", b"x")]);
+    assert!(matches!(r, Err(UnpackError::ThroughSymlink { .. })), "{r:?}");
+    outside_untouched(t.path());
+}
+
+#[test]
+fn a_symlink_replaced_by_a_file_is_not_followed() {
+    // Creating a file over a symlink must replace the link, not write to its target.
+    let (t, r) = extract(&[sym("x", "../outside/secret"), f("x", b"new")]);
+    r.unwrap();
+    outside_untouched(t.path());
+    assert_eq!(fs::read(t.path().join("root/x")).unwrap(), b"new");
+    // a directory entry over a symlink replaces the symlink too
+    let (t, r) = extract(&[sym("x", "../outside"), d("x/"), f("x/y", b"1")]);
+    r.unwrap();
+    outside_untouched(t.path());
+    assert!(fs::symlink_metadata(t.path().join("root/x")).unwrap().is_dir());
+}
+
+#[test]
+fn hardlinks_outside_or_through_symlinks_are_refused() {
+    let (t, r) = extract(&[hard("h", "../outside/secret")]);
+    assert!(matches!(r, Err(UnpackError::BadHardlink { .. })), "{r:?}");
+    outside_untouched(t.path());
+    let (t, r) = extract(&[hard("h", "/etc/passwd")]);
+    assert!(matches!(r, Err(UnpackError::BadHardlink { reason: "target does not exist in this layer", .. })), "{r:?}");
+    outside_untouched(t.path());
+    let (t, r) = extract(&[sym("l", "../outside"), hard("h", "l/secret")]);
+    assert!(matches!(r, Err(UnpackError::BadHardlink { reason: "target path goes through a symlink", .. })), "{r:?}");
+    outside_untouched(t.path());
+    let (_t, r) = extract(&[d("dir/"), hard("h", "dir")]);
+    assert!(matches!(r, Err(UnpackError::BadHardlink { reason: "target is a directory", .. })), "{r:?}");
+    // a hard link to a symlink links the symlink itself, never its target
+    let (t, r) = extract(&[sym("l", "../outside/secret"), hard("h", "l")]);
+    r.unwrap();
+    assert!(fs::symlink_metadata(t.path().join("root/h")).unwrap().file_type().is_symlink());
+    outside_untouched(t.path());
+}
+
+#[test]
+fn device_nodes_need_cap_mknod() {
+    let mut e = E { name: "dev/null", kind: EntryType::Char, link: None, data: b"", mode: 0o666 };
+    e.mode = 0o666;
+    let data = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = hdr(e.name, e.kind, e.mode, 0);
+        h.set_device_major(1).unwrap();
+        h.set_device_minor(3).unwrap();
+        h.set_mode(e.mode);
+        h.set_size(0);
+        h.set_cksum();
+        b.append(&h, &b""[..]).unwrap();
+        b.into_inner().unwrap()
+    };
+    let t = tempfile::tempdir().unwrap();
+    // Without the capability: skipped, counted.
+    let s = apply_tar(&mut tar::Archive::new(&data[..]), t.path(), Caps { is_root: false, can_mknod: false }).unwrap();
+    assert_eq!(s.skipped_devices, 1);
+    assert!(!t.path().join("dev/null").exists());
+    if Caps::detect().can_mknod {
+        let s = apply_tar(&mut tar::Archive::new(&data[..]), t.path(), Caps::detect()).unwrap();
+        assert_eq!(s.skipped_devices, 0);
+        let m = fs::symlink_metadata(t.path().join("dev/null")).unwrap();
+        assert!(m.file_type().is_char_device());
+        assert_eq!(m.rdev(), nix::sys::stat::makedev(1, 3));
+        assert_eq!(m.permissions().mode() & 0o7777, 0o666);
+    }
+}
+
+#[test]
+fn setuid_and_ownership_survive() {
+    let data = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = hdr("bin/su", EntryType::Regular, 0o4755, 2);
+        h.set_uid(1000);
+        h.set_gid(1001);
+        h.set_size(2);
+        h.set_cksum();
+        b.append(&h, &b"su"[..]).unwrap();
+        let mut h = hdr("tmp/", EntryType::Directory, 0o1777, 0);
+        h.set_cksum();
+        b.append(&h, &b""[..]).unwrap();
+        b.into_inner().unwrap()
+    };
+    let t = tempfile::tempdir().unwrap();
+    let c = Caps::detect();
+    apply_tar(&mut tar::Archive::new(&data[..]), t.path(), c).unwrap();
+    let m = fs::metadata(t.path().join("bin/su")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o4755);
+    assert_eq!(fs::metadata(t.path().join("tmp")).unwrap().permissions().mode() & 0o7777, 0o1777);
+    if c.is_root {
+        assert_eq!((m.uid(), m.gid()), (1000, 1001));
+    }
+}
+
+#[test]
+fn xattrs_from_pax_headers() {
+    let data = {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("SCHILY.xattr.user.berth", &b"v1"[..]), ("SCHILY.xattr.trusted.evil", &b"x"[..])]).unwrap();
+        let mut h = hdr("file", EntryType::Regular, 0o644, 1);
+        h.set_cksum();
+        b.append(&h, &b"z"[..]).unwrap();
+        b.into_inner().unwrap()
+    };
+    let t = tempfile::tempdir().unwrap();
+    apply_tar(&mut tar::Archive::new(&data[..]), t.path(), Caps::detect()).unwrap();
+    let p = t.path().join("file");
+    assert_eq!(fs::read(&p).unwrap(), b"z");
+    // user.* xattrs need filesystem support (tmpfs has it since 6.6); check when supported.
+    if xattr::SUPPORTED_PLATFORM && xattr::set(t.path(), "user.probe", b"1").is_ok() {
+        assert_eq!(xattr::get(&p, "user.berth").unwrap().as_deref(), Some(&b"v1"[..]));
+    }
+    assert_eq!(xattr::get(&p, "trusted.evil").ok().flatten(), None, "trusted.* from archives is never applied");
+}
+
+#[test]
+fn whiteouts_become_overlayfs_whiteouts() {
+    let (t, r) = extract(&[d("etc/"), f("etc/.wh.shadow", b""), d("var/"), f("var/.wh..wh..opq", b""), f(".wh..wh.plnk", b"")]);
+    let root = t.path().join("root");
+    if Caps::detect().is_root {
+        let s = r.unwrap();
+        assert_eq!(s.whiteouts, 2);
+        let m = fs::symlink_metadata(root.join("etc/shadow")).unwrap();
+        assert!(m.file_type().is_char_device());
+        assert_eq!(m.rdev(), 0);
+        assert!(!root.join("etc/.wh.shadow").exists());
+        assert!(!root.join(".wh..wh.plnk").exists());
+        assert_eq!(xattr::get(root.join("var"), "trusted.overlay.opaque").unwrap().as_deref(), Some(&b"y"[..]));
+    } else {
+        assert!(matches!(r, Err(UnpackError::WhiteoutNotPermitted { .. })), "{r:?}");
+    }
+    // whiteout names cannot escape either
+    let (t, r) = extract(&[f("../outside/.wh.secret", b"")]);
+    assert!(matches!(r, Err(UnpackError::PathEscapes { .. })), "{r:?}");
+    outside_untouched(t.path());
+    let (t, r) = extract(&[sym("l", "../outside"), f("l/.wh.secret", b"")]);
+    assert!(matches!(r, Err(UnpackError::ThroughSymlink { .. })), "{r:?}");
+    outside_untouched(t.path());
+}
+
+fn layer_blob(dir: &Path, comp: Compression) -> (PathBuf, Digest, Digest) {
+    let tar = build(&[d("a/"), f("a/b", &[7u8; 100_000])]);
+    let diff = Digest::of(&tar);
+    let blob = match comp {
+        Compression::None => tar,
+        Compression::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&tar).unwrap();
+            e.finish().unwrap()
+        }
+        Compression::Zstd => zstd::encode_all(&tar[..], 3).unwrap(),
+    };
+    let p = dir.join(format!("blob-{comp:?}"));
+    fs::write(&p, &blob).unwrap();
+    (p, Digest::of(&blob), diff)
+}
+
+#[test]
+fn unpack_layer_verifies_digests_for_each_compression() {
+    let t = tempfile::tempdir().unwrap();
+    let tmp = t.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    for comp in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let (blob, bd, diff) = layer_blob(t.path(), comp);
+        let dst = t.path().join(format!("layer-{comp:?}"));
+        // wrong diff id: nothing committed, temp cleaned
+        let e = unpack_layer(&blob, &bd, &Digest::of(b"x"), &dst, &tmp, caps()).unwrap_err();
+        assert!(matches!(e, UnpackError::DigestMismatch { what: "uncompressed (diff ID)", .. }), "{e}");
+        assert!(!dst.exists());
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+        // corrupt blob: refused
+        let mut bytes = fs::read(&blob).unwrap();
+        let n = bytes.len();
+        bytes[n - 10] ^= 0xff;
+        let bad = t.path().join("bad");
+        fs::write(&bad, &bytes).unwrap();
+        assert!(unpack_layer(&bad, &bd, &diff, &dst, &tmp, caps()).is_err());
+        assert!(!dst.exists());
+        // good
+        let s = unpack_layer(&blob, &bd, &diff, &dst, &tmp, caps()).unwrap();
+        assert_eq!(s.bytes, 100_000);
+        assert_eq!(fs::read(dst.join("a/b")).unwrap(), vec![7u8; 100_000]);
+        // second unpack onto an existing layer keeps the first
+        unpack_layer(&blob, &bd, &diff, &dst, &tmp, caps()).unwrap();
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+    }
+}
+
+#[test]
+fn truncated_layer_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let tmp = t.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let (blob, bd, diff) = layer_blob(t.path(), Compression::Gzip);
+    let bytes = fs::read(&blob).unwrap();
+    fs::write(&blob, &bytes[..bytes.len() / 2]).unwrap();
+    let dst = t.path().join("layer");
+    assert!(unpack_layer(&blob, &bd, &diff, &dst, &tmp, caps()).is_err());
+    assert!(!dst.exists());
+    assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+}
