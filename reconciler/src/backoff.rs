@@ -1,0 +1,156 @@
+//! Restart back-off as a small value type (G9).
+//!
+//! Kubernetes' kubelet restarts a crashed container at once the first time,
+//! then waits 10 s, doubling up to 5 min; the delay resets once a container has
+//! run for 10 min. [`Backoff`] yields the delays; [`ResetAfter`] applies the
+//! "quiet period" rule.
+
+use std::time::Duration;
+
+/// Yields 0, then `initial`, doubling up to `max`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BackoffError {
+    #[error("back-off initial delay must be positive and not above the maximum")]
+    InvalidBounds,
+}
+
+impl Backoff {
+    /// Kubernetes' defaults: 10 s doubling to 300 s.
+    pub const fn kubernetes() -> Self {
+        Self {
+            initial: Duration::from_secs(10),
+            max: Duration::from_secs(300),
+            next: Duration::ZERO,
+        }
+    }
+
+    pub fn try_new(initial: Duration, max: Duration) -> Result<Self, BackoffError> {
+        if initial.is_zero() || initial > max {
+            return Err(BackoffError::InvalidBounds);
+        }
+        Ok(Self {
+            initial,
+            max,
+            next: Duration::ZERO,
+        })
+    }
+
+    /// Back to "restart at once".
+    pub fn reset(&mut self) {
+        self.next = Duration::ZERO;
+    }
+
+    /// The delay the next call to `next()` will return, without advancing.
+    pub fn peek(&self) -> Duration {
+        self.next
+    }
+}
+
+impl Iterator for Backoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let cur = self.next;
+        self.next = if cur.is_zero() {
+            self.initial
+        } else {
+            (cur * 2).min(self.max)
+        };
+        Some(cur)
+    }
+}
+
+/// Resets the inner back-off when the thing ran longer than `quiet` before failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetAfter {
+    inner: Backoff,
+    quiet: Duration,
+}
+
+impl ResetAfter {
+    /// Kubernetes: reset after 10 minutes of running.
+    pub const fn kubernetes() -> Self {
+        Self {
+            inner: Backoff::kubernetes(),
+            quiet: Duration::from_secs(600),
+        }
+    }
+
+    pub fn new(inner: Backoff, quiet: Duration) -> Self {
+        Self { inner, quiet }
+    }
+
+    /// Delay before restarting something that ran for `ran_for`.
+    pub fn delay_after_run(&mut self, ran_for: Duration) -> Duration {
+        if ran_for >= self.quiet {
+            self.inner.reset();
+        }
+        self.inner.next().unwrap_or(Duration::ZERO)
+    }
+
+    pub fn peek(&self) -> Duration {
+        self.inner.peek()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_sequence() {
+        let b = Backoff::kubernetes();
+        let v: Vec<u64> = b.take(9).map(|d| d.as_secs()).collect();
+        assert_eq!(v, vec![0, 10, 20, 40, 80, 160, 300, 300, 300]);
+    }
+
+    #[test]
+    fn reset_returns_to_zero() {
+        let mut b = Backoff::kubernetes();
+        b.next();
+        b.next();
+        assert_eq!(b.peek(), Duration::from_secs(20));
+        b.reset();
+        assert_eq!(b.next(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn invalid_bounds() {
+        assert_eq!(
+            Backoff::try_new(Duration::ZERO, Duration::from_secs(1)),
+            Err(BackoffError::InvalidBounds)
+        );
+        assert_eq!(
+            Backoff::try_new(Duration::from_secs(2), Duration::from_secs(1)),
+            Err(BackoffError::InvalidBounds)
+        );
+        assert!(Backoff::try_new(Duration::from_secs(1), Duration::from_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn reset_after_quiet_period() {
+        let mut r = ResetAfter::kubernetes();
+        assert_eq!(r.delay_after_run(Duration::from_secs(1)), Duration::ZERO);
+        assert_eq!(
+            r.delay_after_run(Duration::from_secs(1)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            r.delay_after_run(Duration::from_secs(1)),
+            Duration::from_secs(20)
+        );
+        // ran 10 minutes: back to an immediate restart
+        assert_eq!(r.delay_after_run(Duration::from_secs(600)), Duration::ZERO);
+        assert_eq!(
+            r.delay_after_run(Duration::from_secs(5)),
+            Duration::from_secs(10)
+        );
+    }
+}

@@ -1,0 +1,872 @@
+//! The control loop: level-triggered passes over the desired set.
+//!
+//! Each pass expands Pods and Deployments into the pods berth wants, compares
+//! them with the pods it has (keyed by namespace/name; each with a worker task),
+//! starts and stops workers, syncs Services, and publishes a status snapshot.
+//! Triggers (a new desired set, a worker message, the resync timer) only make
+//! the next pass come sooner.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use berth_spec::Object;
+use berth_spec::k8s_openapi::api::apps::v1::Deployment;
+use berth_spec::k8s_openapi::api::core::v1::{PodStatus, Service};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::container::ConfigObjects;
+use crate::deployment::{self, PodObs};
+use crate::desired::{DesiredRx, DesiredState};
+use crate::events::{EventInput, EventRing};
+use crate::pod::{
+    self, Deps, DesiredPod, WorkerHandle, WorkerInit, WorkerMsg, WorkerSettings, World,
+};
+use crate::record::{PodRecord, RecordStore};
+use crate::service;
+use crate::snapshot;
+use crate::status::{Snapshot, StatusWriter};
+use crate::traits::{
+    ContainerInfo, Images, Network, PodRef, Runtime, ServiceAssigned, ServiceEntry, error_chain,
+};
+
+pub const LABEL_TEMPLATE_HASH: &str = "pod-template-hash";
+
+/// Settings of the reconciler.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    pub state_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub node_name: String,
+    pub host_ip: Option<Ipv4Addr>,
+    /// Periodic pass even when nothing happened.
+    pub resync: Duration,
+    pub image_gc_interval: Duration,
+}
+
+pub(crate) struct PodEntry {
+    pub record: PodRecord,
+    pub annotations: BTreeMap<String, String>,
+    pub handle: Option<WorkerHandle>,
+    pub status: Option<PodStatus>,
+    pub logs: Vec<(String, PathBuf)>,
+    pub terminating: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Progress {
+    pub hash: String,
+    pub last_change: Instant,
+    pub last_counts: deployment::Counts,
+    pub stalled: bool,
+}
+
+pub struct Reconciler<I, R, N> {
+    deps: Deps<I, R, N>,
+    cfg: ReconcilerConfig,
+    settings: Arc<WorkerSettings>,
+    records: RecordStore,
+    pub(crate) pods: BTreeMap<(String, String), PodEntry>,
+    pub(crate) blocked: BTreeMap<(String, String), (DesiredPod, String)>,
+    pub(crate) events: EventRing,
+    status_tx: StatusWriter,
+    world_tx: watch::Sender<Arc<World>>,
+    worker_tx: mpsc::Sender<WorkerMsg>,
+    worker_rx: mpsc::Receiver<WorkerMsg>,
+    pub(crate) progress: BTreeMap<(String, String), Progress>,
+    synced_services: Option<Vec<ServiceEntry>>,
+    pub(crate) assigned: BTreeMap<(String, String), ServiceAssigned>,
+    volume_policies: BTreeMap<(String, String), berth_spec::volume::ReclaimPolicy>,
+    volume_usage: BTreeMap<(String, String), u64>,
+    passes: u64,
+    version: u64,
+}
+
+impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
+    pub fn new(
+        images: Arc<I>,
+        runtime: Arc<R>,
+        net: Arc<N>,
+        cfg: ReconcilerConfig,
+        status_tx: StatusWriter,
+    ) -> Self {
+        let (worker_tx, worker_rx) = mpsc::channel(1024);
+        let (world_tx, _) = watch::channel(Arc::new(World::default()));
+        Self {
+            deps: Deps {
+                images,
+                runtime,
+                net,
+            },
+            settings: Arc::new(WorkerSettings {
+                state_dir: cfg.state_dir.clone(),
+                run_dir: cfg.run_dir.clone(),
+                node_name: cfg.node_name.clone(),
+                host_ip: cfg.host_ip,
+            }),
+            records: RecordStore::new(&cfg.state_dir),
+            cfg,
+            pods: BTreeMap::new(),
+            blocked: BTreeMap::new(),
+            events: EventRing::new(crate::events::DEFAULT_CAPACITY),
+            status_tx,
+            world_tx,
+            worker_tx,
+            worker_rx,
+            progress: BTreeMap::new(),
+            synced_services: None,
+            assigned: BTreeMap::new(),
+            volume_policies: BTreeMap::new(),
+            volume_usage: BTreeMap::new(),
+            passes: 0,
+            version: 0,
+        }
+    }
+
+    /// Run until `shutdown` turns true (or its sender goes). Workloads keep running.
+    pub async fn run(mut self, mut desired_rx: DesiredRx, mut shutdown: watch::Receiver<bool>) {
+        self.adopt().await;
+        let mut resync = tokio::time::interval(self.cfg.resync);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut gc = tokio::time::interval(self.cfg.image_gc_interval);
+        gc.tick().await;
+        loop {
+            let desired = desired_rx.borrow_and_update().clone();
+            self.pass(&desired).await;
+            self.publish(&desired);
+            tokio::select! {
+                r = shutdown.changed() => {
+                    if r.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+                r = desired_rx.changed() => {
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                Some(msg) = self.worker_rx.recv() => {
+                    self.on_worker(msg);
+                    // fold a burst of messages into one pass
+                    while let Ok(m) = self.worker_rx.try_recv() {
+                        self.on_worker(m);
+                    }
+                }
+                _ = resync.tick() => {}
+                _ = gc.tick() => self.spawn_image_gc(),
+            }
+        }
+        tracing::info!("reconciler stopped; containers keep running");
+    }
+
+    fn spawn_image_gc(&self) {
+        let images = self.deps.images.clone();
+        let in_use: Vec<String> = self
+            .pods
+            .values()
+            .flat_map(|e| {
+                e.record
+                    .spec
+                    .containers
+                    .iter()
+                    .chain(e.record.spec.init_containers.iter().flatten())
+            })
+            .filter_map(|c| c.image.clone())
+            .collect();
+        tokio::spawn(async move {
+            match images.gc(&in_use).await {
+                Ok(r) if !r.removed_images.is_empty() => {
+                    tracing::info!(removed = ?r.removed_images, freed = r.freed_bytes, "image gc")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(err = %error_chain(&e), "image gc"),
+            }
+        });
+    }
+
+    // === adoption ===
+
+    async fn adopt(&mut self) {
+        let records = match self.records.load() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(err = %error_chain(&e), "pod records unreadable; starting without them");
+                Vec::new()
+            }
+        };
+        let mut containers: Vec<ContainerInfo> = Vec::new();
+        for attempt in 0..3 {
+            match self.deps.runtime.list().await {
+                Ok(c) => {
+                    containers = c;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(attempt, err = %error_chain(&e), "listing containers");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        let mut by_uid: BTreeMap<String, Vec<ContainerInfo>> = BTreeMap::new();
+        for c in containers {
+            by_uid.entry(c.pod.uid.clone()).or_default().push(c);
+        }
+        let known: BTreeSet<String> = records.iter().map(|r| r.pod.uid.clone()).collect();
+        for rec in records {
+            let adopted = by_uid.remove(&rec.pod.uid).unwrap_or_default();
+            tracing::info!(pod = %rec.pod.key(), containers = adopted.len(), "adopting pod");
+            let key = (rec.pod.namespace.clone(), rec.pod.name.clone());
+            let desired = desired_from_record(&rec);
+            let handle = self.spawn_worker(rec.pod.clone(), desired, adopted);
+            self.pods.insert(
+                key,
+                PodEntry {
+                    record: rec,
+                    annotations: BTreeMap::new(),
+                    handle: Some(handle),
+                    status: None,
+                    logs: Vec::new(),
+                    terminating: None,
+                },
+            );
+        }
+        // containers of pods berth has no record of: half-done work of a crash
+        for (uid, list) in by_uid {
+            for c in list {
+                tracing::warn!(container = %c.id, pod_uid = %uid, "removing unrecorded container");
+                if let Err(e) = self.deps.runtime.remove(&c.id).await {
+                    tracing::warn!(container = %c.id, err = %error_chain(&e), "removing unrecorded container");
+                }
+            }
+        }
+        if let Ok(net_pods) = self.deps.net.list_pods().await {
+            for p in net_pods.into_iter().filter(|p| !known.contains(&p.uid)) {
+                tracing::warn!(pod = %p.key(), "removing unrecorded pod network and sandbox");
+                let _ = self.deps.runtime.remove_sandbox(&p).await;
+                if let Err(e) = self.deps.net.remove_pod(&p).await {
+                    tracing::warn!(pod = %p.key(), err = %error_chain(&e), "removing pod network");
+                }
+            }
+        }
+    }
+
+    fn spawn_worker(
+        &self,
+        pod: PodRef,
+        desired: DesiredPod,
+        adopted: Vec<ContainerInfo>,
+    ) -> WorkerHandle {
+        pod::spawn(WorkerInit {
+            deps: self.deps.clone(),
+            settings: self.settings.clone(),
+            pod,
+            desired,
+            world: self.world_tx.subscribe(),
+            tx: self.worker_tx.clone(),
+            adopted,
+        })
+    }
+
+    fn save_records(&self) {
+        let recs: Vec<PodRecord> = self.pods.values().map(|e| e.record.clone()).collect();
+        if let Err(e) = self.records.save(&recs) {
+            tracing::error!(err = %error_chain(&e), "saving pod records");
+        }
+    }
+
+    fn on_worker(&mut self, msg: WorkerMsg) {
+        self.version += 1;
+        match msg {
+            WorkerMsg::Status { pod, status, logs } => {
+                if let Some(e) = self.entry_for(&pod) {
+                    e.status = Some(*status);
+                    e.logs = logs;
+                }
+            }
+            WorkerMsg::Event {
+                pod,
+                warning,
+                reason,
+                message,
+            } => {
+                self.events.record(
+                    EventInput {
+                        warning,
+                        kind: "Pod",
+                        namespace: &pod.namespace,
+                        name: &pod.name,
+                        reason: &reason,
+                        message: &message,
+                    },
+                    SystemTime::now(),
+                );
+            }
+            WorkerMsg::Gone { pod } => {
+                let key = (pod.namespace.clone(), pod.name.clone());
+                if self
+                    .pods
+                    .get(&key)
+                    .is_some_and(|e| e.record.pod.uid == pod.uid)
+                {
+                    self.pods.remove(&key);
+                    self.save_records();
+                    tracing::info!(pod = %pod.key(), "pod removed");
+                }
+            }
+        }
+    }
+
+    fn entry_for(&mut self, pod: &PodRef) -> Option<&mut PodEntry> {
+        self.pods
+            .get_mut(&(pod.namespace.clone(), pod.name.clone()))
+            .filter(|e| e.record.pod.uid == pod.uid)
+    }
+
+    // === one pass ===
+
+    async fn pass(&mut self, desired: &DesiredState) {
+        self.passes += 1;
+        self.update_world(desired);
+        self.sync_volumes(desired);
+        let now = SystemTime::now();
+        let mut want: Vec<DesiredPod> = Vec::new();
+        let mut names: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut deployments: BTreeSet<(String, String)> = BTreeSet::new();
+        for sourced in desired.objects.values() {
+            match &sourced.object {
+                Object::Pod(p) => {
+                    let d = desired_from_pod(p);
+                    names.insert((d.namespace.clone(), d.name.clone()));
+                    want.push(d);
+                }
+                Object::Deployment(d) => {
+                    let key = (
+                        d.metadata
+                            .namespace
+                            .clone()
+                            .unwrap_or_else(|| "default".into()),
+                        d.metadata.name.clone().unwrap_or_default(),
+                    );
+                    deployments.insert(key.clone());
+                    self.plan_deployment(d, &key, now, &mut want);
+                }
+                _ => {}
+            }
+        }
+        // deletions: replaced, pruned, or scaled away
+        let mut to_delete: Vec<((String, String), Duration)> = Vec::new();
+        for (key, e) in &self.pods {
+            if e.terminating.is_some() {
+                continue;
+            }
+            let grace = Duration::from_secs(
+                e.record
+                    .spec
+                    .termination_grace_period_seconds
+                    .unwrap_or(30)
+                    .max(0) as u64,
+            );
+            match &e.record.owner {
+                None => match want
+                    .iter()
+                    .find(|d| d.owner.is_none() && (&d.namespace, &d.name) == (&key.0, &key.1))
+                {
+                    Some(d) if d.spec_hash != e.record.spec_hash => {
+                        to_delete.push((key.clone(), grace))
+                    }
+                    Some(_) => {}
+                    None if desired.complete => to_delete.push((key.clone(), grace)),
+                    None => {}
+                },
+                Some(owner) => {
+                    let owned = deployments.contains(&(key.0.clone(), owner.clone()));
+                    if !owned && desired.complete {
+                        to_delete.push((key.clone(), grace));
+                    }
+                }
+            }
+        }
+        for (key, grace) in to_delete {
+            self.delete_pod(&key, grace, "Killing");
+        }
+        for d in want {
+            self.ensure_pod(d);
+        }
+        self.blocked.retain(|k, _| names.contains(k));
+        self.sync_services(desired).await;
+    }
+
+    fn plan_deployment(
+        &mut self,
+        d: &Deployment,
+        key: &(String, String),
+        now: SystemTime,
+        want: &mut Vec<DesiredPod>,
+    ) {
+        let spec = &d.spec;
+        let hash = deployment::template_hash(&spec.template);
+        let obs: Vec<PodObs> = self
+            .pods
+            .values()
+            .filter(|e| {
+                e.record.pod.namespace == key.0 && e.record.owner.as_deref() == Some(key.1.as_str())
+            })
+            .map(|e| pod_obs(e))
+            .collect();
+        let deadline =
+            Duration::from_secs(spec.progress_deadline_seconds.unwrap_or(600).max(0) as u64);
+        let prog = self
+            .progress
+            .entry(key.clone())
+            .or_insert_with(|| Progress {
+                hash: hash.clone(),
+                last_change: Instant::now(),
+                last_counts: Default::default(),
+                stalled: false,
+            });
+        if prog.hash != hash {
+            *prog = Progress {
+                hash: hash.clone(),
+                last_change: Instant::now(),
+                last_counts: Default::default(),
+                stalled: false,
+            };
+        }
+        let p = deployment::plan(spec, &hash, &obs, now, prog.stalled);
+        if p.counts != prog.last_counts || p.complete {
+            prog.last_counts = p.counts.clone();
+            prog.last_change = Instant::now();
+        }
+        if !p.complete && !prog.stalled && prog.last_change.elapsed() > deadline {
+            prog.stalled = true;
+            self.events.record(
+                EventInput {
+                    warning: true,
+                    kind: "Deployment",
+                    namespace: &key.0,
+                    name: &key.1,
+                    reason: "ProgressDeadlineExceeded",
+                    message: &format!("Deployment {:?} has timed out progressing", key.1),
+                },
+                now,
+            );
+        }
+        for name in &p.delete {
+            if let Some(e) = self.pods.get(&(key.0.clone(), name.clone())) {
+                let grace = Duration::from_secs(
+                    e.record
+                        .spec
+                        .termination_grace_period_seconds
+                        .unwrap_or(30)
+                        .max(0) as u64,
+                );
+                self.delete_pod(&(key.0.clone(), name.clone()), grace, "Killing");
+            }
+        }
+        let template = &spec.template;
+        let meta = template.metadata.clone().unwrap_or_default();
+        let mut labels = meta.labels.clone().unwrap_or_default();
+        labels.insert(LABEL_TEMPLATE_HASH.to_string(), hash.clone());
+        let pod_spec = template.spec.clone().unwrap_or_default();
+        // keep the current-template pods that exist (so the pass doesn't prune them)
+        let mut n = 0u32;
+        let mut created = 0;
+        while created < p.create {
+            let name = format!(
+                "{}-{}-{}",
+                key.1,
+                hash,
+                crate::hash::name_suffix(&format!("{}/{}/{hash}/{n}", key.0, key.1), 5)
+            );
+            n += 1;
+            if self.pods.contains_key(&(key.0.clone(), name.clone()))
+                || want.iter().any(|w| w.name == name && w.namespace == key.0)
+            {
+                continue;
+            }
+            want.push(DesiredPod {
+                namespace: key.0.clone(),
+                name,
+                owner: Some(key.1.clone()),
+                template_hash: Some(hash.clone()),
+                labels: labels.clone(),
+                annotations: meta.annotations.clone().unwrap_or_default(),
+                spec: pod_spec.clone(),
+                spec_hash: hash.clone(),
+            });
+            created += 1;
+        }
+    }
+
+    fn delete_pod(&mut self, key: &(String, String), grace: Duration, reason: &str) {
+        let Some(e) = self.pods.get_mut(key) else {
+            return;
+        };
+        if e.terminating.is_some() {
+            return;
+        }
+        e.terminating = Some(SystemTime::now());
+        self.version += 1;
+        tracing::info!(pod = %e.record.pod.key(), ?grace, "deleting pod");
+        if let Some(h) = &e.handle {
+            let _ = h.stop.send(Some(grace));
+        }
+        let _ = reason;
+    }
+
+    /// Create the pod unless it exists (same name) or its hostPorts are taken.
+    fn ensure_pod(&mut self, d: DesiredPod) {
+        let key = (d.namespace.clone(), d.name.clone());
+        if let Some(e) = self.pods.get_mut(&key) {
+            if e.record.spec_hash == d.spec_hash
+                && e.terminating.is_none()
+                && e.record.labels != d.labels
+            {
+                e.record.labels = d.labels.clone();
+                e.annotations = d.annotations.clone();
+                self.version += 1;
+                self.save_records();
+            } else if e.terminating.is_none() {
+                e.annotations = d.annotations.clone();
+            }
+            return;
+        }
+        let wanted = service::host_ports(&d.spec);
+        if !wanted.is_empty() {
+            let taken: Vec<String> = self
+                .pods
+                .values()
+                .flat_map(|e| {
+                    let theirs = service::host_ports(&e.record.spec);
+                    wanted
+                        .iter()
+                        .filter(move |w| {
+                            theirs
+                                .iter()
+                                .any(|t| t.host_port == w.host_port && t.protocol == w.protocol)
+                        })
+                        .map(move |w| {
+                            format!(
+                                "{}/{:?} (pod {})",
+                                w.host_port, w.protocol, e.record.pod.name
+                            )
+                        })
+                })
+                .collect();
+            if !taken.is_empty() {
+                let msg = format!("hostPort already in use: {}", taken.join(", "));
+                if self.blocked.get(&key).map(|(_, m)| m) != Some(&msg) {
+                    self.events.record(
+                        EventInput {
+                            warning: true,
+                            kind: "Pod",
+                            namespace: &key.0,
+                            name: &key.1,
+                            reason: "FailedScheduling",
+                            message: &msg,
+                        },
+                        SystemTime::now(),
+                    );
+                    self.version += 1;
+                }
+                self.blocked.insert(key, (d, msg));
+                return;
+            }
+        }
+        self.blocked.remove(&key);
+        let now = SystemTime::now();
+        let nanos = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let uid =
+            crate::hash::spec_hash(&(key.0.as_str(), key.1.as_str(), d.spec_hash.as_str(), nanos));
+        let pod = PodRef {
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+            uid,
+        };
+        let record = PodRecord {
+            pod: pod.clone(),
+            owner: d.owner.clone(),
+            template_hash: d.template_hash.clone(),
+            spec_hash: d.spec_hash.clone(),
+            labels: d.labels.clone(),
+            spec: d.spec.clone(),
+            created: now,
+        };
+        tracing::info!(pod = %pod.key(), "creating pod");
+        self.pods.insert(
+            key.clone(),
+            PodEntry {
+                record,
+                annotations: d.annotations.clone(),
+                handle: None,
+                status: None,
+                logs: Vec::new(),
+                terminating: None,
+            },
+        );
+        // recorded before anything is created on the host
+        self.save_records();
+        let handle = self.spawn_worker(pod, d, Vec::new());
+        if let Some(e) = self.pods.get_mut(&key) {
+            e.handle = Some(handle);
+        }
+        self.version += 1;
+    }
+
+    fn update_world(&mut self, desired: &DesiredState) {
+        let mut w = World {
+            objs: ConfigObjects::default(),
+            claims: BTreeSet::new(),
+        };
+        for s in desired.objects.values() {
+            let m = s.object.metadata();
+            let key = (
+                m.namespace.clone().unwrap_or_else(|| "default".into()),
+                m.name.clone().unwrap_or_default(),
+            );
+            match &s.object {
+                Object::ConfigMap(c) => {
+                    w.objs.config_maps.insert(key, (**c).clone());
+                }
+                Object::Secret(c) => {
+                    w.objs.secrets.insert(key, (**c).clone());
+                }
+                Object::Volume(_) => {
+                    w.claims.insert(key);
+                }
+                _ => {}
+            }
+        }
+        self.world_tx.send_if_modified(|cur| {
+            if **cur == w {
+                false
+            } else {
+                *cur = Arc::new(w);
+                true
+            }
+        });
+    }
+
+    /// Volume directories exist while their object does; `reclaimPolicy: Delete`
+    /// removes the data once the object is gone and no pod uses it.
+    fn sync_volumes(&mut self, desired: &DesiredState) {
+        let dirs = pod::volumes::VolumeDirs {
+            state_dir: self.cfg.state_dir.clone(),
+            run_dir: self.cfg.run_dir.clone(),
+        };
+        let mut present = BTreeSet::new();
+        for s in desired.objects.values() {
+            if let Object::Volume(v) = &s.object {
+                let ns = v
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
+                let name = v.metadata.name.clone().unwrap_or_default();
+                let dir = dirs.claim_dir(&ns, &name);
+                if !dir.exists() {
+                    if let Err(e) = std::fs::create_dir_all(&dir) {
+                        tracing::warn!(volume = %name, err = %e, "creating volume directory");
+                    }
+                }
+                self.volume_policies
+                    .insert((ns.clone(), name.clone()), v.spec.reclaim_policy);
+                present.insert((ns, name));
+            }
+        }
+        if !desired.complete {
+            return;
+        }
+        let gone: Vec<(String, String)> = self
+            .volume_policies
+            .keys()
+            .filter(|k| !present.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            let in_use = self.pods.values().any(|e| {
+                e.record.pod.namespace == key.0
+                    && e.record.spec.volumes.iter().flatten().any(|v| {
+                        v.persistent_volume_claim
+                            .as_ref()
+                            .is_some_and(|c| c.claim_name == key.1)
+                    })
+            });
+            if in_use {
+                continue;
+            }
+            if self.volume_policies.remove(&key) == Some(berth_spec::volume::ReclaimPolicy::Delete)
+            {
+                let dir = dirs.claim_dir(&key.0, &key.1);
+                tracing::info!(volume = %key.1, ?dir, "reclaimPolicy Delete: removing volume data");
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(volume = %key.1, err = %e, "removing volume data");
+                }
+            }
+        }
+    }
+
+    async fn sync_services(&mut self, desired: &DesiredState) {
+        let services: Vec<&Service> = desired
+            .objects
+            .values()
+            .filter_map(|s| match &s.object {
+                Object::Service(s) => Some(&**s),
+                _ => None,
+            })
+            .collect();
+        let pods: Vec<service::EndpointPod<'_>> = self
+            .pods
+            .values()
+            .map(|e| service::EndpointPod {
+                namespace: &e.record.pod.namespace,
+                labels: &e.record.labels,
+                spec: &e.record.spec,
+                ip: e
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.pod_ip.as_deref())
+                    .and_then(|ip| ip.parse().ok()),
+                ready: e.status.as_ref().is_some_and(pod_ready),
+                terminating: e.terminating.is_some(),
+            })
+            .collect();
+        let entries = service::entries(&services, &pods);
+        if self.synced_services.as_ref() == Some(&entries) {
+            return;
+        }
+        match self.deps.net.sync_services(&entries).await {
+            Ok(assigned) => {
+                self.assigned.clear();
+                for a in assigned {
+                    if let Some(err) = &a.error {
+                        self.events.record(
+                            EventInput {
+                                warning: true,
+                                kind: "Service",
+                                namespace: &a.namespace,
+                                name: &a.name,
+                                reason: "FailedToAllocate",
+                                message: err,
+                            },
+                            SystemTime::now(),
+                        );
+                    }
+                    self.assigned
+                        .insert((a.namespace.clone(), a.name.clone()), a);
+                }
+                self.synced_services = Some(entries);
+                self.version += 1;
+            }
+            Err(e) => {
+                tracing::warn!(err = %error_chain(&e), "syncing services");
+            }
+        }
+    }
+
+    fn publish(&mut self, desired: &DesiredState) {
+        let cur = self.status_tx.borrow().clone();
+        if cur.ready && cur.version == self.version && cur.reconcile_passes + 50 > self.passes {
+            return;
+        }
+        let snap: Snapshot = snapshot::build(self, desired, self.version, self.passes);
+        self.status_tx.send_replace(Arc::new(snap));
+    }
+}
+
+pub(crate) fn pod_ready(s: &PodStatus) -> bool {
+    s.conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+fn ready_since(s: &PodStatus) -> Option<SystemTime> {
+    let c = s
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?;
+    let t = c.last_transition_time.as_ref()?;
+    Some(crate::pod::status::system_time(t))
+}
+
+fn pod_obs(e: &PodEntry) -> PodObs {
+    PodObs {
+        name: e.record.pod.name.clone(),
+        template_hash: e.record.template_hash.clone().unwrap_or_default(),
+        ready: e.status.as_ref().is_some_and(pod_ready),
+        ready_since: e.status.as_ref().and_then(ready_since),
+        terminating: e.terminating.is_some(),
+        created: e.record.created,
+    }
+}
+
+fn desired_from_pod(p: &berth_spec::k8s_openapi::api::core::v1::Pod) -> DesiredPod {
+    let spec = p.spec.clone().unwrap_or_default();
+    DesiredPod {
+        namespace: p
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        name: p.metadata.name.clone().unwrap_or_default(),
+        owner: None,
+        template_hash: None,
+        labels: p.metadata.labels.clone().unwrap_or_default(),
+        annotations: p.metadata.annotations.clone().unwrap_or_default(),
+        spec_hash: crate::hash::spec_hash(&spec),
+        spec,
+    }
+}
+
+fn desired_from_record(r: &PodRecord) -> DesiredPod {
+    DesiredPod {
+        namespace: r.pod.namespace.clone(),
+        name: r.pod.name.clone(),
+        owner: r.owner.clone(),
+        template_hash: r.template_hash.clone(),
+        labels: r.labels.clone(),
+        annotations: BTreeMap::new(),
+        spec: r.spec.clone(),
+        spec_hash: r.spec_hash.clone(),
+    }
+}
+
+// for snapshot.rs
+impl<I, R, N> Reconciler<I, R, N> {
+    pub(crate) fn cfg(&self) -> &ReconcilerConfig {
+        &self.cfg
+    }
+
+    /// `ip:port` of the ready endpoints last programmed for a Service.
+    pub(crate) fn assigned_endpoints(&self, key: &(String, String)) -> Vec<String> {
+        self.synced_services
+            .iter()
+            .flatten()
+            .filter(|e| (&e.namespace, &e.name) == (&key.0, &key.1))
+            .flat_map(|e| {
+                e.endpoints.iter().flat_map(|ip| {
+                    e.ports
+                        .iter()
+                        .map(move |p| format!("{ip}:{}", p.target_port))
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn volume_usage(&self, ns: &str, name: &str) -> Option<u64> {
+        self.volume_usage
+            .get(&(ns.to_string(), name.to_string()))
+            .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests;
