@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install what berth needs to build, run and test on Debian 12 (run as root).
+# Idempotent: skips apt when everything is already present.
+set -euo pipefail
+
+PKGS=(
+  build-essential pkg-config libssl-dev zlib1g-dev libseccomp-dev   # build (libcontainer links libseccomp; git2 https/ssh)
+  iproute2 nftables                                               # runtime: netlink tools for tests, nft for berth's table
+  busybox-static umoci skopeo jq                                  # building the local busybox image
+  docker-registry                                                 # a real registry for image tests
+  git python3 python3-pip procps psmisc curl ca-certificates      # tests: repos, kubernetes-validate, pgrep
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  for d in "$HOME/.cargo/bin" /usr/local/cargo/bin; do
+    [ -x "$d/cargo" ] && export PATH="$d:$PATH"
+  done
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo (Rust >= 1.85) is required; install it with rustup (https://rustup.rs)" >&2
+  exit 1
+fi
+
+# kubernetes-validate checks the examples against the real Kubernetes schemas.
+if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
+  pip3 install -q kubernetes-validate 2>/dev/null || pip3 install -q --break-system-packages kubernetes-validate
+fi

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests of every crate and the privileged
+# end-to-end tests (real namespaces, cgroups, netlink, nftables, registry).
+# Run as root on Debian 12:   ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+cargo build --workspace --bins
+# In CI, a missing precondition of a privileged test is a failure, not a skip.
+export BERTH_E2E_REQUIRED="${BERTH_E2E_REQUIRED:-1}"
+cargo test --workspace --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-2}"
