@@ -1,0 +1,452 @@
+//! Air-gap import of `docker save` archives and OCI archives (`oci-archive`),
+//! plain, gzip- or zstd-compressed.
+//!
+//! An archive is extracted into `<root>/tmp` (the `tar` crate's `unpack`,
+//! which refuses paths outside the target), its blobs are hashed and moved
+//! into the content store, and each named image is committed like a pulled
+//! one (layers unpacked, index entry written).
+//!
+//! Names: docker archives carry `RepoTags`. OCI archives carry, per
+//! manifest, `io.containerd.image.name` (preferred) or
+//! `org.opencontainers.image.ref.name`. The latter is a full reference when
+//! it contains `/`, `:` or `@`; otherwise it is only a tag, and the image is
+//! named `<archive file stem>:<tag>` (a warning is logged).
+//!
+//! `imports.json` remembers (size, mtime) of archives already imported, so
+//! restarts do not import them again unless an image they named is gone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::content::{ContentError, ContentStore, Digest};
+use crate::fsutil::{atomic_write, unique_name};
+use crate::manifest::{self, AnyManifest, Descriptor, Manifest};
+use crate::reference::{Reference, is_valid_tag};
+use crate::store::ImageStore;
+use crate::unpack::{Compression, sniff};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("not an image archive: neither manifest.json (docker save) nor index.json (OCI) found")]
+    NotAnImageArchive,
+    #[error("{file} in the archive is not valid")]
+    BadJson {
+        file: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("archive entry {path:?} is missing or outside the archive")]
+    BadPath { path: String },
+    #[error("blob {digest} in the archive")]
+    Blob {
+        digest: String,
+        #[source]
+        source: ContentError,
+    },
+    #[error("no manifest for this host's platform in index {digest}")]
+    NoPlatform { digest: String },
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ArchiveError {
+    let path = path.to_path_buf();
+    move |source| ArchiveError::Io { op, path, source }
+}
+
+/// One image found in an archive, its blobs already in the content store.
+#[derive(Debug, Clone)]
+pub struct ImportedImage {
+    pub reference: String,
+    pub manifest: Digest,
+}
+
+/// Extract `archive` and move its blobs into `content`; returns the named images.
+pub fn import_archive(archive: &Path, content: &ContentStore, tmp: &Path) -> Result<Vec<ImportedImage>, ArchiveError> {
+    let work = tmp.join(unique_name("import"));
+    fs::create_dir_all(&work).map_err(io_err("create", &work))?;
+    let res = (|| {
+        let mut f = File::open(archive).map_err(io_err("open", archive))?;
+        let mut head = [0u8; 4];
+        let n = f.read(&mut head).map_err(io_err("read", archive))?;
+        f.rewind().map_err(io_err("seek", archive))?;
+        let r = io::BufReader::with_capacity(1 << 20, f);
+        let reader: Box<dyn Read> = match sniff(&head[..n]) {
+            Compression::None => Box::new(r),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
+            Compression::Zstd => Box::new(zstd::Decoder::new(r).map_err(io_err("zstd", archive))?),
+        };
+        let mut ar = tar::Archive::new(reader);
+        ar.set_preserve_permissions(false);
+        ar.set_unpack_xattrs(false);
+        ar.unpack(&work).map_err(io_err("extract", archive))?;
+        let stem = archive_stem(archive);
+        if work.join("manifest.json").is_file() {
+            import_docker(&work, content)
+        } else if work.join("index.json").is_file() {
+            import_oci(&work, content, &stem)
+        } else {
+            Err(ArchiveError::NotAnImageArchive)
+        }
+    })();
+    let _ = fs::remove_dir_all(&work);
+    res
+}
+
+fn archive_stem(p: &Path) -> String {
+    let name = p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut s = name.as_str();
+    for ext in [".tar.gz", ".tar.zst", ".tar.zstd", ".tgz", ".tar"] {
+        if let Some(x) = s.strip_suffix(ext) {
+            s = x;
+            break;
+        }
+    }
+    s.to_ascii_lowercase()
+}
+
+/// Resolve a path named inside the archive, refusing anything outside it.
+fn inside(work: &Path, rel: &str) -> Result<PathBuf, ArchiveError> {
+    let bad = || ArchiveError::BadPath { path: rel.to_string() };
+    let p = work.join(crate::unpack::clean_path(Path::new(rel)).map_err(|_| bad())?);
+    let canon = p.canonicalize().map_err(|_| bad())?;
+    let root = work.canonicalize().map_err(|_| bad())?;
+    if !canon.starts_with(&root) || !canon.is_file() {
+        return Err(bad());
+    }
+    Ok(canon)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(p: &Path, file: &str) -> Result<T, ArchiveError> {
+    let data = fs::read(p).map_err(io_err("read", p))?;
+    serde_json::from_slice(&data).map_err(|source| ArchiveError::BadJson {
+        file: file.to_string(),
+        source,
+    })
+}
+
+fn parse_name(value: &str, what: &str) -> Option<String> {
+    match Reference::parse(value) {
+        Ok(r) => Some(r.to_string()),
+        Err(e) => {
+            tracing::warn!(name = value, source = what, err = %e, "skipping image with an invalid name");
+            None
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+fn import_docker(work: &Path, content: &ContentStore) -> Result<Vec<ImportedImage>, ArchiveError> {
+    let entries: Vec<DockerEntry> = read_json(&work.join("manifest.json"), "manifest.json")?;
+    let mut moved: HashMap<PathBuf, (Digest, u64, Compression)> = HashMap::new();
+    let mut put = |rel: &str| -> Result<(Digest, u64, Compression), ArchiveError> {
+        let p = inside(work, rel)?;
+        if let Some(x) = moved.get(&p) {
+            return Ok(x.clone());
+        }
+        let size = fs::metadata(&p).map_err(io_err("stat", &p))?.len();
+        let mut head = [0u8; 4];
+        let n = File::open(&p).and_then(|mut f| f.read(&mut head)).map_err(io_err("read", &p))?;
+        let d = content.put_file(&p, None).map_err(|source| ArchiveError::Blob {
+            digest: rel.to_string(),
+            source,
+        })?;
+        let v = (d, size, sniff(&head[..n]));
+        moved.insert(p, v.clone());
+        Ok(v)
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let (config, csize, _) = put(&e.config)?;
+        let mut layers = Vec::new();
+        for l in &e.layers {
+            let (d, size, comp) = put(l)?;
+            layers.push(Descriptor {
+                media_type: match comp {
+                    Compression::None => manifest::OCI_LAYER_TAR,
+                    Compression::Gzip => manifest::OCI_LAYER_GZIP,
+                    Compression::Zstd => manifest::OCI_LAYER_ZSTD,
+                }
+                .to_string(),
+                digest: d.to_string(),
+                size,
+                platform: None,
+                annotations: BTreeMap::new(),
+            });
+        }
+        let m = Manifest {
+            schema_version: 2,
+            media_type: Some(manifest::OCI_MANIFEST.to_string()),
+            config: Descriptor {
+                media_type: manifest::OCI_CONFIG.to_string(),
+                digest: config.to_string(),
+                size: csize,
+                platform: None,
+                annotations: BTreeMap::new(),
+            },
+            layers,
+        };
+        let data = serde_json::to_vec(&m).expect("manifest serialises");
+        let md = content.put(&data, None).map_err(|source| ArchiveError::Blob {
+            digest: "<synthesised manifest>".into(),
+            source,
+        })?;
+        let tags = e.repo_tags.unwrap_or_default();
+        if tags.is_empty() {
+            tracing::warn!(image_id = %config, "docker archive image without RepoTags skipped");
+        }
+        for t in tags {
+            if let Some(reference) = parse_name(&t, "RepoTags") {
+                out.push(ImportedImage {
+                    reference,
+                    manifest: md.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn oci_blob(work: &Path, content: &ContentStore, digest: &str) -> Result<Digest, ArchiveError> {
+    let d = Digest::parse(digest).map_err(|source| ArchiveError::Blob {
+        digest: digest.to_string(),
+        source,
+    })?;
+    if content.contains(&d) {
+        return Ok(d);
+    }
+    let p = inside(work, &format!("blobs/sha256/{}", d.hex()))?;
+    content.put_file(&p, Some(&d)).map_err(|source| ArchiveError::Blob {
+        digest: digest.to_string(),
+        source,
+    })
+}
+
+/// The name of an OCI index entry (see the module docs).
+pub fn oci_name(annotations: &BTreeMap<String, String>, stem: &str) -> Option<String> {
+    if let Some(n) = annotations.get("io.containerd.image.name") {
+        return parse_name(n, "io.containerd.image.name");
+    }
+    let n = annotations.get("org.opencontainers.image.ref.name")?;
+    if n.contains('/') || n.contains(':') || n.contains('@') {
+        return parse_name(n, "org.opencontainers.image.ref.name");
+    }
+    if !is_valid_tag(n) {
+        tracing::warn!(name = %n, "skipping OCI image with an invalid ref.name");
+        return None;
+    }
+    tracing::warn!(tag = %n, repository = stem, "OCI ref.name is only a tag; naming the image after the archive file");
+    parse_name(&format!("{stem}:{n}"), "archive file name + ref.name")
+}
+
+fn import_oci(work: &Path, content: &ContentStore, stem: &str) -> Result<Vec<ImportedImage>, ArchiveError> {
+    let idx: manifest::Index = read_json(&work.join("index.json"), "index.json")?;
+    let mut out = Vec::new();
+    for d in &idx.manifests {
+        let Some(reference) = oci_name(&d.annotations, stem) else {
+            tracing::warn!(manifest = %d.digest, "OCI archive manifest without a usable name skipped");
+            continue;
+        };
+        let top = oci_blob(work, content, &d.digest)?;
+        let data = content.read_verified(&top).map_err(|source| ArchiveError::Blob {
+            digest: d.digest.clone(),
+            source,
+        })?;
+        let bad = |source| ArchiveError::BadJson {
+            file: format!("blobs/{}", d.digest),
+            source,
+        };
+        let (md, m) = match manifest::parse_any(&data).map_err(bad)? {
+            AnyManifest::Image(m) => (top, m),
+            AnyManifest::Index(i) => {
+                let sel = manifest::select_platform(&i, &manifest::host_platform())
+                    .ok_or_else(|| ArchiveError::NoPlatform { digest: d.digest.clone() })?;
+                let md = oci_blob(work, content, &sel.digest)?;
+                let data = content.read_verified(&md).map_err(|source| ArchiveError::Blob {
+                    digest: sel.digest.clone(),
+                    source,
+                })?;
+                match manifest::parse_any(&data).map_err(bad)? {
+                    AnyManifest::Image(m) => (md, m),
+                    AnyManifest::Index(_) => return Err(ArchiveError::NoPlatform { digest: sel.digest.clone() }),
+                }
+            }
+        };
+        oci_blob(work, content, &m.config.digest)?;
+        for l in &m.layers {
+            oci_blob(work, content, &l.digest)?;
+        }
+        out.push(ImportedImage { reference, manifest: md });
+    }
+    Ok(out)
+}
+
+// === the import directory ===
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ImportState {
+    #[serde(default)]
+    version: u32,
+    #[serde(default)]
+    files: BTreeMap<String, ImportRecord>,
+    #[serde(skip)]
+    path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct ImportRecord {
+    size: u64,
+    mtime_ns: i128,
+    refs: Vec<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+impl ImportState {
+    pub fn load(root: &Path) -> Self {
+        let path = root.join("imports.json");
+        let mut s: ImportState = fs::read(&path)
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or_default();
+        s.version = 1;
+        s.path = path;
+        s
+    }
+    fn save(&self) {
+        let data = serde_json::to_vec_pretty(self).expect("serialises");
+        if let Err(err) = atomic_write(&self.path, &data) {
+            tracing::warn!(path = %self.path.display(), %err, "could not record imported archives");
+        }
+    }
+}
+
+/// What one scan of the import dir did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    pub imported: Vec<String>,
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+impl ImageStore {
+    /// Import every new or changed archive in the import dir. Files modified
+    /// in the last 2 s are left for the next scan (they may still be copying).
+    /// Failures are logged and reported per file, never fatal.
+    pub async fn import_dir_once(&self) -> ImportReport {
+        let mut report = ImportReport::default();
+        let Some(dir) = self.cfg.import_dir.clone() else {
+            return report;
+        };
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return report,
+            Err(err) => {
+                tracing::warn!(dir = %dir.display(), %err, "cannot read image import dir");
+                return report;
+            }
+        };
+        let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        files.sort();
+        let mut state = self.imports.lock().await;
+        for path in files {
+            let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let Ok(meta) = fs::metadata(&path) else { continue };
+            if name.starts_with('.') || !meta.is_file() {
+                continue;
+            }
+            let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            let mtime_ns = mtime.map(|d| d.as_nanos() as i128).unwrap_or(0);
+            let age = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .zip(mtime)
+                .map(|(n, m)| n.saturating_sub(m));
+            if age.is_some_and(|a| a < std::time::Duration::from_secs(2)) {
+                continue;
+            }
+            if let Some(rec) = state.files.get(&name)
+                && rec.size == meta.len()
+                && rec.mtime_ns == mtime_ns
+                && (rec.error.is_some() || rec.refs.iter().all(|r| self.index.get(r).is_some()))
+            {
+                continue;
+            }
+            let res = self.import_one(&path).await;
+            let rec = match res {
+                Ok(refs) => {
+                    tracing::info!(archive = %path.display(), images = ?refs, "imported image archive");
+                    report.imported.extend(refs.iter().cloned());
+                    ImportRecord { size: meta.len(), mtime_ns, refs, error: None }
+                }
+                Err(e) => {
+                    let msg = berth_reconciler::traits::error_chain(&e);
+                    tracing::warn!(archive = %path.display(), err = %msg, "image archive import failed");
+                    report.failed.push((path.clone(), msg.clone()));
+                    ImportRecord { size: meta.len(), mtime_ns, refs: vec![], error: Some(msg) }
+                }
+            };
+            state.files.insert(name, rec);
+            state.save();
+        }
+        report
+    }
+
+    /// Import one archive file now.
+    pub async fn import_one(&self, path: &Path) -> Result<Vec<String>, crate::error::ImageError> {
+        let images = {
+            let _lease = self.gc_lock.read().await;
+            let (p, content, tmp) = (path.to_path_buf(), self.content.clone(), self.tmp_dir());
+            tokio::task::spawn_blocking(move || import_archive(&p, &content, &tmp))
+                .await
+                .map_err(crate::error::ImageError::Task)?
+                .map_err(|source| crate::error::ImageError::Import {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+        };
+        let mut refs = Vec::new();
+        for img in images {
+            let _g = self.locks.lock(&format!("image:{}", img.reference)).await;
+            let _lease = self.gc_lock.read().await;
+            self.commit_image(&img.reference, &img.manifest, None, vec![]).await?;
+            refs.push(img.reference);
+        }
+        Ok(refs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oci_names() {
+        let a = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        assert_eq!(oci_name(&a("io.containerd.image.name", "busybox:1"), "x").unwrap(), "docker.io/library/busybox:1");
+        assert_eq!(
+            oci_name(&a("org.opencontainers.image.ref.name", "berth.local/busybox:1.36"), "x").unwrap(),
+            "berth.local/busybox:1.36"
+        );
+        assert_eq!(oci_name(&a("org.opencontainers.image.ref.name", "1.36"), "myimg").unwrap(), "docker.io/library/myimg:1.36");
+        assert_eq!(oci_name(&a("org.opencontainers.image.ref.name", "bad tag"), "myimg"), None);
+        assert_eq!(oci_name(&BTreeMap::new(), "x"), None);
+        assert_eq!(archive_stem(Path::new("/a/My-App.tar.gz")), "my-app");
+    }
+}
