@@ -71,7 +71,11 @@ pub struct ImportedImage {
 }
 
 /// Extract `archive` and move its blobs into `content`; returns the named images.
-pub fn import_archive(archive: &Path, content: &ContentStore, tmp: &Path) -> Result<Vec<ImportedImage>, ArchiveError> {
+pub fn import_archive(
+    archive: &Path,
+    content: &ContentStore,
+    tmp: &Path,
+) -> Result<Vec<ImportedImage>, ArchiveError> {
     let work = tmp.join(unique_name("import"));
     fs::create_dir_all(&work).map_err(io_err("create", &work))?;
     let res = (|| {
@@ -103,7 +107,10 @@ pub fn import_archive(archive: &Path, content: &ContentStore, tmp: &Path) -> Res
 }
 
 fn archive_stem(p: &Path) -> String {
-    let name = p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = p
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut s = name.as_str();
     for ext in [".tar.gz", ".tar.zst", ".tar.zstd", ".tgz", ".tar"] {
         if let Some(x) = s.strip_suffix(ext) {
@@ -116,7 +123,9 @@ fn archive_stem(p: &Path) -> String {
 
 /// Resolve a path named inside the archive, refusing anything outside it.
 fn inside(work: &Path, rel: &str) -> Result<PathBuf, ArchiveError> {
-    let bad = || ArchiveError::BadPath { path: rel.to_string() };
+    let bad = || ArchiveError::BadPath {
+        path: rel.to_string(),
+    };
     let p = work.join(crate::unpack::clean_path(Path::new(rel)).map_err(|_| bad())?);
     let canon = p.canonicalize().map_err(|_| bad())?;
     let root = work.canonicalize().map_err(|_| bad())?;
@@ -163,11 +172,15 @@ fn import_docker(work: &Path, content: &ContentStore) -> Result<Vec<ImportedImag
         }
         let size = fs::metadata(&p).map_err(io_err("stat", &p))?.len();
         let mut head = [0u8; 4];
-        let n = File::open(&p).and_then(|mut f| f.read(&mut head)).map_err(io_err("read", &p))?;
-        let d = content.put_file(&p, None).map_err(|source| ArchiveError::Blob {
-            digest: rel.to_string(),
-            source,
-        })?;
+        let n = File::open(&p)
+            .and_then(|mut f| f.read(&mut head))
+            .map_err(io_err("read", &p))?;
+        let d = content
+            .put_file(&p, None)
+            .map_err(|source| ArchiveError::Blob {
+                digest: rel.to_string(),
+                source,
+            })?;
         let v = (d, size, sniff(&head[..n]));
         moved.insert(p, v.clone());
         Ok(v)
@@ -204,10 +217,12 @@ fn import_docker(work: &Path, content: &ContentStore) -> Result<Vec<ImportedImag
             layers,
         };
         let data = serde_json::to_vec(&m).expect("manifest serialises");
-        let md = content.put(&data, None).map_err(|source| ArchiveError::Blob {
-            digest: "<synthesised manifest>".into(),
-            source,
-        })?;
+        let md = content
+            .put(&data, None)
+            .map_err(|source| ArchiveError::Blob {
+                digest: "<synthesised manifest>".into(),
+                source,
+            })?;
         let tags = e.repo_tags.unwrap_or_default();
         if tags.is_empty() {
             tracing::warn!(image_id = %config, "docker archive image without RepoTags skipped");
@@ -233,10 +248,12 @@ fn oci_blob(work: &Path, content: &ContentStore, digest: &str) -> Result<Digest,
         return Ok(d);
     }
     let p = inside(work, &format!("blobs/sha256/{}", d.hex()))?;
-    content.put_file(&p, Some(&d)).map_err(|source| ArchiveError::Blob {
-        digest: digest.to_string(),
-        source,
-    })
+    content
+        .put_file(&p, Some(&d))
+        .map_err(|source| ArchiveError::Blob {
+            digest: digest.to_string(),
+            source,
+        })
 }
 
 /// The name of an OCI index entry (see the module docs).
@@ -256,7 +273,11 @@ pub fn oci_name(annotations: &BTreeMap<String, String>, stem: &str) -> Option<St
     parse_name(&format!("{stem}:{n}"), "archive file name + ref.name")
 }
 
-fn import_oci(work: &Path, content: &ContentStore, stem: &str) -> Result<Vec<ImportedImage>, ArchiveError> {
+fn import_oci(
+    work: &Path,
+    content: &ContentStore,
+    stem: &str,
+) -> Result<Vec<ImportedImage>, ArchiveError> {
     let idx: manifest::Index = read_json(&work.join("index.json"), "index.json")?;
     let mut out = Vec::new();
     for d in &idx.manifests {
@@ -265,35 +286,49 @@ fn import_oci(work: &Path, content: &ContentStore, stem: &str) -> Result<Vec<Imp
             continue;
         };
         let top = oci_blob(work, content, &d.digest)?;
-        let data = content.read_verified(&top).map_err(|source| ArchiveError::Blob {
-            digest: d.digest.clone(),
-            source,
-        })?;
+        let data = content
+            .read_verified(&top)
+            .map_err(|source| ArchiveError::Blob {
+                digest: d.digest.clone(),
+                source,
+            })?;
         let bad = |source| ArchiveError::BadJson {
             file: format!("blobs/{}", d.digest),
             source,
         };
-        let (md, m) = match manifest::parse_any(&data).map_err(bad)? {
-            AnyManifest::Image(m) => (top, m),
-            AnyManifest::Index(i) => {
-                let sel = manifest::select_platform(&i, &manifest::host_platform())
-                    .ok_or_else(|| ArchiveError::NoPlatform { digest: d.digest.clone() })?;
-                let md = oci_blob(work, content, &sel.digest)?;
-                let data = content.read_verified(&md).map_err(|source| ArchiveError::Blob {
-                    digest: sel.digest.clone(),
-                    source,
-                })?;
-                match manifest::parse_any(&data).map_err(bad)? {
-                    AnyManifest::Image(m) => (md, m),
-                    AnyManifest::Index(_) => return Err(ArchiveError::NoPlatform { digest: sel.digest.clone() }),
+        let (md, m) =
+            match manifest::parse_any(&data).map_err(bad)? {
+                AnyManifest::Image(m) => (top, m),
+                AnyManifest::Index(i) => {
+                    let sel = manifest::select_platform(&i, &manifest::host_platform())
+                        .ok_or_else(|| ArchiveError::NoPlatform {
+                            digest: d.digest.clone(),
+                        })?;
+                    let md = oci_blob(work, content, &sel.digest)?;
+                    let data = content
+                        .read_verified(&md)
+                        .map_err(|source| ArchiveError::Blob {
+                            digest: sel.digest.clone(),
+                            source,
+                        })?;
+                    match manifest::parse_any(&data).map_err(bad)? {
+                        AnyManifest::Image(m) => (md, m),
+                        AnyManifest::Index(_) => {
+                            return Err(ArchiveError::NoPlatform {
+                                digest: sel.digest.clone(),
+                            });
+                        }
+                    }
                 }
-            }
-        };
+            };
         oci_blob(work, content, &m.config.digest)?;
         for l in &m.layers {
             oci_blob(work, content, &l.digest)?;
         }
-        out.push(ImportedImage { reference, manifest: md });
+        out.push(ImportedImage {
+            reference,
+            manifest: md,
+        });
     }
     Ok(out)
 }
@@ -366,12 +401,20 @@ impl ImageStore {
         files.sort();
         let mut state = self.imports.lock().await;
         for path in files {
-            let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let Ok(meta) = fs::metadata(&path) else { continue };
+            let name = path
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
             if name.starts_with('.') || !meta.is_file() {
                 continue;
             }
-            let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
             let mtime_ns = mtime.map(|d| d.as_nanos() as i128).unwrap_or(0);
             let age = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -393,13 +436,23 @@ impl ImageStore {
                 Ok(refs) => {
                     tracing::info!(archive = %path.display(), images = ?refs, "imported image archive");
                     report.imported.extend(refs.iter().cloned());
-                    ImportRecord { size: meta.len(), mtime_ns, refs, error: None }
+                    ImportRecord {
+                        size: meta.len(),
+                        mtime_ns,
+                        refs,
+                        error: None,
+                    }
                 }
                 Err(e) => {
                     let msg = berth_reconciler::traits::error_chain(&e);
                     tracing::warn!(archive = %path.display(), err = %msg, "image archive import failed");
                     report.failed.push((path.clone(), msg.clone()));
-                    ImportRecord { size: meta.len(), mtime_ns, refs: vec![], error: Some(msg) }
+                    ImportRecord {
+                        size: meta.len(),
+                        mtime_ns,
+                        refs: vec![],
+                        error: Some(msg),
+                    }
                 }
             };
             state.files.insert(name, rec);
@@ -418,14 +471,15 @@ impl ImageStore {
                 .map_err(crate::error::ImageError::Task)?
                 .map_err(|source| crate::error::ImageError::Import {
                     path: path.to_path_buf(),
-                    source,
+                    source: Box::new(source),
                 })?
         };
         let mut refs = Vec::new();
         for img in images {
             let _g = self.locks.lock(&format!("image:{}", img.reference)).await;
             let _lease = self.gc_lock.read().await;
-            self.commit_image(&img.reference, &img.manifest, None, vec![]).await?;
+            self.commit_image(&img.reference, &img.manifest, None, vec![])
+                .await?;
             refs.push(img.reference);
         }
         Ok(refs)
@@ -439,13 +493,29 @@ mod tests {
     #[test]
     fn oci_names() {
         let a = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
-        assert_eq!(oci_name(&a("io.containerd.image.name", "busybox:1"), "x").unwrap(), "docker.io/library/busybox:1");
         assert_eq!(
-            oci_name(&a("org.opencontainers.image.ref.name", "berth.local/busybox:1.36"), "x").unwrap(),
+            oci_name(&a("io.containerd.image.name", "busybox:1"), "x").unwrap(),
+            "docker.io/library/busybox:1"
+        );
+        assert_eq!(
+            oci_name(
+                &a(
+                    "org.opencontainers.image.ref.name",
+                    "berth.local/busybox:1.36"
+                ),
+                "x"
+            )
+            .unwrap(),
             "berth.local/busybox:1.36"
         );
-        assert_eq!(oci_name(&a("org.opencontainers.image.ref.name", "1.36"), "myimg").unwrap(), "docker.io/library/myimg:1.36");
-        assert_eq!(oci_name(&a("org.opencontainers.image.ref.name", "bad tag"), "myimg"), None);
+        assert_eq!(
+            oci_name(&a("org.opencontainers.image.ref.name", "1.36"), "myimg").unwrap(),
+            "docker.io/library/myimg:1.36"
+        );
+        assert_eq!(
+            oci_name(&a("org.opencontainers.image.ref.name", "bad tag"), "myimg"),
+            None
+        );
         assert_eq!(oci_name(&BTreeMap::new(), "x"), None);
         assert_eq!(archive_stem(Path::new("/a/My-App.tar.gz")), "my-app");
     }

@@ -66,7 +66,9 @@ pub fn normalise_host(key: &str) -> String {
         .trim_start_matches("http://");
     let host = k.split('/').next().unwrap_or(k);
     match host {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => DOCKER_HUB.to_string(),
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            DOCKER_HUB.to_string()
+        }
         h => h.to_string(),
     }
 }
@@ -142,12 +144,21 @@ mod tests {
         let a = DockerAuth::parse(cfg, Path::new("c.json")).unwrap();
         assert_eq!(
             a.for_registry("docker.io"),
-            Some(&Credentials { username: "user".into(), password: "pass:with:colons".into() })
+            Some(&Credentials {
+                username: "user".into(),
+                password: "pass:with:colons".into()
+            })
         );
         assert_eq!(a.for_registry("127.0.0.1:5000").unwrap().username, "u");
         assert_eq!(a.for_registry("reg.example"), None);
-        let e = DockerAuth::parse(br#"{"auths":{"x":{"auth":"!!"}}}"#, Path::new("c.json")).unwrap_err();
+        let e = DockerAuth::parse(br#"{"auths":{"x":{"auth":"!!"}}}"#, Path::new("c.json"))
+            .unwrap_err();
         assert!(e.to_string().contains("\"x\""), "{e}");
-        assert!(DockerAuth::load(Path::new("/nonexistent/config.json")).unwrap().for_registry("x").is_none());
+        assert!(
+            DockerAuth::load(Path::new("/nonexistent/config.json"))
+                .unwrap()
+                .for_registry("x")
+                .is_none()
+        );
     }
 }

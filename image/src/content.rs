@@ -70,7 +70,9 @@ pub struct Digest {
 impl Digest {
     pub fn parse(s: &str) -> Result<Self, ContentError> {
         match s.strip_prefix("sha256:") {
-            Some(h) if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+            Some(h)
+                if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+            {
                 Ok(Digest { hex: h.to_string() })
             }
             _ => Err(ContentError::InvalidDigest {
@@ -165,7 +167,13 @@ impl ContentStore {
     pub async fn async_writer(&self) -> Result<AsyncBlobWriter, ContentError> {
         let w = self.writer()?;
         Ok(AsyncBlobWriter {
-            file: tokio::fs::File::from_std(w.file.as_ref().expect("fresh writer").try_clone().map_err(io_err("dup", &w.path))?),
+            file: tokio::fs::File::from_std(
+                w.file
+                    .as_ref()
+                    .expect("fresh writer")
+                    .try_clone()
+                    .map_err(io_err("dup", &w.path))?,
+            ),
             inner: w,
         })
     }
@@ -263,7 +271,11 @@ pub struct BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.as_mut().expect("writer not committed").write(buf)?;
+        let n = self
+            .file
+            .as_mut()
+            .expect("writer not committed")
+            .write(buf)?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
         Ok(n)
@@ -279,7 +291,11 @@ impl BlobWriter {
     /// # Errors
     /// `DigestMismatch` / `SizeMismatch` when the content is not what was expected;
     /// the temp file is removed in every error case.
-    pub fn commit(mut self, expected: Option<&Digest>, expected_size: Option<u64>) -> Result<Digest, ContentError> {
+    pub fn commit(
+        mut self,
+        expected: Option<&Digest>,
+        expected_size: Option<u64>,
+    ) -> Result<Digest, ContentError> {
         let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));
         if let Some(e) = expected
             && *e != actual
@@ -325,7 +341,11 @@ pub struct AsyncBlobWriter {
 }
 
 impl AsyncBlobWriter {
-    pub async fn commit(mut self, expected: Option<&Digest>, expected_size: Option<u64>) -> Result<Digest, ContentError> {
+    pub async fn commit(
+        mut self,
+        expected: Option<&Digest>,
+        expected_size: Option<u64>,
+    ) -> Result<Digest, ContentError> {
         use tokio::io::AsyncWriteExt;
         self.file
             .flush()
@@ -340,7 +360,11 @@ impl AsyncBlobWriter {
 }
 
 impl AsyncWrite for AsyncBlobWriter {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         match Pin::new(&mut this.file).poll_write(cx, buf) {
             Poll::Ready(Ok(n)) => {
@@ -383,9 +407,15 @@ mod tests {
 
         // truncated content on disk is detected and removed on read
         fs::write(cs.path(&d), b"hell").unwrap();
-        assert!(matches!(cs.read_verified(&d), Err(ContentError::DigestMismatch { .. })));
+        assert!(matches!(
+            cs.read_verified(&d),
+            Err(ContentError::DigestMismatch { .. })
+        ));
         assert!(!cs.contains(&d));
-        assert!(matches!(cs.read_verified(&d), Err(ContentError::Missing { .. })));
+        assert!(matches!(
+            cs.read_verified(&d),
+            Err(ContentError::Missing { .. })
+        ));
 
         // a dropped writer removes its temp file
         let mut w = cs.writer().unwrap();

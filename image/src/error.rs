@@ -22,7 +22,7 @@ pub enum ImageError {
     Pull {
         reference: String,
         #[source]
-        source: PullError,
+        source: Box<PullError>,
     },
     #[error("image {reference}: {what}")]
     Content {
@@ -48,7 +48,9 @@ pub enum ImageError {
     },
     #[error("image {reference}: manifest {digest} is an index, expected an image manifest")]
     UnexpectedIndex { reference: String, digest: String },
-    #[error("image {reference}: manifest lists {layers} layers but the config lists {diff_ids} diff IDs")]
+    #[error(
+        "image {reference}: manifest lists {layers} layers but the config lists {diff_ids} diff IDs"
+    )]
     LayerCountMismatch {
         reference: String,
         layers: usize,
@@ -60,7 +62,7 @@ pub enum ImageError {
     Import {
         path: PathBuf,
         #[source]
-        source: ArchiveError,
+        source: Box<ArchiveError>,
     },
     #[error("registry credentials")]
     Auth(#[from] AuthError),
@@ -86,19 +88,18 @@ impl Classify for ImageError {
         match self {
             ImageError::InvalidReference(_) => ErrorKind::Invalid,
             ImageError::NeverPull { .. } => ErrorKind::NotFound,
-            ImageError::Pull { source, .. } => match source {
+            ImageError::Pull { source, .. } => match source.as_ref() {
                 PullError::NoPlatform { .. } | PullError::NestedIndex { .. } => ErrorKind::Invalid,
                 _ => ErrorKind::Transient,
             },
             // a corrupt blob was removed; the next attempt fetches it again
             ImageError::Content { .. } => ErrorKind::Transient,
             ImageError::Unpack { source, .. } => match source {
-                UnpackError::WhiteoutNotPermitted { .. } | UnpackError::OpaqueNotPermitted { .. } => {
-                    ErrorKind::Unsupported
-                }
-                UnpackError::DigestMismatch { .. } | UnpackError::Io { .. } | UnpackError::Sys { .. } => {
-                    ErrorKind::Transient
-                }
+                UnpackError::WhiteoutNotPermitted { .. }
+                | UnpackError::OpaqueNotPermitted { .. } => ErrorKind::Unsupported,
+                UnpackError::DigestMismatch { .. }
+                | UnpackError::Io { .. }
+                | UnpackError::Sys { .. } => ErrorKind::Transient,
                 _ => ErrorKind::Invalid, // hostile or malformed layer
             },
             ImageError::BadDocument { .. }
@@ -106,9 +107,10 @@ impl Classify for ImageError {
             | ImageError::LayerCountMismatch { .. }
             | ImageError::Import { .. }
             | ImageError::Auth(_) => ErrorKind::Invalid,
-            ImageError::Index(_) | ImageError::Io { .. } | ImageError::DiskUsage { .. } | ImageError::Task(_) => {
-                ErrorKind::Internal
-            }
+            ImageError::Index(_)
+            | ImageError::Io { .. }
+            | ImageError::DiskUsage { .. }
+            | ImageError::Task(_) => ErrorKind::Internal,
         }
     }
 }

@@ -93,10 +93,11 @@ impl Index {
         let path = root.join("index.json");
         let images = match std::fs::read(&path) {
             Ok(data) => {
-                let f: IndexFile = serde_json::from_slice(&data).map_err(|source| IndexError::Parse {
-                    path: path.clone(),
-                    source,
-                })?;
+                let f: IndexFile =
+                    serde_json::from_slice(&data).map_err(|source| IndexError::Parse {
+                        path: path.clone(),
+                        source,
+                    })?;
                 if f.version != INDEX_VERSION {
                     return Err(IndexError::Version {
                         path,
@@ -195,8 +196,14 @@ mod tests {
         let text = std::fs::read_to_string(t.path().join("index.json")).unwrap();
         assert!(text.contains("\"version\": 1"), "{text}");
         std::fs::write(t.path().join("index.json"), r#"{"version":9,"images":{}}"#).unwrap();
-        assert!(matches!(Index::open(t.path()), Err(IndexError::Version { found: 9, .. })));
+        assert!(matches!(
+            Index::open(t.path()),
+            Err(IndexError::Version { found: 9, .. })
+        ));
         std::fs::write(t.path().join("index.json"), "{").unwrap();
-        assert!(matches!(Index::open(t.path()), Err(IndexError::Parse { .. })));
+        assert!(matches!(
+            Index::open(t.path()),
+            Err(IndexError::Parse { .. })
+        ));
     }
 }

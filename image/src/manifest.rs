@@ -191,7 +191,10 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     for d in diff_ids {
         let next = match out.last() {
             None => d.clone(),
-            Some(prev) => format!("sha256:{}", hex::encode(Sha256::digest(format!("{prev} {d}")))),
+            Some(prev) => format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(format!("{prev} {d}")))
+            ),
         };
         out.push(next);
     }
@@ -208,7 +211,10 @@ mod tests {
         let a = "sha256:a".to_string();
         let ids = chain_ids(&[a.clone(), "sha256:b".into()]);
         assert_eq!(ids[0], a);
-        let expect = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"sha256:a sha256:b")));
+        let expect = format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"sha256:a sha256:b"))
+        );
         assert_eq!(ids[1], expect);
     }
 
@@ -240,9 +246,20 @@ mod tests {
             os: "linux".into(),
             variant: v.map(Into::into),
         };
-        assert_eq!(select_platform(&idx, &p("amd64", None)).unwrap().digest, "x64");
-        assert_eq!(select_platform(&idx, &p("arm64", Some("v8"))).unwrap().digest, "a64");
-        assert_eq!(select_platform(&idx, &p("arm", Some("v7"))).unwrap().digest, "a7");
+        assert_eq!(
+            select_platform(&idx, &p("amd64", None)).unwrap().digest,
+            "x64"
+        );
+        assert_eq!(
+            select_platform(&idx, &p("arm64", Some("v8")))
+                .unwrap()
+                .digest,
+            "a64"
+        );
+        assert_eq!(
+            select_platform(&idx, &p("arm", Some("v7"))).unwrap().digest,
+            "a7"
+        );
         assert!(select_platform(&idx, &p("s390x", None)).is_none());
         if cfg!(target_arch = "x86_64") {
             assert_eq!(host_platform(), p("amd64", None));
@@ -265,7 +282,9 @@ mod tests {
         assert_eq!(c.user.as_deref(), Some("app"));
         assert_eq!(c.exposed_ports, vec!["80/tcp"]);
         assert_eq!(c.volumes, vec!["/data"]);
-        let empty: ConfigFile = serde_json::from_str(r#"{"rootfs":{"diff_ids":[]},"config":{"WorkingDir":""}}"#).unwrap();
+        let empty: ConfigFile =
+            serde_json::from_str(r#"{"rootfs":{"diff_ids":[]},"config":{"WorkingDir":""}}"#)
+                .unwrap();
         assert_eq!(empty.image_config().working_dir, None);
     }
 }

@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use oci_client::Client;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use oci_client::Client;
 
 use crate::auth::DockerAuth;
 use crate::content::{ContentError, ContentStore, Digest};
@@ -38,7 +38,7 @@ pub enum PullError {
         reference: String,
         what: String,
         #[source]
-        source: OciDistributionError,
+        source: Box<OciDistributionError>,
     },
     #[error("registry {endpoint} sent manifest {actual} for {reference}, expected {expected}")]
     ManifestDigest {
@@ -81,8 +81,10 @@ impl PullError {
     /// timeout, 5xx): the case where a local copy may stand in.
     pub fn is_unreachable(&self) -> bool {
         match self {
-            PullError::Registry { source, .. } => match source {
-                OciDistributionError::RequestError(e) => e.is_connect() || e.is_timeout() || e.is_request(),
+            PullError::Registry { source, .. } => match source.as_ref() {
+                OciDistributionError::RequestError(e) => {
+                    e.is_connect() || e.is_timeout() || e.is_request()
+                }
                 OciDistributionError::ServerError { code, .. } => *code >= 500,
                 OciDistributionError::IoError(_) => true,
                 _ => false,
@@ -191,7 +193,12 @@ impl Puller {
     }
 
     /// Pull `r` into `store`, trying mirrors first.
-    pub async fn pull(&self, r: &Reference, store: &ContentStore, locks: &KeyedLocks) -> Result<Pulled, PullError> {
+    pub async fn pull(
+        &self,
+        r: &Reference,
+        store: &ContentStore,
+        locks: &KeyedLocks,
+    ) -> Result<Pulled, PullError> {
         let endpoints = self.endpoints(r.registry());
         let mut last = None;
         for (i, ep) in endpoints.iter().enumerate() {
@@ -210,9 +217,21 @@ impl Puller {
 
     fn oref(ep: &str, r: &Reference, digest: Option<&str>) -> oci_client::Reference {
         match (digest, r.tag()) {
-            (Some(d), _) => oci_client::Reference::with_digest(ep.to_string(), r.repository().to_string(), d.to_string()),
-            (None, Some(t)) => oci_client::Reference::with_tag(ep.to_string(), r.repository().to_string(), t.to_string()),
-            (None, None) => oci_client::Reference::with_tag(ep.to_string(), r.repository().to_string(), "latest".into()),
+            (Some(d), _) => oci_client::Reference::with_digest(
+                ep.to_string(),
+                r.repository().to_string(),
+                d.to_string(),
+            ),
+            (None, Some(t)) => oci_client::Reference::with_tag(
+                ep.to_string(),
+                r.repository().to_string(),
+                t.to_string(),
+            ),
+            (None, None) => oci_client::Reference::with_tag(
+                ep.to_string(),
+                r.repository().to_string(),
+                "latest".into(),
+            ),
         }
     }
 
@@ -232,9 +251,11 @@ impl Puller {
                 endpoint: ep.to_string(),
                 reference: r.to_string(),
                 what: format!("manifest {}", digest.or(r.tag()).unwrap_or("latest")),
-                source,
+                source: Box::new(source),
             })?;
-        self.counters.manifests_fetched.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .manifests_fetched
+            .fetch_add(1, Ordering::Relaxed);
         let actual = Digest::of(&bytes);
         if let Some(expected) = digest
             && actual.to_string() != expected
@@ -246,14 +267,22 @@ impl Puller {
                 actual,
             });
         }
-        store.put(&bytes, Some(&actual)).map_err(|source| PullError::Store {
-            reference: r.to_string(),
-            source,
-        })?;
+        store
+            .put(&bytes, Some(&actual))
+            .map_err(|source| PullError::Store {
+                reference: r.to_string(),
+                source,
+            })?;
         Ok((actual, bytes.to_vec()))
     }
 
-    async fn pull_from(&self, ep: &str, r: &Reference, store: &ContentStore, locks: &KeyedLocks) -> Result<Pulled, PullError> {
+    async fn pull_from(
+        &self,
+        ep: &str,
+        r: &Reference,
+        store: &ContentStore,
+        locks: &KeyedLocks,
+    ) -> Result<Pulled, PullError> {
         let (top, data) = self.fetch_manifest(ep, r, r.digest(), store).await?;
         let bad = |digest: &Digest| {
             let digest = digest.clone();
@@ -271,11 +300,23 @@ impl Puller {
                 let Some(d) = select_platform(&idx, &want) else {
                     return Err(PullError::NoPlatform {
                         reference: r.to_string(),
-                        platform: format!("{}/{}{}", want.os, want.architecture, want.variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default()),
+                        platform: format!(
+                            "{}/{}{}",
+                            want.os,
+                            want.architecture,
+                            want.variant
+                                .as_deref()
+                                .map(|v| format!("/{v}"))
+                                .unwrap_or_default()
+                        ),
                         available: idx
                             .manifests
                             .iter()
-                            .filter_map(|d| d.platform.as_ref().map(|p| format!("{}/{}", p.os, p.architecture)))
+                            .filter_map(|d| {
+                                d.platform
+                                    .as_ref()
+                                    .map(|p| format!("{}/{}", p.os, p.architecture))
+                            })
                             .collect::<Vec<_>>()
                             .join(", "),
                     });
@@ -296,10 +337,14 @@ impl Puller {
         };
         let mut blobs: Vec<Descriptor> = vec![m.config.clone()];
         blobs.extend(m.layers.iter().cloned());
-        futures::stream::iter(blobs.into_iter().map(|d| self.fetch_blob(ep, r, d, store, locks)))
-            .buffer_unordered(3)
-            .try_collect::<Vec<()>>()
-            .await?;
+        futures::stream::iter(
+            blobs
+                .into_iter()
+                .map(|d| self.fetch_blob(ep, r, d, store, locks)),
+        )
+        .buffer_unordered(3)
+        .try_collect::<Vec<()>>()
+        .await?;
         Ok(Pulled {
             manifest: manifest_digest,
             repo_digest: format!("{}@{}", r.name(), top),
@@ -307,7 +352,14 @@ impl Puller {
         })
     }
 
-    async fn fetch_blob(&self, ep: &str, r: &Reference, d: Descriptor, store: &ContentStore, locks: &KeyedLocks) -> Result<(), PullError> {
+    async fn fetch_blob(
+        &self,
+        ep: &str,
+        r: &Reference,
+        d: Descriptor,
+        store: &ContentStore,
+        locks: &KeyedLocks,
+    ) -> Result<(), PullError> {
         let digest = Digest::parse(&d.digest).map_err(|source| PullError::BadDigest {
             reference: r.to_string(),
             source,
@@ -331,12 +383,14 @@ impl Puller {
                 endpoint: ep.to_string(),
                 reference: r.to_string(),
                 what: format!("blob {digest}"),
-                source,
+                source: Box::new(source),
             })?;
         let size = (d.size > 0).then_some(d.size);
         w.commit(Some(&digest), size).await.map_err(store_err)?;
         self.counters.blobs_fetched.fetch_add(1, Ordering::Relaxed);
-        self.counters.bytes_fetched.fetch_add(d.size, Ordering::Relaxed);
+        self.counters
+            .bytes_fetched
+            .fetch_add(d.size, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -347,10 +401,22 @@ mod tests {
 
     #[test]
     fn loopback_detection() {
-        for h in ["localhost", "localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000", "::1"] {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "::1",
+        ] {
             assert!(is_loopback(h), "{h}");
         }
-        for h in ["docker.io", "10.0.0.1:5000", "localhost.example:5000", "[::2]:5000"] {
+        for h in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "localhost.example:5000",
+            "[::2]:5000",
+        ] {
             assert!(!is_loopback(h), "{h}");
         }
     }
@@ -359,7 +425,11 @@ mod tests {
     fn mirrors_come_first_and_insecure_uses_http() {
         let p = Puller::new(RegistryOptions {
             insecure_registries: vec!["reg.lan:5000".into()],
-            mirrors: [("docker.io".to_string(), vec!["https://mirror.lan".to_string()])].into(),
+            mirrors: [(
+                "docker.io".to_string(),
+                vec!["https://mirror.lan".to_string()],
+            )]
+            .into(),
             auth: DockerAuth::default(),
         });
         assert_eq!(p.endpoints("docker.io"), vec!["mirror.lan", "docker.io"]);

@@ -70,7 +70,9 @@ impl Reference {
             return Err(err("empty repository name"));
         }
         let (registry, path) = match name.split_once('/') {
-            Some((first, p)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            Some((first, p))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
                 validate_domain(first).map_err(|e| err(&e))?;
                 (first.to_string(), p.to_string())
             }
@@ -169,7 +171,9 @@ fn validate_tag(t: &str) -> Result<(), String> {
         .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
     if !ok_first
         || t.len() > 128
-        || !t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        || !t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
     {
         return Err(format!("invalid tag {t:?}"));
     }
@@ -181,10 +185,14 @@ fn validate_digest(d: &str) -> Result<(), String> {
         return Err(format!("invalid digest {d:?}: expected algorithm:hex"));
     };
     if alg != "sha256" {
-        return Err(format!("unsupported digest algorithm {alg:?} (only sha256)"));
+        return Err(format!(
+            "unsupported digest algorithm {alg:?} (only sha256)"
+        ));
     }
     if hex.len() != 64 || !hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
-        return Err(format!("invalid sha256 digest {d:?}: expected 64 lowercase hex digits"));
+        return Err(format!(
+            "invalid sha256 digest {d:?}: expected 64 lowercase hex digits"
+        ));
     }
     Ok(())
 }
@@ -274,15 +282,24 @@ mod tests {
         assert_eq!(n("busybox:1.36"), "docker.io/library/busybox:1.36");
         assert_eq!(n("library/busybox"), "docker.io/library/busybox:latest");
         assert_eq!(n("docker.io/busybox"), "docker.io/library/busybox:latest");
-        assert_eq!(n("index.docker.io/library/busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            n("index.docker.io/library/busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(n("user/app:v2"), "docker.io/user/app:v2");
         assert_eq!(n("host:5000/a/b:tag"), "host:5000/a/b:tag");
         assert_eq!(n("localhost/app"), "localhost/app:latest");
         assert_eq!(n("berth.local/busybox:1.36"), "berth.local/busybox:1.36");
         assert_eq!(n("[::1]:5000/x:y"), "[::1]:5000/x:y");
         let d = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(n(&format!("busybox@{d}")), format!("docker.io/library/busybox@{d}"));
-        assert_eq!(n(&format!("busybox:1@{d}")), format!("docker.io/library/busybox:1@{d}"));
+        assert_eq!(
+            n(&format!("busybox@{d}")),
+            format!("docker.io/library/busybox@{d}")
+        );
+        assert_eq!(
+            n(&format!("busybox:1@{d}")),
+            format!("docker.io/library/busybox:1@{d}")
+        );
         let r = Reference::parse("host:5000/a/b:tag").unwrap();
         assert_eq!(r.registry(), "host:5000");
         assert_eq!(r.repository(), "a/b");
@@ -290,7 +307,10 @@ mod tests {
         assert_eq!(r.name(), "host:5000/a/b");
         // a port-looking thing without a slash is a tag on a Hub image
         assert_eq!(n("busybox:5000"), "docker.io/library/busybox:5000");
-        assert_eq!(n("a__b/c-d/e.f---g:T_1.x-y"), "docker.io/a__b/c-d/e.f---g:T_1.x-y");
+        assert_eq!(
+            n("a__b/c-d/e.f---g:T_1.x-y"),
+            "docker.io/a__b/c-d/e.f---g:T_1.x-y"
+        );
     }
 
     #[test]
@@ -312,7 +332,10 @@ mod tests {
         ] {
             let e = Reference::parse(bad).expect_err(bad);
             assert!(e.to_string().contains(why), "{bad:?}: {e}");
-            assert!(e.to_string().contains(&format!("{bad:?}")), "names the reference: {e}");
+            assert!(
+                e.to_string().contains(&format!("{bad:?}")),
+                "names the reference: {e}"
+            );
         }
     }
 
@@ -322,6 +345,9 @@ mod tests {
         assert_eq!(p("busybox"), PullPolicy::Always);
         assert_eq!(p("busybox:latest"), PullPolicy::Always);
         assert_eq!(p("busybox:1.36"), PullPolicy::IfNotPresent);
-        assert_eq!(p(&format!("busybox@sha256:{}", "0".repeat(64))), PullPolicy::IfNotPresent);
+        assert_eq!(
+            p(&format!("busybox@sha256:{}", "0".repeat(64))),
+            PullPolicy::IfNotPresent
+        );
     }
 }

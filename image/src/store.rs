@@ -31,7 +31,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use berth_reconciler::traits::{GcReport, ImageFailureReason, ImageInfo, Images, PullPolicy, error_chain};
+use berth_reconciler::traits::{
+    GcReport, ImageFailureReason, ImageInfo, Images, PullPolicy, error_chain,
+};
 
 use crate::archive::ImportState;
 use crate::auth::DockerAuth;
@@ -178,7 +180,11 @@ impl ImageStore {
     }
 
     /// See the module docs for the lifecycle and the `Always`-offline rule.
-    pub async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<ImageInfo, ImageError> {
+    pub async fn ensure_image(
+        &self,
+        image: &str,
+        policy: PullPolicy,
+    ) -> Result<ImageInfo, ImageError> {
         let r = Reference::parse(image)?;
         let key = r.to_string();
         let _g = self.locks.lock(&format!("image:{key}")).await;
@@ -190,10 +196,14 @@ impl ImageStore {
                 Some(i) => Ok(i),
                 None => self.pull_and_commit(&r, &key).await,
             },
-            PullPolicy::Always if r.digest().is_some() && local.is_some() => Ok(local.expect("checked")),
+            PullPolicy::Always if r.digest().is_some() && local.is_some() => {
+                Ok(local.expect("checked"))
+            }
             PullPolicy::Always => match self.pull_and_commit(&r, &key).await {
                 Ok(i) => Ok(i),
-                Err(ImageError::Pull { source, .. }) if source.is_unreachable() && local.is_some() => {
+                Err(ImageError::Pull { source, .. })
+                    if source.is_unreachable() && local.is_some() =>
+                {
                     tracing::warn!(reference = %key, err = %error_chain(&source), "registry unreachable; using the local copy (pull policy Always)");
                     Ok(local.expect("checked"))
                 }
@@ -206,8 +216,15 @@ impl ImageStore {
     async fn local(&self, key: &str) -> Option<ImageInfo> {
         let rec = self.index.get(key)?;
         let manifest = Digest::parse(&rec.manifest).ok()?;
-        let extra = rec.extra_blobs.iter().filter_map(|d| Digest::parse(d).ok()).collect();
-        match self.commit_image(key, &manifest, rec.repo_digest.clone(), extra).await {
+        let extra = rec
+            .extra_blobs
+            .iter()
+            .filter_map(|d| Digest::parse(d).ok())
+            .collect();
+        match self
+            .commit_image(key, &manifest, rec.repo_digest.clone(), extra)
+            .await
+        {
             Ok(i) => Some(i),
             Err(e) => {
                 tracing::warn!(reference = %key, err = %error_chain(&e), "local image unusable; dropping it from the index");
@@ -228,10 +245,15 @@ impl ImageStore {
             .await
             .map_err(|source| ImageError::Pull {
                 reference: key.to_string(),
-                source,
+                source: Box::new(source),
             })?;
         let info = self
-            .commit_image(key, &pulled.manifest, Some(pulled.repo_digest), pulled.extra_blobs)
+            .commit_image(
+                key,
+                &pulled.manifest,
+                Some(pulled.repo_digest),
+                pulled.extra_blobs,
+            )
             .await?;
         tracing::info!(reference = %key, image_id = %info.image_id, elapsed_ms = started.elapsed().as_millis() as u64, "pulled image");
         Ok(info)
@@ -261,8 +283,13 @@ impl ImageStore {
                 source,
             }
         };
-        let mdata = self.content.read_verified(manifest_digest).map_err(content_err("reading manifest"))?;
-        let m = match manifest::parse_any(&mdata).map_err(bad("manifest", &manifest_digest.to_string()))? {
+        let mdata = self
+            .content
+            .read_verified(manifest_digest)
+            .map_err(content_err("reading manifest"))?;
+        let m = match manifest::parse_any(&mdata)
+            .map_err(bad("manifest", &manifest_digest.to_string()))?
+        {
             AnyManifest::Image(m) => m,
             AnyManifest::Index(_) => {
                 return Err(ImageError::UnexpectedIndex {
@@ -271,9 +298,14 @@ impl ImageStore {
                 });
             }
         };
-        let config_digest = Digest::parse(&m.config.digest).map_err(content_err("config digest"))?;
-        let cdata = self.content.read_verified(&config_digest).map_err(content_err("reading config"))?;
-        let cfg: ConfigFile = serde_json::from_slice(&cdata).map_err(bad("config", &m.config.digest))?;
+        let config_digest =
+            Digest::parse(&m.config.digest).map_err(content_err("config digest"))?;
+        let cdata = self
+            .content
+            .read_verified(&config_digest)
+            .map_err(content_err("reading config"))?;
+        let cfg: ConfigFile =
+            serde_json::from_slice(&cdata).map_err(bad("config", &m.config.digest))?;
         if cfg.rootfs.diff_ids.len() != m.layers.len() {
             return Err(ImageError::LayerCountMismatch {
                 reference: key.to_string(),
@@ -322,7 +354,13 @@ impl ImageStore {
     }
 
     /// The unpacked directory of one layer, unpacking it once if needed.
-    async fn ensure_layer(&self, key: &str, blob: &Digest, diff_id: &Digest, chain: &Digest) -> Result<PathBuf, ImageError> {
+    async fn ensure_layer(
+        &self,
+        key: &str,
+        blob: &Digest,
+        diff_id: &Digest,
+        chain: &Digest,
+    ) -> Result<PathBuf, ImageError> {
         let dir = self.layer_path(chain);
         if dir.is_dir() {
             return Ok(dir);
@@ -335,7 +373,9 @@ impl ImageStore {
             return Err(ImageError::Content {
                 reference: key.to_string(),
                 what: "layer blob",
-                source: crate::content::ContentError::Missing { digest: blob.clone() },
+                source: crate::content::ContentError::Missing {
+                    digest: blob.clone(),
+                },
             });
         }
         let (src, b, d, dst, tmp, caps) = (
@@ -389,7 +429,11 @@ impl ImageStore {
 impl Images for ImageStore {
     type Error = ImageError;
 
-    fn ensure(&self, image: &str, policy: PullPolicy) -> impl Future<Output = Result<ImageInfo, ImageError>> + Send {
+    fn ensure(
+        &self,
+        image: &str,
+        policy: PullPolicy,
+    ) -> impl Future<Output = Result<ImageInfo, ImageError>> + Send {
         self.ensure_image(image, policy)
     }
 

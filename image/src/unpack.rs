@@ -55,7 +55,9 @@ pub enum UnpackError {
         target: String,
         reason: &'static str,
     },
-    #[error("whiteout {entry:?} needs a 0:0 character device, which this process may not create (run as root)")]
+    #[error(
+        "whiteout {entry:?} needs a 0:0 character device, which this process may not create (run as root)"
+    )]
     WhiteoutNotPermitted {
         entry: String,
         #[source]
@@ -210,13 +212,19 @@ pub fn unpack_layer(
             let dec: Box<dyn Read + '_> = match comp {
                 Compression::None => Box::new(cr),
                 Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(cr)),
-                Compression::Zstd => Box::new(zstd::Decoder::new(cr).map_err(io_err("zstd", blob))?),
+                Compression::Zstd => {
+                    Box::new(zstd::Decoder::new(cr).map_err(io_err("zstd", blob))?)
+                }
             };
-            let ur = HashReader { inner: dec, h: &mut uh };
+            let ur = HashReader {
+                inner: dec,
+                h: &mut uh,
+            };
             let mut ar = tar::Archive::new(ur);
             let stats = apply_tar(&mut ar, &work, caps)?;
             // Hash everything, including padding after the end-of-archive marker.
-            io::copy(&mut ar.into_inner(), &mut io::sink()).map_err(|source| UnpackError::Tar { source })?;
+            io::copy(&mut ar.into_inner(), &mut io::sink())
+                .map_err(|source| UnpackError::Tar { source })?;
             stats
         };
         let actual = Digest::from_hasher(ch);
@@ -279,7 +287,12 @@ pub fn clean_path(raw: &Path) -> Result<PathBuf, UnpackError> {
 
 /// Walk `rel`'s parents under `root` without following symlinks, creating
 /// missing directories when `create`; return the full path of `rel`.
-fn resolve_parent(root: &Path, rel: &Path, entry: &str, create: bool) -> Result<PathBuf, UnpackError> {
+fn resolve_parent(
+    root: &Path,
+    rel: &Path,
+    entry: &str,
+    create: bool,
+) -> Result<PathBuf, UnpackError> {
     let mut cur = root.to_path_buf();
     let comps: Vec<_> = rel.components().collect();
     for c in &comps[..comps.len().saturating_sub(1)] {
@@ -317,8 +330,12 @@ fn clear(p: &Path, keep_dir: bool) -> Result<bool, UnpackError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io_err("lstat", p)(e)),
         Ok(m) if m.is_dir() && keep_dir => Ok(true),
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p).map(|_| false).map_err(io_err("remove", p)),
-        Ok(_) => fs::remove_file(p).map(|_| false).map_err(io_err("remove", p)),
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p)
+            .map(|_| false)
+            .map_err(io_err("remove", p)),
+        Ok(_) => fs::remove_file(p)
+            .map(|_| false)
+            .map_err(io_err("remove", p)),
     }
 }
 
@@ -330,7 +347,11 @@ struct Meta {
 }
 
 /// Apply every entry of `ar` under `root` (see the module guarantees).
-pub fn apply_tar<R: Read>(ar: &mut tar::Archive<R>, root: &Path, caps: Caps) -> Result<UnpackStats, UnpackError> {
+pub fn apply_tar<R: Read>(
+    ar: &mut tar::Archive<R>,
+    root: &Path,
+    caps: Caps,
+) -> Result<UnpackStats, UnpackError> {
     let tar_err = |source| UnpackError::Tar { source };
     let mut stats = UnpackStats::default();
     let mut dirs: Vec<(PathBuf, Meta)> = Vec::new();
@@ -349,14 +370,21 @@ pub fn apply_tar<R: Read>(ar: &mut tar::Archive<R>, root: &Path, caps: Caps) -> 
             gid: h.gid().map_err(tar_err)?,
             mtime: h.mtime().map_err(tar_err)?,
         };
-        let base = rel.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let base = rel
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
 
         // OCI whiteouts.
         if base == ".wh..wh..opq" {
             let dir = resolve_parent(root, &rel, &name, true)?;
             let dir = dir.parent().unwrap_or(root).to_path_buf();
-            xattr::set(&dir, "trusted.overlay.opaque", b"y")
-                .map_err(|source| UnpackError::OpaqueNotPermitted { entry: name.clone(), source })?;
+            xattr::set(&dir, "trusted.overlay.opaque", b"y").map_err(|source| {
+                UnpackError::OpaqueNotPermitted {
+                    entry: name.clone(),
+                    source,
+                }
+            })?;
             stats.whiteouts += 1;
             continue;
         }
@@ -368,8 +396,12 @@ pub fn apply_tar<R: Read>(ar: &mut tar::Archive<R>, root: &Path, caps: Caps) -> 
             let p = resolve_parent(root, &rel, &name, true)?;
             let target = p.with_file_name(hidden);
             clear(&target, false)?;
-            mknod(&target, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0))
-                .map_err(|source| UnpackError::WhiteoutNotPermitted { entry: name.clone(), source })?;
+            mknod(&target, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)).map_err(|source| {
+                UnpackError::WhiteoutNotPermitted {
+                    entry: name.clone(),
+                    source,
+                }
+            })?;
             if caps.is_root {
                 std::os::unix::fs::lchown(&target, Some(meta.uid as u32), Some(meta.gid as u32))
                     .map_err(io_err("chown", &target))?;
@@ -423,13 +455,20 @@ pub fn apply_tar<R: Read>(ar: &mut tar::Archive<R>, root: &Path, caps: Caps) -> 
                     .link_name()
                     .map_err(tar_err)?
                     .ok_or_else(|| UnpackError::Tar {
-                        source: io::Error::new(io::ErrorKind::InvalidData, format!("symlink {name:?} without target")),
+                        source: io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("symlink {name:?} without target"),
+                        ),
                     })?;
                 clear(&target, false)?;
                 std::os::unix::fs::symlink(&link, &target).map_err(io_err("symlink", &target))?;
             }
             EntryType::Link => {
-                let link = entry.link_name().map_err(tar_err)?.map(|l| l.into_owned()).unwrap_or_default();
+                let link = entry
+                    .link_name()
+                    .map_err(tar_err)?
+                    .map(|l| l.into_owned())
+                    .unwrap_or_default();
                 let bad = |reason| UnpackError::BadHardlink {
                     entry: name.clone(),
                     target: link.display().to_string(),
@@ -441,7 +480,9 @@ pub fn apply_tar<R: Read>(ar: &mut tar::Archive<R>, root: &Path, caps: Caps) -> 
                 }
                 let src = resolve_parent(root, &lrel, &name, false).map_err(|e| match e {
                     UnpackError::ThroughSymlink { .. } => bad("target path goes through a symlink"),
-                    UnpackError::NotADirectory { .. } => bad("target path goes through a non-directory"),
+                    UnpackError::NotADirectory { .. } => {
+                        bad("target path goes through a non-directory")
+                    }
                     UnpackError::Io { .. } => bad("target does not exist in this layer"),
                     other => other,
                 })?;
@@ -465,22 +506,41 @@ pub fn apply_tar<R: Read>(ar: &mut tar::Archive<R>, root: &Path, caps: Caps) -> 
                 }
                 let major = entry.header().device_major().map_err(tar_err)?.unwrap_or(0);
                 let minor = entry.header().device_minor().map_err(tar_err)?.unwrap_or(0);
-                let flag = if kind == EntryType::Char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
+                let flag = if kind == EntryType::Char {
+                    SFlag::S_IFCHR
+                } else {
+                    SFlag::S_IFBLK
+                };
                 clear(&target, false)?;
-                mknod(&target, flag, Mode::from_bits_truncate(0o600), makedev(major.into(), minor.into()))
-                    .map_err(sys_err("mknod", &target))?;
+                mknod(
+                    &target,
+                    flag,
+                    Mode::from_bits_truncate(0o600),
+                    makedev(major.into(), minor.into()),
+                )
+                .map_err(sys_err("mknod", &target))?;
             }
             EntryType::Fifo => {
                 clear(&target, false)?;
-                nix::unistd::mkfifo(&target, Mode::from_bits_truncate(0o600)).map_err(sys_err("mkfifo", &target))?;
+                nix::unistd::mkfifo(&target, Mode::from_bits_truncate(0o600))
+                    .map_err(sys_err("mkfifo", &target))?;
             }
-            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink => continue,
-            other => return Err(UnpackError::UnsupportedType { entry: name, kind: other }),
+            EntryType::XGlobalHeader
+            | EntryType::XHeader
+            | EntryType::GNULongName
+            | EntryType::GNULongLink => continue,
+            other => {
+                return Err(UnpackError::UnsupportedType {
+                    entry: name,
+                    kind: other,
+                });
+            }
         }
         let is_symlink = kind == EntryType::Symlink;
         set_owner(&target, &meta, caps)?;
         if !is_symlink {
-            fs::set_permissions(&target, fs::Permissions::from_mode(meta.mode)).map_err(io_err("chmod", &target))?;
+            fs::set_permissions(&target, fs::Permissions::from_mode(meta.mode))
+                .map_err(io_err("chmod", &target))?;
         }
         apply_xattrs(&mut entry, &target, &name);
         set_mtime(&target, meta.mtime)?;
@@ -496,14 +556,22 @@ pub fn apply_tar<R: Read>(ar: &mut tar::Archive<R>, root: &Path, caps: Caps) -> 
 
 fn set_owner(p: &Path, m: &Meta, caps: Caps) -> Result<(), UnpackError> {
     if caps.is_root {
-        std::os::unix::fs::lchown(p, Some(m.uid as u32), Some(m.gid as u32)).map_err(io_err("chown", p))?;
+        std::os::unix::fs::lchown(p, Some(m.uid as u32), Some(m.gid as u32))
+            .map_err(io_err("chown", p))?;
     }
     Ok(())
 }
 
 fn set_mtime(p: &Path, mtime: u64) -> Result<(), UnpackError> {
     let t = TimeSpec::new(mtime as i64, 0);
-    utimensat(nix::fcntl::AT_FDCWD, p, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(sys_err("utimensat", p))
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        p,
+        &t,
+        &t,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(sys_err("utimensat", p))
 }
 
 /// PAX `SCHILY.xattr.*` records; `user.*` and `security.capability` are

@@ -19,16 +19,40 @@ struct E<'a> {
 }
 
 fn f<'a>(name: &'a str, data: &'a [u8]) -> E<'a> {
-    E { name, kind: EntryType::Regular, link: None, data, mode: 0o644 }
+    E {
+        name,
+        kind: EntryType::Regular,
+        link: None,
+        data,
+        mode: 0o644,
+    }
 }
 fn d(name: &str) -> E<'_> {
-    E { name, kind: EntryType::Directory, link: None, data: b"", mode: 0o755 }
+    E {
+        name,
+        kind: EntryType::Directory,
+        link: None,
+        data: b"",
+        mode: 0o755,
+    }
 }
 fn sym<'a>(name: &'a str, to: &'a str) -> E<'a> {
-    E { name, kind: EntryType::Symlink, link: Some(to), data: b"", mode: 0o777 }
+    E {
+        name,
+        kind: EntryType::Symlink,
+        link: Some(to),
+        data: b"",
+        mode: 0o777,
+    }
 }
 fn hard<'a>(name: &'a str, to: &'a str) -> E<'a> {
-    E { name, kind: EntryType::Link, link: Some(to), data: b"", mode: 0o644 }
+    E {
+        name,
+        kind: EntryType::Link,
+        link: Some(to),
+        data: b"",
+        mode: 0o644,
+    }
 }
 
 fn build(entries: &[E<'_>]) -> Vec<u8> {
@@ -84,24 +108,45 @@ fn extract(entries: &[E<'_>]) -> (tempfile::TempDir, Result<UnpackStats, UnpackE
 }
 
 fn outside_untouched(t: &Path) {
-    let names: Vec<_> = fs::read_dir(t.join("outside")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = fs::read_dir(t.join("outside"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec!["secret"], "nothing new outside");
     assert_eq!(fs::read(t.join("outside/secret")).unwrap(), b"keep");
-    let top: Vec<_> = fs::read_dir(t).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let top: Vec<_> = fs::read_dir(t)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     assert_eq!(top.len(), 2, "only root and outside at the top: {top:?}");
 }
 
 #[test]
 fn ordinary_layer() {
-    let (t, r) = extract(&[d("bin/"), f("bin/sh", b"#!"), sym("bin/ls", "sh"), hard("bin/sh2", "bin/sh"), f("./etc/passwd", b"root")]);
+    let (t, r) = extract(&[
+        d("bin/"),
+        f("bin/sh", b"#!"),
+        sym("bin/ls", "sh"),
+        hard("bin/sh2", "bin/sh"),
+        f("./etc/passwd", b"root"),
+    ]);
     let s = r.unwrap();
     assert_eq!(s.entries, 5);
     let root = t.path().join("root");
     assert_eq!(fs::read(root.join("bin/sh")).unwrap(), b"#!");
     assert_eq!(fs::read_link(root.join("bin/ls")).unwrap(), Path::new("sh"));
-    assert_eq!(fs::metadata(root.join("bin/sh2")).unwrap().ino(), fs::metadata(root.join("bin/sh")).unwrap().ino());
-    assert_eq!(fs::metadata(root.join("bin/sh")).unwrap().mtime(), 1_600_000_000);
-    assert_eq!(fs::metadata(root.join("bin")).unwrap().mtime(), 1_600_000_000);
+    assert_eq!(
+        fs::metadata(root.join("bin/sh2")).unwrap().ino(),
+        fs::metadata(root.join("bin/sh")).unwrap().ino()
+    );
+    assert_eq!(
+        fs::metadata(root.join("bin/sh")).unwrap().mtime(),
+        1_600_000_000
+    );
+    assert_eq!(
+        fs::metadata(root.join("bin")).unwrap().mtime(),
+        1_600_000_000
+    );
     assert_eq!(fs::read(root.join("etc/passwd")).unwrap(), b"root");
 }
 
@@ -132,12 +177,23 @@ fn absolute_paths_are_rooted_in_the_layer() {
 fn writing_through_a_symlink_is_refused() {
     for target in ["../outside", "/tmp", "."] {
         let (t, r) = extract(&[sym("link", target), f("link/evil", b"x")]);
-        assert!(matches!(r, Err(UnpackError::ThroughSymlink { .. })), "{target}: {r:?}");
+        assert!(
+            matches!(r, Err(UnpackError::ThroughSymlink { .. })),
+            "{target}: {r:?}"
+        );
         outside_untouched(t.path());
     }
     // the same with a nested directory
-    let (t, r) = extract(&[d("a/"), sym("a/b", "../../outside"), d("a/b/c/"), f("a/b/c/evil", b"x")]);
-    assert!(matches!(r, Err(UnpackError::ThroughSymlink { .. })), "{r:?}");
+    let (t, r) = extract(&[
+        d("a/"),
+        sym("a/b", "../../outside"),
+        d("a/b/c/"),
+        f("a/b/c/evil", b"x"),
+    ]);
+    assert!(
+        matches!(r, Err(UnpackError::ThroughSymlink { .. })),
+        "{r:?}"
+    );
     outside_untouched(t.path());
 }
 
@@ -152,7 +208,11 @@ fn a_symlink_replaced_by_a_file_is_not_followed() {
     let (t, r) = extract(&[sym("x", "../outside"), d("x/"), f("x/y", b"1")]);
     r.unwrap();
     outside_untouched(t.path());
-    assert!(fs::symlink_metadata(t.path().join("root/x")).unwrap().is_dir());
+    assert!(
+        fs::symlink_metadata(t.path().join("root/x"))
+            .unwrap()
+            .is_dir()
+    );
 }
 
 #[test]
@@ -161,23 +221,61 @@ fn hardlinks_outside_or_through_symlinks_are_refused() {
     assert!(matches!(r, Err(UnpackError::BadHardlink { .. })), "{r:?}");
     outside_untouched(t.path());
     let (t, r) = extract(&[hard("h", "/etc/passwd")]);
-    assert!(matches!(r, Err(UnpackError::BadHardlink { reason: "target does not exist in this layer", .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(UnpackError::BadHardlink {
+                reason: "target does not exist in this layer",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
     outside_untouched(t.path());
     let (t, r) = extract(&[sym("l", "../outside"), hard("h", "l/secret")]);
-    assert!(matches!(r, Err(UnpackError::BadHardlink { reason: "target path goes through a symlink", .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(UnpackError::BadHardlink {
+                reason: "target path goes through a symlink",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
     outside_untouched(t.path());
     let (_t, r) = extract(&[d("dir/"), hard("h", "dir")]);
-    assert!(matches!(r, Err(UnpackError::BadHardlink { reason: "target is a directory", .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(UnpackError::BadHardlink {
+                reason: "target is a directory",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
     // a hard link to a symlink links the symlink itself, never its target
     let (t, r) = extract(&[sym("l", "../outside/secret"), hard("h", "l")]);
     r.unwrap();
-    assert!(fs::symlink_metadata(t.path().join("root/h")).unwrap().file_type().is_symlink());
+    assert!(
+        fs::symlink_metadata(t.path().join("root/h"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     outside_untouched(t.path());
 }
 
 #[test]
 fn device_nodes_need_cap_mknod() {
-    let mut e = E { name: "dev/null", kind: EntryType::Char, link: None, data: b"", mode: 0o666 };
+    let mut e = E {
+        name: "dev/null",
+        kind: EntryType::Char,
+        link: None,
+        data: b"",
+        mode: 0o666,
+    };
     e.mode = 0o666;
     let data = {
         let mut b = tar::Builder::new(Vec::new());
@@ -192,7 +290,15 @@ fn device_nodes_need_cap_mknod() {
     };
     let t = tempfile::tempdir().unwrap();
     // Without the capability: skipped, counted.
-    let s = apply_tar(&mut tar::Archive::new(&data[..]), t.path(), Caps { is_root: false, can_mknod: false }).unwrap();
+    let s = apply_tar(
+        &mut tar::Archive::new(&data[..]),
+        t.path(),
+        Caps {
+            is_root: false,
+            can_mknod: false,
+        },
+    )
+    .unwrap();
     assert_eq!(s.skipped_devices, 1);
     assert!(!t.path().join("dev/null").exists());
     if Caps::detect().can_mknod {
@@ -225,7 +331,14 @@ fn setuid_and_ownership_survive() {
     apply_tar(&mut tar::Archive::new(&data[..]), t.path(), c).unwrap();
     let m = fs::metadata(t.path().join("bin/su")).unwrap();
     assert_eq!(m.permissions().mode() & 0o7777, 0o4755);
-    assert_eq!(fs::metadata(t.path().join("tmp")).unwrap().permissions().mode() & 0o7777, 0o1777);
+    assert_eq!(
+        fs::metadata(t.path().join("tmp"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o1777
+    );
     if c.is_root {
         assert_eq!((m.uid(), m.gid()), (1000, 1001));
     }
@@ -235,7 +348,11 @@ fn setuid_and_ownership_survive() {
 fn xattrs_from_pax_headers() {
     let data = {
         let mut b = tar::Builder::new(Vec::new());
-        b.append_pax_extensions([("SCHILY.xattr.user.berth", &b"v1"[..]), ("SCHILY.xattr.trusted.evil", &b"x"[..])]).unwrap();
+        b.append_pax_extensions([
+            ("SCHILY.xattr.user.berth", &b"v1"[..]),
+            ("SCHILY.xattr.trusted.evil", &b"x"[..]),
+        ])
+        .unwrap();
         let mut h = hdr("file", EntryType::Regular, 0o644, 1);
         h.set_cksum();
         b.append(&h, &b"z"[..]).unwrap();
@@ -247,14 +364,27 @@ fn xattrs_from_pax_headers() {
     assert_eq!(fs::read(&p).unwrap(), b"z");
     // user.* xattrs need filesystem support (tmpfs has it since 6.6); check when supported.
     if xattr::SUPPORTED_PLATFORM && xattr::set(t.path(), "user.probe", b"1").is_ok() {
-        assert_eq!(xattr::get(&p, "user.berth").unwrap().as_deref(), Some(&b"v1"[..]));
+        assert_eq!(
+            xattr::get(&p, "user.berth").unwrap().as_deref(),
+            Some(&b"v1"[..])
+        );
     }
-    assert_eq!(xattr::get(&p, "trusted.evil").ok().flatten(), None, "trusted.* from archives is never applied");
+    assert_eq!(
+        xattr::get(&p, "trusted.evil").ok().flatten(),
+        None,
+        "trusted.* from archives is never applied"
+    );
 }
 
 #[test]
 fn whiteouts_become_overlayfs_whiteouts() {
-    let (t, r) = extract(&[d("etc/"), f("etc/.wh.shadow", b""), d("var/"), f("var/.wh..wh..opq", b""), f(".wh..wh.plnk", b"")]);
+    let (t, r) = extract(&[
+        d("etc/"),
+        f("etc/.wh.shadow", b""),
+        d("var/"),
+        f("var/.wh..wh..opq", b""),
+        f(".wh..wh.plnk", b""),
+    ]);
     let root = t.path().join("root");
     if Caps::detect().is_root {
         let s = r.unwrap();
@@ -264,16 +394,27 @@ fn whiteouts_become_overlayfs_whiteouts() {
         assert_eq!(m.rdev(), 0);
         assert!(!root.join("etc/.wh.shadow").exists());
         assert!(!root.join(".wh..wh.plnk").exists());
-        assert_eq!(xattr::get(root.join("var"), "trusted.overlay.opaque").unwrap().as_deref(), Some(&b"y"[..]));
+        assert_eq!(
+            xattr::get(root.join("var"), "trusted.overlay.opaque")
+                .unwrap()
+                .as_deref(),
+            Some(&b"y"[..])
+        );
     } else {
-        assert!(matches!(r, Err(UnpackError::WhiteoutNotPermitted { .. })), "{r:?}");
+        assert!(
+            matches!(r, Err(UnpackError::WhiteoutNotPermitted { .. })),
+            "{r:?}"
+        );
     }
     // whiteout names cannot escape either
     let (t, r) = extract(&[f("../outside/.wh.secret", b"")]);
     assert!(matches!(r, Err(UnpackError::PathEscapes { .. })), "{r:?}");
     outside_untouched(t.path());
     let (t, r) = extract(&[sym("l", "../outside"), f("l/.wh.secret", b"")]);
-    assert!(matches!(r, Err(UnpackError::ThroughSymlink { .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(UnpackError::ThroughSymlink { .. })),
+        "{r:?}"
+    );
     outside_untouched(t.path());
 }
 
@@ -304,7 +445,16 @@ fn unpack_layer_verifies_digests_for_each_compression() {
         let dst = t.path().join(format!("layer-{comp:?}"));
         // wrong diff id: nothing committed, temp cleaned
         let e = unpack_layer(&blob, &bd, &Digest::of(b"x"), &dst, &tmp, caps()).unwrap_err();
-        assert!(matches!(e, UnpackError::DigestMismatch { what: "uncompressed (diff ID)", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                UnpackError::DigestMismatch {
+                    what: "uncompressed (diff ID)",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(!dst.exists());
         assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
         // corrupt blob: refused

@@ -12,7 +12,8 @@ use common::*;
 fn copy_old(src: &std::path::Path, dst: &std::path::Path) {
     std::fs::copy(src, dst).unwrap();
     let f = std::fs::File::options().write(true).open(dst).unwrap();
-    f.set_modified(SystemTime::now() - Duration::from_secs(60)).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
 }
 
 #[tokio::test]
@@ -29,7 +30,10 @@ async fn imports_both_archive_kinds_at_open_and_watches_for_new_ones() {
     cfg.import_dir = Some(import.clone());
     cfg.import_poll_interval = Duration::from_millis(200);
     let s = Arc::new(ImageStore::open(cfg.clone()).await.unwrap());
-    let info = s.ensure("berth.local/busybox:1.36", PullPolicy::Never).await.unwrap();
+    let info = s
+        .ensure("berth.local/busybox:1.36", PullPolicy::Never)
+        .await
+        .unwrap();
     assert_eq!(info.layers.len(), 1);
     assert!(info.layers[0].join("bin/busybox").is_file());
     assert_eq!(info.config.cmd, vec!["/bin/sh"]);
@@ -43,7 +47,10 @@ async fn imports_both_archive_kinds_at_open_and_watches_for_new_ones() {
         "copy",
         "--quiet",
         &format!("docker-archive:{}", fx.join("busybox-docker.tar").display()),
-        &format!("docker-archive:{}:berth.local/other:2", docker_tar.display()),
+        &format!(
+            "docker-archive:{}:berth.local/other:2",
+            docker_tar.display()
+        ),
     ]));
     let watcher = s.spawn_import_watcher();
     copy_old(&docker_tar, &import.join("other.tar"));
@@ -62,14 +69,25 @@ async fn imports_both_archive_kinds_at_open_and_watches_for_new_ones() {
     watcher.abort();
 
     // the original docker archive (symlinked layer.tar inside) imports too
-    copy_old(&fx.join("busybox-docker.tar"), &import.join("busybox-docker.tar"));
+    copy_old(
+        &fx.join("busybox-docker.tar"),
+        &import.join("busybox-docker.tar"),
+    );
     let r = s.import_dir_once().await;
-    assert_eq!(r.imported, vec!["berth.local/busybox:1.36".to_string()], "{r:?}");
+    assert_eq!(
+        r.imported,
+        vec!["berth.local/busybox:1.36".to_string()],
+        "{r:?}"
+    );
 
     // a broken archive is reported, not fatal, and not retried while unchanged
     std::fs::write(import.join("junk.tar"), b"not a tar").unwrap();
-    let f = std::fs::File::options().write(true).open(import.join("junk.tar")).unwrap();
-    f.set_modified(SystemTime::now() - Duration::from_secs(60)).unwrap();
+    let f = std::fs::File::options()
+        .write(true)
+        .open(import.join("junk.tar"))
+        .unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
     let r = s.import_dir_once().await;
     assert_eq!(r.failed.len(), 1, "{r:?}");
     assert!(s.import_dir_once().await.failed.is_empty());
@@ -78,6 +96,10 @@ async fn imports_both_archive_kinds_at_open_and_watches_for_new_ones() {
     drop(s);
     let s = ImageStore::open(cfg).await.unwrap();
     assert_eq!(s.stats().layers_unpacked, 0);
-    s.ensure("berth.local/busybox:1.36", PullPolicy::Never).await.unwrap();
-    s.ensure("berth.local/other:2", PullPolicy::Never).await.unwrap();
+    s.ensure("berth.local/busybox:1.36", PullPolicy::Never)
+        .await
+        .unwrap();
+    s.ensure("berth.local/other:2", PullPolicy::Never)
+        .await
+        .unwrap();
 }

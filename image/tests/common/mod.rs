@@ -10,12 +10,22 @@ use std::time::Duration;
 /// Skip (with the reason printed) unless root and the tools exist.
 pub fn preconditions() -> bool {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root (chroot for the fixture, ownership and whiteouts on unpack)");
+        eprintln!(
+            "SKIPPED: needs root (chroot for the fixture, ownership and whiteouts on unpack)"
+        );
         return false;
     }
     for t in ["docker-registry", "skopeo", "umoci"] {
-        if !Command::new("sh").args(["-c", &format!("command -v {t}")]).stdout(Stdio::null()).status().unwrap().success() {
-            eprintln!("SKIPPED: {t} not installed (apt-get install -y docker-registry skopeo umoci busybox-static)");
+        if !Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+        {
+            eprintln!(
+                "SKIPPED: {t} not installed (apt-get install -y docker-registry skopeo umoci busybox-static)"
+            );
             return false;
         }
     }
@@ -24,13 +34,19 @@ pub fn preconditions() -> bool {
 
 pub fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The shared busybox fixture (built once per machine, under the temp dir).
 pub fn fixture() -> PathBuf {
     let out = std::env::temp_dir().join("berth-image-test-fixtures");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/make-busybox-image.sh");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/make-busybox-image.sh");
     run(Command::new("bash").arg(&script).arg(&out));
     out
 }
@@ -45,7 +61,11 @@ pub struct Registry {
 impl Registry {
     pub fn start() -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let addr = format!("127.0.0.1:{port}");
         let cfg = dir.path().join("config.yml");
         std::fs::write(
@@ -63,7 +83,11 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("start docker-registry");
-        let reg = Registry { child: Some(child), addr, _dir: dir };
+        let reg = Registry {
+            child: Some(child),
+            addr,
+            _dir: dir,
+        };
         for _ in 0..200 {
             if std::net::TcpStream::connect(&reg.addr).is_ok() {
                 return reg;
@@ -100,13 +124,24 @@ impl Drop for Registry {
 
 /// Copy the fixture layout and add a layer on top of tag `1.36` as tag `new_tag`:
 /// `prepare` edits the unpacked rootfs.
-pub fn add_layer(layout_src: &Path, work: &Path, new_tag: &str, prepare: impl FnOnce(&Path)) -> PathBuf {
+pub fn add_layer(
+    layout_src: &Path,
+    work: &Path,
+    new_tag: &str,
+    prepare: impl FnOnce(&Path),
+) -> PathBuf {
     let layout = work.join("oci");
     run(Command::new("cp").arg("-a").arg(layout_src).arg(&layout));
     let bundle = work.join("bundle");
-    run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:1.36", layout.display())).arg(&bundle));
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:1.36", layout.display()))
+        .arg(&bundle));
     prepare(&bundle.join("rootfs"));
-    run(Command::new("umoci").args(["repack", "--image"]).arg(format!("{}:{new_tag}", layout.display())).arg(&bundle));
+    run(Command::new("umoci")
+        .args(["repack", "--image"])
+        .arg(format!("{}:{new_tag}", layout.display()))
+        .arg(&bundle));
     let _ = std::fs::remove_dir_all(&bundle);
     layout
 }
