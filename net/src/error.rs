@@ -86,8 +86,9 @@ impl Classify for NetError {
                 | VethError::Delete { source, .. }
                 | VethError::PodLinkUp { source, .. }
                 | VethError::PodAddress { source, .. }
-                | VethError::PodRoute { source, .. } => netlink_kind(source),
-                VethError::OpenNetns { .. } | VethError::PodLinkMissing { .. } => ErrorKind::Transient,
+                | VethError::PodRoute { source, .. }
+                | VethError::Hairpin { source, .. } => netlink_kind(source),
+                VethError::OpenNetns { .. } | VethError::PodLinkMissing { .. } | VethError::Vanished { .. } => ErrorKind::Transient,
             },
             Netns(e) => match e {
                 NetnsError::Unshare { .. } | NetnsError::BindMount { .. } | NetnsError::Setns { .. } => {

@@ -236,6 +236,7 @@ impl HostNetwork {
         }
         if !veth::exists(&self.handle, &host_if).await? {
             veth::create(&self.handle, &host_if, &path, self.bridge_index, self.mtu).await?;
+            veth::set_hairpin(&self.handle, &host_if).await?;
         }
         veth::configure_inside(&ns, ip, self.cfg.pod_cidr.prefix_len(), self.gateway).await?;
         if ports_before.as_deref() != Some(&req.host_ports[..]) && !(ports_before.is_none() && req.host_ports.is_empty()) {

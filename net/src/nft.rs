@@ -137,13 +137,15 @@ pub fn render(input: &RenderInput<'_>) -> Nftables<'static> {
                 masquerade(),
             ],
         ),
-        // pod -> VIP/hostPort -> pod on the same bridge: without br_netfilter the
-        // answer would bypass conntrack, so such flows are masqueraded (this also
-        // covers hairpin, a pod reaching itself through its Service)
+        // pod -> VIP/hostPort -> pod on the same bridge: the answer would go
+        // straight back over the bridge and bypass conntrack (and a pod reaching
+        // itself would see its own address as source), so such flows are
+        // masqueraded. No `iifname` match: with br_netfilter the DNAT happens
+        // in the bridge path, where postrouting has no input device.
         (
             "nat_postrouting",
             vec![
-                eq(meta(MetaKey::Iifname), string(input.bridge)),
+                eq(payload("ip", "saddr"), prefix(input.pod_cidr)),
                 eq(meta(MetaKey::Oifname), string(input.bridge)),
                 Statement::Match(Match {
                     left: Expression::Named(NamedExpression::CT(CT {

@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
-use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use sha2::{Digest, Sha256};
 
 use crate::netlink::{is_errno, link_index};
@@ -25,6 +25,10 @@ pub enum VethError {
     Create { name: String, netns: PathBuf, #[source] source: rtnetlink::Error },
     #[error("delete veth {name}")]
     Delete { name: String, #[source] source: rtnetlink::Error },
+    #[error("set hairpin mode on bridge port {name}")]
+    Hairpin { name: String, #[source] source: rtnetlink::Error },
+    #[error("host end {name} vanished")]
+    Vanished { name: String },
     #[error("bring up {name} inside the pod netns")]
     PodLinkUp { name: String, #[source] source: rtnetlink::Error },
     #[error("link {name} missing inside the pod netns")]
@@ -61,6 +65,23 @@ pub async fn create(handle: &Handle, name: &str, netns: &Path, bridge: u32, mtu:
     let r = handle.link().add(msg).execute().await;
     drop(ns);
     r.map_err(|source| VethError::Create { name: name.to_string(), netns: netns.to_path_buf(), source })
+}
+
+/// Hairpin mode on the host end's bridge port: with `br_netfilter` loaded
+/// (Docker/podman load it; `bridge-nf-call-iptables=1`), a pod reaching itself
+/// through a VIP or hostPort is DNATed inside the bridge and sent back out of
+/// the port it came in on, which the bridge only allows in hairpin mode.
+pub async fn set_hairpin(handle: &Handle, name: &str) -> Result<(), VethError> {
+    let index = link_index(handle, name)
+        .await
+        .map_err(|source| VethError::Lookup { name: name.to_string(), source })?
+        .ok_or_else(|| VethError::Vanished { name: name.to_string() })?;
+    handle
+        .link()
+        .set_port(LinkBridgePort::new(index).hairpin(true).build())
+        .execute()
+        .await
+        .map_err(|source| VethError::Hairpin { name: name.to_string(), source })
 }
 
 /// Delete the host end (the peer goes with it); missing is fine.
