@@ -79,8 +79,9 @@ impl ImageStore {
             if !force && usage < low {
                 break;
             }
-            // hold the image key so no ensure of it runs concurrently
-            let _g = self.locks.lock(&format!("image:{key}")).await;
+            // No per-image lock here: an ensure holding one waits for the
+            // shared lease this exclusive lock denies it (taking both would
+            // deadlock), and re-reads the index once it gets the lease.
             self.index.remove(&key)?;
             tracing::info!(reference = %key, "image GC removed image");
             report.removed_images.push(key);

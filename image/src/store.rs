@@ -449,3 +449,7 @@ impl Images for ImageStore {
         self.gc_with(in_use, false)
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

@@ -1,0 +1,154 @@
+//! ImageStore without a registry and without root: archives built in memory.
+
+use std::io::Write;
+
+use berth_reconciler::traits::{Classify, ErrorKind};
+
+use super::*;
+
+fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// A `docker save`-style archive with one image of two layers.
+fn docker_archive(tag: &str) -> (Vec<u8>, String) {
+    let l1 = tar_of(&[("etc/os-release", b"berth\n")]);
+    let l2 = tar_of(&[("app/run", b"#!/bin/sh\n")]);
+    let diff = |t: &[u8]| Digest::of(t).to_string();
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["/app/run"],"Env":["A=1"],"User":"1000"}},"rootfs":{{"type":"layers","diff_ids":["{}","{}"]}}}}"#,
+        diff(&l1),
+        diff(&l2)
+    );
+    let cd = Digest::of(config.as_bytes());
+    let manifest = format!(
+        r#"[{{"Config":"{}.json","RepoTags":["{tag}"],"Layers":["l1/layer.tar","l2/layer.tar"]}}]"#,
+        cd.hex()
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&l2).unwrap();
+    let l2gz = gz.finish().unwrap();
+    let outer = tar_of(&[
+        ("manifest.json", manifest.as_bytes()),
+        (&format!("{}.json", cd.hex()), config.as_bytes()),
+        ("l1/layer.tar", &l1),
+        ("l2/layer.tar", &l2gz),
+    ]);
+    (outer, cd.to_string())
+}
+
+#[tokio::test]
+async fn import_and_policies_without_a_registry() {
+    let t = tempfile::tempdir().unwrap();
+    let import = t.path().join("import");
+    std::fs::create_dir(&import).unwrap();
+    let (archive, image_id) = docker_archive("example.org/app:1");
+    let p = import.join("app.tar");
+    std::fs::write(&p, &archive).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(10))
+        .unwrap();
+    let mut cfg = ImageStoreConfig::new(t.path().join("images"));
+    cfg.import_dir = Some(import);
+    let s = ImageStore::open(cfg).await.unwrap();
+
+    let info = s
+        .ensure("example.org/app:1", PullPolicy::Never)
+        .await
+        .unwrap();
+    assert_eq!(info.image_id, image_id);
+    assert_eq!(info.repo_digest, None);
+    assert_eq!(info.config.cmd, vec!["/app/run"]);
+    assert_eq!(info.config.user.as_deref(), Some("1000"));
+    assert_eq!(info.layers.len(), 2);
+    assert_eq!(
+        std::fs::read(info.layers[0].join("etc/os-release")).unwrap(),
+        b"berth\n"
+    );
+    assert_eq!(
+        std::fs::read(info.layers[1].join("app/run")).unwrap(),
+        b"#!/bin/sh\n"
+    );
+    assert!(
+        !info.layers[1].join("etc").exists(),
+        "each layer dir holds only its own diff"
+    );
+
+    // IfNotPresent finds it locally (no registry exists for example.org here)
+    assert_eq!(
+        s.ensure("example.org/app:1", PullPolicy::IfNotPresent)
+            .await
+            .unwrap(),
+        info
+    );
+
+    let e = s
+        .ensure("example.org/absent:1", PullPolicy::Never)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        ImageStore::failure_reason(&e),
+        ImageFailureReason::ErrImageNeverPull
+    );
+    assert!(e.to_string().contains("example.org/absent:1"), "{e}");
+    let e = s
+        .ensure("UPPER/case", PullPolicy::IfNotPresent)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        ImageStore::failure_reason(&e),
+        ImageFailureReason::InvalidImageName
+    );
+
+    // a corrupt config blob makes the local copy unusable; it is dropped, not used
+    let cfg_path = t
+        .path()
+        .join("images/blobs/sha256")
+        .join(image_id.trim_start_matches("sha256:"));
+    std::fs::write(&cfg_path, b"{}").unwrap();
+    assert!(
+        s.ensure("example.org/app:1", PullPolicy::Never)
+            .await
+            .is_err()
+    );
+    assert!(s.images().is_empty());
+
+    // a deleted layer dir is unpacked again from its blob
+    let s2 = {
+        let t2 = tempfile::tempdir().unwrap();
+        let p = t2.path().join("a.tar");
+        std::fs::write(&p, &archive).unwrap();
+        let s2 = ImageStore::open(ImageStoreConfig::new(t.path().join("images2")))
+            .await
+            .unwrap();
+        s2.import_one(&p).await.unwrap();
+        s2
+    };
+    let i2 = s2
+        .ensure("example.org/app:1", PullPolicy::Never)
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&i2.layers[1]).unwrap();
+    let i3 = s2
+        .ensure("example.org/app:1", PullPolicy::Never)
+        .await
+        .unwrap();
+    assert!(i3.layers[1].join("app/run").is_file());
+    assert_eq!(s2.stats().layers_unpacked, 3);
+}
