@@ -9,35 +9,79 @@ use crate::netlink::{is_errno, link_index};
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
     #[error("look up link {name}")]
-    Lookup { name: String, #[source] source: rtnetlink::Error },
+    Lookup {
+        name: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
     #[error("create bridge {name}")]
-    Create { name: String, #[source] source: rtnetlink::Error },
+    Create {
+        name: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
     #[error("bridge {name} vanished right after creation")]
     Vanished { name: String },
     #[error("set mtu {mtu} and up on bridge {name}")]
-    Up { name: String, mtu: u32, #[source] source: rtnetlink::Error },
+    Up {
+        name: String,
+        mtu: u32,
+        #[source]
+        source: rtnetlink::Error,
+    },
     #[error("add address {addr}/{prefix} to bridge {name}")]
-    Address { name: String, addr: Ipv4Addr, prefix: u8, #[source] source: rtnetlink::Error },
+    Address {
+        name: String,
+        addr: Ipv4Addr,
+        prefix: u8,
+        #[source]
+        source: rtnetlink::Error,
+    },
     #[error("delete bridge {name}")]
-    Delete { name: String, #[source] source: rtnetlink::Error },
+    Delete {
+        name: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
 }
 
 /// Create or adopt the bridge: up, MTU, gateway address. Returns its index.
 /// An existing bridge (agent restart) is left as it is apart from those three.
-pub async fn ensure(handle: &Handle, name: &str, gateway: Ipv4Addr, prefix: u8, mtu: u32) -> Result<u32, BridgeError> {
-    let lookup = |source| BridgeError::Lookup { name: name.to_string(), source };
+pub async fn ensure(
+    handle: &Handle,
+    name: &str,
+    gateway: Ipv4Addr,
+    prefix: u8,
+    mtu: u32,
+) -> Result<u32, BridgeError> {
+    let lookup = |source| BridgeError::Lookup {
+        name: name.to_string(),
+        source,
+    };
     let index = match link_index(handle, name).await.map_err(lookup)? {
         Some(i) => i,
         None => {
-            match handle.link().add(LinkBridge::new(name).mtu(mtu).up().build()).execute().await {
+            match handle
+                .link()
+                .add(LinkBridge::new(name).mtu(mtu).up().build())
+                .execute()
+                .await
+            {
                 Ok(()) => {}
                 Err(e) if is_errno(&e, libc::EEXIST) => {}
-                Err(source) => return Err(BridgeError::Create { name: name.to_string(), source }),
+                Err(source) => {
+                    return Err(BridgeError::Create {
+                        name: name.to_string(),
+                        source,
+                    });
+                }
             }
             link_index(handle, name)
                 .await
                 .map_err(lookup)?
-                .ok_or_else(|| BridgeError::Vanished { name: name.to_string() })?
+                .ok_or_else(|| BridgeError::Vanished {
+                    name: name.to_string(),
+                })?
         }
     };
     handle
@@ -45,14 +89,23 @@ pub async fn ensure(handle: &Handle, name: &str, gateway: Ipv4Addr, prefix: u8, 
         .set(LinkUnspec::new_with_index(index).mtu(mtu).up().build())
         .execute()
         .await
-        .map_err(|source| BridgeError::Up { name: name.to_string(), mtu, source })?;
+        .map_err(|source| BridgeError::Up {
+            name: name.to_string(),
+            mtu,
+            source,
+        })?;
     handle
         .address()
         .add(index, IpAddr::V4(gateway), prefix)
         .replace()
         .execute()
         .await
-        .map_err(|source| BridgeError::Address { name: name.to_string(), addr: gateway, prefix, source })?;
+        .map_err(|source| BridgeError::Address {
+            name: name.to_string(),
+            addr: gateway,
+            prefix,
+            source,
+        })?;
     Ok(index)
 }
 
@@ -60,13 +113,19 @@ pub async fn ensure(handle: &Handle, name: &str, gateway: Ipv4Addr, prefix: u8, 
 pub async fn delete(handle: &Handle, name: &str) -> Result<(), BridgeError> {
     let Some(index) = link_index(handle, name)
         .await
-        .map_err(|source| BridgeError::Lookup { name: name.to_string(), source })?
+        .map_err(|source| BridgeError::Lookup {
+            name: name.to_string(),
+            source,
+        })?
     else {
         return Ok(());
     };
     match handle.link().del(index).execute().await {
         Ok(()) => Ok(()),
         Err(e) if is_errno(&e, libc::ENODEV) => Ok(()),
-        Err(source) => Err(BridgeError::Delete { name: name.to_string(), source }),
+        Err(source) => Err(BridgeError::Delete {
+            name: name.to_string(),
+            source,
+        }),
     }
 }

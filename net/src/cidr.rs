@@ -31,9 +31,15 @@ impl Ipv4Net {
         if !(8..=30).contains(&prefix) {
             return Err(CidrError::PrefixLen { text, prefix });
         }
-        let net = Self { addr: Ipv4Addr::from(u32::from(addr) & mask(prefix)), prefix };
+        let net = Self {
+            addr: Ipv4Addr::from(u32::from(addr) & mask(prefix)),
+            prefix,
+        };
         if net.addr != addr {
-            return Err(CidrError::HostBits { text, network: net.addr });
+            return Err(CidrError::HostBits {
+                text,
+                network: net.addr,
+            });
         }
         Ok(net)
     }
@@ -62,7 +68,8 @@ impl Ipv4Net {
 
     /// Offset of `ip` inside the network.
     pub fn offset(&self, ip: Ipv4Addr) -> Option<u32> {
-        self.contains(ip).then(|| u32::from(ip) - u32::from(self.addr))
+        self.contains(ip)
+            .then(|| u32::from(ip) - u32::from(self.addr))
     }
 
     /// Number of addresses, network and broadcast included.
@@ -77,7 +84,11 @@ impl Ipv4Net {
 }
 
 fn mask(prefix: u8) -> u32 {
-    if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) }
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    }
 }
 
 impl fmt::Display for Ipv4Net {
@@ -94,7 +105,9 @@ impl FromStr for Ipv4Net {
     /// assert_eq!(n.broadcast().to_string(), "10.44.255.255");
     /// ```
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let syntax = || CidrError::Syntax { text: s.to_string() };
+        let syntax = || CidrError::Syntax {
+            text: s.to_string(),
+        };
         let (a, p) = s.split_once('/').ok_or_else(syntax)?;
         let addr: Ipv4Addr = a.parse().map_err(|_| syntax())?;
         let prefix: u8 = p.parse().map_err(|_| syntax())?;

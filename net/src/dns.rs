@@ -34,11 +34,23 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
     #[error("bind DNS responder on udp {addr}")]
-    BindUdp { addr: SocketAddr, #[source] source: std::io::Error },
+    BindUdp {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("bind DNS responder on tcp {addr}")]
-    BindTcp { addr: SocketAddr, #[source] source: std::io::Error },
+    BindTcp {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("read resolver configuration {path}")]
-    ResolvConf { path: std::path::PathBuf, #[source] source: std::io::Error },
+    ResolvConf {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What a name resolves to.
@@ -61,7 +73,10 @@ pub struct Names {
 
 impl Names {
     pub fn new(domain: &str) -> Self {
-        Self { domain: domain.trim_matches('.').to_ascii_lowercase(), ..Self::default() }
+        Self {
+            domain: domain.trim_matches('.').to_ascii_lowercase(),
+            ..Self::default()
+        }
     }
 
     pub fn set_services(&mut self, s: impl IntoIterator<Item = (String, String, Ipv4Addr)>) {
@@ -73,16 +88,25 @@ impl Names {
     }
 
     fn svc(&self, ns: &str, name: &str) -> Option<Ipv4Addr> {
-        self.services.get(&(ns.to_string(), name.to_string())).copied()
+        self.services
+            .get(&(ns.to_string(), name.to_string()))
+            .copied()
     }
 
     /// Resolve `qname` for a client at `client` (pod IP, for the namespace of short names).
     pub fn lookup(&self, qname: &str, client: Option<Ipv4Addr>) -> Lookup {
         let q = qname.trim_end_matches('.').to_ascii_lowercase();
-        let client_ns = client.and_then(|c| self.pods.get(&c)).map(String::as_str).unwrap_or("default");
+        let client_ns = client
+            .and_then(|c| self.pods.get(&c))
+            .map(String::as_str)
+            .unwrap_or("default");
         let two = |rest: &str| -> Option<Ipv4Addr> {
             let (name, ns) = rest.split_once('.')?;
-            if ns.contains('.') { None } else { self.svc(ns, name) }
+            if ns.contains('.') {
+                None
+            } else {
+                self.svc(ns, name)
+            }
         };
         let svc_suffix = format!(".svc.{}", self.domain);
         if let Some(rest) = q.strip_suffix(&svc_suffix) {
@@ -95,7 +119,9 @@ impl Names {
             return two(rest).map_or(Lookup::NxDomain, Lookup::Service);
         }
         if !q.contains('.') {
-            return self.svc(client_ns, &q).map_or(Lookup::Forward, Lookup::Service);
+            return self
+                .svc(client_ns, &q)
+                .map_or(Lookup::Forward, Lookup::Service);
         }
         two(&q).map_or(Lookup::Forward, Lookup::Service)
     }
@@ -110,8 +136,10 @@ pub struct DnsState {
 
 /// Nameservers of a resolv.conf file, port 53.
 pub fn upstreams_from(path: &Path) -> Result<Vec<SocketAddr>, DnsError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| DnsError::ResolvConf { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| DnsError::ResolvConf {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(text
         .lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
@@ -134,13 +162,21 @@ impl Drop for DnsServer {
 }
 
 pub async fn start(addr: SocketAddr, state: Arc<DnsState>) -> Result<DnsServer, DnsError> {
-    let udp = Arc::new(UdpSocket::bind(addr).await.map_err(|source| DnsError::BindUdp { addr, source })?);
-    let tcp = TcpListener::bind(addr).await.map_err(|source| DnsError::BindTcp { addr, source })?;
+    let udp = Arc::new(
+        UdpSocket::bind(addr)
+            .await
+            .map_err(|source| DnsError::BindUdp { addr, source })?,
+    );
+    let tcp = TcpListener::bind(addr)
+        .await
+        .map_err(|source| DnsError::BindTcp { addr, source })?;
     let st = state.clone();
     let u = tokio::spawn(async move {
         let mut buf = vec![0u8; 4096];
         loop {
-            let Ok((n, from)) = udp.recv_from(&mut buf).await else { continue };
+            let Ok((n, from)) = udp.recv_from(&mut buf).await else {
+                continue;
+            };
             let (udp, st, req) = (udp.clone(), st.clone(), buf[..n].to_vec());
             tokio::spawn(async move {
                 if let Some(resp) = answer(&st, &req, from.ip(), false).await {
@@ -151,7 +187,9 @@ pub async fn start(addr: SocketAddr, state: Arc<DnsState>) -> Result<DnsServer, 
     });
     let t = tokio::spawn(async move {
         loop {
-            let Ok((conn, from)) = tcp.accept().await else { continue };
+            let Ok((conn, from)) = tcp.accept().await else {
+                continue;
+            };
             let st = state.clone();
             tokio::spawn(async move {
                 let _ = serve_tcp(conn, from.ip(), &st).await;
@@ -187,7 +225,11 @@ async fn answer(st: &DnsState, req: &[u8], from: IpAddr, tcp: bool) -> Option<Ve
         IpAddr::V6(_) => None,
     };
     let lookup = match msg.queries.as_slice() {
-        [q] => st.names.read().expect("dns names lock").lookup(&q.name().to_ascii(), client),
+        [q] => st
+            .names
+            .read()
+            .expect("dns names lock")
+            .lookup(&q.name().to_ascii(), client),
         _ => Lookup::Forward,
     };
     let mut resp = Message::response(msg.metadata.id, msg.metadata.op_code);
@@ -199,7 +241,8 @@ async fn answer(st: &DnsState, req: &[u8], from: IpAddr, tcp: bool) -> Option<Ve
             resp.metadata.authoritative = true;
             let q = &msg.queries[0];
             if q.query_type() == RecordType::A {
-                resp.answers.push(Record::from_rdata(q.name().clone(), TTL, RData::A(A(ip))));
+                resp.answers
+                    .push(Record::from_rdata(q.name().clone(), TTL, RData::A(A(ip))));
             }
         }
         Lookup::NxDomain => {
@@ -227,7 +270,9 @@ async fn forward(upstreams: &[SocketAddr], req: &[u8], tcp: bool) -> Option<Vec<
                 s.read_exact(&mut b).await.ok()?;
                 Some(b)
             } else {
-                let bind: SocketAddr = if up.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
+                let bind: SocketAddr = if up.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+                    .parse()
+                    .ok()?;
                 let s = UdpSocket::bind(bind).await.ok()?;
                 s.send_to(req, up).await.ok()?;
                 let mut b = vec![0u8; 4096];
@@ -267,7 +312,12 @@ mod tests {
         let n = names();
         let web = Lookup::Service(Ipv4Addr::new(10, 45, 0, 1));
         let db = Lookup::Service(Ipv4Addr::new(10, 45, 0, 2));
-        for q in ["web.default", "web.default.svc", "web.default.svc.cluster.local", "WEB.default.svc.cluster.local."] {
+        for q in [
+            "web.default",
+            "web.default.svc",
+            "web.default.svc.cluster.local",
+            "WEB.default.svc.cluster.local.",
+        ] {
             assert_eq!(n.lookup(q, None), web, "{q}");
         }
         // short names resolve in the asking pod's namespace
@@ -280,7 +330,10 @@ mod tests {
     #[test]
     fn cluster_domain_is_authoritative_and_the_rest_forwards() {
         let n = names();
-        assert_eq!(n.lookup("nope.default.svc.cluster.local", None), Lookup::NxDomain);
+        assert_eq!(
+            n.lookup("nope.default.svc.cluster.local", None),
+            Lookup::NxDomain
+        );
         assert_eq!(n.lookup("a.b.c.svc.cluster.local", None), Lookup::NxDomain);
         assert_eq!(n.lookup("x.cluster.local", None), Lookup::NxDomain);
         assert_eq!(n.lookup("nope.default.svc", None), Lookup::NxDomain);
@@ -293,33 +346,75 @@ mod tests {
     fn reads_resolv_conf() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("resolv.conf");
-        std::fs::write(&p, "# x\nnameserver 10.0.0.53\nsearch a b\nnameserver ::1\noptions ndots:5\n").unwrap();
+        std::fs::write(
+            &p,
+            "# x\nnameserver 10.0.0.53\nsearch a b\nnameserver ::1\noptions ndots:5\n",
+        )
+        .unwrap();
         let u = upstreams_from(&p).unwrap();
-        assert_eq!(u, vec!["10.0.0.53:53".parse().unwrap(), "[::1]:53".parse().unwrap()]);
+        assert_eq!(
+            u,
+            vec!["10.0.0.53:53".parse().unwrap(), "[::1]:53".parse().unwrap()]
+        );
     }
 
     #[tokio::test]
     async fn answers_a_nxdomain_and_nodata_over_the_wire_format() {
-        let st = DnsState { names: RwLock::new(names()), upstreams: vec![] };
+        let st = DnsState {
+            names: RwLock::new(names()),
+            upstreams: vec![],
+        };
         let ask = |name: &str, ty: RecordType| {
             let mut m = Message::query();
             m.add_query(hickory_proto::op::Query::query(name.parse().unwrap(), ty));
             m.to_vec().unwrap()
         };
-        let r = answer(&st, &ask("web.default.svc.cluster.local.", RecordType::A), "10.44.0.3".parse().unwrap(), false)
-            .await
-            .unwrap();
+        let r = answer(
+            &st,
+            &ask("web.default.svc.cluster.local.", RecordType::A),
+            "10.44.0.3".parse().unwrap(),
+            false,
+        )
+        .await
+        .unwrap();
         let r = Message::from_vec(&r).unwrap();
         assert_eq!(r.answers.len(), 1);
         assert_eq!(r.answers[0].data, RData::A(A(Ipv4Addr::new(10, 45, 0, 1))));
-        let r = answer(&st, &ask("web.default.svc.cluster.local.", RecordType::AAAA), "10.44.0.3".parse().unwrap(), false).await.unwrap();
+        let r = answer(
+            &st,
+            &ask("web.default.svc.cluster.local.", RecordType::AAAA),
+            "10.44.0.3".parse().unwrap(),
+            false,
+        )
+        .await
+        .unwrap();
         let r = Message::from_vec(&r).unwrap();
         assert!(r.answers.is_empty());
         assert_eq!(r.metadata.response_code, ResponseCode::NoError);
-        let r = answer(&st, &ask("x.default.svc.cluster.local.", RecordType::A), "10.44.0.3".parse().unwrap(), false).await.unwrap();
-        assert_eq!(Message::from_vec(&r).unwrap().metadata.response_code, ResponseCode::NXDomain);
+        let r = answer(
+            &st,
+            &ask("x.default.svc.cluster.local.", RecordType::A),
+            "10.44.0.3".parse().unwrap(),
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            Message::from_vec(&r).unwrap().metadata.response_code,
+            ResponseCode::NXDomain
+        );
         // no upstream configured: SERVFAIL, not a hang
-        let r = answer(&st, &ask("example.com.", RecordType::A), "10.44.0.3".parse().unwrap(), false).await.unwrap();
-        assert_eq!(Message::from_vec(&r).unwrap().metadata.response_code, ResponseCode::ServFail);
+        let r = answer(
+            &st,
+            &ask("example.com.", RecordType::A),
+            "10.44.0.3".parse().unwrap(),
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            Message::from_vec(&r).unwrap().metadata.response_code,
+            ResponseCode::ServFail
+        );
     }
 }

@@ -16,7 +16,9 @@ use crate::veth::VethError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("instance name `{name}` must be 1-14 characters of a-z, 0-9 and `-` (the bridge is `<instance>0`)")]
+    #[error(
+        "instance name `{name}` must be 1-14 characters of a-z, 0-9 and `-` (the bridge is `<instance>0`)"
+    )]
     InstanceName { name: String },
     #[error("pod CIDR {pod} and service CIDR {service} overlap")]
     CidrOverlap { pod: String, service: String },
@@ -28,10 +30,21 @@ pub enum NetError {
     Netlink(#[source] std::io::Error),
     #[error("find the host's default route interface")]
     Uplink(#[source] rtnetlink::Error),
-    #[error("hostPort {host_port}/{protocol:?} wanted by pod {pod} is already used by pod {holder}")]
-    HostPortConflict { pod: String, holder: String, host_port: u16, protocol: Protocol },
+    #[error(
+        "hostPort {host_port}/{protocol:?} wanted by pod {pod} is already used by pod {holder}"
+    )]
+    HostPortConflict {
+        pod: String,
+        holder: String,
+        host_port: u16,
+        protocol: Protocol,
+    },
     #[error("set up network of pod {}", pod.key())]
-    Pod { pod: PodRef, #[source] source: Box<NetError> },
+    Pod {
+        pod: PodRef,
+        #[source]
+        source: Box<NetError>,
+    },
     #[error(transparent)]
     Bridge(#[from] BridgeError),
     #[error(transparent)]
@@ -51,7 +64,11 @@ pub enum NetError {
     #[error(transparent)]
     Persist(#[from] PersistError),
     #[error("remove state directory {path}")]
-    RemoveState { path: std::path::PathBuf, #[source] source: std::io::Error },
+    RemoveState {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn netlink_kind(e: &rtnetlink::Error) -> ErrorKind {
@@ -67,7 +84,9 @@ impl Classify for NetError {
     fn kind(&self) -> ErrorKind {
         use NetError::*;
         match self {
-            InstanceName { .. } | CidrOverlap { .. } | NodePortRange { .. } | Cidr(_) => ErrorKind::Invalid,
+            InstanceName { .. } | CidrOverlap { .. } | NodePortRange { .. } | Cidr(_) => {
+                ErrorKind::Invalid
+            }
             HostPortConflict { .. } => ErrorKind::Invalid,
             Netlink(_) => ErrorKind::Unsupported,
             Uplink(e) => netlink_kind(e),
@@ -88,12 +107,14 @@ impl Classify for NetError {
                 | VethError::PodAddress { source, .. }
                 | VethError::PodRoute { source, .. }
                 | VethError::Hairpin { source, .. } => netlink_kind(source),
-                VethError::OpenNetns { .. } | VethError::PodLinkMissing { .. } | VethError::Vanished { .. } => ErrorKind::Transient,
+                VethError::OpenNetns { .. }
+                | VethError::PodLinkMissing { .. }
+                | VethError::Vanished { .. } => ErrorKind::Transient,
             },
             Netns(e) => match e {
-                NetnsError::Unshare { .. } | NetnsError::BindMount { .. } | NetnsError::Setns { .. } => {
-                    ErrorKind::Unsupported
-                }
+                NetnsError::Unshare { .. }
+                | NetnsError::BindMount { .. }
+                | NetnsError::Setns { .. } => ErrorKind::Unsupported,
                 NetnsError::Thread(_) | NetnsError::ThreadDied { .. } => ErrorKind::Transient,
                 _ => ErrorKind::Internal,
             },

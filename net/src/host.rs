@@ -12,7 +12,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use berth_reconciler::traits::{Network, PodNetRequest, PodNetwork, PodRef, ServiceAssigned, ServiceEntry};
+use berth_reconciler::traits::{
+    Network, PodNetRequest, PodNetwork, PodRef, ServiceAssigned, ServiceEntry,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
@@ -73,11 +75,19 @@ impl NetConfig {
 
     fn validate(&self) -> Result<(), NetError> {
         let n = &self.instance;
-        if n.is_empty() || n.len() > 14 || !n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        if n.is_empty()
+            || n.len() > 14
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
             return Err(NetError::InstanceName { name: n.clone() });
         }
         if self.pod_cidr.overlaps(&self.service_cidr) {
-            return Err(NetError::CidrOverlap { pod: self.pod_cidr.to_string(), service: self.service_cidr.to_string() });
+            return Err(NetError::CidrOverlap {
+                pod: self.pod_cidr.to_string(),
+                service: self.service_cidr.to_string(),
+            });
         }
         let (lo, hi) = self.node_port_range;
         if lo > hi {
@@ -136,7 +146,9 @@ impl HostNetwork {
         cfg.validate()?;
         let (conn, handle, _) = rtnetlink::new_connection().map_err(NetError::Netlink)?;
         tokio::spawn(conn);
-        let uplink = netlink::default_uplink(&handle).await.map_err(NetError::Uplink)?;
+        let uplink = netlink::default_uplink(&handle)
+            .await
+            .map_err(NetError::Uplink)?;
         let mtu = uplink.as_ref().map_or(1500, |u| u.mtu);
         let host_ip = uplink.as_ref().and_then(|u| u.address);
         let sd = cfg.net_state_dir();
@@ -144,13 +156,20 @@ impl HostNetwork {
         let services = Services::load(&sd, cfg.service_cidr, cfg.node_port_range)?;
         let gateway = ipam::gateway(cfg.pod_cidr);
         let bridge = cfg.bridge();
-        let bridge_index = bridge::ensure(&handle, &bridge, gateway, cfg.pod_cidr.prefix_len(), mtu).await?;
+        let bridge_index =
+            bridge::ensure(&handle, &bridge, gateway, cfg.pod_cidr.prefix_len(), mtu).await?;
 
         let sysctl = Sysctl::new(&cfg.sysctl_root);
         let prev = sysctl.set("net.ipv4.ip_forward", "1")?;
         let host_file = sd.join("host.json");
         if persist::read_json::<HostFile>(&host_file)?.is_none() {
-            persist::write_atomic(&host_file, &HostFile { version: 1, ip_forward_before: prev.clone() })?;
+            persist::write_atomic(
+                &host_file,
+                &HostFile {
+                    version: 1,
+                    ip_forward_before: prev.clone(),
+                },
+            )?;
         }
         if prev != "1" {
             info!(previous = %prev, "set net.ipv4.ip_forward=1 (previous value recorded in {})", host_file.display());
@@ -171,15 +190,29 @@ impl HostNetwork {
                 Some(u) => u.clone(),
                 None => dns::upstreams_from(&cfg.resolv_conf)?,
             };
-            let st = Arc::new(DnsState { names: RwLock::new(Names::new(&cfg.cluster_domain)), upstreams });
+            let st = Arc::new(DnsState {
+                names: RwLock::new(Names::new(&cfg.cluster_domain)),
+                upstreams,
+            });
             update_names(&st, &state);
-            let server = dns::start(SocketAddr::new(gateway.into(), cfg.dns_port), st.clone()).await?;
+            let server =
+                dns::start(SocketAddr::new(gateway.into(), cfg.dns_port), st.clone()).await?;
             (Some(st), Some(server))
         } else {
             (None, None)
         };
         info!(instance = %cfg.instance, %bridge, %gateway, mtu, pods = state.ipam.all().count(), "network ready");
-        Ok(Self { cfg, handle, bridge_index, gateway, mtu, host_ip, state: Mutex::new(state), dns_state, _dns: dns })
+        Ok(Self {
+            cfg,
+            handle,
+            bridge_index,
+            gateway,
+            mtu,
+            host_ip,
+            state: Mutex::new(state),
+            dns_state,
+            _dns: dns,
+        })
     }
 
     pub fn config(&self) -> &NetConfig {
@@ -200,7 +233,11 @@ impl HostNetwork {
     pub async fn teardown_instance(&self) -> Result<(), NetError> {
         let st = self.state.lock().await;
         for a in st.ipam.all() {
-            veth::delete(&self.handle, &veth::host_ifname(&self.cfg.instance, &a.pod.key())).await?;
+            veth::delete(
+                &self.handle,
+                &veth::host_ifname(&self.cfg.instance, &a.pod.key()),
+            )
+            .await?;
         }
         drop(st);
         cleanup_instance(&self.cfg.instance, &self.cfg.run_dir).await?;
@@ -212,7 +249,11 @@ impl HostNetwork {
         }
     }
 
-    async fn ensure_locked(&self, st: &mut State, req: &PodNetRequest) -> Result<PodNetwork, NetError> {
+    async fn ensure_locked(
+        &self,
+        st: &mut State,
+        req: &PodNetRequest,
+    ) -> Result<PodNetwork, NetError> {
         let pod = &req.pod;
         let key = pod.key();
         if let Some((m, holder)) = ports::conflict(pod, &req.host_ports, st.ipam.all()) {
@@ -239,7 +280,9 @@ impl HostNetwork {
             veth::set_hairpin(&self.handle, &host_if).await?;
         }
         veth::configure_inside(&ns, ip, self.cfg.pod_cidr.prefix_len(), self.gateway).await?;
-        if ports_before.as_deref() != Some(&req.host_ports[..]) && !(ports_before.is_none() && req.host_ports.is_empty()) {
+        if ports_before.as_deref() != Some(&req.host_ports[..])
+            && !(ports_before.is_none() && req.host_ports.is_empty())
+        {
             apply_nft(&self.cfg, st).await?;
         }
         if let Some(d) = &self.dns_state {
@@ -249,8 +292,16 @@ impl HostNetwork {
         Ok(PodNetwork {
             netns: Some(path),
             ip: Some(ip),
-            dns_servers: if self.cfg.dns { vec![self.gateway] } else { Vec::new() },
-            dns_search: if self.cfg.dns { self.search(&pod.namespace) } else { Vec::new() },
+            dns_servers: if self.cfg.dns {
+                vec![self.gateway]
+            } else {
+                Vec::new()
+            },
+            dns_search: if self.cfg.dns {
+                self.search(&pod.namespace)
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -275,9 +326,13 @@ async fn apply_nft(cfg: &NetConfig, st: &State) -> Result<(), NetError> {
 
 fn update_names(d: &DnsState, st: &State) {
     let mut n = d.names.write().expect("dns names lock");
-    n.set_services(
-        st.services.programmed().map(|s| (s.entry.namespace.clone(), s.entry.name.clone(), s.cluster_ip)),
-    );
+    n.set_services(st.services.programmed().map(|s| {
+        (
+            s.entry.namespace.clone(),
+            s.entry.name.clone(),
+            s.cluster_ip,
+        )
+    }));
     n.set_pods(st.ipam.all().map(|a| (a.ip, a.pod.namespace.clone())));
 }
 
@@ -304,7 +359,11 @@ fn parse_key(key: &str) -> Option<PodRef> {
     if it.next().is_some() {
         return None;
     }
-    Some(PodRef { namespace: ns.into(), name: name.into(), uid: uid.into() })
+    Some(PodRef {
+        namespace: ns.into(),
+        name: name.into(),
+        uid: uid.into(),
+    })
 }
 
 impl Network for HostNetwork {
@@ -312,12 +371,20 @@ impl Network for HostNetwork {
 
     async fn ensure_pod(&self, req: &PodNetRequest) -> Result<PodNetwork, NetError> {
         if req.host_network {
-            return Ok(PodNetwork { netns: None, ip: self.host_ip, dns_servers: Vec::new(), dns_search: Vec::new() });
+            return Ok(PodNetwork {
+                netns: None,
+                ip: self.host_ip,
+                dns_servers: Vec::new(),
+                dns_search: Vec::new(),
+            });
         }
         let mut st = self.state.lock().await;
         self.ensure_locked(&mut st, req)
             .await
-            .map_err(|e| NetError::Pod { pod: req.pod.clone(), source: Box::new(e) })
+            .map_err(|e| NetError::Pod {
+                pod: req.pod.clone(),
+                source: Box::new(e),
+            })
     }
 
     async fn remove_pod(&self, pod: &PodRef) -> Result<(), NetError> {
@@ -325,10 +392,10 @@ impl Network for HostNetwork {
         let mut st = self.state.lock().await;
         veth::delete(&self.handle, &veth::host_ifname(&self.cfg.instance, &key)).await?;
         netns::remove(&self.cfg.netns_dir().join(&key))?;
-        if let Some(a) = st.ipam.release(&key)? {
-            if !a.host_ports.is_empty() {
-                apply_nft(&self.cfg, &st).await?;
-            }
+        if let Some(a) = st.ipam.release(&key)?
+            && !a.host_ports.is_empty()
+        {
+            apply_nft(&self.cfg, &st).await?;
         }
         if let Some(d) = &self.dns_state {
             update_names(d, &st);
@@ -350,7 +417,10 @@ impl Network for HostNetwork {
         Ok(out)
     }
 
-    async fn sync_services(&self, services: &[ServiceEntry]) -> Result<Vec<ServiceAssigned>, NetError> {
+    async fn sync_services(
+        &self,
+        services: &[ServiceEntry],
+    ) -> Result<Vec<ServiceAssigned>, NetError> {
         let mut st = self.state.lock().await;
         let assigned = st.services.sync(services)?;
         apply_nft(&self.cfg, &st).await?;

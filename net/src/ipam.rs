@@ -38,10 +38,21 @@ const VERSION: u32 = 1;
 pub enum IpamError {
     #[error("pod CIDR {cidr} has no free address left")]
     Exhausted { cidr: Ipv4Net },
-    #[error("persisted IPAM state in {path} is for {found}, but the configured pod CIDR is {configured}")]
-    CidrChanged { path: PathBuf, found: Ipv4Net, configured: Ipv4Net },
+    #[error(
+        "persisted IPAM state in {path} is for {found}, but the configured pod CIDR is {configured}"
+    )]
+    CidrChanged {
+        path: PathBuf,
+        found: Ipv4Net,
+        configured: Ipv4Net,
+    },
     #[error("persisted IPAM state in {path} gives {ip} to both {first} and {second}")]
-    Duplicate { path: PathBuf, ip: Ipv4Addr, first: String, second: String },
+    Duplicate {
+        path: PathBuf,
+        ip: Ipv4Addr,
+        first: String,
+        second: String,
+    },
     #[error("persist IPAM state")]
     Persist(#[source] PersistError),
 }
@@ -77,11 +88,20 @@ impl Ipam {
     pub fn load(dir: &Path, cidr: Ipv4Net) -> Result<Self, IpamError> {
         let path = dir.join("ipam.json");
         let Some(file) = persist::read_json::<IpamFile>(&path).map_err(IpamError::Persist)? else {
-            return Ok(Self { path, cidr, last: None, pods: BTreeMap::new() });
+            return Ok(Self {
+                path,
+                cidr,
+                last: None,
+                pods: BTreeMap::new(),
+            });
         };
         persist::check_version(&path, file.version, VERSION).map_err(IpamError::Persist)?;
         if file.cidr != cidr {
-            return Err(IpamError::CidrChanged { path, found: file.cidr, configured: cidr });
+            return Err(IpamError::CidrChanged {
+                path,
+                found: file.cidr,
+                configured: cidr,
+            });
         }
         let mut seen: BTreeMap<Ipv4Addr, &String> = BTreeMap::new();
         for (key, a) in &file.pods {
@@ -94,7 +114,12 @@ impl Ipam {
                 });
             }
         }
-        Ok(Self { path, cidr, last: file.last, pods: file.pods })
+        Ok(Self {
+            path,
+            cidr,
+            last: file.last,
+            pods: file.pods,
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&PodAlloc> {
@@ -122,8 +147,17 @@ impl Ipam {
             }
             return Ok(a.ip);
         }
-        let ip = self.next_free().ok_or(IpamError::Exhausted { cidr: self.cidr })?;
-        self.pods.insert(key, PodAlloc { pod: pod.clone(), ip, host_ports: host_ports.to_vec() });
+        let ip = self
+            .next_free()
+            .ok_or(IpamError::Exhausted { cidr: self.cidr })?;
+        self.pods.insert(
+            key,
+            PodAlloc {
+                pod: pod.clone(),
+                ip,
+                host_ports: host_ports.to_vec(),
+            },
+        );
         self.last = Some(ip);
         if let Err(e) = self.save() {
             self.pods.remove(&pod.key());
@@ -134,7 +168,9 @@ impl Ipam {
 
     /// Forget `key`'s address (persisted). Returns what was released.
     pub fn release(&mut self, key: &str) -> Result<Option<PodAlloc>, IpamError> {
-        let Some(a) = self.pods.remove(key) else { return Ok(None) };
+        let Some(a) = self.pods.remove(key) else {
+            return Ok(None);
+        };
         if let Err(e) = self.save() {
             self.pods.insert(key.to_string(), a);
             return Err(e);
@@ -147,8 +183,15 @@ impl Ipam {
         let used: std::collections::BTreeSet<Ipv4Addr> = self.pods.values().map(|a| a.ip).collect();
         let first = 2u32; // 0 = network, 1 = gateway
         let last = self.cidr.size() - 2; // size-1 = broadcast
-        let start = self.last.and_then(|l| self.cidr.offset(l)).map_or(first, |o| o + 1);
-        let start = if (first..=last).contains(&start) { start } else { first };
+        let start = self
+            .last
+            .and_then(|l| self.cidr.offset(l))
+            .map_or(first, |o| o + 1);
+        let start = if (first..=last).contains(&start) {
+            start
+        } else {
+            first
+        };
         (start..=last)
             .chain(first..start)
             .filter_map(|o| self.cidr.nth(o))
@@ -176,7 +219,11 @@ mod tests {
     use super::*;
 
     fn pod(n: &str) -> PodRef {
-        PodRef { namespace: "default".into(), name: n.into(), uid: "abc".into() }
+        PodRef {
+            namespace: "default".into(),
+            name: n.into(),
+            uid: "abc".into(),
+        }
     }
 
     fn cidr() -> Ipv4Net {
@@ -190,12 +237,13 @@ mod tests {
         let a = ipam.allocate(&pod("a"), &[]).unwrap();
         assert_eq!(a, Ipv4Addr::new(10, 123, 0, 2));
         assert_eq!(ipam.allocate(&pod("a"), &[]).unwrap(), a);
-        let all: Vec<_> = (0..5).map(|i| ipam.allocate(&pod(&format!("p{i}")), &[])).collect();
+        let all: Vec<_> = (0..5)
+            .map(|i| ipam.allocate(&pod(&format!("p{i}")), &[]))
+            .collect();
         // /29: .2 .. .6 usable = 5 addresses; "a" has one, so 4 more then exhaustion.
         assert_eq!(all.iter().filter(|r| r.is_ok()).count(), 4);
         assert!(matches!(all[4], Err(IpamError::Exhausted { .. })));
-        let ips: std::collections::BTreeSet<_> =
-            ipam.all().map(|a| a.ip).collect();
+        let ips: std::collections::BTreeSet<_> = ipam.all().map(|a| a.ip).collect();
         assert_eq!(ips.len(), 5);
         assert!(!ips.contains(&Ipv4Addr::new(10, 123, 0, 7)));
         assert!(!ips.contains(&Ipv4Addr::new(10, 123, 0, 1)));
@@ -209,7 +257,10 @@ mod tests {
         let b = ipam.allocate(&pod("b"), &[]).unwrap();
         ipam.release(&pod("a").key()).unwrap();
         let c = ipam.allocate(&pod("c"), &[]).unwrap();
-        assert_ne!(c, a, "next-fit must not hand the just-released address out first");
+        assert_ne!(
+            c, a,
+            "next-fit must not hand the just-released address out first"
+        );
         assert_ne!(c, b);
         // A new instance (agent restart or crash) sees exactly the same thing.
         let mut again = Ipam::load(dir.path(), cidr()).unwrap();
@@ -238,9 +289,15 @@ mod tests {
     #[test]
     fn rejects_changed_cidr_duplicates_and_unknown_version() {
         let dir = tempfile::tempdir().unwrap();
-        Ipam::load(dir.path(), cidr()).unwrap().allocate(&pod("a"), &[]).unwrap();
+        Ipam::load(dir.path(), cidr())
+            .unwrap()
+            .allocate(&pod("a"), &[])
+            .unwrap();
         let other: Ipv4Net = "10.123.8.0/29".parse().unwrap();
-        assert!(matches!(Ipam::load(dir.path(), other), Err(IpamError::CidrChanged { .. })));
+        assert!(matches!(
+            Ipam::load(dir.path(), other),
+            Err(IpamError::CidrChanged { .. })
+        ));
         let path = dir.path().join("ipam.json");
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replace("\"version\": 1", "\"version\": 9")).unwrap();
@@ -252,6 +309,9 @@ mod tests {
             "x": {"pod":{"namespace":"d","name":"x","uid":"1"},"ip":"10.123.0.2"},
             "y": {"pod":{"namespace":"d","name":"y","uid":"1"},"ip":"10.123.0.2"}}});
         std::fs::write(&path, dup.to_string()).unwrap();
-        assert!(matches!(Ipam::load(dir.path(), cidr()), Err(IpamError::Duplicate { .. })));
+        assert!(matches!(
+            Ipam::load(dir.path(), cidr()),
+            Err(IpamError::Duplicate { .. })
+        ));
     }
 }

@@ -44,7 +44,10 @@ pub struct Uplink {
 
 /// Find the default route's interface (main table, prefix length 0).
 pub async fn default_uplink(handle: &Handle) -> Result<Option<Uplink>, rtnetlink::Error> {
-    let mut routes = handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+    let mut routes = handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
     let mut oif = None;
     while let Some(r) = routes.try_next().await? {
         if r.header.destination_prefix_length != 0 || r.header.table != 254 {
@@ -60,7 +63,9 @@ pub async fn default_uplink(handle: &Handle) -> Result<Option<Uplink>, rtnetlink
     }
     let Some(index) = oif else { return Ok(None) };
     let mut links = handle.link().get().match_index(index).execute();
-    let Some(link) = links.try_next().await? else { return Ok(None) };
+    let Some(link) = links.try_next().await? else {
+        return Ok(None);
+    };
     let mut mtu = 1500;
     let mut name = String::new();
     for a in &link.attributes {
@@ -70,7 +75,11 @@ pub async fn default_uplink(handle: &Handle) -> Result<Option<Uplink>, rtnetlink
             _ => {}
         }
     }
-    let mut addrs = handle.address().get().set_link_index_filter(index).execute();
+    let mut addrs = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute();
     let mut address = None;
     while let Some(a) = addrs.try_next().await? {
         if let Some(ip) = a.attributes.iter().find_map(|at| match at {
@@ -81,5 +90,10 @@ pub async fn default_uplink(handle: &Handle) -> Result<Option<Uplink>, rtnetlink
             break;
         }
     }
-    Ok(Some(Uplink { index, name, mtu, address }))
+    Ok(Some(Uplink {
+        index,
+        name,
+        mtu,
+        address,
+    }))
 }

@@ -17,34 +17,75 @@ use nix::sched::CloneFlags;
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
     #[error("create netns directory {path}")]
-    CreateDir { path: PathBuf, #[source] source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("create bind-mount target {path}")]
-    CreateFile { path: PathBuf, #[source] source: std::io::Error },
+    CreateFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("unshare(CLONE_NEWNET) for {path}")]
-    Unshare { path: PathBuf, #[source] source: nix::Error },
+    Unshare {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
     #[error("bind-mount the new netns onto {path}")]
-    BindMount { path: PathBuf, #[source] source: nix::Error },
+    BindMount {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
     #[error("open netns {path}")]
-    Open { path: PathBuf, #[source] source: std::io::Error },
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("setns into {path}")]
-    Setns { path: PathBuf, #[source] source: nix::Error },
+    Setns {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
     #[error("open rtnetlink socket inside netns {path}")]
-    Netlink { path: PathBuf, #[source] source: std::io::Error },
+    Netlink {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("spawn netns helper thread")]
     Thread(#[source] std::io::Error),
     #[error("netns helper thread for {path} died")]
     ThreadDied { path: PathBuf },
     #[error("unmount netns {path}")]
-    Unmount { path: PathBuf, #[source] source: nix::Error },
+    Unmount {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
     #[error("remove netns file {path}")]
-    Unlink { path: PathBuf, #[source] source: std::io::Error },
+    Unlink {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("list netns directory {path}")]
-    List { path: PathBuf, #[source] source: std::io::Error },
+    List {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// True if `path` is a bind-mounted network namespace.
 pub fn is_netns(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
 }
 
 /// Create (when `create`) or enter the namespace at `path` and return an
@@ -60,7 +101,9 @@ pub async fn handle(path: &Path, create: bool) -> Result<rtnetlink::Handle, Netn
             let _ = tx.send(r);
         })
         .map_err(NetnsError::Thread)?;
-    let (conn, handle) = rx.await.map_err(|_| NetnsError::ThreadDied { path: path.to_path_buf() })??;
+    let (conn, handle) = rx.await.map_err(|_| NetnsError::ThreadDied {
+        path: path.to_path_buf(),
+    })??;
     tokio::spawn(conn);
     Ok(handle)
 }
@@ -68,18 +111,30 @@ pub async fn handle(path: &Path, create: bool) -> Result<rtnetlink::Handle, Netn
 type Conn = rtnetlink::proto::Connection<rtnetlink::packet_route::RouteNetlinkMessage>;
 
 /// Runs on a throw-away thread: its netns changes die with it.
-fn in_thread(path: &Path, create: bool, rt: &tokio::runtime::Handle) -> Result<(Conn, rtnetlink::Handle), NetnsError> {
+fn in_thread(
+    path: &Path,
+    create: bool,
+    rt: &tokio::runtime::Handle,
+) -> Result<(Conn, rtnetlink::Handle), NetnsError> {
     if create {
         let dir = path.parent().expect("netns path has a parent");
-        fs::create_dir_all(dir).map_err(|source| NetnsError::CreateDir { path: dir.to_path_buf(), source })?;
+        fs::create_dir_all(dir).map_err(|source| NetnsError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(|source| NetnsError::CreateFile { path: path.to_path_buf(), source })?;
-        nix::sched::unshare(CloneFlags::CLONE_NEWNET)
-            .map_err(|source| NetnsError::Unshare { path: path.to_path_buf(), source })?;
+            .map_err(|source| NetnsError::CreateFile {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Unshare {
+            path: path.to_path_buf(),
+            source,
+        })?;
         nix::mount::mount(
             Some("/proc/thread-self/ns/net"),
             path,
@@ -87,15 +142,25 @@ fn in_thread(path: &Path, create: bool, rt: &tokio::runtime::Handle) -> Result<(
             MsFlags::MS_BIND,
             None::<&str>,
         )
-        .map_err(|source| NetnsError::BindMount { path: path.to_path_buf(), source })?;
+        .map_err(|source| NetnsError::BindMount {
+            path: path.to_path_buf(),
+            source,
+        })?;
     } else {
-        let f = File::open(path).map_err(|source| NetnsError::Open { path: path.to_path_buf(), source })?;
-        nix::sched::setns(f, CloneFlags::CLONE_NEWNET)
-            .map_err(|source| NetnsError::Setns { path: path.to_path_buf(), source })?;
+        let f = File::open(path).map_err(|source| NetnsError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        nix::sched::setns(f, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Setns {
+            path: path.to_path_buf(),
+            source,
+        })?;
     }
     let _enter = rt.enter(); // the socket's AsyncFd registers with the runtime
-    let (conn, handle, _) =
-        rtnetlink::new_connection().map_err(|source| NetnsError::Netlink { path: path.to_path_buf(), source })?;
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| NetnsError::Netlink {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok((conn, handle))
 }
 
@@ -103,12 +168,20 @@ fn in_thread(path: &Path, create: bool, rt: &tokio::runtime::Handle) -> Result<(
 pub fn remove(path: &Path) -> Result<(), NetnsError> {
     match nix::mount::umount2(path, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
-        Err(source) => return Err(NetnsError::Unmount { path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(NetnsError::Unmount {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     }
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(NetnsError::Unlink { path: path.to_path_buf(), source }),
+        Err(source) => Err(NetnsError::Unlink {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -117,11 +190,19 @@ pub fn list(dir: &Path) -> Result<Vec<String>, NetnsError> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(NetnsError::List { path: dir.to_path_buf(), source }),
+        Err(source) => {
+            return Err(NetnsError::List {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
     };
     let mut out = Vec::new();
     for e in rd {
-        let e = e.map_err(|source| NetnsError::List { path: dir.to_path_buf(), source })?;
+        let e = e.map_err(|source| NetnsError::List {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         if let Some(n) = e.file_name().to_str() {
             out.push(n.to_string());
         }

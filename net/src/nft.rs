@@ -37,11 +37,11 @@ use std::process::Stdio;
 
 use berth_reconciler::traits::Protocol;
 use nftables::expr::{
-    Expression, Fib, FibFlag, FibResult, Map, Meta, MetaKey, NamedExpression, NgMode, Numgen,
-    Payload, PayloadField, Prefix, SetItem, CT,
+    CT, Expression, Fib, FibFlag, FibResult, Map, Meta, MetaKey, NamedExpression, NgMode, Numgen,
+    Payload, PayloadField, Prefix, SetItem,
 };
 use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, NfObject, Nftables, Rule, Table};
-use nftables::stmt::{JumpTarget, Match, Operator, Reject, RejectType, Statement, NAT, NATFamily};
+use nftables::stmt::{JumpTarget, Match, NAT, NATFamily, Operator, Reject, RejectType, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook, RejectCode};
 use tokio::io::AsyncWriteExt;
 
@@ -52,7 +52,11 @@ use crate::services::ProgrammedService;
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
     #[error("encode ruleset for table inet {table}")]
-    Encode { table: String, #[source] source: serde_json::Error },
+    Encode {
+        table: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("spawn `nft -j -f -` (is the nftables package installed?)")]
     Spawn(#[source] std::io::Error),
     #[error("feed ruleset to nft")]
@@ -60,7 +64,11 @@ pub enum NftError {
     #[error("wait for nft")]
     Wait(#[source] std::io::Error),
     #[error("nft rejected the ruleset for table inet {table} (exit {status}): {stderr}")]
-    Rejected { table: String, status: i32, stderr: String },
+    Rejected {
+        table: String,
+        status: i32,
+        stderr: String,
+    },
 }
 
 /// Everything the table is rendered from.
@@ -79,8 +87,14 @@ pub(crate) type E = Expression<'static>;
 pub fn render(input: &RenderInput<'_>) -> Nftables<'static> {
     let t = input.table.to_string();
     let mut cmds: Vec<NfObject<'static>> = Vec::new();
-    let table = Table { family: NfFamily::INet, name: t.clone().into(), handle: None };
-    cmds.push(NfObject::CmdObject(NfCmd::Add(NfListObject::Table(table.clone()))));
+    let table = Table {
+        family: NfFamily::INet,
+        name: t.clone().into(),
+        handle: None,
+    };
+    cmds.push(NfObject::CmdObject(NfCmd::Add(NfListObject::Table(
+        table.clone(),
+    ))));
     cmds.push(NfObject::CmdObject(NfCmd::Flush(FlushObject::Table(table))));
 
     let base = |name: &str, ty, hook, prio| Chain {
@@ -102,7 +116,12 @@ pub fn render(input: &RenderInput<'_>) -> Nftables<'static> {
     let chains = [
         base("nat_prerouting", NfChainType::NAT, NfHook::Prerouting, -100),
         base("nat_output", NfChainType::NAT, NfHook::Output, -100),
-        base("nat_postrouting", NfChainType::NAT, NfHook::Postrouting, 100),
+        base(
+            "nat_postrouting",
+            NfChainType::NAT,
+            NfHook::Postrouting,
+            100,
+        ),
         base("filter_forward", NfChainType::Filter, NfHook::Forward, 0),
         base("filter_input", NfChainType::Filter, NfHook::Input, 0),
         base("filter_output", NfChainType::Filter, NfHook::Output, 0),
@@ -132,7 +151,10 @@ pub fn render(input: &RenderInput<'_>) -> Nftables<'static> {
         (
             "nat_postrouting",
             vec![
-                eq(payload("ip", "saddr"), prefix("127.0.0.0/8".parse().expect("valid"))),
+                eq(
+                    payload("ip", "saddr"),
+                    prefix("127.0.0.0/8".parse().expect("valid")),
+                ),
                 eq(meta(MetaKey::Oifname), string(input.bridge)),
                 masquerade(),
             ],
@@ -160,8 +182,14 @@ pub fn render(input: &RenderInput<'_>) -> Nftables<'static> {
             ],
         ),
         ("filter_forward", vec![jump("no_endpoints")]),
-        ("filter_forward", vec![eq(meta(MetaKey::Iifname), string(input.bridge)), accept()]),
-        ("filter_forward", vec![eq(meta(MetaKey::Oifname), string(input.bridge)), accept()]),
+        (
+            "filter_forward",
+            vec![eq(meta(MetaKey::Iifname), string(input.bridge)), accept()],
+        ),
+        (
+            "filter_forward",
+            vec![eq(meta(MetaKey::Oifname), string(input.bridge)), accept()],
+        ),
         ("filter_input", vec![jump("no_endpoints")]),
         ("filter_output", vec![jump("no_endpoints")]),
     ];
@@ -180,13 +208,17 @@ pub fn render(input: &RenderInput<'_>) -> Nftables<'static> {
             ..Rule::default()
         }))));
     }
-    Nftables { objects: cmds.into() }
+    Nftables {
+        objects: cmds.into(),
+    }
 }
 
 /// Apply a batch with `nft -j -f -`, keeping nft's own error message.
 pub async fn apply(table: &str, batch: &Nftables<'_>) -> Result<(), NftError> {
-    let json = serde_json::to_vec(batch)
-        .map_err(|source| NftError::Encode { table: table.to_string(), source })?;
+    let json = serde_json::to_vec(batch).map_err(|source| NftError::Encode {
+        table: table.to_string(),
+        source,
+    })?;
     run_nft(table, &["-j", "-f", "-"], &json).await
 }
 
@@ -246,10 +278,12 @@ pub(crate) fn prefix(n: Ipv4Net) -> E {
 }
 
 pub(crate) fn payload(proto: &'static str, field: &'static str) -> E {
-    Expression::Named(NamedExpression::Payload(Payload::PayloadField(PayloadField {
-        protocol: proto.into(),
-        field: field.into(),
-    })))
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: proto.into(),
+            field: field.into(),
+        },
+    )))
 }
 
 pub(crate) fn meta(key: MetaKey) -> E {
@@ -257,15 +291,25 @@ pub(crate) fn meta(key: MetaKey) -> E {
 }
 
 pub(crate) fn eq(left: E, right: E) -> S {
-    Statement::Match(Match { left, right, op: Operator::EQ })
+    Statement::Match(Match {
+        left,
+        right,
+        op: Operator::EQ,
+    })
 }
 
 pub(crate) fn ne(left: E, right: E) -> S {
-    Statement::Match(Match { left, right, op: Operator::NEQ })
+    Statement::Match(Match {
+        left,
+        right,
+        op: Operator::NEQ,
+    })
 }
 
 pub(crate) fn jump(target: &'static str) -> S {
-    Statement::Jump(JumpTarget { target: target.into() })
+    Statement::Jump(JumpTarget {
+        target: target.into(),
+    })
 }
 
 pub(crate) fn accept() -> S {
@@ -285,14 +329,23 @@ pub(crate) fn proto_name(p: Protocol) -> &'static str {
 
 /// `<proto> dport <port>`
 pub(crate) fn dport(p: Protocol, port: u16) -> S {
-    eq(payload(proto_name(p), "dport"), Expression::Number(u32::from(port)))
+    eq(
+        payload(proto_name(p), "dport"),
+        Expression::Number(u32::from(port)),
+    )
 }
 
 /// `fib daddr type local`: any address of this host, loopback included.
 pub(crate) fn daddr_local() -> S {
     let mut flags = HashSet::new();
     flags.insert(FibFlag::Daddr);
-    eq(Expression::Named(NamedExpression::Fib(Fib { result: FibResult::Type, flags })), string("local"))
+    eq(
+        Expression::Named(NamedExpression::Fib(Fib {
+            result: FibResult::Type,
+            flags,
+        })),
+        string("local"),
+    )
 }
 
 /// `dnat ip to <addr>:<port>`

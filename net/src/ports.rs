@@ -25,7 +25,14 @@ pub fn rules(pod: &PodAlloc) -> Vec<(&'static str, Vec<S>)> {
                 Some(h) => eq(payload("ip", "daddr"), ip(h)),
                 None => daddr_local(),
             };
-            ("hostports", vec![dst, dport(m.protocol, m.host_port), dnat(pod.ip, m.container_port)])
+            (
+                "hostports",
+                vec![
+                    dst,
+                    dport(m.protocol, m.host_port),
+                    dnat(pod.ip, m.container_port),
+                ],
+            )
         })
         .collect()
 }
@@ -61,14 +68,23 @@ mod tests {
 
     fn alloc(name: &str, ports: Vec<HostPortMapping>) -> PodAlloc {
         PodAlloc {
-            pod: PodRef { namespace: "d".into(), name: name.into(), uid: "1".into() },
+            pod: PodRef {
+                namespace: "d".into(),
+                name: name.into(),
+                uid: "1".into(),
+            },
             ip: Ipv4Addr::new(10, 123, 0, 2),
             host_ports: ports,
         }
     }
 
     fn hp(port: u16, proto: Protocol, host_ip: Option<Ipv4Addr>) -> HostPortMapping {
-        HostPortMapping { host_port: port, container_port: 80, protocol: proto, host_ip }
+        HostPortMapping {
+            host_port: port,
+            container_port: 80,
+            protocol: proto,
+            host_ip,
+        }
     }
 
     #[test]
@@ -81,7 +97,10 @@ mod tests {
         assert!(conflict(&b.pod, &[hp(8081, Protocol::Tcp, None)], others.iter()).is_none());
         // the pod itself never conflicts with its own earlier allocation
         assert!(conflict(&a.pod, &[hp(8080, Protocol::Tcp, None)], others.iter()).is_none());
-        let c = alloc("c", vec![hp(9000, Protocol::Tcp, Some(Ipv4Addr::new(192, 0, 2, 2)))]);
+        let c = alloc(
+            "c",
+            vec![hp(9000, Protocol::Tcp, Some(Ipv4Addr::new(192, 0, 2, 2)))],
+        );
         let others = [c];
         let other_ip = Some(Ipv4Addr::new(192, 0, 2, 3));
         assert!(conflict(&b.pod, &[hp(9000, Protocol::Tcp, other_ip)], others.iter()).is_none());

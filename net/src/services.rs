@@ -26,8 +26,14 @@ const VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("persisted service state in {path} is for {found}, but the configured service CIDR is {configured}")]
-    CidrChanged { path: PathBuf, found: Ipv4Net, configured: Ipv4Net },
+    #[error(
+        "persisted service state in {path} is for {found}, but the configured service CIDR is {configured}"
+    )]
+    CidrChanged {
+        path: PathBuf,
+        found: Ipv4Net,
+        configured: Ipv4Net,
+    },
     #[error("persist service state")]
     Persist(#[source] PersistError),
 }
@@ -62,19 +68,34 @@ fn key(ns: &str, name: &str) -> String {
 }
 
 impl Services {
-    pub fn load(dir: &Path, cidr: Ipv4Net, node_port_range: (u16, u16)) -> Result<Self, ServiceError> {
+    pub fn load(
+        dir: &Path,
+        cidr: Ipv4Net,
+        node_port_range: (u16, u16),
+    ) -> Result<Self, ServiceError> {
         let path = dir.join("services.json");
-        let programmed = match persist::read_json::<ServicesFile>(&path).map_err(ServiceError::Persist)? {
+        let programmed = match persist::read_json::<ServicesFile>(&path)
+            .map_err(ServiceError::Persist)?
+        {
             None => BTreeMap::new(),
             Some(f) => {
                 persist::check_version(&path, f.version, VERSION).map_err(ServiceError::Persist)?;
                 if f.cidr != cidr {
-                    return Err(ServiceError::CidrChanged { path, found: f.cidr, configured: cidr });
+                    return Err(ServiceError::CidrChanged {
+                        path,
+                        found: f.cidr,
+                        configured: cidr,
+                    });
                 }
                 f.services
             }
         };
-        Ok(Self { path, cidr, node_port_range, programmed })
+        Ok(Self {
+            path,
+            cidr,
+            node_port_range,
+            programmed,
+        })
     }
 
     pub fn programmed(&self) -> impl Iterator<Item = &ProgrammedService> {
@@ -84,26 +105,44 @@ impl Services {
     /// Replace the set; persisted before returning.
     pub fn sync(&mut self, wanted: &[ServiceEntry]) -> Result<Vec<ServiceAssigned>, ServiceError> {
         let (next, assigned) = self.plan(wanted);
-        let file = ServicesFile { version: VERSION, cidr: self.cidr, services: next.clone() };
+        let file = ServicesFile {
+            version: VERSION,
+            cidr: self.cidr,
+            services: next.clone(),
+        };
         persist::write_atomic(&self.path, &file).map_err(ServiceError::Persist)?;
         self.programmed = next;
         Ok(assigned)
     }
 
     /// Pure: the next programmed set and the per-service answers, in input order.
-    fn plan(&self, wanted: &[ServiceEntry]) -> (BTreeMap<String, ProgrammedService>, Vec<ServiceAssigned>) {
+    fn plan(
+        &self,
+        wanted: &[ServiceEntry],
+    ) -> (BTreeMap<String, ProgrammedService>, Vec<ServiceAssigned>) {
         let mut ips: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
         let mut errors: BTreeMap<String, String> = BTreeMap::new();
         let mut chosen: BTreeMap<String, Ipv4Addr> = BTreeMap::new();
-        let valid = |a: Ipv4Addr| self.cidr.contains(a) && a != self.cidr.network() && a != self.cidr.broadcast();
+        let valid = |a: Ipv4Addr| {
+            self.cidr.contains(a) && a != self.cidr.network() && a != self.cidr.broadcast()
+        };
         // 1. explicit clusterIPs; 2. keep previous; 3. allocate.
         for s in wanted {
             let k = key(&s.namespace, &s.name);
             if let Some(req) = s.cluster_ip {
                 if !valid(req) {
-                    errors.insert(k, format!("clusterIP {req} is not a usable address of the service CIDR {}", self.cidr));
+                    errors.insert(
+                        k,
+                        format!(
+                            "clusterIP {req} is not a usable address of the service CIDR {}",
+                            self.cidr
+                        ),
+                    );
                 } else if let Some(other) = ips.get(&req) {
-                    errors.insert(k, format!("clusterIP {req} is already used by service {other}"));
+                    errors.insert(
+                        k,
+                        format!("clusterIP {req} is already used by service {other}"),
+                    );
                 } else {
                     ips.insert(req, k.clone());
                     chosen.insert(k, req);
@@ -112,11 +151,11 @@ impl Services {
         }
         for s in wanted.iter().filter(|s| s.cluster_ip.is_none()) {
             let k = key(&s.namespace, &s.name);
-            if let Some(prev) = self.programmed.get(&k).map(|p| p.cluster_ip) {
-                if !ips.contains_key(&prev) {
-                    ips.insert(prev, k.clone());
-                    chosen.insert(k, prev);
-                }
+            if let Some(prev) = self.programmed.get(&k).map(|p| p.cluster_ip)
+                && !ips.contains_key(&prev)
+            {
+                ips.insert(prev, k.clone());
+                chosen.insert(k, prev);
             }
         }
         for s in wanted.iter().filter(|s| s.cluster_ip.is_none()) {
@@ -124,7 +163,10 @@ impl Services {
             if chosen.contains_key(&k) {
                 continue;
             }
-            match (1..self.cidr.size() - 1).filter_map(|o| self.cidr.nth(o)).find(|a| !ips.contains_key(a)) {
+            match (1..self.cidr.size() - 1)
+                .filter_map(|o| self.cidr.nth(o))
+                .find(|a| !ips.contains_key(a))
+            {
                 Some(a) => {
                     ips.insert(a, k.clone());
                     chosen.insert(k, a);
@@ -144,9 +186,14 @@ impl Services {
             for p in &s.ports {
                 if let Some(np) = p.node_port {
                     if !(lo..=hi).contains(&np) {
-                        errors.entry(k.clone()).or_insert(format!("nodePort {np} is outside the range {lo}-{hi}"));
+                        errors
+                            .entry(k.clone())
+                            .or_insert(format!("nodePort {np} is outside the range {lo}-{hi}"));
                     } else if !taken.insert((np, p.protocol)) {
-                        errors.entry(k.clone()).or_insert(format!("nodePort {np}/{:?} is already allocated", p.protocol));
+                        errors.entry(k.clone()).or_insert(format!(
+                            "nodePort {np}/{:?} is already allocated",
+                            p.protocol
+                        ));
                     } else {
                         nps.insert((k.clone(), p.port, p.protocol), np);
                     }
@@ -157,11 +204,16 @@ impl Services {
             let k = key(&s.namespace, &s.name);
             let prev = self.programmed.get(&k);
             for p in s.ports.iter().filter(|p| p.node_port.is_none()) {
-                let old = prev.and_then(|pr| pr.node_ports.iter().find(|(sp, pp, _)| *sp == p.port && *pp == p.protocol));
-                if let Some(&(_, _, np)) = old {
-                    if (lo..=hi).contains(&np) && taken.insert((np, p.protocol)) {
-                        nps.insert((k.clone(), p.port, p.protocol), np);
-                    }
+                let old = prev.and_then(|pr| {
+                    pr.node_ports
+                        .iter()
+                        .find(|(sp, pp, _)| *sp == p.port && *pp == p.protocol)
+                });
+                if let Some(&(_, _, np)) = old
+                    && (lo..=hi).contains(&np)
+                    && taken.insert((np, p.protocol))
+                {
+                    nps.insert((k.clone(), p.port, p.protocol), np);
                 }
             }
         }
@@ -177,7 +229,9 @@ impl Services {
                         nps.insert((k.clone(), p.port, p.protocol), n);
                     }
                     None => {
-                        errors.entry(k.clone()).or_insert(format!("no free nodePort in {lo}-{hi}"));
+                        errors
+                            .entry(k.clone())
+                            .or_insert(format!("no free nodePort in {lo}-{hi}"));
                     }
                 }
             }
@@ -190,19 +244,37 @@ impl Services {
             let node_ports: Vec<(u16, Protocol, u16)> = s
                 .ports
                 .iter()
-                .filter_map(|p| nps.get(&(k.clone(), p.port, p.protocol)).map(|n| (p.port, p.protocol, *n)))
+                .filter_map(|p| {
+                    nps.get(&(k.clone(), p.port, p.protocol))
+                        .map(|n| (p.port, p.protocol, *n))
+                })
                 .collect();
             let error = errors.get(&k).cloned();
             let cluster_ip = chosen.get(&k).copied();
             if let (Some(ip), None) = (cluster_ip, &error) {
-                next.insert(k.clone(), ProgrammedService { entry: s.clone(), cluster_ip: ip, node_ports: node_ports.clone() });
+                next.insert(
+                    k.clone(),
+                    ProgrammedService {
+                        entry: s.clone(),
+                        cluster_ip: ip,
+                        node_ports: node_ports.clone(),
+                    },
+                );
             }
             assigned.push(ServiceAssigned {
                 namespace: s.namespace.clone(),
                 name: s.name.clone(),
                 // Not programmed when in error; 0.0.0.0 then means "none".
-                cluster_ip: if error.is_none() { cluster_ip.unwrap_or(Ipv4Addr::UNSPECIFIED) } else { Ipv4Addr::UNSPECIFIED },
-                node_ports: if error.is_none() { node_ports.iter().map(|(p, _, n)| (*p, *n)).collect() } else { Vec::new() },
+                cluster_ip: if error.is_none() {
+                    cluster_ip.unwrap_or(Ipv4Addr::UNSPECIFIED)
+                } else {
+                    Ipv4Addr::UNSPECIFIED
+                },
+                node_ports: if error.is_none() {
+                    node_ports.iter().map(|(p, _, n)| (*p, *n)).collect()
+                } else {
+                    Vec::new()
+                },
                 error,
             });
         }
@@ -216,16 +288,40 @@ pub fn rules(svc: &ProgrammedService) -> Vec<(&'static str, Vec<S>)> {
     let eps = &svc.entry.endpoints;
     for p in &svc.entry.ports {
         let vip = eq(payload("ip", "daddr"), ip(svc.cluster_ip));
-        let np = svc.node_ports.iter().find(|(sp, pp, _)| *sp == p.port && *pp == p.protocol).map(|t| t.2);
+        let np = svc
+            .node_ports
+            .iter()
+            .find(|(sp, pp, _)| *sp == p.port && *pp == p.protocol)
+            .map(|t| t.2);
         if eps.is_empty() {
-            out.push(("no_endpoints", vec![vip, dport(p.protocol, p.port), reject(p.protocol)]));
+            out.push((
+                "no_endpoints",
+                vec![vip, dport(p.protocol, p.port), reject(p.protocol)],
+            ));
             if let Some(n) = np {
-                out.push(("no_endpoints", vec![daddr_local(), dport(p.protocol, n), reject(p.protocol)]));
+                out.push((
+                    "no_endpoints",
+                    vec![daddr_local(), dport(p.protocol, n), reject(p.protocol)],
+                ));
             }
         } else {
-            out.push(("services", vec![vip, dport(p.protocol, p.port), dnat_spread(eps, p.target_port)]));
+            out.push((
+                "services",
+                vec![
+                    vip,
+                    dport(p.protocol, p.port),
+                    dnat_spread(eps, p.target_port),
+                ],
+            ));
             if let Some(n) = np {
-                out.push(("services", vec![daddr_local(), dport(p.protocol, n), dnat_spread(eps, p.target_port)]));
+                out.push((
+                    "services",
+                    vec![
+                        daddr_local(),
+                        dport(p.protocol, n),
+                        dnat_spread(eps, p.target_port),
+                    ],
+                ));
             }
         }
     }

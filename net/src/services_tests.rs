@@ -7,7 +7,13 @@ fn svc(ns: &str, name: &str, ip: Option<Ipv4Addr>, nodeport: bool) -> ServiceEnt
         name: name.into(),
         cluster_ip: ip,
         node_port_type: nodeport,
-        ports: vec![ServicePort { name: None, protocol: Protocol::Tcp, port: 80, target_port: 8080, node_port: None }],
+        ports: vec![ServicePort {
+            name: None,
+            protocol: Protocol::Tcp,
+            port: 80,
+            target_port: 8080,
+            node_port: None,
+        }],
         endpoints: vec![],
     }
 }
@@ -20,11 +26,19 @@ fn load(dir: &Path) -> Services {
 fn cluster_ips_are_stable_unique_and_persisted() {
     let d = tempfile::tempdir().unwrap();
     let mut s = load(d.path());
-    let a = s.sync(&[svc("d", "a", None, false), svc("d", "b", None, false)]).unwrap();
+    let a = s
+        .sync(&[svc("d", "a", None, false), svc("d", "b", None, false)])
+        .unwrap();
     assert_eq!(a[0].cluster_ip, Ipv4Addr::new(10, 123, 1, 1));
     assert_eq!(a[1].cluster_ip, Ipv4Addr::new(10, 123, 1, 2));
     // order changes and a new service: existing ones keep their address
-    let b = s.sync(&[svc("d", "c", None, false), svc("d", "b", None, false), svc("d", "a", None, false)]).unwrap();
+    let b = s
+        .sync(&[
+            svc("d", "c", None, false),
+            svc("d", "b", None, false),
+            svc("d", "a", None, false),
+        ])
+        .unwrap();
     assert_eq!(b[2].cluster_ip, a[0].cluster_ip);
     assert_eq!(b[1].cluster_ip, a[1].cluster_ip);
     assert_eq!(b[0].cluster_ip, Ipv4Addr::new(10, 123, 1, 3));
@@ -42,14 +56,32 @@ fn explicit_cluster_ip_is_honoured_and_validated() {
     let want = Ipv4Addr::new(10, 123, 1, 1);
     // "a" had .1 implicitly; "b" asks for .1 explicitly: the explicit request wins
     s.sync(&[svc("d", "a", None, false)]).unwrap();
-    let r = s.sync(&[svc("d", "a", None, false), svc("d", "b", Some(want), false)]).unwrap();
+    let r = s
+        .sync(&[svc("d", "a", None, false), svc("d", "b", Some(want), false)])
+        .unwrap();
     assert_eq!(r[1].cluster_ip, want);
     assert_ne!(r[0].cluster_ip, want);
     assert!(r.iter().all(|x| x.error.is_none()));
-    let r = s.sync(&[svc("d", "x", Some(Ipv4Addr::new(10, 9, 9, 9)), false)]).unwrap();
-    assert!(r[0].error.as_deref().unwrap().contains("not a usable address"));
-    assert_eq!(s.programmed().count(), 0, "a service in error is not programmed");
-    let r = s.sync(&[svc("d", "x", Some(want), false), svc("d", "y", Some(want), false)]).unwrap();
+    let r = s
+        .sync(&[svc("d", "x", Some(Ipv4Addr::new(10, 9, 9, 9)), false)])
+        .unwrap();
+    assert!(
+        r[0].error
+            .as_deref()
+            .unwrap()
+            .contains("not a usable address")
+    );
+    assert_eq!(
+        s.programmed().count(),
+        0,
+        "a service in error is not programmed"
+    );
+    let r = s
+        .sync(&[
+            svc("d", "x", Some(want), false),
+            svc("d", "y", Some(want), false),
+        ])
+        .unwrap();
     assert!(r[0].error.is_none());
     assert!(r[1].error.as_deref().unwrap().contains("already used"));
 }
@@ -58,7 +90,9 @@ fn explicit_cluster_ip_is_honoured_and_validated() {
 fn node_ports_allocate_in_range_and_stay() {
     let d = tempfile::tempdir().unwrap();
     let mut s = load(d.path());
-    let r = s.sync(&[svc("d", "a", None, true), svc("d", "b", None, true)]).unwrap();
+    let r = s
+        .sync(&[svc("d", "a", None, true), svc("d", "b", None, true)])
+        .unwrap();
     assert_eq!(r[0].node_ports, vec![(80, 30000)]);
     assert_eq!(r[1].node_ports, vec![(80, 30001)]);
     let mut req = svc("d", "c", None, true);
@@ -75,7 +109,11 @@ fn node_ports_allocate_in_range_and_stay() {
 #[test]
 fn rules_reject_without_endpoints_and_spread_with_them() {
     let mut e = svc("d", "a", None, true);
-    let p = ProgrammedService { entry: e.clone(), cluster_ip: Ipv4Addr::new(10, 123, 1, 1), node_ports: vec![(80, Protocol::Tcp, 30000)] };
+    let p = ProgrammedService {
+        entry: e.clone(),
+        cluster_ip: Ipv4Addr::new(10, 123, 1, 1),
+        node_ports: vec![(80, Protocol::Tcp, 30000)],
+    };
     let r = rules(&p);
     assert_eq!(r.len(), 2);
     assert!(r.iter().all(|(c, _)| *c == "no_endpoints"));
@@ -84,5 +122,8 @@ fn rules_reject_without_endpoints_and_spread_with_them() {
     let r = rules(&p);
     assert!(r.iter().all(|(c, _)| *c == "services"));
     let json = serde_json::to_string(&r[0].1).unwrap();
-    assert!(json.contains(r#""numgen":{"mode":"random","mod":2,"offset":0}"#), "{json}");
+    assert!(
+        json.contains(r#""numgen":{"mode":"random","mod":2,"offset":0}"#),
+        "{json}"
+    );
 }

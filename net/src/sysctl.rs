@@ -6,9 +6,18 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum SysctlError {
     #[error("read sysctl {path}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("write {value} to sysctl {path}")]
-    Write { path: PathBuf, value: String, #[source] source: std::io::Error },
+    Write {
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// `/proc/sys` or a test fixture directory.
@@ -28,7 +37,9 @@ impl Sysctl {
 
     pub fn get(&self, key: &str) -> Result<String, SysctlError> {
         let path = self.path(key);
-        fs::read_to_string(&path).map(|s| s.trim().to_string()).map_err(|source| SysctlError::Read { path, source })
+        fs::read_to_string(&path)
+            .map(|s| s.trim().to_string())
+            .map_err(|source| SysctlError::Read { path, source })
     }
 
     /// Write `value`; returns the previous value.
@@ -36,7 +47,11 @@ impl Sysctl {
         let prev = self.get(key)?;
         if prev != value {
             let path = self.path(key);
-            fs::write(&path, value).map_err(|source| SysctlError::Write { path, value: value.into(), source })?;
+            fs::write(&path, value).map_err(|source| SysctlError::Write {
+                path,
+                value: value.into(),
+                source,
+            })?;
         }
         Ok(prev)
     }

@@ -10,7 +10,9 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
-use rtnetlink::{Handle, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 use sha2::{Digest, Sha256};
 
 use crate::netlink::{is_errno, link_index};
@@ -18,25 +20,59 @@ use crate::netlink::{is_errno, link_index};
 #[derive(Debug, thiserror::Error)]
 pub enum VethError {
     #[error("look up link {name}")]
-    Lookup { name: String, #[source] source: rtnetlink::Error },
+    Lookup {
+        name: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
     #[error("open netns {path} to place the veth peer")]
-    OpenNetns { path: PathBuf, #[source] source: std::io::Error },
+    OpenNetns {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("create veth {name} with peer eth0 in {netns}")]
-    Create { name: String, netns: PathBuf, #[source] source: rtnetlink::Error },
+    Create {
+        name: String,
+        netns: PathBuf,
+        #[source]
+        source: rtnetlink::Error,
+    },
     #[error("delete veth {name}")]
-    Delete { name: String, #[source] source: rtnetlink::Error },
+    Delete {
+        name: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
     #[error("set hairpin mode on bridge port {name}")]
-    Hairpin { name: String, #[source] source: rtnetlink::Error },
+    Hairpin {
+        name: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
     #[error("host end {name} vanished")]
     Vanished { name: String },
     #[error("bring up {name} inside the pod netns")]
-    PodLinkUp { name: String, #[source] source: rtnetlink::Error },
+    PodLinkUp {
+        name: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
     #[error("link {name} missing inside the pod netns")]
     PodLinkMissing { name: String },
     #[error("add address {addr}/{prefix} to eth0 inside the pod netns")]
-    PodAddress { addr: Ipv4Addr, prefix: u8, #[source] source: rtnetlink::Error },
+    PodAddress {
+        addr: Ipv4Addr,
+        prefix: u8,
+        #[source]
+        source: rtnetlink::Error,
+    },
     #[error("add default route via {gateway} inside the pod netns")]
-    PodRoute { gateway: Ipv4Addr, #[source] source: rtnetlink::Error },
+    PodRoute {
+        gateway: Ipv4Addr,
+        #[source]
+        source: rtnetlink::Error,
+    },
 }
 
 /// Host-side interface name: `<first 2 chars of instance>v<11 hex of sha256(instance/key)>`
@@ -52,9 +88,22 @@ pub fn host_ifname(instance: &str, pod_key: &str) -> String {
 }
 
 /// Create the pair (host end `name` on `bridge`, up; peer `eth0` in `netns`).
-pub async fn create(handle: &Handle, name: &str, netns: &Path, bridge: u32, mtu: u32) -> Result<(), VethError> {
-    let ns = std::fs::File::open(netns).map_err(|source| VethError::OpenNetns { path: netns.to_path_buf(), source })?;
-    let peer = LinkMessageBuilder::<LinkUnspec>::new().name("eth0").mtu(mtu).setns_by_fd(ns.as_raw_fd()).build();
+pub async fn create(
+    handle: &Handle,
+    name: &str,
+    netns: &Path,
+    bridge: u32,
+    mtu: u32,
+) -> Result<(), VethError> {
+    let ns = std::fs::File::open(netns).map_err(|source| VethError::OpenNetns {
+        path: netns.to_path_buf(),
+        source,
+    })?;
+    let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .name("eth0")
+        .mtu(mtu)
+        .setns_by_fd(ns.as_raw_fd())
+        .build();
     let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
         .name(name.to_string())
         .mtu(mtu)
@@ -64,7 +113,11 @@ pub async fn create(handle: &Handle, name: &str, netns: &Path, bridge: u32, mtu:
         .build();
     let r = handle.link().add(msg).execute().await;
     drop(ns);
-    r.map_err(|source| VethError::Create { name: name.to_string(), netns: netns.to_path_buf(), source })
+    r.map_err(|source| VethError::Create {
+        name: name.to_string(),
+        netns: netns.to_path_buf(),
+        source,
+    })
 }
 
 /// Hairpin mode on the host end's bridge port: with `br_netfilter` loaded
@@ -74,53 +127,87 @@ pub async fn create(handle: &Handle, name: &str, netns: &Path, bridge: u32, mtu:
 pub async fn set_hairpin(handle: &Handle, name: &str) -> Result<(), VethError> {
     let index = link_index(handle, name)
         .await
-        .map_err(|source| VethError::Lookup { name: name.to_string(), source })?
-        .ok_or_else(|| VethError::Vanished { name: name.to_string() })?;
+        .map_err(|source| VethError::Lookup {
+            name: name.to_string(),
+            source,
+        })?
+        .ok_or_else(|| VethError::Vanished {
+            name: name.to_string(),
+        })?;
     handle
         .link()
         .set_port(LinkBridgePort::new(index).hairpin(true).build())
         .execute()
         .await
-        .map_err(|source| VethError::Hairpin { name: name.to_string(), source })
+        .map_err(|source| VethError::Hairpin {
+            name: name.to_string(),
+            source,
+        })
 }
 
 /// Delete the host end (the peer goes with it); missing is fine.
 pub async fn delete(handle: &Handle, name: &str) -> Result<(), VethError> {
-    let Some(index) =
-        link_index(handle, name).await.map_err(|source| VethError::Lookup { name: name.to_string(), source })?
+    let Some(index) = link_index(handle, name)
+        .await
+        .map_err(|source| VethError::Lookup {
+            name: name.to_string(),
+            source,
+        })?
     else {
         return Ok(());
     };
     match handle.link().del(index).execute().await {
         Ok(()) => Ok(()),
         Err(e) if is_errno(&e, libc::ENODEV) => Ok(()),
-        Err(source) => Err(VethError::Delete { name: name.to_string(), source }),
+        Err(source) => Err(VethError::Delete {
+            name: name.to_string(),
+            source,
+        }),
     }
 }
 
 /// Inside the pod (`ns` is a handle bound to its netns): lo up, eth0 address and
 /// up, default route via the bridge. Every step is idempotent.
-pub async fn configure_inside(ns: &Handle, addr: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<(), VethError> {
+pub async fn configure_inside(
+    ns: &Handle,
+    addr: Ipv4Addr,
+    prefix: u8,
+    gateway: Ipv4Addr,
+) -> Result<(), VethError> {
     for name in ["lo", "eth0"] {
         let idx = link_index(ns, name)
             .await
-            .map_err(|source| VethError::Lookup { name: name.to_string(), source })?
-            .ok_or_else(|| VethError::PodLinkMissing { name: name.to_string() })?;
+            .map_err(|source| VethError::Lookup {
+                name: name.to_string(),
+                source,
+            })?
+            .ok_or_else(|| VethError::PodLinkMissing {
+                name: name.to_string(),
+            })?;
         if name == "eth0" {
             ns.address()
                 .add(idx, IpAddr::V4(addr), prefix)
                 .replace()
                 .execute()
                 .await
-                .map_err(|source| VethError::PodAddress { addr, prefix, source })?;
+                .map_err(|source| VethError::PodAddress {
+                    addr,
+                    prefix,
+                    source,
+                })?;
         }
         ns.link()
             .set(LinkUnspec::new_with_index(idx).up().build())
             .execute()
             .await
-            .map_err(|source| VethError::PodLinkUp { name: name.to_string(), source })?;
+            .map_err(|source| VethError::PodLinkUp {
+                name: name.to_string(),
+                source,
+            })?;
     }
-    let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(gateway)
+        .build();
     match ns.route().add(route).replace().execute().await {
         Ok(()) => Ok(()),
         Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
@@ -133,7 +220,10 @@ pub async fn exists(handle: &Handle, name: &str) -> Result<bool, VethError> {
     link_index(handle, name)
         .await
         .map(|i| i.is_some())
-        .map_err(|source| VethError::Lookup { name: name.to_string(), source })
+        .map_err(|source| VethError::Lookup {
+            name: name.to_string(),
+            source,
+        })
 }
 
 #[cfg(test)]

@@ -26,12 +26,34 @@ async fn pod_to_pod_pod_to_host_idempotence_and_removal() {
     assert_eq!(a.dns_search[0], "default.svc.cluster.local");
     // idempotent
     assert_eq!(net.ensure_pod(&env.req("a", vec![])).await.unwrap(), a);
-    let (ok, out) = in_ns(&ns_path(&a), &["busybox", "ping", "-c", "1", "-W", "2", "10.123.2.3"]).await;
+    let (ok, out) = in_ns(
+        &ns_path(&a),
+        &["busybox", "ping", "-c", "1", "-W", "2", "10.123.2.3"],
+    )
+    .await;
     assert!(ok, "pod-to-pod ping: {out}");
-    let (ok, out) = in_ns(&ns_path(&a), &["busybox", "ping", "-c", "1", "-W", "2", "10.123.2.1"]).await;
+    let (ok, out) = in_ns(
+        &ns_path(&a),
+        &["busybox", "ping", "-c", "1", "-W", "2", "10.123.2.1"],
+    )
+    .await;
     assert!(ok, "pod-to-host ping: {out}");
     env.serve(&ns_path(&b), 8080, "b");
-    let (ok, out) = in_ns(&ns_path(&a), &["busybox", "timeout", "5", "busybox", "wget", "-q", "-O", "-", "http://10.123.2.3:8080/id"]).await;
+    let (ok, out) = in_ns(
+        &ns_path(&a),
+        &[
+            "busybox",
+            "timeout",
+            "5",
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://10.123.2.3:8080/id",
+        ],
+    )
+    .await;
     assert!(ok && out.trim() == "b", "pod-to-pod TCP: {out}");
     // MTU of the uplink on eth0
     let (_, link) = in_ns(&ns_path(&a), &["ip", "-o", "link", "show", "eth0"]).await;
@@ -42,7 +64,10 @@ async fn pod_to_pod_pod_to_host_idempotence_and_removal() {
     net.remove_pod(&env.pod("a")).await.unwrap();
     assert!(!ns_path(&a).exists());
     let vname = berth_net::host_ifname("btnet1", &env.pod("a").key());
-    let links = std::process::Command::new("ip").args(["-br", "link"]).output().unwrap();
+    let links = std::process::Command::new("ip")
+        .args(["-br", "link"])
+        .output()
+        .unwrap();
     assert!(!String::from_utf8_lossy(&links.stdout).contains(&vname));
     assert_eq!(net.list_pods().await.unwrap(), vec![env.pod("b")]);
     net.teardown_instance().await.unwrap();
@@ -53,35 +78,118 @@ async fn host_port_from_loopback_and_from_another_host() {
     require_root!();
     let mut env = Env::new(2);
     let net = env.net().await;
-    let p = net.ensure_pod(&env.req("web", vec![hp(18002, 8080)])).await.unwrap();
+    let p = net
+        .ensure_pod(&env.req("web", vec![hp(18002, 8080)]))
+        .await
+        .unwrap();
     env.serve(&ns_path(&p), 8080, "web2");
-    assert_eq!(get_id(Ipv4Addr::LOCALHOST, 18002).await.unwrap(), "web2", "hostPort via 127.0.0.1");
+    assert_eq!(
+        get_id(Ipv4Addr::LOCALHOST, 18002).await.unwrap(),
+        "web2",
+        "hostPort via 127.0.0.1"
+    );
     // a second pod asking for the same hostPort is refused, not silently overriding
-    let e = net.ensure_pod(&env.req("other", vec![hp(18002, 80)])).await.unwrap_err();
+    let e = net
+        .ensure_pod(&env.req("other", vec![hp(18002, 80)]))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
     // "another host": a netns joined to the host by a veth in 10.123.250.8/30
-    let sh = |args: &[&str]| assert!(std::process::Command::new(args[0]).args(&args[1..]).status().unwrap().success(), "{args:?}");
-    env.extra_cleanup.push(vec!["ip".into(), "netns".into(), "del".into(), "btnetc2".into()]);
-    env.extra_cleanup.push(vec!["ip".into(), "link".into(), "del".into(), "btc2h".into()]);
+    let sh = |args: &[&str]| {
+        assert!(
+            std::process::Command::new(args[0])
+                .args(&args[1..])
+                .status()
+                .unwrap()
+                .success(),
+            "{args:?}"
+        )
+    };
+    env.extra_cleanup.push(vec![
+        "ip".into(),
+        "netns".into(),
+        "del".into(),
+        "btnetc2".into(),
+    ]);
+    env.extra_cleanup.push(vec![
+        "ip".into(),
+        "link".into(),
+        "del".into(),
+        "btc2h".into(),
+    ]);
     sh(&["ip", "netns", "add", "btnetc2"]);
-    sh(&["ip", "link", "add", "btc2h", "type", "veth", "peer", "name", "btc2c", "netns", "btnetc2"]);
+    sh(&[
+        "ip", "link", "add", "btc2h", "type", "veth", "peer", "name", "btc2c", "netns", "btnetc2",
+    ]);
     sh(&["ip", "addr", "add", "10.123.250.9/30", "dev", "btc2h"]);
     sh(&["ip", "link", "set", "btc2h", "up"]);
-    sh(&["ip", "-n", "btnetc2", "addr", "add", "10.123.250.10/30", "dev", "btc2c"]);
+    sh(&[
+        "ip",
+        "-n",
+        "btnetc2",
+        "addr",
+        "add",
+        "10.123.250.10/30",
+        "dev",
+        "btc2c",
+    ]);
     sh(&["ip", "-n", "btnetc2", "link", "set", "btc2c", "up"]);
     sh(&["ip", "-n", "btnetc2", "link", "set", "lo", "up"]);
-    sh(&["ip", "-n", "btnetc2", "route", "add", "default", "via", "10.123.250.9"]);
+    sh(&[
+        "ip",
+        "-n",
+        "btnetc2",
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.123.250.9",
+    ]);
     let out = tokio::process::Command::new("ip")
-        .args(["netns", "exec", "btnetc2", "busybox", "timeout", "5", "busybox", "wget", "-q", "-O", "-", "http://10.123.250.9:18002/id"])
+        .args([
+            "netns",
+            "exec",
+            "btnetc2",
+            "busybox",
+            "timeout",
+            "5",
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://10.123.250.9:18002/id",
+        ])
         .output()
         .await
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "web2", "hostPort from another host: {out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "web2",
+        "hostPort from another host: {out:?}"
+    );
     // the pod reaches its own hostPort through the host (hairpin)
-    let (ok, o) = in_ns(&ns_path(&p), &["busybox", "timeout", "5", "busybox", "wget", "-q", "-O", "-", "http://10.123.250.9:18002/id"]).await;
+    let (ok, o) = in_ns(
+        &ns_path(&p),
+        &[
+            "busybox",
+            "timeout",
+            "5",
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://10.123.250.9:18002/id",
+        ],
+    )
+    .await;
     assert!(ok && o.trim() == "web2", "hairpin hostPort: {o}");
     net.remove_pod(&env.pod("web")).await.unwrap();
-    assert!(get_id(Ipv4Addr::LOCALHOST, 18002).await.is_err(), "mapping must go with the pod");
+    assert!(
+        get_id(Ipv4Addr::LOCALHOST, 18002).await.is_err(),
+        "mapping must go with the pod"
+    );
     net.teardown_instance().await.unwrap();
 }
 
@@ -91,7 +199,13 @@ fn svc(ip: Option<Ipv4Addr>, endpoints: Vec<Ipv4Addr>, node_port: bool) -> Servi
         name: "web".into(),
         cluster_ip: ip,
         node_port_type: node_port,
-        ports: vec![ServicePort { name: None, protocol: Protocol::Tcp, port: 80, target_port: 8080, node_port: None }],
+        ports: vec![ServicePort {
+            name: None,
+            protocol: Protocol::Tcp,
+            port: 80,
+            target_port: 8080,
+            node_port: None,
+        }],
         endpoints,
     }
 }
@@ -106,7 +220,10 @@ async fn service_vip_spread_removal_reject_nodeport_and_dns() {
     env.serve(&ns_path(&a), 8080, "a");
     env.serve(&ns_path(&b), 8080, "b");
     let (ia, ib) = (a.ip.unwrap(), b.ip.unwrap());
-    let r = net.sync_services(&[svc(None, vec![ia, ib], true)]).await.unwrap();
+    let r = net
+        .sync_services(&[svc(None, vec![ia, ib], true)])
+        .await
+        .unwrap();
     assert!(r[0].error.is_none(), "{:?}", r[0]);
     let vip = r[0].cluster_ip;
     assert_eq!(vip, Ipv4Addr::new(10, 123, 7, 1));
@@ -115,24 +232,68 @@ async fn service_vip_spread_removal_reject_nodeport_and_dns() {
     for _ in 0..30 {
         seen.insert(get_id(vip, 80).await.expect("VIP from host"));
     }
-    assert_eq!(seen, BTreeSet::from(["a".to_string(), "b".to_string()]), "spread over both backends");
+    assert_eq!(
+        seen,
+        BTreeSet::from(["a".to_string(), "b".to_string()]),
+        "spread over both backends"
+    );
     // from a pod, including hairpin (a reaching itself)
     let mut from_pod = BTreeSet::new();
     for _ in 0..12 {
-        let (ok, o) = in_ns(&ns_path(&a), &["busybox", "timeout", "5", "busybox", "wget", "-q", "-O", "-", &format!("http://{vip}/id")]).await;
+        let (ok, o) = in_ns(
+            &ns_path(&a),
+            &[
+                "busybox",
+                "timeout",
+                "5",
+                "busybox",
+                "wget",
+                "-q",
+                "-O",
+                "-",
+                &format!("http://{vip}/id"),
+            ],
+        )
+        .await;
         assert!(ok, "pod -> VIP: {o}");
         from_pod.insert(o.trim().to_string());
     }
-    assert_eq!(from_pod, BTreeSet::from(["a".to_string(), "b".to_string()]), "pod -> VIP reaches both, itself included");
+    assert_eq!(
+        from_pod,
+        BTreeSet::from(["a".to_string(), "b".to_string()]),
+        "pod -> VIP reaches both, itself included"
+    );
     // NodePort on loopback
-    assert!(["a", "b"].contains(&get_id(Ipv4Addr::LOCALHOST, np).await.expect("NodePort via 127.0.0.1").as_str()));
+    assert!(
+        ["a", "b"].contains(
+            &get_id(Ipv4Addr::LOCALHOST, np)
+                .await
+                .expect("NodePort via 127.0.0.1")
+                .as_str()
+        )
+    );
     // DNS from inside a pod
-    let (ok, o) = in_ns(&ns_path(&b), &["busybox", "nslookup", "web.default.svc.cluster.local", "10.123.6.1"]).await;
+    let (ok, o) = in_ns(
+        &ns_path(&b),
+        &[
+            "busybox",
+            "nslookup",
+            "web.default.svc.cluster.local",
+            "10.123.6.1",
+        ],
+    )
+    .await;
     assert!(ok && o.contains(&vip.to_string()), "nslookup FQDN: {o}");
     let (ok, o) = in_ns(&ns_path(&b), &["busybox", "nslookup", "web", "10.123.6.1"]).await;
-    assert!(ok && o.contains(&vip.to_string()), "nslookup short name: {o}");
+    assert!(
+        ok && o.contains(&vip.to_string()),
+        "nslookup short name: {o}"
+    );
     // endpoint removed (readiness lost): only a answers; the VIP is stable
-    let r = net.sync_services(&[svc(None, vec![ia], true)]).await.unwrap();
+    let r = net
+        .sync_services(&[svc(None, vec![ia], true)])
+        .await
+        .unwrap();
     assert_eq!(r[0].cluster_ip, vip);
     assert_eq!(r[0].node_ports[0].1, np);
     for _ in 0..10 {
@@ -144,11 +305,26 @@ async fn service_vip_spread_removal_reject_nodeport_and_dns() {
     let e = get_id(vip, 80).await.unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
     assert!(t.elapsed() < Duration::from_secs(1));
-    let (ok, o) = in_ns(&ns_path(&a), &["busybox", "timeout", "2", "busybox", "nc", &vip.to_string(), "80"]).await;
+    let (ok, o) = in_ns(
+        &ns_path(&a),
+        &[
+            "busybox",
+            "timeout",
+            "2",
+            "busybox",
+            "nc",
+            &vip.to_string(),
+            "80",
+        ],
+    )
+    .await;
     assert!(!ok, "pod -> empty VIP must fail: {o}");
     // explicit clusterIP honoured
     let want = Ipv4Addr::new(10, 123, 7, 77);
-    let r = net.sync_services(&[svc(Some(want), vec![ib], false)]).await.unwrap();
+    let r = net
+        .sync_services(&[svc(Some(want), vec![ib], false)])
+        .await
+        .unwrap();
     assert_eq!(r[0].cluster_ip, want);
     assert_eq!(get_id(want, 80).await.unwrap(), "b");
     net.teardown_instance().await.unwrap();
@@ -160,24 +336,44 @@ async fn adoption_after_crash_keeps_pods_and_never_reuses_addresses() {
     let mut env = Env::new(4);
     let a = {
         let net = env.net().await;
-        let a = net.ensure_pod(&env.req("a", vec![hp(18004, 8080)])).await.unwrap();
+        let a = net
+            .ensure_pod(&env.req("a", vec![hp(18004, 8080)]))
+            .await
+            .unwrap();
         env.serve(&ns_path(&a), 8080, "a4");
-        net.sync_services(&[svc(None, vec![a.ip.unwrap()], false)]).await.unwrap();
+        net.sync_services(&[svc(None, vec![a.ip.unwrap()], false)])
+            .await
+            .unwrap();
         a
         // dropped without teardown: like kill -9 of the agent
     };
     // a long-lived connection opened before the restart must survive it
     use tokio::io::AsyncWriteExt;
-    let mut conn = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, 18004)).await.unwrap();
+    let mut conn = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, 18004))
+        .await
+        .unwrap();
     let net = env.net().await;
     assert_eq!(net.list_pods().await.unwrap(), vec![env.pod("a")]);
-    assert_eq!(get_id(Ipv4Addr::LOCALHOST, 18004).await.unwrap(), "a4", "hostPort after restart");
-    assert_eq!(get_id(Ipv4Addr::new(10, 123, 9, 1), 80).await.unwrap(), "a4", "service after restart");
+    assert_eq!(
+        get_id(Ipv4Addr::LOCALHOST, 18004).await.unwrap(),
+        "a4",
+        "hostPort after restart"
+    );
+    assert_eq!(
+        get_id(Ipv4Addr::new(10, 123, 9, 1), 80).await.unwrap(),
+        "a4",
+        "service after restart"
+    );
     conn.write_all(b"GET /id HTTP/1.0\r\n\r\n").await.unwrap();
     let mut s = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut conn, &mut s).await.unwrap();
+    tokio::io::AsyncReadExt::read_to_string(&mut conn, &mut s)
+        .await
+        .unwrap();
     assert!(s.ends_with("a4"), "connection across restart: {s}");
-    let again = net.ensure_pod(&env.req("a", vec![hp(18004, 8080)])).await.unwrap();
+    let again = net
+        .ensure_pod(&env.req("a", vec![hp(18004, 8080)]))
+        .await
+        .unwrap();
     assert_eq!(again, a);
     let b = net.ensure_pod(&env.req("b", vec![])).await.unwrap();
     assert_ne!(b.ip, a.ip);

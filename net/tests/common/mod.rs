@@ -27,7 +27,10 @@ pub(crate) use require_root;
 /// Host facts that must not change (our own `bt*` things filtered out).
 pub fn host_snapshot() -> (Vec<String>, Vec<String>) {
     let run = |args: &[&str]| -> Vec<String> {
-        let out = std::process::Command::new(args[0]).args(&args[1..]).output().expect("run");
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect("run");
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter(|l| !l.contains(" bt") && !l.contains("dev bt"))
@@ -57,15 +60,30 @@ impl Env {
         cfg.node_port_range = (31000 + u16::from(n) * 10, 31009 + u16::from(n) * 10);
         cfg.dns_upstreams = Some(Vec::new());
         let before = host_snapshot();
-        Self { n, cfg, dir, pids: Vec::new(), extra_cleanup: Vec::new(), before }
+        Self {
+            n,
+            cfg,
+            dir,
+            pids: Vec::new(),
+            extra_cleanup: Vec::new(),
+            before,
+        }
     }
 
     pub fn pod(&self, name: &str) -> PodRef {
-        PodRef { namespace: "default".into(), name: name.into(), uid: format!("u{}", self.n) }
+        PodRef {
+            namespace: "default".into(),
+            name: name.into(),
+            uid: format!("u{}", self.n),
+        }
     }
 
     pub fn req(&self, name: &str, ports: Vec<HostPortMapping>) -> PodNetRequest {
-        PodNetRequest { pod: self.pod(name), host_network: false, host_ports: ports }
+        PodNetRequest {
+            pod: self.pod(name),
+            host_network: false,
+            host_ports: ports,
+        }
     }
 
     /// Start `busybox httpd` in the pod serving `/id` = `body`; returns its PID.
@@ -89,18 +107,26 @@ impl Env {
     }
 
     pub async fn net(&self) -> HostNetwork {
-        HostNetwork::new(self.cfg.clone()).await.expect("HostNetwork::new")
+        HostNetwork::new(self.cfg.clone())
+            .await
+            .expect("HostNetwork::new")
     }
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
         for pid in &self.pids {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(*pid as i32), None);
         }
         for cmd in &self.extra_cleanup {
-            let _ = std::process::Command::new(&cmd[0]).args(&cmd[1..]).stderr(Stdio::null()).status();
+            let _ = std::process::Command::new(&cmd[0])
+                .args(&cmd[1..])
+                .stderr(Stdio::null())
+                .status();
         }
         let instance = self.cfg.instance.clone();
         let run = self.cfg.run_dir.clone();
@@ -117,12 +143,24 @@ impl Drop for Env {
         if !std::thread::panicking() {
             r.expect("cleanup thread").expect("cleanup_instance");
             assert_eq!(self.before, after, "host nft tables or routes changed");
-            let links = std::process::Command::new("ip").args(["-br", "link"]).output().unwrap();
+            let links = std::process::Command::new("ip")
+                .args(["-br", "link"])
+                .output()
+                .unwrap();
             let links = String::from_utf8_lossy(&links.stdout);
             let prefix = format!("btnet{}0", self.n);
             assert!(!links.contains(&prefix), "bridge left behind");
-            let t = std::process::Command::new("nft").args(["list", "tables"]).output().unwrap();
-            assert!(!String::from_utf8_lossy(&t.stdout).contains(&format!("inet btnet{} ", self.n)) && !String::from_utf8_lossy(&t.stdout).lines().any(|l| l == format!("table inet btnet{}", self.n)), "table left behind");
+            let t = std::process::Command::new("nft")
+                .args(["list", "tables"])
+                .output()
+                .unwrap();
+            assert!(
+                !String::from_utf8_lossy(&t.stdout).contains(&format!("inet btnet{} ", self.n))
+                    && !String::from_utf8_lossy(&t.stdout)
+                        .lines()
+                        .any(|l| l == format!("table inet btnet{}", self.n)),
+                "table left behind"
+            );
         }
     }
 }
@@ -135,25 +173,41 @@ pub async fn in_ns(netns: &Path, args: &[&str]) -> (bool, String) {
         .output()
         .await
         .expect("nsenter");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 /// HTTP GET /id from the host namespace with a plain socket.
 pub async fn get_id(addr: Ipv4Addr, port: u16) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect((addr, port)))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout"))??;
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::net::TcpStream::connect((addr, port)),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout"))??;
     s.write_all(b"GET /id HTTP/1.0\r\n\r\n").await?;
     let mut buf = String::new();
     tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut buf))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "read timeout"))??;
-    Ok(buf.rsplit("\r\n\r\n").next().unwrap_or("").trim().to_string())
+    Ok(buf
+        .rsplit("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string())
 }
 
 pub fn hp(host_port: u16, container_port: u16) -> HostPortMapping {
-    HostPortMapping { host_port, container_port, protocol: Protocol::Tcp, host_ip: None }
+    HostPortMapping {
+        host_port,
+        container_port,
+        protocol: Protocol::Tcp,
+        host_ip: None,
+    }
 }
 
 pub fn ns_path(p: &PodNetwork) -> PathBuf {
