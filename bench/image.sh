@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/image.sh — berth-image benchmarks (issue 4). Prints figures, asserts nothing.
 #
-# 1. Unpack throughput of a ~100 MB layer made of real files (from /usr),
+# 1. Unpack throughput of a ~100 MB layer made of real files (/usr/share/doc),
 #    uncompressed and gzip, berth's unpack_layer (sha256 of blob + diff ID,
 #    syncfs, commit by rename) against GNU `tar -x` (and `tar -x; sync -f`)
 #    of the same blob in the same run. Median of 3, page cache warm.
@@ -14,7 +14,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 W=${1:-/var/tmp/berth-bench-image}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-image}
 REG_PID=
-cleanup() { [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W/x" "$W/reg" "$W/pull"; }
+cleanup() { if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null || true; fi; wait 2>/dev/null || true; rm -rf "$W/x" "$W/reg" "$W/pull"; }
 trap cleanup EXIT
 rm -rf "$W"; mkdir -p "$W"
 
@@ -25,9 +25,9 @@ median() { sort -n | sed -n 2p; }
 now() { date +%s.%N; }
 
 # --- 1. unpack ---
-find /usr/lib/x86_64-linux-gnu /usr/share -xdev \( -type f -o -type l \) -printf '%s %p\n' 2>/dev/null \
-  | sort -k2 | awk '{ t += $1; print substr($0, index($0, " ") + 1); if (t > 100e6) exit }' | sed 's|^/||' > "$W/files"
-tar -C / -cf "$W/layer.tar" -T "$W/files" 2>/dev/null
+# /usr/share/doc: ~100 MB in ~5000 real files and symlinks on a Debian host
+tar -C / -cf "$W/layer.tar" usr/share/doc
+tar -tf "$W/layer.tar" > "$W/files"
 gzip -1 -c "$W/layer.tar" > "$W/layer.tar.gz"
 echo "layer: $(wc -l < "$W/files") entries, tar $(du -m "$W/layer.tar" | cut -f1) MB, gzip $(du -m "$W/layer.tar.gz" | cut -f1) MB"
 MB=$(stat -c %s "$W/layer.tar" | awk '{print $1/1e6}')
