@@ -279,8 +279,8 @@ pub fn resources(c: &Container) -> Result<Resources, BuildError> {
     let r = c.resources.as_ref();
     let req = r.and_then(|r| r.requests.as_ref());
     let lim = r.and_then(|r| r.limits.as_ref());
-    let bytes = |s: &str| crate::tmpq::parse_bytes(s).ok();
-    let millis = |s: &str| crate::tmpq::parse_millicores(s).ok();
+    let bytes = |s: &str| berth_spec::quantity::parse_bytes(s).ok();
+    let millis = |s: &str| berth_spec::quantity::parse_millicores(s).ok();
     let cpu_limit = quantity(lim, "cpu", "limits", millis)?;
     let mem_limit = quantity(lim, "memory", "limits", bytes)?;
     let cpu_request = quantity(req, "cpu", "requests", millis)?.or(cpu_limit);

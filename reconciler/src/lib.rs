@@ -27,14 +27,3 @@ pub mod traits;
 pub use controller::{Reconciler, ReconcilerConfig};
 pub use desired::{DesiredRx, DesiredState, DesiredTx, desired_channel};
 pub use status::{Event, Snapshot, StatusReader, StatusWriter, status_channel};
-mod tmpq {
-    pub fn parse_bytes(s: &str) -> Result<u64, ()> {
-        s.trim_end_matches("Mi")
-            .parse::<u64>()
-            .map(|v| v * 1024 * 1024)
-            .map_err(|_| ())
-    }
-    pub fn parse_millicores(s: &str) -> Result<u64, ()> {
-        s.trim_end_matches('m').parse::<u64>().map_err(|_| ())
-    }
-}

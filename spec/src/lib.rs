@@ -14,13 +14,28 @@
 
 pub use k8s_openapi;
 
+pub mod defaults;
 pub mod diag;
 pub mod object;
+mod parse;
+pub mod quantity;
+mod schema;
+pub mod validate;
 pub mod volume;
+mod yaml;
 
 pub use diag::{Diagnostic, Severity};
 pub use object::{Kind, Location, Object, ObjectKey, Sourced};
+pub use parse::{SUPPORTED, parse_str};
+pub use schema::json_schema;
 pub use volume::Volume;
+
+/// Rules across objects (duplicates across files, duplicate ClusterIPs,
+/// references to objects not in the set). Per-object rules are applied by
+/// [`parse_str`].
+pub fn validate_set(objects: &[Sourced]) -> Vec<Diagnostic> {
+    validate::set(objects)
+}
 
 /// The result of reading one file: the objects that parsed and passed
 /// per-object validation (with defaults applied), and every diagnostic found.
@@ -39,17 +54,3 @@ impl Parsed {
             .any(|d| d.severity == Severity::Error)
     }
 }
-
-// Contract, implemented by the spec work (issue 3):
-//
-// /// Parse one file's text (`file` is used only for locations). Never panics.
-// pub fn parse_str(file: &str, text: &str) -> Parsed;
-//
-// /// Rules across objects (duplicates across files, ...). Per-object rules are
-// /// already applied by `parse_str`.
-// pub fn validate_set(objects: &[Sourced]) -> Vec<Diagnostic>;
-//
-// /// JSON Schema for all kinds (usable by yaml-language-server).
-// pub fn json_schema() -> serde_json::Value;
-//
-// /// Parse a Kubernetes quantity ("64Mi", "500m") — `quantity` module.

@@ -142,7 +142,7 @@ fn prepare_one(
             let size = ed
                 .size_limit
                 .as_ref()
-                .and_then(|q| crate::tmpq::parse_bytes(&q.0).ok());
+                .and_then(|q| berth_spec::quantity::parse_bytes(&q.0).ok());
             let p = dirs.pod_run(pod).join("empty-dir").join(name);
             fs::create_dir_all(&p).map_err(io(name, &p))?;
             return Ok((MountKind::Tmpfs { size_bytes: size }, p));

@@ -1,0 +1,320 @@
+//! The only module that names the YAML library (`serde_norway`, a maintained
+//! serde_yaml fork); swapping the fork is a change here alone.
+//!
+//! A stream is split into documents at `---` lines so each document's start
+//! line is known exactly; each document is read twice: once loosely for
+//! `apiVersion`/`kind`, then into its concrete type, so serde errors keep their
+//! line, column and field path (CRATES.md §8).
+
+use serde::de::DeserializeOwned;
+
+/// One document of a stream: its text and the 1-based line it starts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document<'a> {
+    pub text: &'a str,
+    /// Line of the document's first line of text (blank or not).
+    pub first_line: usize,
+}
+
+impl Document<'_> {
+    /// Line of the first line that is not blank or a comment: where the object starts.
+    pub fn content_line(&self) -> usize {
+        let skip = self
+            .text
+            .lines()
+            .take_while(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+            .count();
+        self.first_line + skip
+    }
+}
+
+/// Split at lines that are exactly `---` (optionally followed by a space or a
+/// comment) or `...`. Empty documents (only blanks and comments) are dropped.
+pub fn split_documents(text: &str) -> Vec<Document<'_>> {
+    let mut docs: Vec<Document<'_>> = Vec::new();
+    let mut start = 0usize;
+    let mut start_line = 1usize;
+    let mut offset = 0usize;
+    let mut line_no = 1usize;
+    fn push<'t>(
+        text: &'t str,
+        from: usize,
+        to: usize,
+        first_line: usize,
+        docs: &mut Vec<Document<'t>>,
+    ) {
+        let t = &text[from..to];
+        let has_content = t.lines().any(|l| {
+            !l.trim().is_empty() && !l.trim_start().starts_with('#') && l.trim() != "%YAML 1.2"
+        });
+        if has_content {
+            docs.push(Document {
+                text: t,
+                first_line,
+            });
+        }
+    }
+    for line in text.split_inclusive('\n') {
+        let l = line.trim_end_matches(['\n', '\r']);
+        let is_sep = l == "---" || l.starts_with("--- ") || l.starts_with("---\t") || l == "...";
+        if is_sep {
+            push(text, start, offset, start_line, &mut docs);
+            // content after `--- ` on the same line belongs to the next document
+            start = offset
+                + if l.len() > 3 && l != "..." {
+                    4.min(l.len())
+                } else {
+                    line.len()
+                };
+            if l.len() > 3 && l != "..." && l[3..].trim_start().starts_with('#') {
+                start = offset + line.len();
+                start_line = line_no + 1;
+            } else if l.len() > 3 && l != "..." {
+                start_line = line_no;
+            } else {
+                start_line = line_no + 1;
+            }
+        }
+        offset += line.len();
+        line_no += 1;
+    }
+    push(text, start, text.len(), start_line, &mut docs);
+    docs
+}
+
+/// A YAML error with its position translated to the whole file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlError {
+    /// 1-based, in the file.
+    pub line: usize,
+    pub column: usize,
+    /// Field path when serde knew it (e.g. `spec.containers[0].ports[0].containerPort`).
+    pub path: Option<String>,
+    pub message: String,
+}
+
+fn translate(e: &serde_norway::Error, doc: &Document<'_>) -> YamlError {
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line() + doc.first_line - 1, l.column()))
+        .unwrap_or((doc.first_line, 1));
+    let mut msg = e.to_string();
+    // serde_norway appends " at line L column C"; berth prints its own location
+    if let Some(i) = msg.rfind(" at line ") {
+        msg.truncate(i);
+    }
+    // and prefixes "path: " when it has a field path
+    let (path, message) = match msg.split_once(": ") {
+        Some((p, m)) if !p.contains(' ') && !p.is_empty() && p != "." => {
+            (Some(p.to_string()), m.to_string())
+        }
+        _ => (None, msg),
+    };
+    YamlError {
+        line,
+        column,
+        path,
+        message,
+    }
+}
+
+/// Loosely typed value of a document (for `kind`/`apiVersion` and `List` items).
+pub fn value(doc: &Document<'_>) -> Result<serde_json::Value, YamlError> {
+    let v: serde_norway::Value =
+        serde_norway::from_str(doc.text).map_err(|e| translate(&e, doc))?;
+    serde_json::to_value(&v).map_err(|e| YamlError {
+        line: doc.first_line,
+        column: 1,
+        path: None,
+        message: format!("not representable as JSON: {e}"),
+    })
+}
+
+/// Deserialize a document into `T`, collecting the paths of fields `T` does not know.
+pub fn typed<T: DeserializeOwned>(doc: &Document<'_>) -> Result<(T, Vec<String>), YamlError> {
+    let mut unknown = Vec::new();
+    let de = serde_norway::Deserializer::from_str(doc.text);
+    let t: T = serde_ignored::deserialize(de, |p| unknown.push(clean_path(&p.to_string())))
+        .map_err(|e| translate(&e, doc))?;
+    Ok((t, unknown))
+}
+
+/// Deserialize a JSON value (a `List` item) into `T`, collecting unknown fields.
+pub fn typed_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<(T, Vec<String>), String> {
+    let mut unknown = Vec::new();
+    let t: T = serde_ignored::deserialize(v, |p| unknown.push(clean_path(&p.to_string())))
+        .map_err(|e| e.to_string())?;
+    Ok((t, unknown))
+}
+
+/// `spec.?.containers.?.0.imag` -> `spec.containers[0].imag`
+pub fn clean_path(p: &str) -> String {
+    let mut out = String::new();
+    for seg in p.split('.').filter(|s| *s != "?" && !s.is_empty()) {
+        if seg.chars().all(|c| c.is_ascii_digit()) {
+            out.push('[');
+            out.push_str(seg);
+            out.push(']');
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
+}
+
+/// Best-effort line of a field path (`spec.containers[0].ports[1].containerPort`)
+/// in a block-style document; falls back to the closest ancestor found, then
+/// to the document start. Returns (line, column), 1-based in the file.
+pub fn locate(doc: &Document<'_>, path: &str) -> (usize, usize) {
+    let lines: Vec<&str> = doc.text.lines().collect();
+    let mut pos = 0usize; // line index to search from
+    let mut min_indent: isize = -1; // children must be indented more than this
+    let mut best = (doc.first_line, 1usize);
+    for seg in segments(path) {
+        match seg {
+            Seg::Key(k) => {
+                let mut found = None;
+                for (i, l) in lines.iter().enumerate().skip(pos) {
+                    let (ind, rest) = indent_of(l);
+                    if rest.is_empty() || rest.starts_with('#') {
+                        continue;
+                    }
+                    if (ind as isize) <= min_indent && i > pos {
+                        break;
+                    }
+                    let key_part = rest.strip_prefix("- ").unwrap_or(rest);
+                    let key_ind = ind + (rest.len() - key_part.len());
+                    if (key_part.starts_with(&format!("{k}:"))
+                        || key_part.starts_with(&format!("\"{k}\":")))
+                        && key_ind as isize > min_indent
+                    {
+                        found = Some((i, key_ind));
+                        break;
+                    }
+                }
+                let Some((i, ind)) = found else { return best };
+                best = (doc.first_line + i, ind + 1);
+                pos = i;
+                min_indent = ind as isize;
+            }
+            Seg::Index(n) => {
+                // the n-th "- " item below the current key
+                let mut count = 0usize;
+                let mut item_indent: Option<usize> = None;
+                let mut found = None;
+                for (i, l) in lines.iter().enumerate().skip(pos + 1) {
+                    let (ind, rest) = indent_of(l);
+                    if rest.is_empty() || rest.starts_with('#') {
+                        continue;
+                    }
+                    if (ind as isize) < min_indent
+                        || ((ind as isize) == min_indent
+                            && !rest.starts_with("- ")
+                            && !rest.starts_with('-'))
+                    {
+                        break;
+                    }
+                    if rest.starts_with("- ") || rest == "-" {
+                        match item_indent {
+                            None => item_indent = Some(ind),
+                            Some(x) if x != ind => continue,
+                            _ => {}
+                        }
+                        if count == n {
+                            found = Some((i, ind));
+                            break;
+                        }
+                        count += 1;
+                    }
+                }
+                let Some((i, ind)) = found else { return best };
+                best = (doc.first_line + i, ind + 3);
+                pos = i;
+                // keys of the item start after "- "
+                min_indent = ind as isize;
+            }
+        }
+    }
+    best
+}
+
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn segments(path: &str) -> Vec<Seg<'_>> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            if i > 0 {
+                out.push(Seg::Key(&rest[..i]));
+            }
+            rest = &rest[i..];
+            while let Some(r) = rest.strip_prefix('[') {
+                let Some(end) = r.find(']') else { break };
+                if let Ok(n) = r[..end].parse() {
+                    out.push(Seg::Index(n));
+                }
+                rest = &r[end + 1..];
+            }
+        } else if !rest.is_empty() {
+            out.push(Seg::Key(rest));
+        }
+    }
+    out
+}
+
+fn indent_of(l: &str) -> (usize, &str) {
+    let t = l.trim_start_matches(' ');
+    (l.len() - t.len(), t.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_documents_with_lines() {
+        let t = "a: 1\n---\n# only a comment\n---\nb: 2\nc: 3\n--- # x\nd: 4\n...\n";
+        let d = split_documents(t);
+        assert_eq!(d.len(), 3);
+        assert_eq!(d[0].first_line, 1);
+        assert_eq!(d[1].first_line, 5);
+        assert_eq!(d[1].text, "b: 2\nc: 3\n");
+        assert_eq!(d[2].first_line, 8);
+        assert!(split_documents("").is_empty());
+        assert!(split_documents("---\n---\n").is_empty());
+    }
+
+    #[test]
+    fn cleans_paths() {
+        assert_eq!(
+            clean_path("spec.?.containers.?.0.imag"),
+            "spec.containers[0].imag"
+        );
+        assert_eq!(clean_path("metadata.?.foo"), "metadata.foo");
+    }
+
+    #[test]
+    fn locates_fields() {
+        let t = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers:\n  - name: a\n    image: i\n  - name: b\n    ports:\n    - containerPort: 1\n    - containerPort: 99999\n";
+        let d = Document {
+            text: t,
+            first_line: 10,
+        };
+        assert_eq!(
+            locate(&d, "spec.containers[1].ports[1].containerPort"),
+            (21, 7)
+        );
+        assert_eq!(locate(&d, "spec.containers[0].image"), (17, 5));
+        assert_eq!(locate(&d, "metadata.name"), (13, 3));
+        // unknown field falls back to the deepest ancestor found
+        assert_eq!(locate(&d, "spec.containers[1].nope"), (18, 5));
+        assert_eq!(locate(&d, "nothing"), (10, 1));
+    }
+}

@@ -1,0 +1,37 @@
+//! Property test: no input makes the parser or the validators panic.
+
+use proptest::prelude::*;
+
+const SEED: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: busybox:1.36\n        ports:\n        - containerPort: 8080\n          hostPort: 18080\n        resources: {limits: {memory: 64Mi, cpu: 500m}}\n        readinessProbe: {httpGet: {path: /, port: 8080}}\n      volumes:\n      - name: d\n        emptyDir: {}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]\n";
+
+fn check(text: &str) {
+    let p = berth_spec::parse_str("fuzz.yaml", text);
+    let _ = berth_spec::validate_set(&p.objects);
+    for d in &p.diagnostics {
+        let _ = d.to_string();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn arbitrary_text_never_panics(s in "\\PC{0,400}") {
+        check(&s);
+    }
+
+    #[test]
+    fn yamlish_text_never_panics(s in "([a-zA-Z:\\-\\[\\]{}#&*|>'\" ,0-9]{0,20}\n){0,30}") {
+        check(&s);
+    }
+
+    #[test]
+    fn mutated_manifests_never_panic(pos in 0usize..SEED.len(), len in 0usize..40, ins in "[ -~\n]{0,12}") {
+        let mut s = SEED.to_string();
+        let end = (pos + len).min(s.len());
+        if s.is_char_boundary(pos) && s.is_char_boundary(end) {
+            s.replace_range(pos..end, &ins);
+        }
+        check(&s);
+    }
+}
