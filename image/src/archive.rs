@@ -463,21 +463,20 @@ impl ImageStore {
 
     /// Import one archive file now.
     pub async fn import_one(&self, path: &Path) -> Result<Vec<String>, crate::error::ImageError> {
-        let images = {
-            let _lease = self.gc_lock.read().await;
-            let (p, content, tmp) = (path.to_path_buf(), self.content.clone(), self.tmp_dir());
-            tokio::task::spawn_blocking(move || import_archive(&p, &content, &tmp))
-                .await
-                .map_err(crate::error::ImageError::Task)?
-                .map_err(|source| crate::error::ImageError::Import {
-                    path: path.to_path_buf(),
-                    source: Box::new(source),
-                })?
-        };
+        // One lease for extraction and commit: GC must not sweep the new
+        // blobs before an index entry references them.
+        let _lease = self.gc_lock.read().await;
+        let (p, content, tmp) = (path.to_path_buf(), self.content.clone(), self.tmp_dir());
+        let images = tokio::task::spawn_blocking(move || import_archive(&p, &content, &tmp))
+            .await
+            .map_err(crate::error::ImageError::Task)?
+            .map_err(|source| crate::error::ImageError::Import {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            })?;
         let mut refs = Vec::new();
         for img in images {
             let _g = self.locks.lock(&format!("image:{}", img.reference)).await;
-            let _lease = self.gc_lock.read().await;
             self.commit_image(&img.reference, &img.manifest, None, vec![])
                 .await?;
             refs.push(img.reference);

@@ -79,9 +79,9 @@ impl ImageStore {
             if !force && usage < low {
                 break;
             }
-            // No per-image lock here: an ensure holding one waits for the
-            // shared lease this exclusive lock denies it (taking both would
-            // deadlock), and re-reads the index once it gets the lease.
+            // No per-image lock needed: every ensure and import holds the
+            // shared lease (taken before any image lock) that this
+            // exclusive lock excludes.
             self.index.remove(&key)?;
             tracing::info!(reference = %key, "image GC removed image");
             report.removed_images.push(key);

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! # Lifecycle of `ensure`
-//! parse reference -> lock the image key -> take the GC read lease ->
+//! parse reference -> take the GC read lease -> lock the image key ->
 //! look up the index (verifying manifest, config and layer dirs) -> per
 //! policy, pull into the content store -> unpack missing layers -> write
 //! the index entry -> return `ImageInfo`. Each step commits atomically, so
@@ -187,8 +187,9 @@ impl ImageStore {
     ) -> Result<ImageInfo, ImageError> {
         let r = Reference::parse(image)?;
         let key = r.to_string();
-        let _g = self.locks.lock(&format!("image:{key}")).await;
+        // Lock order everywhere: GC lease, then image key (never the reverse).
         let _lease = self.gc_lock.read().await;
+        let _g = self.locks.lock(&format!("image:{key}")).await;
         let local = self.local(&key).await;
         match policy {
             PullPolicy::Never => local.ok_or(ImageError::NeverPull { reference: key }),

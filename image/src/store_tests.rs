@@ -152,3 +152,44 @@ async fn import_and_policies_without_a_registry() {
     assert!(i3.layers[1].join("app/run").is_file());
     assert_eq!(s2.stats().layers_unpacked, 3);
 }
+
+/// Regression: GC took per-image locks while holding the exclusive lease,
+/// and `ensure` takes the image lock before the shared lease: a deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_and_ensure_run_concurrently_without_deadlock() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("a.tar");
+    std::fs::write(&p, docker_archive("example.org/app:1").0).unwrap();
+    let s = std::sync::Arc::new(
+        ImageStore::open(ImageStoreConfig::new(t.path().join("images")))
+            .await
+            .unwrap(),
+    );
+    s.import_one(&p).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (s, p) = (s.clone(), p.clone());
+        tasks.push(tokio::spawn(async move {
+            match i % 3 {
+                // ensure may find the image or not (GC removes it, import brings it back)
+                0 => match s.ensure("example.org/app:1", PullPolicy::Never).await {
+                    Ok(_) | Err(ImageError::NeverPull { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                },
+                1 => {
+                    s.gc_with(&[], true).await.unwrap();
+                }
+                _ => {
+                    s.import_one(&p).await.unwrap();
+                }
+            }
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(20), async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    })
+    .await
+    .expect("no deadlock between GC and ensure");
+}
