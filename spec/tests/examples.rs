@@ -1,0 +1,56 @@
+//! The examples a new user runs must be clean for berth and, except berth's
+//! own Volume kind, valid for Kubernetes itself (`kubernetes-validate`).
+
+use std::process::Command;
+
+fn example_files() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/manifests");
+    let mut v: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn examples_have_no_errors_or_warnings() {
+    let mut all = Vec::new();
+    let files = example_files();
+    assert!(files.len() >= 3);
+    for f in &files {
+        let p = berth_spec::parse_str(&f.display().to_string(), &std::fs::read_to_string(f).unwrap());
+        assert!(p.diagnostics.is_empty(), "{}: {:?}", f.display(), p.diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>());
+        all.extend(p.objects);
+    }
+    let d = berth_spec::validate_set(&all);
+    assert!(d.is_empty(), "{:?}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>());
+    assert_eq!(all.len(), 5);
+}
+
+#[test]
+fn examples_are_valid_kubernetes() {
+    if std::env::var("BERTH_SKIP_KUBEVALIDATE").is_ok_and(|v| v == "1") {
+        eprintln!("skipped: BERTH_SKIP_KUBEVALIDATE=1");
+        return;
+    }
+    for f in example_files() {
+        if f.file_name().is_some_and(|n| n == "volume.yaml") {
+            continue; // berth.dev/v1alpha1 Volume is berth's own kind
+        }
+        let out = Command::new("kubernetes-validate")
+            .args(["--strict", "-k", "1.30.0"])
+            .arg(&f)
+            .output()
+            .expect("kubernetes-validate is installed by scripts/install-deps.sh (pip install kubernetes-validate)");
+        assert!(
+            out.status.success(),
+            "{} is not valid Kubernetes:\n{}{}",
+            f.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
