@@ -228,6 +228,11 @@ impl HostNetwork {
         self.mtu
     }
 
+    /// The host's primary address (of the default-route interface), when it has one.
+    pub fn host_ip(&self) -> Option<Ipv4Addr> {
+        self.host_ip
+    }
+
     /// Remove every pod's netns and veth, the bridge, the nft table and the
     /// state directory of this instance (tests, uninstall).
     pub async fn teardown_instance(&self) -> Result<(), NetError> {
