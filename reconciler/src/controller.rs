@@ -81,6 +81,8 @@ pub struct Reconciler<I, R, N> {
     pub(crate) assigned: BTreeMap<(String, String), ServiceAssigned>,
     volume_policies: BTreeMap<(String, String), berth_spec::volume::ReclaimPolicy>,
     volume_usage: BTreeMap<(String, String), u64>,
+    /// Pods created in this pass whose workers start once their records are saved.
+    pending: Vec<(PodRef, DesiredPod)>,
     passes: u64,
     version: u64,
 }
@@ -121,6 +123,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             assigned: BTreeMap::new(),
             volume_policies: BTreeMap::new(),
             volume_usage: BTreeMap::new(),
+            pending: Vec::new(),
             passes: 0,
             version: 0,
         }
@@ -133,6 +136,8 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut gc = tokio::time::interval(self.cfg.image_gc_interval);
         gc.tick().await;
+        let mut usage = tokio::time::interval(Duration::from_secs(60));
+        let (usage_tx, mut usage_rx) = mpsc::channel::<BTreeMap<(String, String), u64>>(1);
         loop {
             let desired = desired_rx.borrow_and_update().clone();
             self.pass(&desired).await;
@@ -157,9 +162,48 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 }
                 _ = resync.tick() => {}
                 _ = gc.tick() => self.spawn_image_gc(),
+                _ = usage.tick() => self.spawn_volume_usage(&desired, usage_tx.clone()),
+                Some(u) = usage_rx.recv() => {
+                    if u != self.volume_usage {
+                        self.volume_usage = u;
+                        self.version += 1;
+                    }
+                }
             }
         }
         tracing::info!("reconciler stopped; containers keep running");
+    }
+
+    /// Measure the bytes used by each Volume off the loop (a directory walk).
+    fn spawn_volume_usage(
+        &self,
+        desired: &DesiredState,
+        tx: mpsc::Sender<BTreeMap<(String, String), u64>>,
+    ) {
+        let dirs: Vec<((String, String), PathBuf)> = desired
+            .objects
+            .values()
+            .filter_map(|s| match &s.object {
+                Object::Volume(v) => {
+                    let ns = v
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".into());
+                    let name = v.metadata.name.clone().unwrap_or_default();
+                    let dir = self.cfg.state_dir.join("volumes").join(&ns).join(&name);
+                    Some(((ns, name), dir))
+                }
+                _ => None,
+            })
+            .collect();
+        if dirs.is_empty() {
+            return;
+        }
+        tokio::task::spawn_blocking(move || {
+            let out = dirs.into_iter().map(|(k, d)| (k, dir_size(&d))).collect();
+            let _ = tx.try_send(out);
+        });
     }
 
     fn spawn_image_gc(&self) {
@@ -395,6 +439,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         for d in want {
             self.ensure_pod(d);
         }
+        self.start_pending();
         self.blocked.retain(|k, _| names.contains(k));
         self.sync_services(desired).await;
     }
@@ -610,13 +655,25 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 terminating: None,
             },
         );
-        // recorded before anything is created on the host
-        self.save_records();
-        let handle = self.spawn_worker(pod, d, Vec::new());
-        if let Some(e) = self.pods.get_mut(&key) {
-            e.handle = Some(handle);
-        }
+        // the worker starts after the pass has saved the records (see `pass`)
+        self.pending.push((pod, d));
         self.version += 1;
+    }
+
+    /// Save the records of pods created in this pass, then start their workers:
+    /// a record is on disk before anything of its pod exists on the host.
+    fn start_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.save_records();
+        for (pod, d) in std::mem::take(&mut self.pending) {
+            let key = (pod.namespace.clone(), pod.name.clone());
+            let handle = self.spawn_worker(pod, d, Vec::new());
+            if let Some(e) = self.pods.get_mut(&key) {
+                e.handle = Some(handle);
+            }
+        }
     }
 
     fn update_world(&mut self, desired: &DesiredState) {
@@ -778,6 +835,28 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         let snap: Snapshot = snapshot::build(self, desired, self.version, self.passes);
         self.status_tx.send_replace(Arc::new(snap));
     }
+}
+
+/// Bytes used by regular files under `dir` (symlinks not followed).
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(md) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if md.is_dir() {
+                stack.push(e.path());
+            } else if md.is_file() {
+                total += md.len();
+            }
+        }
+    }
+    total
 }
 
 pub(crate) fn pod_ready(s: &PodStatus) -> bool {
