@@ -96,6 +96,16 @@ impl Object {
         }
     }
 
+    /// The apiVersion of this kind as berth writes it (`v1`, `apps/v1`,
+    /// `berth.dev/v1alpha1`); a PersistentVolumeClaim was converted to Volume.
+    pub fn api_version(&self) -> &'static str {
+        match self {
+            Object::Deployment(_) => "apps/v1",
+            Object::Volume(_) => crate::volume::API_VERSION,
+            Object::Pod(_) | Object::Service(_) | Object::ConfigMap(_) | Object::Secret(_) => "v1",
+        }
+    }
+
     pub fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
         match self {
             Object::Pod(o) => &o.metadata,

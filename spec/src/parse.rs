@@ -1,4 +1,11 @@
 //! From text to typed, defaulted, validated objects with diagnostics.
+//!
+//! Two passes per document (CRATES.md §8): a loose pass reads `apiVersion`,
+//! `kind` and `metadata.name`; the typed pass deserializes the document
+//! straight into the concrete k8s-openapi type, so serde errors keep their
+//! line, column and field path. `List` items and documents using merge keys
+//! go through [`yaml::typed_reencoded`], which keeps the path and finds the
+//! line by path.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
@@ -7,13 +14,17 @@ use serde::de::DeserializeOwned;
 use crate::diag::{Diagnostic, Severity};
 use crate::object::{Kind, Location, Object, Sourced};
 use crate::volume::Volume;
-use crate::yaml::{self, Document};
+use crate::yaml::{self, Document, YamlError};
 use crate::{Parsed, defaults, validate};
 
 /// The kinds and apiVersions berth reads, for error messages.
 pub const SUPPORTED: &str = "v1 Pod, apps/v1 Deployment, v1 Service, v1 ConfigMap, v1 Secret, v1 PersistentVolumeClaim, berth.dev/v1alpha1 Volume, v1 List";
 
 /// Parse one file's text (`file` is used only for locations). Never panics.
+///
+/// Objects come out in the order they appear in the text (List items in
+/// place of their List); diagnostics are sorted (errors first, then by line
+/// and column), so the result is deterministic for a given text.
 pub fn parse_str(file: &str, text: &str) -> Parsed {
     let mut out = Parsed::default();
     for doc in yaml::split_documents(text) {
@@ -32,7 +43,7 @@ fn loc(file: &str, line: usize, column: usize) -> Location {
 }
 
 fn parse_document(file: &str, doc: &Document<'_>, out: &mut Parsed) {
-    let v = match yaml::value(doc) {
+    let loose = match yaml::value(doc) {
         Ok(v) => v,
         Err(e) => {
             out.diagnostics.push(Diagnostic {
@@ -45,38 +56,12 @@ fn parse_document(file: &str, doc: &Document<'_>, out: &mut Parsed) {
             return;
         }
     };
-    if v.is_null() {
+    if loose.value.is_null() {
         return;
     }
     let start = loc(file, doc.content_line(), 1);
-    let Some(map) = v.as_object() else {
-        out.diagnostics.push(Diagnostic {
-            severity: Severity::Error,
-            location: start,
-            object: None,
-            path: None,
-            message: "a manifest must be a mapping with apiVersion and kind".into(),
-        });
-        return;
-    };
-    let api = map
-        .get("apiVersion")
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string();
-    let kind = map
-        .get("kind")
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string();
-    let name = map
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(|n| n.as_str())
-        .unwrap_or("")
-        .to_string();
-    if kind == "List" {
-        let Some(items) = map.get("items").and_then(|i| i.as_array()) else {
+    if loose.value.get("kind").and_then(|k| k.as_str()) == Some("List") {
+        let Some(items) = loose.value.get("items").and_then(|i| i.as_array()) else {
             out.diagnostics.push(Diagnostic {
                 severity: Severity::Error,
                 location: start,
@@ -87,35 +72,72 @@ fn parse_document(file: &str, doc: &Document<'_>, out: &mut Parsed) {
             return;
         };
         for (i, item) in items.iter().enumerate() {
-            let (line, col) = yaml::locate(doc, &format!("items[{i}]"));
-            parse_item(
-                file,
-                &loc(file, line, col),
-                &format!("items[{i}]"),
-                item.clone(),
-                out,
-            );
+            let prefix = format!("items[{i}]");
+            let (line, col) = yaml::locate(doc, &prefix);
+            let at = loc(file, line, col);
+            parse_one(file, doc, &prefix, at, item, false, out);
         }
         return;
     }
+    parse_one(file, doc, "", start, &loose.value, !loose.merged, out);
+}
+
+/// One object: a whole document (`prefix` empty) or a List item.
+/// `direct`: deserialize from the document text (best positions) rather than
+/// from the loose value.
+fn parse_one(
+    file: &str,
+    doc: &Document<'_>,
+    prefix: &str,
+    start: Location,
+    v: &serde_json::Value,
+    direct: bool,
+    out: &mut Parsed,
+) {
+    let at_prefix = (!prefix.is_empty()).then(|| prefix.to_string());
+    if !v.is_object() {
+        out.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            location: start,
+            object: None,
+            path: at_prefix,
+            message: "a manifest must be a mapping with apiVersion and kind".into(),
+        });
+        return;
+    }
+    let text =
+        |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let api = text(v.get("apiVersion"));
+    let kind = text(v.get("kind"));
+    let name = text(v.get("metadata").and_then(|m| m.get("name")));
     let Some(k) = kind_of(&api, &kind) else {
-        out.diagnostics
-            .push(unknown_kind(start, &api, &kind, &name));
+        out.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            location: start,
+            object: None,
+            path: at_prefix,
+            message: unknown_kind_message(&api, &kind, &name),
+        });
         return;
     };
     let typed = match k {
-        Known::Pod => from_doc::<Pod>(doc).map(|(o, u)| (Object::Pod(Box::new(o)), u)),
-        Known::Deployment => {
-            from_doc::<Deployment>(doc).map(|(o, u)| (Object::Deployment(Box::new(o)), u))
+        Known::Pod => read::<Pod>(doc, v, prefix, direct).map(|(o, u)| (Object::Pod(o.into()), u)),
+        Known::Deployment => read::<Deployment>(doc, v, prefix, direct)
+            .map(|(o, u)| (Object::Deployment(o.into()), u)),
+        Known::Service => {
+            read::<Service>(doc, v, prefix, direct).map(|(o, u)| (Object::Service(o.into()), u))
         }
-        Known::Service => from_doc::<Service>(doc).map(|(o, u)| (Object::Service(Box::new(o)), u)),
         Known::ConfigMap => {
-            from_doc::<ConfigMap>(doc).map(|(o, u)| (Object::ConfigMap(Box::new(o)), u))
+            read::<ConfigMap>(doc, v, prefix, direct).map(|(o, u)| (Object::ConfigMap(o.into()), u))
         }
-        Known::Secret => from_doc::<Secret>(doc).map(|(o, u)| (Object::Secret(Box::new(o)), u)),
-        Known::Volume => from_doc::<Volume>(doc).map(|(o, u)| (Object::Volume(Box::new(o)), u)),
-        Known::Pvc => from_doc::<PersistentVolumeClaim>(doc)
-            .map(|(o, u)| (Object::Volume(Box::new(defaults::volume_from_pvc(o))), u)),
+        Known::Secret => {
+            read::<Secret>(doc, v, prefix, direct).map(|(o, u)| (Object::Secret(o.into()), u))
+        }
+        Known::Volume => {
+            read::<Volume>(doc, v, prefix, direct).map(|(o, u)| (Object::Volume(o.into()), u))
+        }
+        Known::Pvc => read::<PersistentVolumeClaim>(doc, v, prefix, direct)
+            .map(|(o, u)| (Object::Volume(defaults::volume_from_pvc(o).into()), u)),
     };
     match typed {
         Err(e) => out.diagnostics.push(Diagnostic {
@@ -127,68 +149,30 @@ fn parse_document(file: &str, doc: &Document<'_>, out: &mut Parsed) {
         }),
         Ok((object, unknown)) => {
             let locate = |p: &str| {
-                let (l, c) = yaml::locate(doc, p);
+                let (l, c) = yaml::locate(doc, &yaml::join_path(prefix, p));
                 loc(file, l, c)
             };
-            finish(object, start.clone(), unknown, &locate, out);
+            finish(object, start, unknown, &locate, out);
         }
     }
 }
 
-fn parse_item(file: &str, at: &Location, prefix: &str, item: serde_json::Value, out: &mut Parsed) {
-    let api = item
-        .get("apiVersion")
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string();
-    let kind = item
-        .get("kind")
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string();
-    let name = item
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(|n| n.as_str())
-        .unwrap_or("")
-        .to_string();
-    let Some(k) = kind_of(&api, &kind) else {
-        out.diagnostics
-            .push(unknown_kind(at.clone(), &api, &kind, &name));
-        return;
-    };
-    let typed = match k {
-        Known::Pod => from_value::<Pod>(item).map(|(o, u)| (Object::Pod(Box::new(o)), u)),
-        Known::Deployment => {
-            from_value::<Deployment>(item).map(|(o, u)| (Object::Deployment(Box::new(o)), u))
-        }
-        Known::Service => {
-            from_value::<Service>(item).map(|(o, u)| (Object::Service(Box::new(o)), u))
-        }
-        Known::ConfigMap => {
-            from_value::<ConfigMap>(item).map(|(o, u)| (Object::ConfigMap(Box::new(o)), u))
-        }
-        Known::Secret => from_value::<Secret>(item).map(|(o, u)| (Object::Secret(Box::new(o)), u)),
-        Known::Volume => from_value::<Volume>(item).map(|(o, u)| (Object::Volume(Box::new(o)), u)),
-        Known::Pvc => from_value::<PersistentVolumeClaim>(item)
-            .map(|(o, u)| (Object::Volume(Box::new(defaults::volume_from_pvc(o))), u)),
-    };
-    match typed {
-        Err(message) => out.diagnostics.push(Diagnostic {
-            severity: Severity::Error,
-            location: at.clone(),
-            object: Some((k.kind(), name)),
-            path: Some(prefix.to_string()),
-            message,
-        }),
-        Ok((object, unknown)) => {
-            let _ = file;
-            let locate = |_: &str| at.clone();
-            finish(object, at.clone(), unknown, &locate, out);
-        }
+fn read<T: DeserializeOwned>(
+    doc: &Document<'_>,
+    v: &serde_json::Value,
+    prefix: &str,
+    direct: bool,
+) -> Result<(T, Vec<String>), YamlError> {
+    if direct {
+        yaml::typed::<T>(doc)
+    } else {
+        yaml::typed_reencoded::<T>(v, doc, prefix)
     }
 }
 
+/// Unknown-field warnings, defaults, per-object validation; then the object
+/// joins the output (also when it has errors: tools may still want it, and
+/// [`Parsed::has_errors`] tells sources to refuse the file).
 fn finish(
     mut object: Object,
     start: Location,
@@ -208,10 +192,7 @@ fn finish(
         });
     }
     defaults::apply(&mut object);
-    let problems = validate::object(&object);
-    let mut bad = false;
-    for p in problems {
-        bad |= p.severity == Severity::Error;
+    for p in validate::object(&object) {
         out.diagnostics.push(Diagnostic {
             severity: p.severity,
             location: p
@@ -224,19 +205,10 @@ fn finish(
             message: p.message,
         });
     }
-    let _ = bad;
     out.objects.push(Sourced {
         object,
         location: start,
     });
-}
-
-fn from_doc<T: DeserializeOwned>(doc: &Document<'_>) -> Result<(T, Vec<String>), yaml::YamlError> {
-    yaml::typed::<T>(doc)
-}
-
-fn from_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<(T, Vec<String>), String> {
-    yaml::typed_value::<T>(v)
 }
 
 #[derive(Clone, Copy)]
@@ -263,6 +235,17 @@ impl Known {
     }
 }
 
+/// The apiVersion berth reads each supported kind in.
+const API_OF: [(&str, &str); 7] = [
+    ("Pod", "v1"),
+    ("Deployment", "apps/v1"),
+    ("Service", "v1"),
+    ("ConfigMap", "v1"),
+    ("Secret", "v1"),
+    ("PersistentVolumeClaim", "v1"),
+    ("Volume", crate::volume::API_VERSION),
+];
+
 fn kind_of(api: &str, kind: &str) -> Option<Known> {
     Some(match (api, kind) {
         ("v1", "Pod") => Known::Pod,
@@ -276,18 +259,25 @@ fn kind_of(api: &str, kind: &str) -> Option<Known> {
     })
 }
 
-fn unknown_kind(at: Location, api: &str, kind: &str, name: &str) -> Diagnostic {
-    let _ = name;
-    let message = match (api.is_empty(), kind.is_empty()) {
-        (_, true) => format!("missing kind (supported: {SUPPORTED})"),
-        (true, false) => format!("missing apiVersion for kind {kind} (supported: {SUPPORTED})"),
-        _ => format!("unsupported kind {kind} in apiVersion {api} (supported: {SUPPORTED})"),
+fn unknown_kind_message(api: &str, kind: &str, name: &str) -> String {
+    let what = if name.is_empty() {
+        String::new()
+    } else {
+        format!(" (object {name:?})")
     };
-    Diagnostic {
-        severity: Severity::Error,
-        location: at,
-        object: None,
-        path: None,
-        message,
+    if kind.is_empty() {
+        return format!("missing kind{what} (supported: {SUPPORTED})");
+    }
+    if let Some((_, want)) = API_OF.iter().find(|(k, _)| *k == kind) {
+        return if api.is_empty() {
+            format!("missing apiVersion for kind {kind}{what}: berth reads it as {want}")
+        } else {
+            format!("kind {kind}{what} is read in apiVersion {want}, not {api}")
+        };
+    }
+    if api.is_empty() {
+        format!("missing apiVersion for kind {kind}{what} (supported: {SUPPORTED})")
+    } else {
+        format!("unsupported kind {kind} in apiVersion {api}{what} (supported: {SUPPORTED})")
     }
 }

@@ -118,16 +118,38 @@ fn translate(e: &serde_norway::Error, doc: &Document<'_>) -> YamlError {
     }
 }
 
-/// Loosely typed value of a document (for `kind`/`apiVersion` and `List` items).
-pub fn value(doc: &Document<'_>) -> Result<serde_json::Value, YamlError> {
-    let v: serde_norway::Value =
+/// A document read loosely: for `kind`/`apiVersion`, and for the items of a `List`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loose {
+    pub value: serde_json::Value,
+    /// The document used YAML merge keys (`<<: *anchor`). The typed pass then
+    /// has to go through the merged value ([`typed_reencoded`]), because the
+    /// YAML deserializer does not apply merge keys itself.
+    pub merged: bool,
+}
+
+/// Loosely typed value of a document, with merge keys applied.
+pub fn value(doc: &Document<'_>) -> Result<Loose, YamlError> {
+    let mut v: serde_norway::Value =
         serde_norway::from_str(doc.text).map_err(|e| translate(&e, doc))?;
-    serde_json::to_value(&v).map_err(|e| YamlError {
-        line: doc.first_line,
+    let mut merged = false;
+    if doc.text.contains("<<") {
+        let before = v.clone();
+        v.apply_merge().map_err(|e| YamlError {
+            line: doc.content_line(),
+            column: 1,
+            path: None,
+            message: e.to_string(),
+        })?;
+        merged = v != before;
+    }
+    let value = serde_json::to_value(&v).map_err(|e| YamlError {
+        line: doc.content_line(),
         column: 1,
         path: None,
         message: format!("not representable as JSON: {e}"),
-    })
+    })?;
+    Ok(Loose { value, merged })
 }
 
 /// Deserialize a document into `T`, collecting the paths of fields `T` does not know.
@@ -139,12 +161,56 @@ pub fn typed<T: DeserializeOwned>(doc: &Document<'_>) -> Result<(T, Vec<String>)
     Ok((t, unknown))
 }
 
-/// Deserialize a JSON value (a `List` item) into `T`, collecting unknown fields.
-pub fn typed_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<(T, Vec<String>), String> {
+/// Deserialize part of a document (a `List` item, or a whole document after
+/// merge keys were applied) from its loose value. The value is written back
+/// as YAML and read typed, so serde still reports the field path; the line is
+/// then found by [`locate`]ing `prefix` + path in the original document.
+/// `prefix` is the path of `v` in the document (`items[2]`, or empty).
+pub fn typed_reencoded<T: DeserializeOwned>(
+    v: &serde_json::Value,
+    doc: &Document<'_>,
+    prefix: &str,
+) -> Result<(T, Vec<String>), YamlError> {
+    let text = serde_norway::to_string(v).map_err(|e| YamlError {
+        line: doc.content_line(),
+        column: 1,
+        path: None,
+        message: e.to_string(),
+    })?;
     let mut unknown = Vec::new();
-    let t: T = serde_ignored::deserialize(v, |p| unknown.push(clean_path(&p.to_string())))
-        .map_err(|e| e.to_string())?;
-    Ok((t, unknown))
+    let de = serde_norway::Deserializer::from_str(&text);
+    let r: Result<T, _> =
+        serde_ignored::deserialize(de, |p| unknown.push(clean_path(&p.to_string())));
+    match r {
+        Ok(t) => Ok((t, unknown)),
+        Err(e) => {
+            let inner = translate(
+                &e,
+                &Document {
+                    text: &text,
+                    first_line: 1,
+                },
+            );
+            let full = join_path(prefix, inner.path.as_deref().unwrap_or(""));
+            let (line, column) = locate(doc, &full);
+            Err(YamlError {
+                line,
+                column,
+                path: inner.path,
+                message: inner.message,
+            })
+        }
+    }
+}
+
+/// `items[0]` + `spec.x` -> `items[0].spec.x`
+pub fn join_path(prefix: &str, path: &str) -> String {
+    match (prefix.is_empty(), path.is_empty()) {
+        (true, _) => path.to_string(),
+        (false, true) => prefix.to_string(),
+        (false, false) if path.starts_with('[') => format!("{prefix}{path}"),
+        (false, false) => format!("{prefix}.{path}"),
+    }
 }
 
 /// `spec.?.containers.?.0.imag` -> `spec.containers[0].imag`

@@ -21,12 +21,27 @@ fn examples_have_no_errors_or_warnings() {
     let files = example_files();
     assert!(files.len() >= 3);
     for f in &files {
-        let p = berth_spec::parse_str(&f.display().to_string(), &std::fs::read_to_string(f).unwrap());
-        assert!(p.diagnostics.is_empty(), "{}: {:?}", f.display(), p.diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>());
+        let p = berth_spec::parse_str(
+            &f.display().to_string(),
+            &std::fs::read_to_string(f).unwrap(),
+        );
+        assert!(
+            p.diagnostics.is_empty(),
+            "{}: {:?}",
+            f.display(),
+            p.diagnostics
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+        );
         all.extend(p.objects);
     }
     let d = berth_spec::validate_set(&all);
-    assert!(d.is_empty(), "{:?}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>());
+    assert!(
+        d.is_empty(),
+        "{:?}",
+        d.iter().map(|d| d.to_string()).collect::<Vec<_>>()
+    );
     assert_eq!(all.len(), 5);
 }
 

@@ -223,3 +223,45 @@ fn schema_covers_every_kind() {
         "JSON schema changed; review and re-bless with BLESS=1"
     );
 }
+
+#[test]
+fn merge_keys_are_applied() {
+    let p = parse_str(
+        "m.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - &c\n    name: a\n    image: busybox:1\n  - <<: *c\n    name: b\n    ports:\n    - containerPort: 0\n",
+    );
+    let d: Vec<String> = p.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        d,
+        [
+            "m.yaml:12:7: Pod \"p\": spec.containers[1].ports[0].containerPort: 0 is not a valid port (1-65535)"
+        ]
+    );
+    let Object::Pod(pod) = &p.objects[0].object else {
+        panic!()
+    };
+    let c = &pod.spec.as_ref().unwrap().containers[1];
+    assert_eq!(
+        (c.name.as_str(), c.image.as_deref()),
+        ("b", Some("busybox:1"))
+    );
+}
+
+#[test]
+fn list_items_keep_paths_and_lines() {
+    let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: ok}\n- apiVersion: v1\n  kind: Service\n  metadata:\n    name: s\n  spec:\n    selector: {app: a}\n    ports:\n    - port: http\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: p\n  spec:\n    containers:\n    - name: c\n      colour: red\n      image: busybox:1\n      ports:\n      - containerPort: 70000\n- kind: Gizmo\n  apiVersion: v9\n";
+    let p = parse_str("l.yaml", text);
+    let d: Vec<String> = p.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        d,
+        [
+            "l.yaml:14:7: Service \"s\": spec.ports[0].port: invalid type: string \"http\", expected i32",
+            "l.yaml:25:9: Pod \"p\": spec.containers[0].ports[0].containerPort: 70000 is not a valid port (1-65535)",
+            "l.yaml:26:3: items[3]: unsupported kind Gizmo in apiVersion v9 (supported: v1 Pod, apps/v1 Deployment, v1 Service, v1 ConfigMap, v1 Secret, v1 PersistentVolumeClaim, berth.dev/v1alpha1 Volume, v1 List)",
+            "l.yaml:22:7: warning: Pod \"p\": spec.containers[0].colour: unknown field (ignored)",
+        ]
+    );
+    assert_eq!(p.objects.len(), 2);
+    assert_eq!(p.objects[0].location.line, 4);
+    assert_eq!(p.objects[1].location.line, 15);
+}

@@ -1,0 +1,206 @@
+//! Containers: name, image, ports, resources, probes, volume mounts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Container, Probe, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{Out, is_dns1123_label, port, protocol};
+use crate::quantity;
+
+pub(crate) fn container(
+    o: &mut Out,
+    p: &str,
+    c: &Container,
+    is_init: bool,
+    vols: &BTreeSet<String>,
+) {
+    if !is_dns1123_label(&c.name) {
+        o.err(
+            format!("{p}.name"),
+            format!(
+                "{:?} is not a valid container name (DNS-1123 label)",
+                c.name
+            ),
+        );
+    }
+    if c.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
+        o.err(format!("{p}.image"), "image is required");
+    }
+    match c.image_pull_policy.as_deref() {
+        None | Some("Always") | Some("IfNotPresent") | Some("Never") => {}
+        Some(x) => o.err(
+            format!("{p}.imagePullPolicy"),
+            format!("{x:?} is not valid (Always, IfNotPresent or Never)"),
+        ),
+    }
+    for (j, cp) in c.ports.iter().flatten().enumerate() {
+        port(
+            o,
+            &format!("{p}.ports[{j}].containerPort"),
+            cp.container_port,
+        );
+        if let Some(hp) = cp.host_port.filter(|h| *h != 0) {
+            port(o, &format!("{p}.ports[{j}].hostPort"), hp);
+        }
+        protocol(
+            o,
+            &format!("{p}.ports[{j}].protocol"),
+            cp.protocol.as_deref(),
+        );
+        if let Some(n) = cp.name.as_deref() {
+            if n.is_empty() || n.len() > 15 || !is_dns1123_label(n) {
+                o.err(format!("{p}.ports[{j}].name"), format!("{n:?} is not a valid port name (at most 15 lowercase alphanumerics and '-')"));
+            }
+        }
+    }
+    if let Some(r) = &c.resources {
+        resources(o, &format!("{p}.resources"), r);
+    }
+    let probes = [
+        ("livenessProbe", &c.liveness_probe),
+        ("readinessProbe", &c.readiness_probe),
+        ("startupProbe", &c.startup_probe),
+    ];
+    for (name, pr) in probes {
+        let Some(pr) = pr else { continue };
+        if is_init {
+            o.err(format!("{p}.{name}"), "init containers may not have probes");
+            continue;
+        }
+        probe(o, &format!("{p}.{name}"), pr, name);
+    }
+    let mut mounts = BTreeSet::new();
+    for (j, m) in c.volume_mounts.iter().flatten().enumerate() {
+        let mp = format!("{p}.volumeMounts[{j}]");
+        if !vols.contains(&m.name) {
+            o.err(
+                format!("{mp}.name"),
+                format!("volume {:?} is not defined in the pod's volumes", m.name),
+            );
+        }
+        if !m.mount_path.starts_with('/') {
+            o.err(format!("{mp}.mountPath"), "must be an absolute path");
+        }
+        if !mounts.insert(m.mount_path.clone()) {
+            o.err(
+                format!("{mp}.mountPath"),
+                format!("duplicate mountPath {:?}", m.mount_path),
+            );
+        }
+        if let Some(sp) = m.sub_path.as_deref() {
+            if sp.starts_with('/') || sp.split('/').any(|s| s == "..") {
+                o.err(
+                    format!("{mp}.subPath"),
+                    "must be a relative path without '..'",
+                );
+            }
+        }
+    }
+    if c.stdin == Some(true) || c.tty == Some(true) {
+        o.warn(
+            format!("{p}.tty"),
+            "stdin/tty are not supported by berth and are ignored",
+        );
+    }
+}
+
+fn resources(o: &mut Out, p: &str, r: &ResourceRequirements) {
+    let mut parsed: BTreeMap<(&str, String), u64> = BTreeMap::new();
+    for (which, map) in [("limits", &r.limits), ("requests", &r.requests)] {
+        for (k, q) in map.iter().flatten() {
+            let path = format!("{p}.{which}.{k}");
+            let v = match k.as_str() {
+                "cpu" => quantity::parse_millicores(&q.0),
+                "memory" | "ephemeral-storage" => quantity::parse_bytes(&q.0),
+                _ => {
+                    o.warn(&path, format!("resource {k:?} is not enforced by berth"));
+                    continue;
+                }
+            };
+            match v {
+                Ok(v) => {
+                    parsed.insert((which, k.clone()), v);
+                }
+                Err(e) => o.err(path, e.to_string()),
+            }
+        }
+    }
+    for k in ["cpu", "memory"] {
+        if let (Some(l), Some(rq)) = (
+            parsed.get(&("limits", k.to_string())),
+            parsed.get(&("requests", k.to_string())),
+        ) {
+            if rq > l {
+                o.err(
+                    format!("{p}.requests.{k}"),
+                    format!("request must be less than or equal to the {k} limit"),
+                );
+            }
+        }
+    }
+}
+
+fn probe(o: &mut Out, p: &str, pr: &Probe, name: &str) {
+    let handlers = [
+        pr.exec.is_some(),
+        pr.http_get.is_some(),
+        pr.tcp_socket.is_some(),
+        pr.grpc.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if handlers != 1 {
+        o.err(
+            p,
+            "a probe needs exactly one handler (exec, httpGet or tcpSocket)",
+        );
+    }
+    if pr.grpc.is_some() {
+        o.err(
+            format!("{p}.grpc"),
+            "gRPC probes are not supported by berth",
+        );
+    }
+    if let Some(h) = &pr.http_get {
+        if let IntOrString::Int(n) = h.port {
+            port(o, &format!("{p}.httpGet.port"), n);
+        }
+        if h.scheme.as_deref().is_some_and(|s| s != "HTTP") {
+            o.err(
+                format!("{p}.httpGet.scheme"),
+                "only HTTP probes are supported by berth",
+            );
+        }
+    }
+    if let Some(t) = &pr.tcp_socket {
+        if let IntOrString::Int(n) = t.port {
+            port(o, &format!("{p}.tcpSocket.port"), n);
+        }
+    }
+    if let Some(e) = &pr.exec {
+        if e.command.as_ref().is_none_or(Vec::is_empty) {
+            o.err(format!("{p}.exec.command"), "command is required");
+        }
+    }
+    for (f, v, min) in [
+        ("periodSeconds", pr.period_seconds, 1),
+        ("timeoutSeconds", pr.timeout_seconds, 1),
+        ("successThreshold", pr.success_threshold, 1),
+        ("failureThreshold", pr.failure_threshold, 1),
+        ("initialDelaySeconds", pr.initial_delay_seconds, 0),
+    ] {
+        if let Some(v) = v {
+            if v < min {
+                o.err(format!("{p}.{f}"), format!("must be >= {min}"));
+            }
+        }
+    }
+    if name != "readinessProbe" && pr.success_threshold.is_some_and(|s| s != 1) {
+        o.err(
+            format!("{p}.successThreshold"),
+            "must be 1 for liveness and startup probes",
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! Validation rules. Each finding names the field path; the parser turns the
+//! path into a file:line. Rules across objects are in [`set`].
+//!
+//! One file per concern: [`workload`] (Deployment and pod specs), [`container`]
+//! (containers, resources, probes), [`service`], [`set`] (across objects).
+
+use crate::diag::{Diagnostic, Severity};
+use crate::object::{Object, Sourced};
+use crate::quantity;
+
+mod container;
+mod service;
+mod set;
+mod workload;
+
+/// Rules across objects (files): see [`set::set`].
+pub fn set(objects: &[Sourced]) -> Vec<Diagnostic> {
+    set::set(objects)
+}
+/// A finding about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub severity: Severity,
+    pub path: Option<String>,
+    pub message: String,
+}
+
+pub(crate) struct Out(Vec<Problem>);
+
+impl Out {
+    pub(crate) fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            severity: Severity::Error,
+            path: Some(path.into()).filter(|p: &String| !p.is_empty()),
+            message: message.into(),
+        });
+    }
+    pub(crate) fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            severity: Severity::Warning,
+            path: Some(path.into()).filter(|p: &String| !p.is_empty()),
+            message: message.into(),
+        });
+    }
+}
+
+/// DNS-1123 label: lowercase alphanumerics and '-', start and end alphanumeric, at most 63.
+pub fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// DNS-1123 subdomain: labels joined by '.', at most 253.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+pub(crate) fn check_name(o: &mut Out, name: Option<&str>, label: bool) {
+    match name {
+        None | Some("") => o.err("metadata.name", "name is required"),
+        Some(n) => {
+            let ok = if label {
+                is_dns1123_label(n)
+            } else {
+                is_dns1123_subdomain(n)
+            };
+            if !ok {
+                let what = if label {
+                    "a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"
+                } else {
+                    "a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)"
+                };
+                o.err(
+                    "metadata.name",
+                    format!("{n:?} is not a valid name: must be {what}"),
+                );
+            }
+        }
+    }
+}
+
+/// Per-object rules.
+pub fn object(obj: &Object) -> Vec<Problem> {
+    let mut o = Out(Vec::new());
+    let m = obj.metadata();
+    if let Some(ns) = m.namespace.as_deref() {
+        if !is_dns1123_label(ns) {
+            o.err(
+                "metadata.namespace",
+                format!("{ns:?} is not a valid namespace (DNS-1123 label)"),
+            );
+        }
+    }
+    for (k, v) in m.labels.iter().flatten() {
+        if !valid_label_key(k) {
+            o.err(
+                format!("metadata.labels.{k}"),
+                format!("{k:?} is not a valid label key"),
+            );
+        }
+        if !valid_label_value(v) {
+            o.err(format!("metadata.labels.{k}"), format!("{v:?} is not a valid label value (at most 63 characters: alphanumerics, '-', '_', '.')"));
+        }
+    }
+    match obj {
+        Object::Pod(p) => {
+            check_name(&mut o, m.name.as_deref(), false);
+            match &p.spec {
+                Some(s) => workload::pod_spec(&mut o, "spec", s),
+                None => o.err("spec", "a Pod needs a spec"),
+            }
+        }
+        Object::Deployment(d) => workload::deployment(&mut o, m.name.as_deref(), d),
+        Object::Service(svc) => service::service(&mut o, m.name.as_deref(), svc),
+        Object::ConfigMap(c) => {
+            check_name(&mut o, m.name.as_deref(), false);
+            for k in c
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, _)| k)
+                .chain(c.binary_data.iter().flatten().map(|(k, _)| k))
+            {
+                if !valid_config_key(k) {
+                    o.err(
+                        format!("data.{k}"),
+                        format!("{k:?} is not a valid key (alphanumerics, '-', '_', '.')"),
+                    );
+                }
+            }
+        }
+        Object::Secret(s) => {
+            check_name(&mut o, m.name.as_deref(), false);
+            for k in s.data.iter().flatten().map(|(k, _)| k) {
+                if !valid_config_key(k) {
+                    o.err(
+                        format!("data.{k}"),
+                        format!("{k:?} is not a valid key (alphanumerics, '-', '_', '.')"),
+                    );
+                }
+            }
+        }
+        Object::Volume(v) => {
+            check_name(&mut o, m.name.as_deref(), false);
+            if let Some(sz) = &v.spec.size {
+                if !quantity::is_valid(sz) {
+                    o.err(
+                        "spec.size",
+                        format!("{sz:?} is not a valid quantity (e.g. 1Gi)"),
+                    );
+                }
+            }
+        }
+    }
+    o.0
+}
+
+fn valid_config_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 253
+        && k != "."
+        && k != ".."
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+fn valid_label_value(v: &str) -> bool {
+    v.is_empty()
+        || (v.len() <= 63
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            && v.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && v.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric()))
+}
+
+fn valid_label_key(k: &str) -> bool {
+    let (prefix, name) = match k.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    prefix.is_none_or(is_dns1123_subdomain) && !name.is_empty() && valid_label_value(name)
+}
+
+pub(crate) fn port(o: &mut Out, path: &str, p: i32) {
+    if !(1..=65535).contains(&p) {
+        o.err(path, format!("{p} is not a valid port (1-65535)"));
+    }
+}
+
+pub(crate) fn protocol(o: &mut Out, path: &str, p: Option<&str>) {
+    match p {
+        None | Some("TCP") | Some("UDP") => {}
+        Some("SCTP") => o.err(path, "SCTP is not supported by berth (TCP or UDP)"),
+        Some(x) => o.err(path, format!("{x:?} is not a valid protocol (TCP or UDP)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_names() {
+        assert!(is_dns1123_label("web-1"));
+        assert!(!is_dns1123_label("Web"));
+        assert!(!is_dns1123_label("-a"));
+        assert!(!is_dns1123_label(&"a".repeat(64)));
+        assert!(is_dns1123_subdomain("a.b-c"));
+        assert!(!is_dns1123_subdomain("a..b"));
+    }
+
+    #[test]
+    fn label_keys_and_values() {
+        assert!(valid_label_key("app"));
+        assert!(valid_label_key("kubernetes.io/arch"));
+        assert!(!valid_label_key("bad key"));
+        assert!(valid_label_value(""));
+        assert!(!valid_label_value("-x"));
+    }
+}

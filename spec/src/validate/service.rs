@@ -1,0 +1,77 @@
+//! Services: type, ClusterIP, ports, NodePorts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{Out, check_name, port, protocol};
+
+pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
+    check_name(o, name, true);
+    let Some(s) = &svc.spec else {
+        o.err("spec", "a Service needs a spec");
+        return;
+    };
+    let ty = s.type_.as_deref().unwrap_or("ClusterIP");
+    if ty != "ClusterIP" && ty != "NodePort" {
+        o.err(
+            "spec.type",
+            format!("{ty:?} is not supported by berth (ClusterIP or NodePort)"),
+        );
+    }
+    if s.selector.as_ref().is_none_or(BTreeMap::is_empty) {
+        o.warn(
+            "spec.selector",
+            "no selector: berth does not manage Endpoints by hand, so this Service has no backends",
+        );
+    }
+    if let Some(ip) = s.cluster_ip.as_deref() {
+        if ip == "None" {
+            o.err(
+                "spec.clusterIP",
+                "headless Services (clusterIP: None) are not supported by berth yet",
+            );
+        } else if !ip.is_empty() && ip.parse::<std::net::Ipv4Addr>().is_err() {
+            o.err(
+                "spec.clusterIP",
+                format!("{ip:?} is not a valid IPv4 address"),
+            );
+        }
+    }
+    let ports = s.ports.clone().unwrap_or_default();
+    if ports.is_empty() {
+        o.err("spec.ports", "a Service needs at least one port");
+    }
+    let mut seen = BTreeSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        let base = format!("spec.ports[{i}]");
+        port(o, &format!("{base}.port"), p.port);
+        if let Some(IntOrString::Int(t)) = &p.target_port {
+            port(o, &format!("{base}.targetPort"), *t);
+        }
+        if let Some(np) = p.node_port {
+            if ty != "NodePort" {
+                o.err(
+                    format!("{base}.nodePort"),
+                    "may only be set when type is NodePort",
+                );
+            } else if !(30000..=32767).contains(&np) {
+                o.err(
+                    format!("{base}.nodePort"),
+                    format!("{np} is not in the NodePort range 30000-32767"),
+                );
+            }
+        }
+        protocol(o, &format!("{base}.protocol"), p.protocol.as_deref());
+        if ports.len() > 1 && p.name.as_deref().is_none_or(str::is_empty) {
+            o.err(
+                format!("{base}.name"),
+                "ports must be named when a Service has more than one",
+            );
+        }
+        if !seen.insert((p.port, p.protocol.clone())) {
+            o.err(format!("{base}.port"), format!("duplicate port {}", p.port));
+        }
+    }
+}
