@@ -254,7 +254,8 @@ pub fn locate(doc: &Document<'_>, path: &str) -> (usize, usize) {
                     let key_part = rest.strip_prefix("- ").unwrap_or(rest);
                     let key_ind = ind + (rest.len() - key_part.len());
                     if (key_part.starts_with(&format!("{k}:"))
-                        || key_part.starts_with(&format!("\"{k}\":")))
+                        || key_part.starts_with(&format!("\"{k}\":"))
+                        || key_part.starts_with(&format!("'{k}':")))
                         && key_ind as isize > min_indent
                     {
                         found = Some((i, key_ind));
@@ -312,24 +313,29 @@ enum Seg<'a> {
     Index(usize),
 }
 
+/// Split `a.b[2]["x.y"].c` into keys and indexes. A quoted key (`["..."]`,
+/// written by `validate::key_path` for map keys with dots or slashes) is
+/// one segment.
 fn segments(path: &str) -> Vec<Seg<'_>> {
     let mut out = Vec::new();
-    for part in path.split('.') {
-        let mut rest = part;
-        if let Some(i) = rest.find('[') {
-            if i > 0 {
-                out.push(Seg::Key(&rest[..i]));
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("[\"") {
+            let Some(end) = r.find("\"]") else { break };
+            out.push(Seg::Key(&r[..end]));
+            rest = &r[end + 2..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let Some(end) = r.find(']') else { break };
+            if let Ok(n) = r[..end].parse() {
+                out.push(Seg::Index(n));
             }
-            rest = &rest[i..];
-            while let Some(r) = rest.strip_prefix('[') {
-                let Some(end) = r.find(']') else { break };
-                if let Ok(n) = r[..end].parse() {
-                    out.push(Seg::Index(n));
-                }
-                rest = &r[end + 1..];
-            }
-        } else if !rest.is_empty() {
-            out.push(Seg::Key(rest));
+            rest = &r[end + 1..];
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            out.push(Seg::Key(&rest[..end]));
+            rest = &rest[end..];
         }
     }
     out
@@ -382,5 +388,12 @@ mod tests {
         // unknown field falls back to the deepest ancestor found
         assert_eq!(locate(&d, "spec.containers[1].nope"), (18, 5));
         assert_eq!(locate(&d, "nothing"), (10, 1));
+        let t = "metadata:\n  labels:\n    a.b/c: x\n    'd e': y\n";
+        let d = Document {
+            text: t,
+            first_line: 1,
+        };
+        assert_eq!(locate(&d, "metadata.labels[\"a.b/c\"]"), (3, 5));
+        assert_eq!(locate(&d, "metadata.labels[\"d e\"]"), (4, 5));
     }
 }

@@ -68,7 +68,7 @@ pub(crate) fn container(
             o.err(format!("{p}.{name}"), "init containers may not have probes");
             continue;
         }
-        probe(o, &format!("{p}.{name}"), pr, name);
+        probe(o, &format!("{p}.{name}"), pr, name, c);
     }
     let mut mounts = BTreeSet::new();
     for (j, m) in c.volume_mounts.iter().flatten().enumerate() {
@@ -99,7 +99,14 @@ pub(crate) fn container(
     }
     if c.stdin == Some(true) || c.tty == Some(true) {
         o.warn(
-            format!("{p}.tty"),
+            format!(
+                "{p}.{}",
+                if c.stdin == Some(true) {
+                    "stdin"
+                } else {
+                    "tty"
+                }
+            ),
             "stdin/tty are not supported by berth and are ignored",
         );
     }
@@ -109,7 +116,7 @@ fn resources(o: &mut Out, p: &str, r: &ResourceRequirements) {
     let mut parsed: BTreeMap<(&str, String), u64> = BTreeMap::new();
     for (which, map) in [("limits", &r.limits), ("requests", &r.requests)] {
         for (k, q) in map.iter().flatten() {
-            let path = format!("{p}.{which}.{k}");
+            let path = super::key_path(&format!("{p}.{which}"), k);
             let v = match k.as_str() {
                 "cpu" => quantity::parse_millicores(&q.0),
                 "memory" | "ephemeral-storage" => quantity::parse_bytes(&q.0),
@@ -141,7 +148,29 @@ fn resources(o: &mut Out, p: &str, r: &ResourceRequirements) {
     }
 }
 
-fn probe(o: &mut Out, p: &str, pr: &Probe, name: &str) {
+fn probe(o: &mut Out, p: &str, pr: &Probe, name: &str, c: &Container) {
+    // a named port must be one of the container's ports
+    let named = |o: &mut Out, path: String, port: &IntOrString| {
+        if let IntOrString::String(n) = port {
+            let known = c
+                .ports
+                .iter()
+                .flatten()
+                .any(|cp| cp.name.as_deref() == Some(n.as_str()));
+            if !known {
+                o.err(
+                    path,
+                    format!("port {n:?} is not the name of a port of this container"),
+                );
+            }
+        }
+    };
+    if let Some(h) = &pr.http_get {
+        named(o, format!("{p}.httpGet.port"), &h.port);
+    }
+    if let Some(t) = &pr.tcp_socket {
+        named(o, format!("{p}.tcpSocket.port"), &t.port);
+    }
     let handlers = [
         pr.exec.is_some(),
         pr.http_get.is_some(),

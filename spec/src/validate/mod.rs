@@ -44,6 +44,20 @@ impl Out {
     }
 }
 
+/// The path of a map entry: `base.key`, or `base["key"]` when the key has
+/// characters other than alphanumerics, `-` and `_` (dots, slashes, spaces).
+pub(crate) fn key_path(base: &str, key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        format!("{base}.{key}")
+    } else {
+        format!("{base}[{key:?}]")
+    }
+}
+
 /// DNS-1123 label: lowercase alphanumerics and '-', start and end alphanumeric, at most 63.
 pub fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
@@ -98,12 +112,12 @@ pub fn object(obj: &Object) -> Vec<Problem> {
     for (k, v) in m.labels.iter().flatten() {
         if !valid_label_key(k) {
             o.err(
-                format!("metadata.labels.{k}"),
+                key_path("metadata.labels", k),
                 format!("{k:?} is not a valid label key"),
             );
         }
         if !valid_label_value(v) {
-            o.err(format!("metadata.labels.{k}"), format!("{v:?} is not a valid label value (at most 63 characters: alphanumerics, '-', '_', '.')"));
+            o.err(key_path("metadata.labels", k), format!("{v:?} is not a valid label value (at most 63 characters: alphanumerics, '-', '_', '.')"));
         }
     }
     match obj {
@@ -127,7 +141,7 @@ pub fn object(obj: &Object) -> Vec<Problem> {
             {
                 if !valid_config_key(k) {
                     o.err(
-                        format!("data.{k}"),
+                        key_path("data", k),
                         format!("{k:?} is not a valid key (alphanumerics, '-', '_', '.')"),
                     );
                 }
@@ -138,7 +152,7 @@ pub fn object(obj: &Object) -> Vec<Problem> {
             for k in s.data.iter().flatten().map(|(k, _)| k) {
                 if !valid_config_key(k) {
                     o.err(
-                        format!("data.{k}"),
+                        key_path("data", k),
                         format!("{k:?} is not a valid key (alphanumerics, '-', '_', '.')"),
                     );
                 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Out, check_name, port, protocol};
+use super::{Out, check_name, is_dns1123_label, port, protocol};
 
 pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
     check_name(o, name, true);
@@ -47,8 +47,16 @@ pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
     for (i, p) in ports.iter().enumerate() {
         let base = format!("spec.ports[{i}]");
         port(o, &format!("{base}.port"), p.port);
-        if let Some(IntOrString::Int(t)) = &p.target_port {
-            port(o, &format!("{base}.targetPort"), *t);
+        match &p.target_port {
+            // defaulted to `port`, which is checked above
+            Some(IntOrString::Int(t)) if *t != p.port => {
+                port(o, &format!("{base}.targetPort"), *t);
+            }
+            Some(IntOrString::String(n)) if !is_port_name(n) => o.err(
+                format!("{base}.targetPort"),
+                format!("{n:?} is not a valid port name (at most 15 lowercase alphanumerics and '-', with a letter)"),
+            ),
+            _ => {}
         }
         if let Some(np) = p.node_port {
             if ty != "NodePort" {
@@ -74,4 +82,12 @@ pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
             o.err(format!("{base}.port"), format!("duplicate port {}", p.port));
         }
     }
+}
+
+/// IANA service name, as Kubernetes requires for named ports.
+fn is_port_name(n: &str) -> bool {
+    n.len() <= 15
+        && is_dns1123_label(n)
+        && n.bytes().any(|b| b.is_ascii_lowercase())
+        && !n.contains("--")
 }
