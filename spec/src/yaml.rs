@@ -35,7 +35,6 @@ pub fn split_documents(text: &str) -> Vec<Document<'_>> {
     let mut start = 0usize;
     let mut start_line = 1usize;
     let mut offset = 0usize;
-    let mut line_no = 1usize;
     fn push<'t>(
         text: &'t str,
         from: usize,
@@ -54,7 +53,7 @@ pub fn split_documents(text: &str) -> Vec<Document<'_>> {
             });
         }
     }
-    for line in text.split_inclusive('\n') {
+    for (line_no, line) in (1usize..).zip(text.split_inclusive('\n')) {
         let l = line.trim_end_matches(['\n', '\r']);
         let is_sep = l == "---" || l.starts_with("--- ") || l.starts_with("---\t") || l == "...";
         if is_sep {
@@ -76,7 +75,6 @@ pub fn split_documents(text: &str) -> Vec<Document<'_>> {
             }
         }
         offset += line.len();
-        line_no += 1;
     }
     push(text, start, text.len(), start_line, &mut docs);
     docs

@@ -51,6 +51,7 @@ fn examples_are_valid_kubernetes() {
         eprintln!("skipped: BERTH_SKIP_KUBEVALIDATE=1");
         return;
     }
+    ensure_kubernetes_validate();
     for f in example_files() {
         if f.file_name().is_some_and(|n| n == "volume.yaml") {
             continue; // berth.dev/v1alpha1 Volume is berth's own kind
@@ -59,7 +60,7 @@ fn examples_are_valid_kubernetes() {
             .args(["--strict", "-k", "1.30.0"])
             .arg(&f)
             .output()
-            .expect("kubernetes-validate is installed by scripts/install-deps.sh (pip install kubernetes-validate)");
+            .expect("run kubernetes-validate");
         assert!(
             out.status.success(),
             "{} is not valid Kubernetes:\n{}{}",
@@ -68,4 +69,53 @@ fn examples_are_valid_kubernetes() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// `kubernetes-validate` ships the Kubernetes JSON schemas, so it works
+/// offline once installed; install it with pip when it is missing.
+fn ensure_kubernetes_validate() {
+    let present = |v: &str| {
+        Command::new(v)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if present("kubernetes-validate") {
+        return;
+    }
+    let mut tried = Vec::new();
+    for (pip, args) in [
+        ("pip", &["install", "kubernetes-validate"][..]),
+        (
+            "python3",
+            &["-m", "pip", "install", "kubernetes-validate"][..],
+        ),
+        (
+            "python3",
+            &[
+                "-m",
+                "pip",
+                "install",
+                "--break-system-packages",
+                "kubernetes-validate",
+            ][..],
+        ),
+    ] {
+        match Command::new(pip).args(args).output() {
+            Ok(o) if o.status.success() && present("kubernetes-validate") => return,
+            Ok(o) => tried.push(format!(
+                "{pip} {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            )),
+            Err(e) => tried.push(format!("{pip}: {e}")),
+        }
+    }
+    panic!(
+        "kubernetes-validate is missing and pip could not install it (set BERTH_SKIP_KUBEVALIDATE=1 to skip this test):\n{}",
+        tried.join("\n")
+    );
 }

@@ -48,10 +48,15 @@ pub(crate) fn container(
             &format!("{p}.ports[{j}].protocol"),
             cp.protocol.as_deref(),
         );
-        if let Some(n) = cp.name.as_deref() {
-            if n.is_empty() || n.len() > 15 || !is_dns1123_label(n) {
-                o.err(format!("{p}.ports[{j}].name"), format!("{n:?} is not a valid port name (at most 15 lowercase alphanumerics and '-')"));
-            }
+        if let Some(n) = cp.name.as_deref()
+            && (n.is_empty() || n.len() > 15 || !is_dns1123_label(n))
+        {
+            o.err(
+                format!("{p}.ports[{j}].name"),
+                format!(
+                    "{n:?} is not a valid port name (at most 15 lowercase alphanumerics and '-')"
+                ),
+            );
         }
     }
     if let Some(r) = &c.resources {
@@ -88,13 +93,13 @@ pub(crate) fn container(
                 format!("duplicate mountPath {:?}", m.mount_path),
             );
         }
-        if let Some(sp) = m.sub_path.as_deref() {
-            if sp.starts_with('/') || sp.split('/').any(|s| s == "..") {
-                o.err(
-                    format!("{mp}.subPath"),
-                    "must be a relative path without '..'",
-                );
-            }
+        if let Some(sp) = m.sub_path.as_deref()
+            && (sp.starts_with('/') || sp.split('/').any(|s| s == ".."))
+        {
+            o.err(
+                format!("{mp}.subPath"),
+                "must be a relative path without '..'",
+            );
         }
     }
     if c.stdin == Some(true) || c.tty == Some(true) {
@@ -137,13 +142,12 @@ fn resources(o: &mut Out, p: &str, r: &ResourceRequirements) {
         if let (Some(l), Some(rq)) = (
             parsed.get(&("limits", k.to_string())),
             parsed.get(&("requests", k.to_string())),
-        ) {
-            if rq > l {
-                o.err(
-                    format!("{p}.requests.{k}"),
-                    format!("request must be less than or equal to the {k} limit"),
-                );
-            }
+        ) && rq > l
+        {
+            o.err(
+                format!("{p}.requests.{k}"),
+                format!("request must be less than or equal to the {k} limit"),
+            );
         }
     }
 }
@@ -203,15 +207,15 @@ fn probe(o: &mut Out, p: &str, pr: &Probe, name: &str, c: &Container) {
             );
         }
     }
-    if let Some(t) = &pr.tcp_socket {
-        if let IntOrString::Int(n) = t.port {
-            port(o, &format!("{p}.tcpSocket.port"), n);
-        }
+    if let Some(t) = &pr.tcp_socket
+        && let IntOrString::Int(n) = t.port
+    {
+        port(o, &format!("{p}.tcpSocket.port"), n);
     }
-    if let Some(e) = &pr.exec {
-        if e.command.as_ref().is_none_or(Vec::is_empty) {
-            o.err(format!("{p}.exec.command"), "command is required");
-        }
+    if let Some(e) = &pr.exec
+        && e.command.as_ref().is_none_or(Vec::is_empty)
+    {
+        o.err(format!("{p}.exec.command"), "command is required");
     }
     for (f, v, min) in [
         ("periodSeconds", pr.period_seconds, 1),
@@ -220,10 +224,10 @@ fn probe(o: &mut Out, p: &str, pr: &Probe, name: &str, c: &Container) {
         ("failureThreshold", pr.failure_threshold, 1),
         ("initialDelaySeconds", pr.initial_delay_seconds, 0),
     ] {
-        if let Some(v) = v {
-            if v < min {
-                o.err(format!("{p}.{f}"), format!("must be >= {min}"));
-            }
+        if let Some(v) = v
+            && v < min
+        {
+            o.err(format!("{p}.{f}"), format!("must be >= {min}"));
         }
     }
     if name != "readinessProbe" && pr.success_threshold.is_some_and(|s| s != 1) {

@@ -101,13 +101,13 @@ pub(crate) fn check_name(o: &mut Out, name: Option<&str>, label: bool) {
 pub fn object(obj: &Object) -> Vec<Problem> {
     let mut o = Out(Vec::new());
     let m = obj.metadata();
-    if let Some(ns) = m.namespace.as_deref() {
-        if !is_dns1123_label(ns) {
-            o.err(
-                "metadata.namespace",
-                format!("{ns:?} is not a valid namespace (DNS-1123 label)"),
-            );
-        }
+    if let Some(ns) = m.namespace.as_deref()
+        && !is_dns1123_label(ns)
+    {
+        o.err(
+            "metadata.namespace",
+            format!("{ns:?} is not a valid namespace (DNS-1123 label)"),
+        );
     }
     for (k, v) in m.labels.iter().flatten() {
         if !valid_label_key(k) {
@@ -160,13 +160,13 @@ pub fn object(obj: &Object) -> Vec<Problem> {
         }
         Object::Volume(v) => {
             check_name(&mut o, m.name.as_deref(), false);
-            if let Some(sz) = &v.spec.size {
-                if !quantity::is_valid(sz) {
-                    o.err(
-                        "spec.size",
-                        format!("{sz:?} is not a valid quantity (e.g. 1Gi)"),
-                    );
-                }
+            if let Some(sz) = &v.spec.size
+                && !quantity::is_valid(sz)
+            {
+                o.err(
+                    "spec.size",
+                    format!("{sz:?} is not a valid quantity (e.g. 1Gi)"),
+                );
             }
         }
     }

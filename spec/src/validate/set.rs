@@ -30,28 +30,22 @@ pub fn set(objects: &[Sourced]) -> Vec<Diagnostic> {
     }
     let mut ips: BTreeMap<String, &Sourced> = BTreeMap::new();
     for s in objects {
-        if let Object::Service(svc) = &s.object {
-            if let Some(ip) = svc
+        if let Object::Service(svc) = &s.object
+            && let Some(ip) = svc
                 .spec
                 .as_ref()
                 .and_then(|s| s.cluster_ip.clone())
                 .filter(|i| !i.is_empty() && i != "None")
-            {
-                if let Some(other) = ips.insert(ip.clone(), s) {
-                    if other.object.key() != s.object.key() {
-                        out.push(Diagnostic {
-                            severity: Severity::Error,
-                            location: s.location.clone(),
-                            object: Some((s.object.kind(), s.object.key().name)),
-                            path: Some("spec.clusterIP".into()),
-                            message: format!(
-                                "clusterIP {ip} is also used by {}",
-                                other.object.key()
-                            ),
-                        });
-                    }
-                }
-            }
+            && let Some(other) = ips.insert(ip.clone(), s)
+            && other.object.key() != s.object.key()
+        {
+            out.push(Diagnostic {
+                severity: Severity::Error,
+                location: s.location.clone(),
+                object: Some((s.object.kind(), s.object.key().name)),
+                path: Some("spec.clusterIP".into()),
+                message: format!("clusterIP {ip} is also used by {}", other.object.key()),
+            });
         }
     }
     node_ports(objects, &mut out);

@@ -192,21 +192,22 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
             o.err(&p, "a volume may have only one source");
         }
         if let Some(ed) = &v.empty_dir {
-            if let Some(q) = &ed.size_limit {
-                if !quantity::is_valid(&q.0) {
-                    o.err(
-                        format!("{p}.emptyDir.sizeLimit"),
-                        format!("{:?} is not a valid quantity", q.0),
-                    );
-                }
+            if let Some(q) = &ed.size_limit
+                && !quantity::is_valid(&q.0)
+            {
+                o.err(
+                    format!("{p}.emptyDir.sizeLimit"),
+                    format!("{:?} is not a valid quantity", q.0),
+                );
             }
-            if let Some(m) = ed.medium.as_deref() {
-                if !m.is_empty() && m != "Memory" {
-                    o.err(
-                        format!("{p}.emptyDir.medium"),
-                        format!("{m:?} is not supported (\"\" or Memory)"),
-                    );
-                }
+            if let Some(m) = ed.medium.as_deref()
+                && !m.is_empty()
+                && m != "Memory"
+            {
+                o.err(
+                    format!("{p}.emptyDir.medium"),
+                    format!("{m:?} is not supported (\"\" or Memory)"),
+                );
             }
         }
         if let Some(hp) = &v.host_path {
@@ -229,13 +230,13 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
                 ),
             }
         }
-        if let Some(pvc) = &v.persistent_volume_claim {
-            if pvc.claim_name.is_empty() {
-                o.err(
-                    format!("{p}.persistentVolumeClaim.claimName"),
-                    "claimName is required",
-                );
-            }
+        if let Some(pvc) = &v.persistent_volume_claim
+            && pvc.claim_name.is_empty()
+        {
+            o.err(
+                format!("{p}.persistentVolumeClaim.claimName"),
+                "claimName is required",
+            );
         }
     }
     // containers
