@@ -119,3 +119,49 @@ fn ensure_kubernetes_validate() {
         tried.join("\n")
     );
 }
+
+/// The schema `berth schema` prints accepts every example (Volume included)
+/// and rejects a wrong one; checked with Python's `jsonschema` (a dependency
+/// of kubernetes-validate, so present wherever that test runs).
+#[test]
+fn examples_match_the_json_schema() {
+    if std::env::var("BERTH_SKIP_KUBEVALIDATE").is_ok_and(|v| v == "1") {
+        eprintln!("skipped: BERTH_SKIP_KUBEVALIDATE=1");
+        return;
+    }
+    ensure_kubernetes_validate();
+    const SCRIPT: &str = r#"
+import json, sys, yaml
+from jsonschema import Draft202012Validator
+v = Draft202012Validator(json.load(sys.stdin))
+bad = 0
+for f in sys.argv[1:]:
+    for d in yaml.safe_load_all(open(f)):
+        for e in v.iter_errors(d):
+            print(f"{f}: {d.get('kind')}: {e.message}"); bad += 1
+wrong = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
+         "spec": {"containers": [{"name": "a", "image": "b", "ports": [{"containerPort": "http"}]}]}}
+if not list(v.iter_errors(wrong)):
+    print("schema accepted a Pod with a string containerPort"); bad += 1
+sys.exit(1 if bad else 0)
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .args(example_files())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let schema = serde_json::to_vec(&berth_spec::json_schema()).unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &schema).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "schema check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
