@@ -11,6 +11,7 @@ use crate::quantity;
 mod container;
 mod service;
 mod set;
+pub mod unsupported;
 mod workload;
 
 /// Rules across objects (files): see [`set::set`].

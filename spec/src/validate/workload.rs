@@ -115,6 +115,7 @@ pub(crate) fn deployment(o: &mut Out, name: Option<&str>, d: &Deployment) {
 }
 
 pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
+    super::unsupported::pod_spec(o, base, s);
     match s.restart_policy.as_deref() {
         None | Some("Always") | Some("OnFailure") | Some("Never") => {}
         Some(x) => o.err(

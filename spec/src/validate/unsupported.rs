@@ -1,0 +1,231 @@
+//! Valid Kubernetes that berth cannot honour on its single host: a clear
+//! per-object error instead of silently different behaviour (DESIGN.md,
+//! "Kinds and API versions"). Pure scheduling preferences that cannot change
+//! the outcome on one host (preferred affinities) are warnings; tolerations,
+//! priorities and spread constraints are accepted silently.
+
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+
+use super::{Out, key_path};
+
+/// `kubernetes.io/arch` of the host berth runs on (the architecture it was built for).
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+fn unsupported(o: &mut Out, path: String, what: &str) {
+    o.err(path, format!("{what} is not supported by berth"));
+}
+
+pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
+    for (field, on) in [
+        ("hostPID", s.host_pid),
+        ("hostIPC", s.host_ipc),
+        ("shareProcessNamespace", s.share_process_namespace),
+    ] {
+        if on == Some(true) {
+            unsupported(o, format!("{base}.{field}"), field);
+        }
+    }
+    if s.runtime_class_name
+        .as_deref()
+        .is_some_and(|r| !r.is_empty())
+    {
+        unsupported(o, format!("{base}.runtimeClassName"), "runtimeClassName");
+    }
+    if s.ephemeral_containers
+        .as_ref()
+        .is_some_and(|e| !e.is_empty())
+    {
+        unsupported(
+            o,
+            format!("{base}.ephemeralContainers"),
+            "ephemeralContainers",
+        );
+    }
+    if s.readiness_gates.as_ref().is_some_and(|g| !g.is_empty()) {
+        o.err(
+            format!("{base}.readinessGates"),
+            "readinessGates are not supported by berth (nothing would set the condition, so the pod would never be ready)",
+        );
+    }
+    if s.host_aliases.as_ref().is_some_and(|h| !h.is_empty()) {
+        unsupported(o, format!("{base}.hostAliases"), "hostAliases");
+    }
+    if s.dns_config.is_some() {
+        unsupported(o, format!("{base}.dnsConfig"), "dnsConfig");
+    }
+    match s.dns_policy.as_deref() {
+        None | Some("ClusterFirst") | Some("ClusterFirstWithHostNet") | Some("Default") => {}
+        Some("None") => unsupported(o, format!("{base}.dnsPolicy"), "dnsPolicy None"),
+        Some(x) => o.err(
+            format!("{base}.dnsPolicy"),
+            format!("{x:?} is not valid (ClusterFirst, ClusterFirstWithHostNet or Default)"),
+        ),
+    }
+    if let Some(os) = s.os.as_ref().filter(|os| os.name != "linux") {
+        o.err(
+            format!("{base}.os.name"),
+            format!("{:?} does not match this host (linux)", os.name),
+        );
+    }
+    for (k, v) in s.node_selector.iter().flatten() {
+        let path = key_path(&format!("{base}.nodeSelector"), k);
+        match k.as_str() {
+            "kubernetes.io/os" | "beta.kubernetes.io/os" => {
+                if v != "linux" {
+                    o.err(path, format!("{k}={v} does not match this host (linux)"));
+                }
+            }
+            "kubernetes.io/arch" | "beta.kubernetes.io/arch" => {
+                if v != host_arch() {
+                    o.err(
+                        path,
+                        format!("{k}={v} does not match this host ({})", host_arch()),
+                    );
+                }
+            }
+            // the host name is only known where berth runs; checked there
+            "kubernetes.io/hostname" => {}
+            _ => o.err(
+                path,
+                format!("berth's host has no label {k:?} (only kubernetes.io/hostname, kubernetes.io/os and kubernetes.io/arch)"),
+            ),
+        }
+    }
+    if let Some(a) = &s.affinity {
+        let p = format!("{base}.affinity");
+        let node_req = a.node_affinity.as_ref().is_some_and(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .is_some()
+        });
+        let pod_req = [
+            &a.pod_affinity
+                .as_ref()
+                .map(|p| &p.required_during_scheduling_ignored_during_execution),
+            &a.pod_anti_affinity
+                .as_ref()
+                .map(|p| &p.required_during_scheduling_ignored_during_execution),
+        ]
+        .iter()
+        .any(|r| r.is_some_and(|r| r.as_ref().is_some_and(|v| !v.is_empty())));
+        if node_req || pod_req {
+            o.err(
+                p,
+                "required (anti-)affinity is not supported by berth (one host; use nodeSelector with kubernetes.io/* labels)",
+            );
+        } else {
+            o.warn(p, "preferred affinities are ignored by berth (one host)");
+        }
+    }
+    if let Some(sc) = &s.security_context {
+        let p = format!("{base}.securityContext");
+        if sc.se_linux_options.is_some() {
+            unsupported(o, format!("{p}.seLinuxOptions"), "seLinuxOptions");
+        }
+        if sc.windows_options.is_some() {
+            unsupported(o, format!("{p}.windowsOptions"), "windowsOptions");
+        }
+        if sc.sysctls.as_ref().is_some_and(|s| !s.is_empty()) {
+            o.err(format!("{p}.sysctls"), "sysctls are not supported by berth");
+        }
+    }
+    for (i, c) in s.init_containers.iter().flatten().enumerate() {
+        let p = format!("{base}.initContainers[{i}]");
+        if c.restart_policy.is_some() {
+            unsupported(
+                o,
+                format!("{p}.restartPolicy"),
+                "restartPolicy on an init container (sidecar containers)",
+            );
+        }
+        container(o, &p, c);
+    }
+    for (i, c) in s.containers.iter().enumerate() {
+        let p = format!("{base}.containers[{i}]");
+        if c.restart_policy.is_some() {
+            unsupported(
+                o,
+                format!("{p}.restartPolicy"),
+                "restartPolicy on a container",
+            );
+        }
+        container(o, &p, c);
+    }
+}
+
+fn container(o: &mut Out, p: &str, c: &Container) {
+    if c.lifecycle.is_some() {
+        unsupported(
+            o,
+            format!("{p}.lifecycle"),
+            "lifecycle (postStart/preStop hooks)",
+        );
+    }
+    if let Some(sc) = &c.security_context {
+        let sp = format!("{p}.securityContext");
+        if sc.se_linux_options.is_some() {
+            unsupported(o, format!("{sp}.seLinuxOptions"), "seLinuxOptions");
+        }
+        if sc.windows_options.is_some() {
+            unsupported(o, format!("{sp}.windowsOptions"), "windowsOptions");
+        }
+        if sc.proc_mount.as_deref().is_some_and(|m| m != "Default") {
+            unsupported(o, format!("{sp}.procMount"), "procMount other than Default");
+        }
+    }
+    for (j, m) in c.volume_mounts.iter().flatten().enumerate() {
+        let mp = format!("{p}.volumeMounts[{j}]");
+        if m.mount_propagation.as_deref().is_some_and(|x| x != "None") {
+            unsupported(o, format!("{mp}.mountPropagation"), "mount propagation");
+        }
+        if m.sub_path_expr.as_deref().is_some_and(|x| !x.is_empty()) {
+            unsupported(o, format!("{mp}.subPathExpr"), "subPathExpr");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn node_selector_for_this_host() {
+        let mut s = PodSpec {
+            node_selector: Some(BTreeMap::from([
+                ("kubernetes.io/arch".to_string(), host_arch().to_string()),
+                ("kubernetes.io/os".to_string(), "linux".to_string()),
+                ("kubernetes.io/hostname".to_string(), "edge-1".to_string()),
+            ])),
+            ..Default::default()
+        };
+        let mut o = Out(Vec::new());
+        pod_spec(&mut o, "spec", &s);
+        assert!(o.0.is_empty(), "{:?}", o.0);
+        s.node_selector
+            .as_mut()
+            .unwrap()
+            .insert("kubernetes.io/arch".into(), "sparc".into());
+        pod_spec(&mut o, "spec", &s);
+        assert_eq!(o.0.len(), 1);
+        assert_eq!(
+            o.0[0].path.as_deref(),
+            Some("spec.nodeSelector[\"kubernetes.io/arch\"]")
+        );
+        assert_eq!(
+            o.0[0].message,
+            format!(
+                "kubernetes.io/arch=sparc does not match this host ({})",
+                host_arch()
+            )
+        );
+    }
+}
