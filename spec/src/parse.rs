@@ -27,6 +27,9 @@ pub const SUPPORTED: &str = "v1 Pod, apps/v1 Deployment, v1 Service, v1 ConfigMa
 /// and column), so the result is deterministic for a given text.
 pub fn parse_str(file: &str, text: &str) -> Parsed {
     let mut out = Parsed::default();
+    // editors on Windows may write a byte order mark; the YAML parser
+    // mistakes a document starting with one for a second document
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for doc in yaml::split_documents(text) {
         parse_document(file, &doc, &mut out);
     }

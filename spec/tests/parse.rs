@@ -265,3 +265,38 @@ fn list_items_keep_paths_and_lines() {
     assert_eq!(p.objects[0].location.line, 4);
     assert_eq!(p.objects[1].location.line, 15);
 }
+
+#[test]
+fn crlf_and_byte_order_mark() {
+    let text = "\u{feff}apiVersion: v1\r\nkind: Pod\r\nmetadata:\r\n  name: p\r\nspec:\r\n  containers:\r\n  - name: c\r\n    image: busybox:1\r\n    ports:\r\n    - containerPort: 0\r\n---\r\napiVersion: v1\r\nkind: ConfigMap\r\nmetadata: {name: c}\r\n";
+    let p = parse_str("w.yaml", text);
+    let d: Vec<String> = p.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        d,
+        [
+            "w.yaml:10:7: Pod \"p\": spec.containers[0].ports[0].containerPort: 0 is not a valid port (1-65535)"
+        ]
+    );
+    assert_eq!(p.objects.len(), 2);
+    assert_eq!(p.objects[1].location.line, 12);
+}
+
+#[test]
+fn type_errors_point_at_the_value() {
+    let p = parse_str(
+        "t.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {app: web}\nspec:\n  containers:\n  - name: c\n    image: busybox:1\n    ports:\n    - containerPort: http\n",
+    );
+    assert_eq!(
+        p.diagnostics[0].to_string(),
+        "t.yaml:11:22: Pod \"p\": spec.containers[0].ports[0].containerPort: invalid type: string \"http\", expected i32"
+    );
+    let p = parse_str(
+        "t.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {}\n",
+    );
+    assert_eq!(
+        p.diagnostics[0].to_string(),
+        "t.yaml:4:1: Pod \"p\": spec.containers: a pod needs at least one container"
+    );
+}

@@ -44,6 +44,7 @@ pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
         o.err("spec.ports", "a Service needs at least one port");
     }
     let mut seen = BTreeSet::new();
+    let mut names = BTreeSet::new();
     for (i, p) in ports.iter().enumerate() {
         let base = format!("spec.ports[{i}]");
         port(o, &format!("{base}.port"), p.port);
@@ -77,6 +78,17 @@ pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
                 format!("{base}.name"),
                 "ports must be named when a Service has more than one",
             );
+        }
+        if let Some(n) = p.name.as_deref().filter(|n| !n.is_empty()) {
+            if !is_dns1123_label(n) {
+                o.err(
+                    format!("{base}.name"),
+                    format!("{n:?} is not a valid port name (DNS-1123 label)"),
+                );
+            }
+            if !names.insert(n) {
+                o.err(format!("{base}.name"), format!("duplicate port name {n:?}"));
+            }
         }
         if !seen.insert((p.port, p.protocol.clone())) {
             o.err(format!("{base}.port"), format!("duplicate port {}", p.port));
