@@ -123,41 +123,113 @@ fn parse_one(
         });
         return;
     };
-    let typed = match k {
-        Known::Pod => read::<Pod>(doc, v, prefix, direct).map(|(o, u)| (Object::Pod(o.into()), u)),
-        Known::Deployment => read::<Deployment>(doc, v, prefix, direct)
-            .map(|(o, u)| (Object::Deployment(o.into()), u)),
-        Known::Service => {
-            read::<Service>(doc, v, prefix, direct).map(|(o, u)| (Object::Service(o.into()), u))
-        }
-        Known::ConfigMap => {
-            read::<ConfigMap>(doc, v, prefix, direct).map(|(o, u)| (Object::ConfigMap(o.into()), u))
-        }
-        Known::Secret => {
-            read::<Secret>(doc, v, prefix, direct).map(|(o, u)| (Object::Secret(o.into()), u))
-        }
-        Known::Volume => {
-            read::<Volume>(doc, v, prefix, direct).map(|(o, u)| (Object::Volume(o.into()), u))
-        }
-        Known::Pvc => read::<PersistentVolumeClaim>(doc, v, prefix, direct)
-            .map(|(o, u)| (Object::Volume(defaults::volume_from_pvc(o).into()), u)),
+    let locate = |p: &str| {
+        let (l, c) = yaml::locate(doc, &yaml::join_path(prefix, p));
+        loc(file, l, c)
     };
-    match typed {
-        Err(e) => out.diagnostics.push(Diagnostic {
-            severity: Severity::Error,
-            location: loc(file, e.line, e.column),
-            object: Some((k.kind(), name)),
-            path: e.path,
-            message: e.message,
-        }),
+    let first = match typed_object(k, doc, v, prefix, direct) {
         Ok((object, unknown)) => {
-            let locate = |p: &str| {
-                let (l, c) = yaml::locate(doc, &yaml::join_path(prefix, p));
-                loc(file, l, c)
-            };
-            finish(object, start, unknown, &locate, out);
+            finish(object, start, unknown, &locate, &[], true, out);
+            return;
+        }
+        Err(e) => e,
+    };
+    // serde stops at the first wrong field. To report every error, drop the
+    // offending field and read again (up to a limit); then run the rules on
+    // what remains, leaving out findings under the dropped fields. The object
+    // itself is not handed out: it is not what the file says.
+    let mut errors = vec![first];
+    let mut removed: Vec<String> = Vec::new();
+    let mut lenient = v.clone();
+    let mut recovered = None;
+    while errors.len() < MAX_TYPE_ERRORS {
+        let last = &errors[errors.len() - 1];
+        let Some(path) = last.path.clone() else { break };
+        if last.message.starts_with("missing field") || !yaml::remove_path(&mut lenient, &path) {
+            break;
+        }
+        removed.push(path);
+        match typed_object(k, doc, &lenient, prefix, false) {
+            Ok(o) => {
+                recovered = Some(o);
+                break;
+            }
+            Err(e) => {
+                // a required field we dropped ourselves is not the user's error
+                if e.message.starts_with("missing field") {
+                    let field = e.message.split('`').nth(1).unwrap_or_default();
+                    let full = yaml::join_path(e.path.as_deref().unwrap_or(""), field);
+                    if removed.contains(&full) {
+                        break;
+                    }
+                }
+                errors.push(e);
+            }
         }
     }
+    for mut e in errors {
+        let binary = matches!(k, Known::Secret)
+            && e.path.as_deref().is_some_and(|p| p.starts_with("data"))
+            || matches!(k, Known::ConfigMap)
+                && e.path
+                    .as_deref()
+                    .is_some_and(|p| p.starts_with("binaryData"));
+        if binary && !e.message.starts_with("invalid type") {
+            e.message = format!("not valid base64 ({})", e.message.trim_end_matches('.'));
+        }
+        out.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            location: loc(file, e.line, e.column),
+            object: Some((k.kind(), name.clone())),
+            path: e.path,
+            message: e.message,
+        });
+    }
+    if let Some((object, unknown)) = recovered {
+        finish(object, start, unknown, &locate, &removed, false, out);
+    }
+}
+
+/// At most this many type errors are reported for one object.
+const MAX_TYPE_ERRORS: usize = 20;
+
+fn typed_object(
+    k: Known,
+    doc: &Document<'_>,
+    v: &serde_json::Value,
+    prefix: &str,
+    direct: bool,
+) -> Result<(Object, Vec<String>), YamlError> {
+    Ok(match k {
+        Known::Pod => {
+            let (o, u) = read::<Pod>(doc, v, prefix, direct)?;
+            (Object::Pod(o.into()), u)
+        }
+        Known::Deployment => {
+            let (o, u) = read::<Deployment>(doc, v, prefix, direct)?;
+            (Object::Deployment(o.into()), u)
+        }
+        Known::Service => {
+            let (o, u) = read::<Service>(doc, v, prefix, direct)?;
+            (Object::Service(o.into()), u)
+        }
+        Known::ConfigMap => {
+            let (o, u) = read::<ConfigMap>(doc, v, prefix, direct)?;
+            (Object::ConfigMap(o.into()), u)
+        }
+        Known::Secret => {
+            let (o, u) = read::<Secret>(doc, v, prefix, direct)?;
+            (Object::Secret(o.into()), u)
+        }
+        Known::Volume => {
+            let (o, u) = read::<Volume>(doc, v, prefix, direct)?;
+            (Object::Volume(o.into()), u)
+        }
+        Known::Pvc => {
+            let (o, u) = read::<PersistentVolumeClaim>(doc, v, prefix, direct)?;
+            (Object::Volume(defaults::volume_from_pvc(o).into()), u)
+        }
+    })
 }
 
 fn read<T: DeserializeOwned>(
@@ -175,12 +247,16 @@ fn read<T: DeserializeOwned>(
 
 /// Unknown-field warnings, defaults, per-object validation; then the object
 /// joins the output (also when it has errors: tools may still want it, and
-/// [`Parsed::has_errors`] tells sources to refuse the file).
+/// [`Parsed::has_errors`] tells sources to refuse the file). Findings under
+/// the `skip` paths are left out; `emit: false` reports without handing the
+/// object out (used after type errors).
 fn finish(
     mut object: Object,
     start: Location,
     unknown: Vec<String>,
     locate: &dyn Fn(&str) -> Location,
+    skip: &[String],
+    emit: bool,
     out: &mut Parsed,
 ) {
     let kind = object.kind();
@@ -195,7 +271,17 @@ fn finish(
         });
     }
     defaults::apply(&mut object);
+    let under = |p: &str, r: &str| {
+        p.strip_prefix(r)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
     for p in validate::object(&object) {
+        if p.path
+            .as_deref()
+            .is_some_and(|path| skip.iter().any(|r| under(path, r)))
+        {
+            continue;
+        }
         out.diagnostics.push(Diagnostic {
             severity: p.severity,
             location: p
@@ -208,10 +294,12 @@ fn finish(
             message: p.message,
         });
     }
-    out.objects.push(Sourced {
-        object,
-        location: start,
-    });
+    if emit {
+        out.objects.push(Sourced {
+            object,
+            location: start,
+        });
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -306,6 +306,31 @@ pub fn locate(doc: &Document<'_>, path: &str) -> (usize, usize) {
     best
 }
 
+/// Remove the field at `path` (`spec.containers[0].ports[1].containerPort`)
+/// from `v`. Only a mapping key can be removed (removing a sequence item
+/// would renumber its siblings); returns whether something was removed.
+pub fn remove_path(v: &mut serde_json::Value, path: &str) -> bool {
+    let segs = segments(path);
+    let Some((last, parents)) = segs.split_last() else {
+        return false;
+    };
+    let mut cur = v;
+    for s in parents {
+        let next = match s {
+            Seg::Key(k) => cur.get_mut(*k),
+            Seg::Index(i) => cur.get_mut(*i),
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return false,
+        }
+    }
+    match (last, cur.as_object_mut()) {
+        (Seg::Key(k), Some(m)) => m.remove(*k).is_some(),
+        _ => false,
+    }
+}
+
 enum Seg<'a> {
     Key(&'a str),
     Index(usize),
