@@ -19,7 +19,7 @@ pub mod diag;
 pub mod object;
 mod parse;
 pub mod quantity;
-mod schema;
+pub(crate) mod schema;
 pub mod validate;
 pub mod volume;
 mod yaml;

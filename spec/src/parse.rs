@@ -127,6 +127,15 @@ fn parse_one(
         let (l, c) = yaml::locate(doc, &yaml::join_path(prefix, p));
         loc(file, l, c)
     };
+    for (path, val) in crate::schema::unquoted_strings(k.schema_name(), v) {
+        out.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            location: locate(&path),
+            object: Some((k.kind(), name.clone())),
+            path: Some(path),
+            message: format!("{val} must be a string for Kubernetes: quote it (\"{val}\")"),
+        });
+    }
     let first = match typed_object(k, doc, v, prefix, direct) {
         Ok((object, unknown)) => {
             finish(object, start, unknown, &locate, &[], true, out);
@@ -314,6 +323,19 @@ enum Known {
 }
 
 impl Known {
+    /// Name of the kind's definition in the JSON Schema (`berth.NAME`).
+    fn schema_name(self) -> &'static str {
+        match self {
+            Known::Pod => "Pod",
+            Known::Deployment => "Deployment",
+            Known::Service => "Service",
+            Known::ConfigMap => "ConfigMap",
+            Known::Secret => "Secret",
+            Known::Volume => "Volume",
+            Known::Pvc => "PersistentVolumeClaim",
+        }
+    }
+
     fn kind(self) -> Kind {
         match self {
             Known::Pod => Kind::Pod,

@@ -69,3 +69,86 @@ pub fn json_schema() -> Value {
         "$defs": defs
     })
 }
+
+/// The schema, built once (schemars generation takes milliseconds).
+fn cached() -> &'static Value {
+    static SCHEMA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(json_schema)
+}
+
+/// Paths (`spec.containers[0].env[1].value`) where `v`, a manifest of `kind`
+/// read loosely from YAML, has a number or boolean where Kubernetes wants a
+/// string. The YAML library hands `8080` to a string field as "8080", but
+/// kube-apiserver rejects it, so berth does too (manifests must stay valid
+/// Kubernetes). Int-or-string fields (ports, quantities) are untyped in the
+/// schema and never reported.
+pub(crate) fn unquoted_strings(kind: &str, v: &Value) -> Vec<(String, String)> {
+    let schema = cached();
+    let mut out = Vec::new();
+    let Some(node) = schema["$defs"].get(format!("berth.{kind}")) else {
+        return out;
+    };
+    walk(schema, node, v, String::new(), &mut out, 0);
+    out
+}
+
+fn walk<'s>(
+    root: &'s Value,
+    mut node: &'s Value,
+    v: &Value,
+    path: String,
+    out: &mut Vec<(String, String)>,
+    depth: usize,
+) {
+    if depth > 64 {
+        return;
+    }
+    // follow references and the `anyOf: [T, null]` that Option<T> becomes
+    for _ in 0..16 {
+        if let Some(r) = node.get("$ref").and_then(Value::as_str) {
+            match r
+                .strip_prefix("#/$defs/")
+                .and_then(|name| root["$defs"].get(name))
+            {
+                Some(n) => node = n,
+                None => return,
+            }
+        } else if let Some(alts) = node.get("anyOf").and_then(Value::as_array) {
+            match alts.iter().find(|a| a.get("type") != Some(&json!("null"))) {
+                Some(n) => node = n,
+                None => return,
+            }
+        } else {
+            break;
+        }
+    }
+    let wants_string = match node.get("type") {
+        Some(Value::String(t)) => t == "string",
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+        _ => false,
+    };
+    match v {
+        Value::Number(_) | Value::Bool(_) if wants_string => out.push((path, v.to_string())),
+        Value::Object(m) => {
+            for (k, child) in m {
+                let sub = node
+                    .get("properties")
+                    .and_then(|p| p.get(k))
+                    .or_else(|| node.get("additionalProperties").filter(|a| a.is_object()));
+                if let Some(sub) = sub {
+                    let p = crate::validate::key_path(&path, k);
+                    let p = p.strip_prefix('.').map(str::to_string).unwrap_or(p);
+                    walk(root, sub, child, p, out, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = node.get("items") {
+                for (i, child) in items.iter().enumerate() {
+                    walk(root, sub, child, format!("{path}[{i}]"), out, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
