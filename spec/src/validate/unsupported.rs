@@ -6,7 +6,7 @@
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 
-use super::{Out, key_path};
+use super::Out;
 
 /// `kubernetes.io/arch` of the host berth runs on (the architecture it was built for).
 pub fn host_arch() -> &'static str {
@@ -75,30 +75,10 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
             format!("{:?} does not match this host (linux)", os.name),
         );
     }
-    for (k, v) in s.node_selector.iter().flatten() {
-        let path = key_path(&format!("{base}.nodeSelector"), k);
-        match k.as_str() {
-            "kubernetes.io/os" | "beta.kubernetes.io/os" => {
-                if v != "linux" {
-                    o.err(path, format!("{k}={v} does not match this host (linux)"));
-                }
-            }
-            "kubernetes.io/arch" | "beta.kubernetes.io/arch" => {
-                if v != host_arch() {
-                    o.err(
-                        path,
-                        format!("{k}={v} does not match this host ({})", host_arch()),
-                    );
-                }
-            }
-            // the host name is only known where berth runs; checked there
-            "kubernetes.io/hostname" => {}
-            _ => o.err(
-                path,
-                format!("berth's host has no label {k:?} (only kubernetes.io/hostname, kubernetes.io/os and kubernetes.io/arch)"),
-            ),
-        }
-    }
+    // nodeSelector is not validated here: whether it matches depends on the
+    // host (--node-name, --node-labels), and a pod for another host in a shared
+    // repository is "not scheduled here", never an error (issue 8, fleets).
+
     if let Some(a) = &s.affinity {
         let p = format!("{base}.affinity");
         let node_req = a.node_affinity.as_ref().is_some_and(|n| {
@@ -197,35 +177,19 @@ mod tests {
 
     use super::*;
 
+    // Regression: a nodeSelector for another host (or arch) is not an error:
+    // one repository drives many hosts; the agent leaves such pods out (issue 8).
     #[test]
-    fn node_selector_for_this_host() {
-        let mut s = PodSpec {
+    fn node_selector_for_another_host_is_not_an_error() {
+        let s = PodSpec {
             node_selector: Some(BTreeMap::from([
-                ("kubernetes.io/arch".to_string(), host_arch().to_string()),
-                ("kubernetes.io/os".to_string(), "linux".to_string()),
-                ("kubernetes.io/hostname".to_string(), "edge-1".to_string()),
+                ("kubernetes.io/arch".to_string(), "sparc".to_string()),
+                ("site".to_string(), "north".to_string()),
             ])),
             ..Default::default()
         };
         let mut o = Out(Vec::new());
         pod_spec(&mut o, "spec", &s);
         assert!(o.0.is_empty(), "{:?}", o.0);
-        s.node_selector
-            .as_mut()
-            .unwrap()
-            .insert("kubernetes.io/arch".into(), "sparc".into());
-        pod_spec(&mut o, "spec", &s);
-        assert_eq!(o.0.len(), 1);
-        assert_eq!(
-            o.0[0].path.as_deref(),
-            Some("spec.nodeSelector[\"kubernetes.io/arch\"]")
-        );
-        assert_eq!(
-            o.0[0].message,
-            format!(
-                "kubernetes.io/arch=sparc does not match this host ({})",
-                host_arch()
-            )
-        );
     }
 }
