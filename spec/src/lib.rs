@@ -11,6 +11,25 @@
 //! Kubernetes defaults, validate single objects and whole sets, and print JSON
 //! Schema. What it deliberately doesn't: any I/O beyond the text handed in, and
 //! no tokio. The YAML library (`serde_norway`) is named only in `yaml`.
+//!
+//! Decisions a user can see:
+//! - Unknown fields are warnings; everything else found is an error, and every
+//!   error is reported (several type errors in one object included).
+//! - Valid Kubernetes that berth cannot honour on one host (`hostPID`,
+//!   `dnsConfig`, volume types other than emptyDir/hostPath/configMap/secret/
+//!   persistentVolumeClaim, strategies other than RollingUpdate/Recreate,
+//!   LoadBalancer/ExternalName Services, headless Services (`clusterIP: None`,
+//!   not implemented by `net`), ...) is an error saying so
+//!   ([`validate::unsupported`]).
+//! - Numbers and booleans where Kubernetes wants a string (`value: 8080`) are
+//!   errors, so berth manifests stay valid Kubernetes.
+//! - A Service without a selector is a warning (berth has no manual Endpoints).
+//! - A PersistentVolumeClaim becomes a [`Volume`] with the same metadata,
+//!   `spec.size` from `resources.requests.storage`, and reclaim policy
+//!   `Retain` unless the annotation `berth.dev/reclaim-policy: Delete`
+//!   ([`defaults::RECLAIM_ANNOTATION`]).
+//! - YAML merge keys (`<<: *anchor`) are applied; a leading byte order mark
+//!   is ignored.
 
 pub use k8s_openapi;
 

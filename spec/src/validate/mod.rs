@@ -1,8 +1,9 @@
 //! Validation rules. Each finding names the field path; the parser turns the
 //! path into a file:line. Rules across objects are in [`set`].
 //!
-//! One file per concern: [`workload`] (Deployment and pod specs), [`container`]
-//! (containers, resources, probes), [`service`], [`set`] (across objects).
+//! One file per concern: `workload` (Deployment and pod specs), `container`
+//! (containers, resources, probes), `service`, `set` (across objects),
+//! [`unsupported`] (valid Kubernetes berth cannot honour).
 
 use crate::diag::{Diagnostic, Severity};
 use crate::object::{Object, Sourced};
@@ -14,7 +15,9 @@ mod set;
 pub mod unsupported;
 mod workload;
 
-/// Rules across objects (files): see [`set::set`].
+/// Rules across objects (files): the same object defined twice, ClusterIP and
+/// NodePort conflicts, references to ConfigMaps/Secrets/Volumes not in the set
+/// (warnings: they may arrive later).
 pub fn set(objects: &[Sourced]) -> Vec<Diagnostic> {
     set::set(objects)
 }
