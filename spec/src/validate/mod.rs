@@ -164,13 +164,8 @@ pub fn object(obj: &Object) -> Vec<Problem> {
         }
         Object::Volume(v) => {
             check_name(&mut o, m.name.as_deref(), false);
-            if let Some(sz) = &v.spec.size
-                && !quantity::is_valid(sz)
-            {
-                o.err(
-                    "spec.size",
-                    format!("{sz:?} is not a valid quantity (e.g. 1Gi)"),
-                );
+            if let Some(Err(e)) = v.spec.size.as_deref().map(quantity::parse_bytes) {
+                o.err("spec.size", e.to_string());
             }
         }
     }

@@ -193,13 +193,8 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
             o.err(&p, "a volume may have only one source");
         }
         if let Some(ed) = &v.empty_dir {
-            if let Some(q) = &ed.size_limit
-                && !quantity::is_valid(&q.0)
-            {
-                o.err(
-                    format!("{p}.emptyDir.sizeLimit"),
-                    format!("{:?} is not a valid quantity", q.0),
-                );
+            if let Some(Err(e)) = ed.size_limit.as_ref().map(|q| quantity::parse_bytes(&q.0)) {
+                o.err(format!("{p}.emptyDir.sizeLimit"), e.to_string());
             }
             if let Some(m) = ed.medium.as_deref()
                 && !m.is_empty()
