@@ -88,7 +88,7 @@ fn parse(s: &str) -> Result<Exact, QuantityError> {
     // digits[.digits]
     let mut digits: u128 = 0;
     let mut seen = 0usize;
-    let mut push = |d: u8, digits: &mut u128| -> Result<(), QuantityError> {
+    let push = |d: u8, digits: &mut u128| -> Result<(), QuantityError> {
         *digits = digits
             .checked_mul(10)
             .and_then(|v| v.checked_add(u128::from(d - b'0')))
