@@ -49,13 +49,11 @@ pub(crate) fn container(
             cp.protocol.as_deref(),
         );
         if let Some(n) = cp.name.as_deref()
-            && (n.is_empty() || n.len() > 15 || !is_dns1123_label(n))
+            && !super::is_port_name(n)
         {
             o.err(
                 format!("{p}.ports[{j}].name"),
-                format!(
-                    "{n:?} is not a valid port name (at most 15 lowercase alphanumerics and '-')"
-                ),
+                format!("{n:?} is not a valid port name ({})", super::PORT_NAME_RULE),
             );
         }
     }

@@ -77,21 +77,47 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
-pub(crate) fn check_name(o: &mut Out, name: Option<&str>, label: bool) {
+/// How a kind's `metadata.name` is checked.
+#[derive(Clone, Copy)]
+pub(crate) enum NameRule {
+    /// Most kinds.
+    Subdomain,
+    /// Services: a DNS-1035 label (starts with a letter), as kube-apiserver requires.
+    Dns1035,
+}
+
+/// DNS-1035 label: a DNS-1123 label that starts with a letter.
+pub fn is_dns1035_label(s: &str) -> bool {
+    is_dns1123_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+/// IANA service name, as Kubernetes requires for named ports: at most 15
+/// lowercase alphanumerics and '-', at least one letter, no "--".
+pub fn is_port_name(n: &str) -> bool {
+    n.len() <= 15
+        && is_dns1123_label(n)
+        && n.bytes().any(|b| b.is_ascii_lowercase())
+        && !n.contains("--")
+}
+
+pub(crate) const PORT_NAME_RULE: &str =
+    "at most 15 lowercase letters, digits and '-', with at least one letter and no \"--\"";
+
+pub(crate) fn check_name(o: &mut Out, name: Option<&str>, rule: NameRule) {
     match name {
         None | Some("") => o.err("metadata.name", "name is required"),
         Some(n) => {
-            let ok = if label {
-                is_dns1123_label(n)
-            } else {
-                is_dns1123_subdomain(n)
+            let (ok, what) = match rule {
+                NameRule::Subdomain => (
+                    is_dns1123_subdomain(n),
+                    "a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)",
+                ),
+                NameRule::Dns1035 => (
+                    is_dns1035_label(n),
+                    "a DNS-1035 label (lowercase letters, digits and '-', starting with a letter and ending with a letter or digit, at most 63 characters)",
+                ),
             };
             if !ok {
-                let what = if label {
-                    "a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"
-                } else {
-                    "a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)"
-                };
                 o.err(
                     "metadata.name",
                     format!("{n:?} is not a valid name: must be {what}"),
@@ -124,9 +150,17 @@ pub fn object(obj: &Object) -> Vec<Problem> {
             o.err(key_path("metadata.labels", k), format!("{v:?} is not a valid label value (at most 63 characters: alphanumerics, '-', '_', '.')"));
         }
     }
+    for k in m.annotations.iter().flatten().map(|(k, _)| k) {
+        if !valid_label_key(k) {
+            o.err(
+                key_path("metadata.annotations", k),
+                format!("{k:?} is not a valid annotation key"),
+            );
+        }
+    }
     match obj {
         Object::Pod(p) => {
-            check_name(&mut o, m.name.as_deref(), false);
+            check_name(&mut o, m.name.as_deref(), NameRule::Subdomain);
             match &p.spec {
                 Some(s) => workload::pod_spec(&mut o, "spec", s),
                 None => o.err("spec", "a Pod needs a spec"),
@@ -135,7 +169,7 @@ pub fn object(obj: &Object) -> Vec<Problem> {
         Object::Deployment(d) => workload::deployment(&mut o, m.name.as_deref(), d),
         Object::Service(svc) => service::service(&mut o, m.name.as_deref(), svc),
         Object::ConfigMap(c) => {
-            check_name(&mut o, m.name.as_deref(), false);
+            check_name(&mut o, m.name.as_deref(), NameRule::Subdomain);
             for k in c
                 .data
                 .iter()
@@ -152,7 +186,7 @@ pub fn object(obj: &Object) -> Vec<Problem> {
             }
         }
         Object::Secret(s) => {
-            check_name(&mut o, m.name.as_deref(), false);
+            check_name(&mut o, m.name.as_deref(), NameRule::Subdomain);
             for k in s.data.iter().flatten().map(|(k, _)| k) {
                 if !valid_config_key(k) {
                     o.err(
@@ -163,7 +197,7 @@ pub fn object(obj: &Object) -> Vec<Problem> {
             }
         }
         Object::Volume(v) => {
-            check_name(&mut o, m.name.as_deref(), false);
+            check_name(&mut o, m.name.as_deref(), NameRule::Subdomain);
             if let Some(Err(e)) = v.spec.size.as_deref().map(quantity::parse_bytes) {
                 o.err("spec.size", e.to_string());
             }
@@ -224,6 +258,13 @@ mod tests {
         assert!(!is_dns1123_label(&"a".repeat(64)));
         assert!(is_dns1123_subdomain("a.b-c"));
         assert!(!is_dns1123_subdomain("a..b"));
+        assert!(is_dns1035_label("web-1"));
+        assert!(!is_dns1035_label("1web"));
+        assert!(is_port_name("http"));
+        assert!(is_port_name("h2c-80"));
+        assert!(!is_port_name("8080"));
+        assert!(!is_port_name("a--b"));
+        assert!(!is_port_name("abcdefghijklmnop"));
     }
 
     #[test]

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Out, check_name, is_dns1123_label, port, protocol};
+use super::{Out, check_name, is_dns1123_label, is_port_name, port, protocol};
 
 pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
-    check_name(o, name, true);
+    check_name(o, name, super::NameRule::Dns1035);
     let Some(s) = &svc.spec else {
         o.err("spec", "a Service needs a spec");
         return;
@@ -55,7 +55,7 @@ pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
             }
             Some(IntOrString::String(n)) if !is_port_name(n) => o.err(
                 format!("{base}.targetPort"),
-                format!("{n:?} is not a valid port name (at most 15 lowercase alphanumerics and '-', with a letter)"),
+                format!("{n:?} is not a valid port name ({})", super::PORT_NAME_RULE),
             ),
             _ => {}
         }
@@ -83,7 +83,7 @@ pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
             if !is_dns1123_label(n) {
                 o.err(
                     format!("{base}.name"),
-                    format!("{n:?} is not a valid port name (DNS-1123 label)"),
+                    format!("{n:?} is not a valid Service port name (DNS-1123 label)"),
                 );
             }
             if !names.insert(n) {
@@ -94,12 +94,4 @@ pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
             o.err(format!("{base}.port"), format!("duplicate port {}", p.port));
         }
     }
-}
-
-/// IANA service name, as Kubernetes requires for named ports.
-fn is_port_name(n: &str) -> bool {
-    n.len() <= 15
-        && is_dns1123_label(n)
-        && n.bytes().any(|b| b.is_ascii_lowercase())
-        && !n.contains("--")
 }

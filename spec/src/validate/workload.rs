@@ -12,7 +12,7 @@ use super::{Out, check_name, is_dns1123_label};
 use crate::quantity;
 
 pub(crate) fn deployment(o: &mut Out, name: Option<&str>, d: &Deployment) {
-    check_name(o, name, false);
+    check_name(o, name, super::NameRule::Subdomain);
     let s = &d.spec;
     if s.replicas.is_some_and(|r| r < 0) {
         o.err("spec.replicas", "must be >= 0");
