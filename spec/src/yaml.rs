@@ -97,9 +97,19 @@ fn translate(e: &serde_norway::Error, doc: &Document<'_>) -> YamlError {
         .map(|l| (l.line() + doc.first_line - 1, l.column()))
         .unwrap_or((doc.first_line, 1));
     let mut msg = e.to_string();
-    // serde_norway appends " at line L column C"; berth prints its own location
-    if let Some(i) = msg.rfind(" at line ") {
-        msg.truncate(i);
+    // serde_norway writes " at line L column C" (relative to the document) for
+    // the error's own position, which berth prints in front, and libyaml adds
+    // the position of the enclosing construct ("while parsing a block mapping
+    // at line ..."), which is worth keeping in file lines
+    msg = shift_positions(&msg, doc.first_line - 1, (line, column));
+    let tab = doc
+        .text
+        .lines()
+        .nth(line.saturating_sub(doc.first_line))
+        .and_then(|l| l.chars().nth(column.saturating_sub(1)))
+        == Some('\t');
+    if tab {
+        msg.push_str(" (a tab: YAML is indented with spaces)");
     }
     // and prefixes "path: " when it has a field path
     let (path, message) = match msg.split_once(": ") {
@@ -114,6 +124,43 @@ fn translate(e: &serde_norway::Error, doc: &Document<'_>) -> YamlError {
         path,
         message,
     }
+}
+
+/// Rewrite " at line L column C" in a libyaml message to file lines; drop
+/// the one equal to `at` (the diagnostic's own location).
+fn shift_positions(msg: &str, offset: usize, at: (usize, usize)) -> String {
+    const MARK: &str = " at line ";
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(MARK) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + MARK.len()..];
+        let line_end = tail
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let parsed = tail[..line_end].parse::<usize>().ok().and_then(|l| {
+            let after = tail[line_end..].strip_prefix(" column ")?;
+            let col_end = after
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(after.len());
+            let c = after[..col_end].parse::<usize>().ok()?;
+            Some((l + offset, c, &after[col_end..]))
+        });
+        match parsed {
+            Some((l, c, after)) => {
+                if (l, c) != at {
+                    out.push_str(&format!("{MARK}{l} column {c}"));
+                }
+                rest = after;
+            }
+            None => {
+                out.push_str(MARK);
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A document read loosely: for `kind`/`apiVersion`, and for the items of a `List`.
@@ -384,6 +431,23 @@ mod tests {
         assert_eq!(d[2].first_line, 8);
         assert!(split_documents("").is_empty());
         assert!(split_documents("---\n---\n").is_empty());
+    }
+
+    #[test]
+    fn positions_in_messages_are_file_lines() {
+        assert_eq!(
+            shift_positions(
+                "did not find expected key at line 8 column 4, while parsing a block mapping",
+                10,
+                (18, 4)
+            ),
+            "did not find expected key, while parsing a block mapping"
+        );
+        assert_eq!(
+            shift_positions("x at line 2 column 3 y", 10, (1, 1)),
+            "x at line 12 column 3 y"
+        );
+        assert_eq!(shift_positions("at line x", 1, (1, 1)), "at line x");
     }
 
     #[test]
