@@ -57,6 +57,7 @@ pub(crate) fn container(
             );
         }
     }
+    env(o, p, c);
     if let Some(r) = &c.resources {
         resources(o, &format!("{p}.resources"), r);
     }
@@ -233,5 +234,109 @@ fn probe(o: &mut Out, p: &str, pr: &Probe, name: &str, c: &Container) {
             format!("{p}.successThreshold"),
             "must be 1 for liveness and startup probes",
         );
+    }
+}
+
+/// The `fieldRef` paths berth fills in (the reconciler's list).
+const FIELD_PATHS: &str = "metadata.name, metadata.namespace, metadata.uid, metadata.labels['KEY'], metadata.annotations['KEY'], spec.nodeName, spec.serviceAccountName, status.podIP, status.podIPs, status.hostIP, status.hostIPs";
+
+fn field_path_supported(f: &str) -> bool {
+    let keyed = |prefix: &str| {
+        f.strip_prefix(prefix)
+            .and_then(|r| r.strip_prefix("['"))
+            .and_then(|r| r.strip_suffix("']"))
+            .is_some_and(|k| !k.is_empty())
+    };
+    matches!(
+        f,
+        "metadata.name"
+            | "metadata.namespace"
+            | "metadata.uid"
+            | "spec.nodeName"
+            | "spec.serviceAccountName"
+            | "status.podIP"
+            | "status.podIPs"
+            | "status.hostIP"
+            | "status.hostIPs"
+    ) || keyed("metadata.labels")
+        || keyed("metadata.annotations")
+}
+
+fn env(o: &mut Out, p: &str, c: &Container) {
+    for (j, e) in c.env.iter().flatten().enumerate() {
+        let ep = format!("{p}.env[{j}]");
+        if e.name.is_empty() || e.name.contains('=') || e.name.chars().any(|ch| ch.is_control()) {
+            o.err(
+                format!("{ep}.name"),
+                format!(
+                    "{:?} is not a valid environment variable name (printable, without '=')",
+                    e.name
+                ),
+            );
+        }
+        let Some(vf) = &e.value_from else { continue };
+        if e.value.as_deref().is_some_and(|v| !v.is_empty()) {
+            o.err(
+                format!("{ep}.valueFrom"),
+                "may not be set together with a non-empty value",
+            );
+        }
+        let sources = [
+            vf.config_map_key_ref.is_some(),
+            vf.secret_key_ref.is_some(),
+            vf.field_ref.is_some(),
+            vf.resource_field_ref.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if sources != 1 {
+            o.err(
+                format!("{ep}.valueFrom"),
+                "needs exactly one of configMapKeyRef, secretKeyRef or fieldRef",
+            );
+        }
+        if vf.resource_field_ref.is_some() {
+            o.err(
+                format!("{ep}.valueFrom.resourceFieldRef"),
+                "resourceFieldRef is not supported by berth",
+            );
+        }
+        if let Some(f) = &vf.field_ref
+            && !field_path_supported(&f.field_path)
+        {
+            o.err(
+                format!("{ep}.valueFrom.fieldRef.fieldPath"),
+                format!("{:?} is not supported (one of {FIELD_PATHS})", f.field_path),
+            );
+        }
+        for (what, name, key) in [
+            (
+                "configMapKeyRef",
+                vf.config_map_key_ref.as_ref().map(|r| r.name.as_str()),
+                vf.config_map_key_ref.as_ref().map(|r| r.key.as_str()),
+            ),
+            (
+                "secretKeyRef",
+                vf.secret_key_ref.as_ref().map(|r| r.name.as_str()),
+                vf.secret_key_ref.as_ref().map(|r| r.key.as_str()),
+            ),
+        ] {
+            if name == Some("") {
+                o.err(format!("{ep}.valueFrom.{what}.name"), "name is required");
+            }
+            if key == Some("") {
+                o.err(format!("{ep}.valueFrom.{what}.key"), "key is required");
+            }
+        }
+    }
+    for (j, e) in c.env_from.iter().flatten().enumerate() {
+        let n = usize::from(e.config_map_ref.is_some()) + usize::from(e.secret_ref.is_some());
+        if n != 1 {
+            o.err(
+                format!("{p}.envFrom[{j}]"),
+                "needs exactly one of configMapRef or secretRef",
+            );
+        }
     }
 }
