@@ -46,7 +46,7 @@ fn loc(file: &str, line: usize, column: usize) -> Location {
 }
 
 fn parse_document(file: &str, doc: &Document<'_>, out: &mut Parsed) {
-    let loose = match yaml::value(doc) {
+    let mut loose = match yaml::value(doc) {
         Ok(v) => v,
         Err(e) => {
             out.diagnostics.push(Diagnostic {
@@ -62,6 +62,7 @@ fn parse_document(file: &str, doc: &Document<'_>, out: &mut Parsed) {
     if loose.value.is_null() {
         return;
     }
+    let octal = octal_modes(&mut loose.value);
     let start = loc(file, doc.content_line(), 1);
     if loose.value.get("kind").and_then(|k| k.as_str()) == Some("List") {
         let Some(items) = loose.value.get("items").and_then(|i| i.as_array()) else {
@@ -82,7 +83,15 @@ fn parse_document(file: &str, doc: &Document<'_>, out: &mut Parsed) {
         }
         return;
     }
-    parse_one(file, doc, "", start, &loose.value, !loose.merged, out);
+    parse_one(
+        file,
+        doc,
+        "",
+        start,
+        &loose.value,
+        !loose.merged && !octal,
+        out,
+    );
 }
 
 /// One object: a whole document (`prefix` empty) or a List item.
@@ -392,5 +401,35 @@ fn unknown_kind_message(api: &str, kind: &str, name: &str) -> String {
         format!("missing apiVersion for kind {kind}{what} (supported: {SUPPORTED})")
     } else {
         format!("unsupported kind {kind} in apiVersion {api}{what} (supported: {SUPPORTED})")
+    }
+}
+
+/// File modes written the YAML 1.1 way, as Kubernetes reads them:
+/// `defaultMode: 0644` is octal 420. The YAML 1.2 library reads `0644` as a
+/// string, so such values are converted in the loose value (and the typed
+/// pass then reads from it). Returns whether anything was converted.
+fn octal_modes(v: &mut serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut changed = false;
+            for (k, child) in m.iter_mut() {
+                if k == "defaultMode" || k == "mode" {
+                    if let Some(n) = child
+                        .as_str()
+                        .and_then(|t| t.strip_prefix('0'))
+                        .filter(|t| !t.is_empty() && t.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+                        .and_then(|t| i64::from_str_radix(t, 8).ok())
+                    {
+                        *child = serde_json::Value::from(n);
+                        changed = true;
+                        continue;
+                    }
+                }
+                changed |= octal_modes(child);
+            }
+            changed
+        }
+        serde_json::Value::Array(a) => a.iter_mut().fold(false, |c, x| octal_modes(x) | c),
+        _ => false,
     }
 }

@@ -300,3 +300,21 @@ fn type_errors_point_at_the_value() {
         "t.yaml:4:1: Pod \"p\": spec.containers: a pod needs at least one container"
     );
 }
+
+#[test]
+fn yaml_1_1_octal_file_modes() {
+    let p = parse_str(
+        "o.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: busybox:1}]\n  volumes:\n  - name: s\n    secret: {secretName: s, defaultMode: 0640, items: [{key: a, path: a, mode: 0400}]}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {a: b}\n",
+    );
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    let Object::Pod(pod) = &p.objects[0].object else {
+        panic!()
+    };
+    let sec = pod.spec.as_ref().unwrap().volumes.as_ref().unwrap()[0]
+        .secret
+        .as_ref()
+        .unwrap();
+    assert_eq!(sec.default_mode, Some(0o640));
+    assert_eq!(sec.items.as_ref().unwrap()[0].mode, Some(0o400));
+}

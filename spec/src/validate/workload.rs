@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::api::core::v1::{KeyToPath, PodSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::container::container;
@@ -234,6 +234,28 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
                 "claimName is required",
             );
         }
+        if let Some(c) = &v.config_map {
+            if c.name.is_empty() {
+                o.err(format!("{p}.configMap.name"), "name is required");
+            }
+            projection(
+                o,
+                &format!("{p}.configMap"),
+                c.default_mode,
+                c.items.as_deref(),
+            );
+        }
+        if let Some(sec) = &v.secret {
+            if sec.secret_name.as_deref().is_none_or(str::is_empty) {
+                o.err(format!("{p}.secret.secretName"), "secretName is required");
+            }
+            projection(
+                o,
+                &format!("{p}.secret"),
+                sec.default_mode,
+                sec.items.as_deref(),
+            );
+        }
     }
     // containers
     let mut names = BTreeSet::new();
@@ -282,5 +304,34 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
                 }
             }
         }
+    }
+}
+
+/// `defaultMode` and `items` of a configMap or secret volume.
+fn projection(o: &mut Out, p: &str, default_mode: Option<i32>, items: Option<&[KeyToPath]>) {
+    let mode = |o: &mut Out, path: String, m: Option<i32>| {
+        if let Some(m) = m.filter(|m| !(0..=0o777).contains(m)) {
+            o.err(
+                path,
+                format!("{m} is not a valid file mode (0-0777, i.e. 0-511 in decimal)"),
+            );
+        }
+    };
+    mode(o, format!("{p}.defaultMode"), default_mode);
+    let mut paths = BTreeSet::new();
+    for (i, it) in items.unwrap_or_default().iter().enumerate() {
+        let ip = format!("{p}.items[{i}]");
+        if it.key.is_empty() {
+            o.err(format!("{ip}.key"), "key is required");
+        }
+        if it.path.is_empty() || it.path.starts_with('/') || it.path.split('/').any(|s| s == "..") {
+            o.err(format!("{ip}.path"), "must be a relative path without '..'");
+        } else if !paths.insert(it.path.as_str()) {
+            o.err(
+                format!("{ip}.path"),
+                format!("duplicate path {:?}", it.path),
+            );
+        }
+        mode(o, format!("{ip}.mode"), it.mode);
     }
 }
