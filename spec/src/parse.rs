@@ -413,17 +413,16 @@ fn octal_modes(v: &mut serde_json::Value) -> bool {
         serde_json::Value::Object(m) => {
             let mut changed = false;
             for (k, child) in m.iter_mut() {
-                if k == "defaultMode" || k == "mode" {
-                    if let Some(n) = child
+                if (k == "defaultMode" || k == "mode")
+                    && let Some(n) = child
                         .as_str()
                         .and_then(|t| t.strip_prefix('0'))
                         .filter(|t| !t.is_empty() && t.bytes().all(|b| (b'0'..=b'7').contains(&b)))
                         .and_then(|t| i64::from_str_radix(t, 8).ok())
-                    {
-                        *child = serde_json::Value::from(n);
-                        changed = true;
-                        continue;
-                    }
+                {
+                    *child = serde_json::Value::from(n);
+                    changed = true;
+                    continue;
                 }
                 changed |= octal_modes(child);
             }
