@@ -1,2 +1,166 @@
-//! The `berth` binary (issue 3).
-fn main() {}
+//! The `berth` binary: a declarative container host agent.
+//!
+//! `main` is the startup story (G13): parse and validate all configuration
+//! (exit 64 before any side effect on bad config), init logging, create the
+//! state and run dirs, start the manifest sources, the HTTP API and the
+//! workloads (reconciler), log the bound address and instance, then wait for
+//! SIGTERM/SIGINT. Shutdown stops the sources and the API and never touches
+//! workloads (their shims own them); a second signal forces the exit.
+//!
+//! Subcommands `validate` and `schema` never touch the host.
+
+#![forbid(unsafe_code)]
+
+mod api;
+mod config;
+mod logging;
+mod sources;
+mod validate_cmd;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use berth_reconciler::{DesiredRx, StatusWriter};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, watch};
+
+use crate::config::{Command, Config, EXIT_CONFIG};
+use crate::sources::{Hub, NodeInfo};
+
+/// How long stopping sources and the API may take before we exit anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    let cli = match config::parse_cli(std::env::args_os()) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_CONFIG as u8 } else { 0 });
+        }
+    };
+    match &cli.command {
+        Some(Command::Validate { paths }) => return ExitCode::from(validate_cmd::run(paths) as u8),
+        Some(Command::Schema) => {
+            println!("{}", serde_json::to_string_pretty(&berth_spec::json_schema()).unwrap_or_default());
+            return ExitCode::SUCCESS;
+        }
+        None => {}
+    }
+    let cfg = match config::resolve(&cli.agent, &config::Host::real()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: {}", sources::git::error_chain(&e));
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    logging::init(cfg.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "berth stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cfg: Config) -> Result<()> {
+    for d in [&cfg.state_dir, &cfg.run_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let (desired_tx, desired_rx) = berth_reconciler::desired_channel();
+    let (status_tx, status_rx) = berth_reconciler::status_channel();
+    let hub = Hub::new(desired_tx, NodeInfo { name: cfg.node_name.clone(), labels: cfg.node_labels.clone() });
+
+    // sources: register all before any publishes, so `complete` waits for every one
+    let mut tasks = Vec::new();
+    let handles: Vec<_> = cfg.manifests.iter().map(|d| (d.clone(), hub.register())).collect();
+    let git = cfg.git.clone().map(|g| (g, hub.register(), Arc::new(Notify::new())));
+    for (dir, h) in handles {
+        tasks.push(tokio::spawn(sources::dir::run(dir, cfg.manifests_resync, h, shutdown.clone())));
+    }
+    let git_sync = git.as_ref().map(|g| g.2.clone());
+    if let Some((g, h, notify)) = git {
+        let webhook = g.webhook_secret.clone();
+        tasks.push(tokio::spawn(sources::git::run(g, cfg.state_dir.clone(), h, notify, shutdown.clone())));
+        let _ = webhook;
+    }
+
+    // HTTP API
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("listening on {}", cfg.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let state = api::ApiState {
+        view: hub.view(),
+        status: status_rx,
+        instance: cfg.instance.as_str().into(),
+        node: cfg.node_name.as_str().into(),
+        token: cfg.api_token.as_deref().map(Into::into),
+        git_sync,
+        webhook_secret: cfg.git.as_ref().and_then(|g| g.webhook_secret.as_deref()).map(Into::into),
+        shutdown: shutdown.clone(),
+    };
+    let mut sd = shutdown.clone();
+    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
+        sources::stopped(&mut sd).await;
+    });
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "HTTP API stopped");
+        }
+    }));
+    tracing::info!(instance = %cfg.instance, listen = %addr, node = %cfg.node_name, sources = cfg.manifests.len() + usize::from(cfg.git.is_some()), "berth agent started");
+
+    // workloads
+    let wcfg = cfg.clone();
+    let wshutdown = shutdown.clone();
+    let workloads = tokio::spawn(async move { start_workloads(&wcfg, desired_rx, status_tx, wshutdown).await });
+
+    // wait for a signal; the second one forces the exit
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping sources and API; workloads keep running"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping sources and API; workloads keep running"),
+    }
+    let _ = shutdown_tx.send(true);
+    let stop = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+        match workloads.await {
+            Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "workloads stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "workloads task failed"),
+            Ok(Ok(())) => {}
+        }
+    };
+    tokio::select! {
+        _ = stop => tracing::info!("berth stopped"),
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("shutdown took too long; exiting anyway"),
+        _ = term.recv() => tracing::warn!("second signal: exiting now"),
+        _ = int.recv() => tracing::warn!("second signal: exiting now"),
+    }
+    Ok(())
+}
+
+/// Runs the workloads: content store, pod network, container runtime and the
+/// reconciler, fed with the desired set and publishing observed status.
+///
+/// LEAD: wire reconciler here. Until then nothing runs: the API serves the
+/// desired objects with no status, `/readyz` stays 503 (the snapshot is never
+/// `ready`), and no fake status is published. `status_tx` is held until
+/// shutdown so the API's status readers stay open.
+async fn start_workloads(cfg: &Config, desired_rx: DesiredRx, status_tx: StatusWriter, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    tracing::warn!(instance = %cfg.instance, "workloads are not wired into this build: manifests are read and served, nothing is run");
+    let _keep = (desired_rx, status_tx);
+    sources::stopped(&mut shutdown).await;
+    Ok(())
+}

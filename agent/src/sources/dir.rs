@@ -1,0 +1,245 @@
+//! The directory source: `*.yaml`/`*.yml` under a directory, watched with
+//! `notify` (inotify), debounced here (200 ms of quiet, at most 2 s), plus a
+//! periodic full re-read as a safety net.
+//!
+//! Every change burst becomes one full re-scan; files whose bytes did not
+//! change are not parsed again (content hash). Per file the last good parse is
+//! kept: a file that now fails to parse or validate is reported with
+//! file:line and the objects it last defined stay in the desired set; a removed
+//! file drops its objects. A missing, unreadable or empty directory is an
+//! error in status and keeps the previous set (never "delete everything").
+//!
+//! `complete` (the reconciler may prune) is false until the directory was read
+//! once, and while a file is refused that never had a good version in this
+//! run: after an agent restart its objects may still be running, and pruning
+//! them because the file is broken now would tear them down.
+//!
+//! Debouncing is done here rather than with `notify-debouncer-full`: that
+//! crate's thread wakes every timeout/4 forever (50 ms at 200 ms), and berth
+//! must not use CPU while nothing changes. We re-scan the whole tree on every
+//! burst anyway, so its per-file event bookkeeping buys nothing.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use berth_spec::{Diagnostic, Location, Severity, Sourced};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, watch};
+
+use super::scan::{Scanned, scan_dir};
+use super::{DiagView, SourceHandle, SourceReport, SourceStatus, rfc3339};
+
+/// Quiet time that ends a burst of file events.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+/// A burst never delays a reload longer than this.
+const MAX_BURST: Duration = Duration::from_secs(2);
+/// Re-read interval while the directory is missing or unreadable.
+const RETRY_MISSING: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+struct FileState {
+    hash: [u8; 32],
+    /// Objects of the last good version (empty if never good in this run).
+    good: Vec<Sourced>,
+    ever_good: bool,
+    diagnostics: Vec<Diagnostic>,
+    /// The current content is refused.
+    bad: bool,
+}
+
+/// The pure part of the directory source: scan results in, report out.
+#[derive(Debug)]
+pub struct DirState {
+    root: PathBuf,
+    files: BTreeMap<PathBuf, FileState>,
+    read_once: bool,
+    revision: Option<String>,
+    last_error: Option<String>,
+    last_sync: Option<SystemTime>,
+}
+
+impl DirState {
+    pub fn new(root: PathBuf) -> Self {
+        DirState { root, files: BTreeMap::new(), read_once: false, revision: None, last_error: None, last_sync: None }
+    }
+
+    /// Fold one scan of the directory into the state and say what the source wants now.
+    pub fn apply(&mut self, scan: io::Result<Vec<Scanned>>, now: SystemTime) -> SourceReport {
+        match scan {
+            Err(e) => {
+                self.last_error = Some(format!("cannot read directory {}: {e}; keeping the previous objects", self.root.display()));
+            }
+            Ok(files) if files.is_empty() => {
+                self.last_error = Some(format!(
+                    "no manifest files (*.yaml, *.yml) in {}; an empty source is an error, keeping the previous objects",
+                    self.root.display()
+                ));
+            }
+            Ok(files) => {
+                let mut hasher = Sha256::new();
+                let mut next = BTreeMap::new();
+                for (path, text) in files {
+                    let old = self.files.remove(&path);
+                    let state = match text {
+                        Err(e) => read_failed(&path, &e, old),
+                        Ok(text) => {
+                            hasher.update(path.to_string_lossy().as_bytes());
+                            hasher.update([0]);
+                            hasher.update(text.as_bytes());
+                            hasher.update([0]);
+                            parse_file(&path, &text, old)
+                        }
+                    };
+                    next.insert(path, state);
+                }
+                for (path, _) in std::mem::take(&mut self.files) {
+                    tracing::info!(path = %path.display(), "manifest file removed; its objects are dropped");
+                }
+                self.files = next;
+                self.revision = Some(hex::encode(hasher.finalize()));
+                self.last_error = None;
+                self.last_sync = Some(now);
+                self.read_once = true;
+            }
+        }
+        self.report()
+    }
+
+    fn report(&self) -> SourceReport {
+        let objects: Vec<Sourced> = self.files.values().flat_map(|f| f.good.iter().cloned()).collect();
+        let never_good_and_bad = self.files.values().any(|f| f.bad && !f.ever_good);
+        let diagnostics: Vec<DiagView> = self.files.values().flat_map(|f| f.diagnostics.iter().map(DiagView::from)).collect();
+        let files_with_errors = self.files.iter().filter(|(_, f)| f.bad).map(|(p, _)| p.display().to_string()).collect();
+        SourceReport {
+            complete: self.read_once && !never_good_and_bad,
+            status: SourceStatus {
+                kind: "directory",
+                location: self.root.display().to_string(),
+                revision: self.revision.clone(),
+                complete: self.read_once && !never_good_and_bad,
+                last_sync: self.last_sync.map(rfc3339),
+                last_error: self.last_error.clone(),
+                files: self.files.len(),
+                objects: objects.len(),
+                diagnostics,
+                files_with_errors,
+                git: None,
+            },
+            objects,
+        }
+    }
+}
+
+fn read_failed(path: &Path, e: &io::Error, old: Option<FileState>) -> FileState {
+    let diag = Diagnostic {
+        severity: Severity::Error,
+        location: Location { file: path.display().to_string(), line: 1, column: 1 },
+        object: None,
+        path: None,
+        message: format!("cannot read file: {e}"),
+    };
+    let mut st = old.unwrap_or(FileState { hash: [0; 32], good: Vec::new(), ever_good: false, diagnostics: Vec::new(), bad: true });
+    st.hash = [0; 32];
+    st.bad = true;
+    st.diagnostics = vec![diag];
+    st
+}
+
+fn parse_file(path: &Path, text: &str, old: Option<FileState>) -> FileState {
+    let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+    if let Some(old) = old.as_ref().filter(|o| o.hash == hash) {
+        return old.clone();
+    }
+    let parsed = berth_spec::parse_str(&path.display().to_string(), text);
+    if parsed.has_errors() {
+        for d in parsed.diagnostics.iter().filter(|d| d.severity == Severity::Error) {
+            tracing::warn!(diagnostic = %d, "manifest refused; its last good objects are kept");
+        }
+        let (good, ever_good) = old.map(|o| (o.good, o.ever_good)).unwrap_or_default();
+        FileState { hash, good, ever_good, diagnostics: parsed.diagnostics, bad: true }
+    } else {
+        tracing::debug!(path = %path.display(), objects = parsed.objects.len(), "manifest file read");
+        FileState { hash, good: parsed.objects, ever_good: true, diagnostics: parsed.diagnostics, bad: false }
+    }
+}
+
+/// Events worth a re-scan: everything but reads (our own scans open files,
+/// which must not trigger another scan); a close after writing counts.
+fn relevant(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+fn watch(root: &Path, tx: mpsc::UnboundedSender<()>) -> notify::Result<notify::RecommendedWatcher> {
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let wanted = match &res {
+            Ok(ev) => relevant(&ev.kind),
+            Err(_) => true, // e.g. queue overflow: re-scan
+        };
+        if wanted {
+            let _ = tx.send(());
+        }
+    })?;
+    w.watch(root, RecursiveMode::Recursive)?;
+    Ok(w)
+}
+
+/// Run the directory source until `shutdown` turns true.
+pub async fn run(root: PathBuf, resync: Duration, handle: SourceHandle, mut shutdown: watch::Receiver<bool>) {
+    let mut state = DirState::new(root.clone());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut watcher: Option<notify::RecommendedWatcher> = None;
+    let mut reloads: u64 = 0;
+    loop {
+        // a watcher is (re)established before scanning, so no change between the two is lost
+        if watcher.is_none() && root.is_dir() {
+            match watch(&root, tx.clone()) {
+                Ok(w) => watcher = Some(w),
+                Err(e) => tracing::warn!(dir = %root.display(), error = %e, "cannot watch manifest directory; relying on periodic re-reads"),
+            }
+        }
+        let scan_root = root.clone();
+        let scan = tokio::task::spawn_blocking(move || scan_dir(&scan_root)).await.unwrap_or_else(|e| Err(io::Error::other(e)));
+        let ok = scan.is_ok();
+        let before = state.revision.clone();
+        let report = state.apply(scan, SystemTime::now());
+        reloads += 1;
+        if let Some(err) = &report.status.last_error {
+            tracing::warn!(dir = %root.display(), error = %err, "manifest directory");
+        } else if before != state.revision {
+            tracing::info!(dir = %root.display(), revision = %state.revision.as_deref().unwrap_or(""), objects = report.objects.len(), reloads, "manifest directory read");
+        }
+        if !ok {
+            watcher = None; // the directory may come back as a new inode
+        }
+        handle.publish(report);
+        let wait = if ok { resync } else { resync.min(RETRY_MISSING) };
+        tokio::select! {
+            _ = super::stopped(&mut shutdown) => break,
+            _ = tokio::time::sleep(wait) => {}
+            Some(()) = rx.recv() => {
+                // one burst = one reload: wait for DEBOUNCE of quiet, at most MAX_BURST
+                let deadline = tokio::time::Instant::now() + MAX_BURST;
+                loop {
+                    let quiet = tokio::time::timeout(DEBOUNCE, rx.recv());
+                    tokio::select! {
+                        r = quiet => if r.is_err() { break },
+                        _ = tokio::time::sleep_until(deadline) => break,
+                    }
+                }
+            }
+        }
+    }
+    tracing::debug!(dir = %root.display(), "directory source stopped");
+}
+
+#[cfg(test)]
+#[path = "dir_tests.rs"]
+mod tests;

@@ -1,0 +1,267 @@
+//! Manifest sources and the merge of their objects into one desired set.
+//!
+//! Each source (a watched directory, a Git repository) publishes a
+//! [`SourceReport`]: the objects it currently wants (already reduced to its
+//! "last good" set), whether it is `complete`, and its status for the API.
+//! The [`Hub`] merges all reports:
+//!
+//! - cross-object rules ([`berth_spec::validate_set`]) run over the merged set;
+//!   an object with a set-level error (the same key twice, in one source or
+//!   two; a clashing clusterIP or nodePort) is not changed: the previously
+//!   published definition of that key stays, or it stays absent;
+//! - Pods and Deployments whose `nodeSelector` does not match this node are
+//!   left out and listed as not scheduled here (not an error);
+//! - the result goes to the reconciler through the desired-state watch (only
+//!   when something changed) and to the API through a [`View`] watch.
+//!
+//! `complete` is true only when every source is complete, so the reconciler
+//! prunes nothing while any source has never produced a good set.
+
+pub mod dir;
+pub mod git;
+mod git_repo;
+pub mod node;
+pub mod scan;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use berth_reconciler::{DesiredState, DesiredTx};
+use berth_spec::{Diagnostic, Location, ObjectKey, Severity, Sourced};
+use serde::Serialize;
+use tokio::sync::watch;
+
+pub use node::NodeInfo;
+
+/// A diagnostic with its `file:line:col: ...` text, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiagView {
+    pub text: String,
+    #[serde(flatten)]
+    pub diag: Diagnostic,
+}
+
+impl From<&Diagnostic> for DiagView {
+    fn from(d: &Diagnostic) -> Self {
+        DiagView { text: d.to_string(), diag: d.clone() }
+    }
+}
+
+/// What `/api/v1/status` shows about one source.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    /// `directory` or `git`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Directory path, or the Git URL with credentials redacted.
+    pub location: String,
+    /// Applied revision: content hash of a directory, commit id for Git.
+    pub revision: Option<String>,
+    pub complete: bool,
+    /// RFC 3339 time of the last successful read/fetch.
+    pub last_sync: Option<String>,
+    pub last_error: Option<String>,
+    pub files: usize,
+    pub objects: usize,
+    /// Per-file findings (errors and warnings), plus the set-level ones that concern this source.
+    pub diagnostics: Vec<DiagView>,
+    /// Files whose current content is refused; their last good objects are kept.
+    pub files_with_errors: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git: Option<git::GitStatus>,
+}
+
+/// One source's current contribution.
+#[derive(Debug, Clone, Default)]
+pub struct SourceReport {
+    pub complete: bool,
+    pub objects: Vec<Sourced>,
+    pub status: SourceStatus,
+}
+
+/// An object left out because its nodeSelector does not match this node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unscheduled {
+    pub object: String,
+    pub location: String,
+    pub reason: String,
+}
+
+/// Everything the API needs from the sources side, replaced as a unit.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Bumped on every change of the view.
+    pub generation: u64,
+    pub desired: Arc<DesiredState>,
+    pub sources: Vec<SourceStatus>,
+    /// Set-level errors (duplicates, clashes) over all sources.
+    pub conflicts: Vec<DiagView>,
+    pub unscheduled: Vec<Unscheduled>,
+    /// When each desired object was first seen by this agent (its `creationTimestamp`).
+    pub first_seen: BTreeMap<ObjectKey, jiff::Timestamp>,
+    /// True once every source has reported at least once.
+    pub synced: bool,
+}
+
+pub type ViewRx = watch::Receiver<Arc<View>>;
+
+/// Merges source reports; one per agent.
+pub struct Hub {
+    inner: Mutex<HubInner>,
+    desired_tx: DesiredTx,
+    view_tx: watch::Sender<Arc<View>>,
+    node: NodeInfo,
+}
+
+#[derive(Default)]
+struct HubInner {
+    reports: Vec<Option<SourceReport>>,
+    first_seen: BTreeMap<ObjectKey, jiff::Timestamp>,
+    generation: u64,
+}
+
+/// A source's slot in the hub.
+#[derive(Clone)]
+pub struct SourceHandle {
+    hub: Arc<Hub>,
+    idx: usize,
+}
+
+impl SourceHandle {
+    pub fn publish(&self, report: SourceReport) {
+        self.hub.update(self.idx, report);
+    }
+}
+
+impl Hub {
+    pub fn new(desired_tx: DesiredTx, node: NodeInfo) -> Arc<Self> {
+        let (view_tx, _) = watch::channel(Arc::new(View::default()));
+        Arc::new(Hub { inner: Mutex::new(HubInner::default()), desired_tx, view_tx, node })
+    }
+
+    /// Reserve a slot; call for every source before any of them publishes.
+    pub fn register(self: &Arc<Self>) -> SourceHandle {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.reports.push(None);
+        SourceHandle { hub: self.clone(), idx: inner.reports.len() - 1 }
+    }
+
+    pub fn view(&self) -> ViewRx {
+        self.view_tx.subscribe()
+    }
+
+    fn update(&self, idx: usize, report: SourceReport) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.reports[idx] = Some(report);
+        let previous = self.desired_tx.borrow().clone();
+        let merged = merge(&inner.reports, &previous, &self.node);
+        let now = jiff::Timestamp::now();
+        let first_seen = std::mem::take(&mut inner.first_seen);
+        inner.first_seen = merged
+            .desired
+            .objects
+            .keys()
+            .map(|k| (k.clone(), first_seen.get(k).copied().unwrap_or(now)))
+            .collect();
+        let desired = Arc::new(merged.desired);
+        self.desired_tx.send_if_modified(|cur| {
+            let changed = cur.objects != desired.objects || cur.complete != desired.complete || cur.revision != desired.revision;
+            if changed {
+                *cur = desired.clone();
+            }
+            changed
+        });
+        inner.generation += 1;
+        let view = View {
+            generation: inner.generation,
+            desired,
+            sources: merged.sources,
+            conflicts: merged.conflicts,
+            unscheduled: merged.unscheduled,
+            first_seen: inner.first_seen.clone(),
+            synced: inner.reports.iter().all(Option::is_some),
+        };
+        self.view_tx.send_replace(Arc::new(view));
+    }
+}
+
+struct Merged {
+    desired: DesiredState,
+    sources: Vec<SourceStatus>,
+    conflicts: Vec<DiagView>,
+    unscheduled: Vec<Unscheduled>,
+}
+
+/// The pure merge (see module docs). `previous` is the last published desired state.
+fn merge(reports: &[Option<SourceReport>], previous: &DesiredState, node: &NodeInfo) -> Merged {
+    let mut all: Vec<Sourced> = Vec::new();
+    let mut owner: HashMap<Location, usize> = HashMap::new();
+    for (i, r) in reports.iter().enumerate() {
+        for s in r.iter().flat_map(|r| &r.objects) {
+            owner.insert(s.location.clone(), i);
+            all.push(s.clone());
+        }
+    }
+    let set_diags = berth_spec::validate_set(&all);
+    let mut sources: Vec<SourceStatus> = reports.iter().map(|r| r.as_ref().map(|r| r.status.clone()).unwrap_or_default()).collect();
+    let key_at: HashMap<&Location, ObjectKey> = all.iter().map(|s| (&s.location, s.object.key())).collect();
+    let mut refused_keys = std::collections::BTreeSet::new();
+    let mut conflicts = Vec::new();
+    for d in &set_diags {
+        if let Some(&i) = owner.get(&d.location) {
+            sources[i].diagnostics.push(d.into());
+        }
+        if d.severity == Severity::Error {
+            conflicts.push(d.into());
+            if let Some(k) = key_at.get(&d.location) {
+                refused_keys.insert(k.clone());
+            }
+        }
+    }
+    let mut objects = BTreeMap::new();
+    for s in all {
+        let key = s.object.key();
+        if !refused_keys.contains(&key) {
+            objects.insert(key, s);
+        }
+    }
+    for key in &refused_keys {
+        if let Some(prev) = previous.objects.get(key) {
+            objects.insert(key.clone(), prev.clone());
+        }
+    }
+    let mut unscheduled = Vec::new();
+    objects.retain(|key, s| match node.mismatch(&s.object) {
+        None => true,
+        Some(reason) => {
+            unscheduled.push(Unscheduled { object: key.to_string(), location: s.location.to_string(), reason });
+            false
+        }
+    });
+    let revision = reports
+        .iter()
+        .flatten()
+        .map(|r| format!("{}:{}", r.status.kind, r.status.revision.as_deref().map(short).unwrap_or("none")))
+        .collect::<Vec<_>>()
+        .join("+");
+    let complete = !reports.is_empty() && reports.iter().all(|r| r.as_ref().is_some_and(|r| r.complete));
+    Merged { desired: DesiredState { revision, complete, objects }, sources, conflicts, unscheduled }
+}
+
+fn short(rev: &str) -> &str {
+    &rev[..rev.len().min(12)]
+}
+
+/// Resolves once `rx` holds `true` (or its sender is gone).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// RFC 3339 text of a time, for status fields.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    jiff::Timestamp::try_from(t).map(|t| t.to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
