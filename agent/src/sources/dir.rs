@@ -241,5 +241,13 @@ pub async fn run(root: PathBuf, resync: Duration, handle: SourceHandle, mut shut
 }
 
 #[cfg(test)]
+pub(crate) mod tests_support {
+    /// A minimal valid Pod manifest.
+    pub fn pod(name: &str, image: &str) -> String {
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: {image}\n")
+    }
+}
+
+#[cfg(test)]
 #[path = "dir_tests.rs"]
 mod tests;

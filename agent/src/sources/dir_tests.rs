@@ -5,9 +5,7 @@ use berth_spec::Kind;
 use super::*;
 use crate::sources::{Hub, NodeInfo};
 
-pub(crate) fn pod(name: &str, image: &str) -> String {
-    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: {image}\n")
-}
+use super::tests_support::pod;
 
 fn names(r: &SourceReport) -> Vec<String> {
     let mut v: Vec<String> = r.objects.iter().map(|s| s.object.key().name).collect();
