@@ -24,7 +24,12 @@ use serde::Deserialize;
 pub const EXIT_CONFIG: i32 = 64;
 
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about = "berth: a declarative container host agent", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "berth",
+    version,
+    about = "berth: a declarative container host agent",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -160,7 +165,11 @@ enum NodeLabels {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid value {value:?} for {key}: {reason}")]
-    Invalid { key: &'static str, value: String, reason: String },
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("reading config file {path}")]
     ReadFile {
         path: String,
@@ -171,7 +180,9 @@ pub enum ConfigError {
     ParseFile { path: String, message: String },
     #[error("no manifest source: give --manifests DIR and/or --git URL")]
     NoSource,
-    #[error("--listen {0} is not a loopback address: an --api-token-file is required so the API is not open to the network")]
+    #[error(
+        "--listen {0} is not a loopback address: an --api-token-file is required so the API is not open to the network"
+    )]
     TokenRequired(SocketAddr),
     #[error("reading {key} {path}")]
     ReadSecret {
@@ -251,7 +262,11 @@ impl Host<'static> {
 /// The clap command with its `env` attributes removed (see module docs).
 pub fn cli_command() -> clap::Command {
     let mut cmd = Cli::command();
-    let ids: Vec<String> = cmd.get_arguments().filter(|a| a.get_env().is_some()).map(|a| a.get_id().to_string()).collect();
+    let ids: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| a.get_env().is_some())
+        .map(|a| a.get_id().to_string())
+        .collect();
     for id in ids {
         cmd = cmd.mut_arg(id, |a| a.env(None));
     }
@@ -273,14 +288,27 @@ fn env_name(id: &str) -> String {
 }
 
 fn split_list(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Fill every option the command line left empty from the environment.
 fn env_layer(cli: &AgentArgs, env: &dyn Fn(&str) -> Option<String>) -> AgentArgs {
-    let one = |cur: &Option<String>, id: &str| cur.clone().or_else(|| env(&env_name(id)).filter(|v| !v.is_empty()));
+    let one = |cur: &Option<String>, id: &str| {
+        cur.clone()
+            .or_else(|| env(&env_name(id)).filter(|v| !v.is_empty()))
+    };
     let many = |cur: &Vec<String>, id: &str| {
-        if cur.is_empty() { env(&env_name(id)).map(|v| split_list(&v)).unwrap_or_default() } else { cur.clone() }
+        if cur.is_empty() {
+            env(&env_name(id))
+                .map(|v| split_list(&v))
+                .unwrap_or_default()
+        } else {
+            cur.clone()
+        }
     };
     AgentArgs {
         manifests: many(&cli.manifests, "manifests"),
@@ -312,7 +340,13 @@ fn env_layer(cli: &AgentArgs, env: &dyn Fn(&str) -> Option<String>) -> AgentArgs
 
 /// Fill what flags and env left empty from the config file.
 fn file_layer(a: AgentArgs, f: FileConfig) -> AgentArgs {
-    let many = |cur: Vec<String>, file: Option<Vec<String>>| if cur.is_empty() { file.unwrap_or_default() } else { cur };
+    let many = |cur: Vec<String>, file: Option<Vec<String>>| {
+        if cur.is_empty() {
+            file.unwrap_or_default()
+        } else {
+            cur
+        }
+    };
     AgentArgs {
         manifests: many(a.manifests, f.manifests),
         manifests_resync: a.manifests_resync.or(f.manifests_resync),
@@ -333,7 +367,11 @@ fn file_layer(a: AgentArgs, f: FileConfig) -> AgentArgs {
         node_name: a.node_name.or(f.node_name),
         node_labels: a.node_labels.or(f.node_labels.map(|l| match l {
             NodeLabels::Text(t) => t,
-            NodeLabels::Map(m) => m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+            NodeLabels::Map(m) => m
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
         })),
         api_token_file: a.api_token_file.or(f.api_token_file),
         config: a.config,
@@ -353,11 +391,17 @@ pub fn resolve(cli: &AgentArgs, host: &Host<'_>) -> Result<Config, ConfigError> 
     let merged = env_layer(cli, host.env);
     let merged = match merged.config.clone() {
         Some(path) => {
-            let text = (host.read_file)(&path).map_err(|source| ConfigError::ReadFile { path: path.clone(), source })?;
+            let text = (host.read_file)(&path).map_err(|source| ConfigError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
             let file: FileConfig = if text.trim().is_empty() {
                 FileConfig::default()
             } else {
-                serde_norway::from_str(&text).map_err(|e| ConfigError::ParseFile { path: path.clone(), message: e.to_string() })?
+                serde_norway::from_str(&text).map_err(|e| ConfigError::ParseFile {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
             };
             file_layer(merged, file)
         }
@@ -367,10 +411,18 @@ pub fn resolve(cli: &AgentArgs, host: &Host<'_>) -> Result<Config, ConfigError> 
 }
 
 fn invalid(key: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, value: value.to_string(), reason: reason.into() }
+    ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
 }
 
-fn duration(key: &'static str, v: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+fn duration(
+    key: &'static str,
+    v: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
         Some(s) => {
@@ -384,10 +436,17 @@ fn duration(key: &'static str, v: Option<&str>, default: Duration) -> Result<Dur
 }
 
 fn read_secret(key: &'static str, path: &str, host: &Host<'_>) -> Result<String, ConfigError> {
-    let text = (host.read_file)(path).map_err(|source| ConfigError::ReadSecret { key, path: path.to_string(), source })?;
+    let text = (host.read_file)(path).map_err(|source| ConfigError::ReadSecret {
+        key,
+        path: path.to_string(),
+        source,
+    })?;
     let t = text.trim().to_string();
     if t.is_empty() {
-        return Err(ConfigError::EmptySecret { key, path: path.to_string() });
+        return Err(ConfigError::EmptySecret {
+            key,
+            path: path.to_string(),
+        });
     }
     Ok(t)
 }
@@ -399,26 +458,60 @@ fn build(a: AgentArgs, host: &Host<'_>) -> Result<Config, ConfigError> {
     let instance = a.instance.clone().unwrap_or_else(|| "berth".into());
     validate_instance(&instance)?;
     let listen_s = a.listen.clone().unwrap_or_else(|| "127.0.0.1:7070".into());
-    let listen: SocketAddr = listen_s.parse().map_err(|_| invalid("--listen", &listen_s, "expected IP:PORT, e.g. 127.0.0.1:7070"))?;
-    let api_token = a.api_token_file.as_deref().map(|p| read_secret("--api-token-file", p, host)).transpose()?;
+    let listen: SocketAddr = listen_s.parse().map_err(|_| {
+        invalid(
+            "--listen",
+            &listen_s,
+            "expected IP:PORT, e.g. 127.0.0.1:7070",
+        )
+    })?;
+    let api_token = a
+        .api_token_file
+        .as_deref()
+        .map(|p| read_secret("--api-token-file", p, host))
+        .transpose()?;
     if !listen.ip().is_loopback() && api_token.is_none() {
         return Err(ConfigError::TokenRequired(listen));
     }
     let pod_cidr = a.pod_cidr.clone().unwrap_or_else(|| "10.44.0.0/16".into());
     check_cidr("--pod-cidr", &pod_cidr)?;
-    let service_cidr = a.service_cidr.clone().unwrap_or_else(|| "10.45.0.0/16".into());
+    let service_cidr = a
+        .service_cidr
+        .clone()
+        .unwrap_or_else(|| "10.45.0.0/16".into());
     check_cidr("--service-cidr", &service_cidr)?;
     let node_name = match a.node_name.clone() {
         Some(n) => n,
         None => (host.hostname)().ok_or(ConfigError::NoNodeName)?,
     };
-    if node_name.is_empty() || node_name.len() > 253 || !node_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
-        return Err(invalid("--node-name", &node_name, "must be a DNS name ([A-Za-z0-9.-], at most 253 characters)"));
+    if node_name.is_empty()
+        || node_name.len() > 253
+        || !node_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(invalid(
+            "--node-name",
+            &node_name,
+            "must be a DNS name ([A-Za-z0-9.-], at most 253 characters)",
+        ));
     }
     let node_labels = node_labels(a.node_labels.as_deref().unwrap_or(""), &node_name)?;
-    let state_dir = PathBuf::from(a.state_dir.clone().unwrap_or_else(|| format!("/var/lib/{instance}")));
-    let run_dir = PathBuf::from(a.run_dir.clone().unwrap_or_else(|| format!("/run/{instance}")));
-    let image_dir = a.image_dir.clone().map(PathBuf::from).unwrap_or_else(|| state_dir.join("images/import"));
+    let state_dir = PathBuf::from(
+        a.state_dir
+            .clone()
+            .unwrap_or_else(|| format!("/var/lib/{instance}")),
+    );
+    let run_dir = PathBuf::from(
+        a.run_dir
+            .clone()
+            .unwrap_or_else(|| format!("/run/{instance}")),
+    );
+    let image_dir = a
+        .image_dir
+        .clone()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| state_dir.join("images/import"));
     let log_format = match a.log_format.as_deref() {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
@@ -426,15 +519,28 @@ fn build(a: AgentArgs, host: &Host<'_>) -> Result<Config, ConfigError> {
     };
     for m in &a.registry_mirror {
         match m.split_once('=') {
-            Some((h, u)) if !h.is_empty() && (u.starts_with("http://") || u.starts_with("https://")) => {}
-            _ => return Err(invalid("--registry-mirror", m, "expected HOST=URL with an http:// or https:// URL")),
+            Some((h, u))
+                if !h.is_empty() && (u.starts_with("http://") || u.starts_with("https://")) => {}
+            _ => {
+                return Err(invalid(
+                    "--registry-mirror",
+                    m,
+                    "expected HOST=URL with an http:// or https:// URL",
+                ));
+            }
         }
     }
     let git = match &a.git {
         None => None,
         Some(url) => Some(git_config(url, &a, &node_name, host)?),
     };
-    for key in ["git-branch", "git-interval", "git-webhook-secret-file", "git-ssh-key", "git-known-hosts"] {
+    for key in [
+        "git-branch",
+        "git-interval",
+        "git-webhook-secret-file",
+        "git-ssh-key",
+        "git-known-hosts",
+    ] {
         let given = match key {
             "git-branch" => a.git_branch.is_some(),
             "git-interval" => a.git_interval.is_some(),
@@ -443,12 +549,20 @@ fn build(a: AgentArgs, host: &Host<'_>) -> Result<Config, ConfigError> {
             _ => a.git_known_hosts.is_some(),
         };
         if given && git.is_none() {
-            return Err(ConfigError::Invalid { key: "--git", value: String::new(), reason: format!("--{key} needs --git URL") });
+            return Err(ConfigError::Invalid {
+                key: "--git",
+                value: String::new(),
+                reason: format!("--{key} needs --git URL"),
+            });
         }
     }
     Ok(Config {
         manifests: a.manifests.iter().map(PathBuf::from).collect(),
-        manifests_resync: duration("--manifests-resync", a.manifests_resync.as_deref(), Duration::from_secs(60))?,
+        manifests_resync: duration(
+            "--manifests-resync",
+            a.manifests_resync.as_deref(),
+            Duration::from_secs(60),
+        )?,
         git,
         instance,
         state_dir,
@@ -467,21 +581,50 @@ fn build(a: AgentArgs, host: &Host<'_>) -> Result<Config, ConfigError> {
     })
 }
 
-fn git_config(url: &str, a: &AgentArgs, node: &str, host: &Host<'_>) -> Result<GitConfig, ConfigError> {
-    if !["https://", "http://", "ssh://", "file://", "git@"].iter().any(|p| url.starts_with(p)) && !url.starts_with('/') {
-        return Err(invalid("--git", url, "expected an https://, ssh://, git@host:path, file:// URL or an absolute path"));
+fn git_config(
+    url: &str,
+    a: &AgentArgs,
+    node: &str,
+    host: &Host<'_>,
+) -> Result<GitConfig, ConfigError> {
+    if !["https://", "http://", "ssh://", "file://", "git@"]
+        .iter()
+        .any(|p| url.starts_with(p))
+        && !url.starts_with('/')
+    {
+        return Err(invalid(
+            "--git",
+            url,
+            "expected an https://, ssh://, git@host:path, file:// URL or an absolute path",
+        ));
     }
     let branch = a.git_branch.clone().unwrap_or_else(|| "main".into());
-    if branch.is_empty() || branch.contains("..") || branch.starts_with('-') || branch.contains(char::is_whitespace) {
-        return Err(invalid("--git-branch", &branch, "not a valid branch, tag or commit"));
+    if branch.is_empty()
+        || branch.contains("..")
+        || branch.starts_with('-')
+        || branch.contains(char::is_whitespace)
+    {
+        return Err(invalid(
+            "--git-branch",
+            &branch,
+            "not a valid branch, tag or commit",
+        ));
     }
-    let raw_paths = if a.git_path.is_empty() { vec!["/".to_string()] } else { a.git_path.clone() };
+    let raw_paths = if a.git_path.is_empty() {
+        vec!["/".to_string()]
+    } else {
+        a.git_path.clone()
+    };
     let mut paths = Vec::new();
     for p in &raw_paths {
         let p2 = p.replace("{node}", node);
         let trimmed = p2.trim_matches('/').to_string();
         if trimmed.split('/').any(|c| c == ".." || c == ".") {
-            return Err(invalid("--git-path", p, "must not contain . or .. components"));
+            return Err(invalid(
+                "--git-path",
+                p,
+                "must not contain . or .. components",
+            ));
         }
         if !paths.contains(&trimmed) {
             paths.push(trimmed);
@@ -491,8 +634,16 @@ fn git_config(url: &str, a: &AgentArgs, node: &str, host: &Host<'_>) -> Result<G
         url: url.to_string(),
         branch,
         paths,
-        interval: duration("--git-interval", a.git_interval.as_deref(), Duration::from_secs(30))?,
-        webhook_secret: a.git_webhook_secret_file.as_deref().map(|p| read_secret("--git-webhook-secret-file", p, host)).transpose()?,
+        interval: duration(
+            "--git-interval",
+            a.git_interval.as_deref(),
+            Duration::from_secs(30),
+        )?,
+        webhook_secret: a
+            .git_webhook_secret_file
+            .as_deref()
+            .map(|p| read_secret("--git-webhook-secret-file", p, host))
+            .transpose()?,
         ssh_key: a.git_ssh_key.clone().map(PathBuf::from),
         known_hosts: a.git_known_hosts.clone().map(PathBuf::from),
     })
@@ -501,18 +652,36 @@ fn git_config(url: &str, a: &AgentArgs, node: &str, host: &Host<'_>) -> Result<G
 /// The instance names host resources (`<instance>0` bridge: at most 15 bytes for an interface).
 fn validate_instance(s: &str) -> Result<(), ConfigError> {
     if s.is_empty() || s.len() > 11 {
-        return Err(invalid("--instance", s, "must be 1 to 11 characters (it prefixes interface names)"));
+        return Err(invalid(
+            "--instance",
+            s,
+            "must be 1 to 11 characters (it prefixes interface names)",
+        ));
     }
-    if !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || !s.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err(invalid("--instance", s, "must be [a-z0-9-] and start with a letter"));
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || !s.starts_with(|c: char| c.is_ascii_lowercase())
+    {
+        return Err(invalid(
+            "--instance",
+            s,
+            "must be [a-z0-9-] and start with a letter",
+        ));
     }
     Ok(())
 }
 
 fn check_cidr(key: &'static str, s: &str) -> Result<(), ConfigError> {
-    let (ip, len) = s.split_once('/').ok_or_else(|| invalid(key, s, "expected ADDRESS/PREFIX, e.g. 10.44.0.0/16"))?;
-    let ip: IpAddr = ip.parse().map_err(|_| invalid(key, s, "not an IP address"))?;
-    let len: u8 = len.parse().map_err(|_| invalid(key, s, "prefix length is not a number"))?;
+    let (ip, len) = s
+        .split_once('/')
+        .ok_or_else(|| invalid(key, s, "expected ADDRESS/PREFIX, e.g. 10.44.0.0/16"))?;
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| invalid(key, s, "not an IP address"))?;
+    let len: u8 = len
+        .parse()
+        .map_err(|_| invalid(key, s, "prefix length is not a number"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     if len > max || len < 8 {
         return Err(invalid(key, s, format!("prefix length must be 8..={max}")));
@@ -523,11 +692,22 @@ fn check_cidr(key: &'static str, s: &str) -> Result<(), ConfigError> {
 fn node_labels(s: &str, node: &str) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut out = BTreeMap::new();
     for kv in split_list(s) {
-        let (k, v) = kv.split_once('=').ok_or_else(|| invalid("--node-labels", &kv, "expected key=value"))?;
-        if k.is_empty() || k.len() > 316 || !k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| invalid("--node-labels", &kv, "expected key=value"))?;
+        if k.is_empty()
+            || k.len() > 316
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
             return Err(invalid("--node-labels", &kv, "not a valid label key"));
         }
-        if v.len() > 63 || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if v.len() > 63
+            || !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             return Err(invalid("--node-labels", &kv, "not a valid label value"));
         }
         out.insert(k.to_string(), v.to_string());
@@ -556,7 +736,11 @@ pub fn default_hostname() -> Option<String> {
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .or_else(|| nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()))
+        .or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+        })
 }
 
 #[cfg(test)]

@@ -2,11 +2,17 @@ use std::collections::HashMap;
 
 use super::*;
 
-fn host<'a>(env: &'a HashMap<&'static str, &'static str>, files: &'a HashMap<&'static str, &'static str>) -> Host<'a> {
+fn host<'a>(
+    env: &'a HashMap<&'static str, &'static str>,
+    files: &'a HashMap<&'static str, &'static str>,
+) -> Host<'a> {
     Host {
         env: Box::leak(Box::new(move |k: &str| env.get(k).map(|s| s.to_string()))),
         read_file: Box::leak(Box::new(move |p: &str| {
-            files.get(p).map(|s| s.to_string()).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
+            files
+                .get(p)
+                .map(|s| s.to_string())
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
         })),
         hostname: &|| Some("edge1".to_string()),
     }
@@ -38,7 +44,11 @@ fn defaults_follow_design() {
 
 #[test]
 fn flags_beat_env_beat_file() {
-    let env = HashMap::from([("BERTH_INSTANCE", "fromenv"), ("BERTH_NODE_NAME", "envnode"), ("BERTH_CONFIG", "/c.yaml")]);
+    let env = HashMap::from([
+        ("BERTH_INSTANCE", "fromenv"),
+        ("BERTH_NODE_NAME", "envnode"),
+        ("BERTH_CONFIG", "/c.yaml"),
+    ]);
     let files = HashMap::from([(
         "/c.yaml",
         "instance: fromfile\nnode-name: filenode\nlisten: 127.0.0.1:9000\nmanifests: [/a, /b]\nnode-labels: {zone: x}\n",
@@ -57,12 +67,19 @@ fn flags_beat_env_beat_file() {
 
 #[test]
 fn env_lists_are_comma_separated() {
-    let env = HashMap::from([("BERTH_MANIFESTS", "/a, /b"), ("BERTH_GIT", "file:///r"), ("BERTH_GIT_PATH", "common,hosts/{node}")]);
+    let env = HashMap::from([
+        ("BERTH_MANIFESTS", "/a, /b"),
+        ("BERTH_GIT", "file:///r"),
+        ("BERTH_GIT_PATH", "common,hosts/{node}"),
+    ]);
     let files = HashMap::new();
     let c = resolve(&cli(&[]), &host(&env, &files)).unwrap();
     assert_eq!(c.manifests.len(), 2);
     let g = c.git.unwrap();
-    assert_eq!(g.paths, vec!["common".to_string(), "hosts/edge1".to_string()]);
+    assert_eq!(
+        g.paths,
+        vec!["common".to_string(), "hosts/edge1".to_string()]
+    );
     assert_eq!(g.branch, "main");
     assert_eq!(g.interval, Duration::from_secs(30));
 }
@@ -81,21 +98,49 @@ fn validation_errors_name_key_and_value() {
     let (env, files) = (HashMap::new(), HashMap::new());
     let h = host(&env, &files);
     assert!(matches!(resolve(&cli(&[]), &h), Err(ConfigError::NoSource)));
-    let e = resolve(&cli(&["--manifests", "/m", "--pod-cidr", "10.0.0.0/40"]), &h).unwrap_err().to_string();
+    let e = resolve(
+        &cli(&["--manifests", "/m", "--pod-cidr", "10.0.0.0/40"]),
+        &h,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("--pod-cidr") && e.contains("10.0.0.0/40"), "{e}");
-    let e = resolve(&cli(&["--manifests", "/m", "--service-cidr", "nonsense"]), &h).unwrap_err().to_string();
+    let e = resolve(
+        &cli(&["--manifests", "/m", "--service-cidr", "nonsense"]),
+        &h,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("--service-cidr"), "{e}");
-    let e = resolve(&cli(&["--manifests", "/m", "--instance", "much-too-long"]), &h).unwrap_err().to_string();
+    let e = resolve(
+        &cli(&["--manifests", "/m", "--instance", "much-too-long"]),
+        &h,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("--instance"), "{e}");
-    let e = resolve(&cli(&["--manifests", "/m", "--instance", "Bad_1"]), &h).unwrap_err().to_string();
+    let e = resolve(&cli(&["--manifests", "/m", "--instance", "Bad_1"]), &h)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("[a-z0-9-]"), "{e}");
-    let e = resolve(&cli(&["--manifests", "/m", "--git-interval", "soon"]), &h).unwrap_err().to_string();
+    let e = resolve(&cli(&["--manifests", "/m", "--git-interval", "soon"]), &h)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("needs --git"), "{e}");
-    let e = resolve(&cli(&["--git", "file:///r", "--git-interval", "soon"]), &h).unwrap_err().to_string();
+    let e = resolve(&cli(&["--git", "file:///r", "--git-interval", "soon"]), &h)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("--git-interval") && e.contains("soon"), "{e}");
-    let e = resolve(&cli(&["--manifests", "/m", "--registry-mirror", "docker.io"]), &h).unwrap_err().to_string();
+    let e = resolve(
+        &cli(&["--manifests", "/m", "--registry-mirror", "docker.io"]),
+        &h,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("--registry-mirror"), "{e}");
-    let e = resolve(&cli(&["--manifests", "/m", "--node-labels", "novalue"]), &h).unwrap_err().to_string();
+    let e = resolve(&cli(&["--manifests", "/m", "--node-labels", "novalue"]), &h)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("--node-labels"), "{e}");
 }
 
@@ -107,9 +152,24 @@ fn non_loopback_listen_needs_a_token() {
     let err = resolve(&cli(&["--manifests", "/m", "--listen", "0.0.0.0:7070"]), &h).unwrap_err();
     assert!(matches!(err, ConfigError::TokenRequired(_)), "{err}");
     assert!(err.to_string().contains("--api-token-file"));
-    let c = resolve(&cli(&["--manifests", "/m", "--listen", "0.0.0.0:7070", "--api-token-file", "/tok"]), &h).unwrap();
+    let c = resolve(
+        &cli(&[
+            "--manifests",
+            "/m",
+            "--listen",
+            "0.0.0.0:7070",
+            "--api-token-file",
+            "/tok",
+        ]),
+        &h,
+    )
+    .unwrap();
     assert_eq!(c.api_token.as_deref(), Some("s3cret"));
-    let err = resolve(&cli(&["--manifests", "/m", "--api-token-file", "/empty"]), &h).unwrap_err();
+    let err = resolve(
+        &cli(&["--manifests", "/m", "--api-token-file", "/empty"]),
+        &h,
+    )
+    .unwrap_err();
     assert!(matches!(err, ConfigError::EmptySecret { .. }));
     let ok = resolve(&cli(&["--manifests", "/m", "--listen", "[::1]:7070"]), &h).unwrap();
     assert!(ok.api_token.is_none());
@@ -119,13 +179,21 @@ fn non_loopback_listen_needs_a_token() {
 fn clap_never_reads_the_environment() {
     // cli_command strips env attributes: the only env source is the lookup fn.
     assert!(cli_command().get_arguments().all(|a| a.get_env().is_none()));
-    assert!(Cli::command().get_arguments().filter(|a| a.get_id() != "help" && a.get_id() != "version").all(|a| a.get_env().is_some()));
+    assert!(
+        Cli::command()
+            .get_arguments()
+            .filter(|a| a.get_id() != "help" && a.get_id() != "version")
+            .all(|a| a.get_env().is_some())
+    );
 }
 
 #[test]
 fn subcommands_parse() {
     let c = parse_cli(["berth", "validate", "a", "b"]).unwrap();
     assert!(matches!(c.command, Some(Command::Validate { ref paths }) if paths.len() == 2));
-    assert!(matches!(parse_cli(["berth", "schema"]).unwrap().command, Some(Command::Schema)));
+    assert!(matches!(
+        parse_cli(["berth", "schema"]).unwrap().command,
+        Some(Command::Schema)
+    ));
     assert!(parse_cli(["berth", "validate"]).is_err());
 }

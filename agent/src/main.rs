@@ -43,7 +43,10 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::Validate { paths }) => return ExitCode::from(validate_cmd::run(paths) as u8),
         Some(Command::Schema) => {
-            println!("{}", serde_json::to_string_pretty(&berth_spec::json_schema()).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&berth_spec::json_schema()).unwrap_or_default()
+            );
             return ExitCode::SUCCESS;
         }
         None => {}
@@ -56,7 +59,11 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cfg.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("berth: starting the async runtime: {e}");
@@ -79,24 +86,50 @@ async fn run(cfg: Config) -> Result<()> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (desired_tx, desired_rx) = berth_reconciler::desired_channel();
     let (status_tx, status_rx) = berth_reconciler::status_channel();
-    let hub = Hub::new(desired_tx, NodeInfo { name: cfg.node_name.clone(), labels: cfg.node_labels.clone() });
+    let hub = Hub::new(
+        desired_tx,
+        NodeInfo {
+            name: cfg.node_name.clone(),
+            labels: cfg.node_labels.clone(),
+        },
+    );
 
     // sources: register all before any publishes, so `complete` waits for every one
     let mut tasks = Vec::new();
-    let handles: Vec<_> = cfg.manifests.iter().map(|d| (d.clone(), hub.register())).collect();
-    let git = cfg.git.clone().map(|g| (g, hub.register(), Arc::new(Notify::new())));
+    let handles: Vec<_> = cfg
+        .manifests
+        .iter()
+        .map(|d| (d.clone(), hub.register()))
+        .collect();
+    let git = cfg
+        .git
+        .clone()
+        .map(|g| (g, hub.register(), Arc::new(Notify::new())));
     for (dir, h) in handles {
-        tasks.push(tokio::spawn(sources::dir::run(dir, cfg.manifests_resync, h, shutdown.clone())));
+        tasks.push(tokio::spawn(sources::dir::run(
+            dir,
+            cfg.manifests_resync,
+            h,
+            shutdown.clone(),
+        )));
     }
     let git_sync = git.as_ref().map(|g| g.2.clone());
     if let Some((g, h, notify)) = git {
         let webhook = g.webhook_secret.clone();
-        tasks.push(tokio::spawn(sources::git::run(g, cfg.state_dir.clone(), h, notify, shutdown.clone())));
+        tasks.push(tokio::spawn(sources::git::run(
+            g,
+            cfg.state_dir.clone(),
+            h,
+            notify,
+            shutdown.clone(),
+        )));
         let _ = webhook;
     }
 
     // HTTP API
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("listening on {}", cfg.listen))?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let state = api::ApiState {
         view: hub.view(),
@@ -105,7 +138,11 @@ async fn run(cfg: Config) -> Result<()> {
         node: cfg.node_name.as_str().into(),
         token: cfg.api_token.as_deref().map(Into::into),
         git_sync,
-        webhook_secret: cfg.git.as_ref().and_then(|g| g.webhook_secret.as_deref()).map(Into::into),
+        webhook_secret: cfg
+            .git
+            .as_ref()
+            .and_then(|g| g.webhook_secret.as_deref())
+            .map(Into::into),
         shutdown: shutdown.clone(),
     };
     let mut sd = shutdown.clone();
@@ -122,7 +159,8 @@ async fn run(cfg: Config) -> Result<()> {
     // workloads
     let wcfg = cfg.clone();
     let wshutdown = shutdown.clone();
-    let workloads = tokio::spawn(async move { start_workloads(&wcfg, desired_rx, status_tx, wshutdown).await });
+    let workloads =
+        tokio::spawn(async move { start_workloads(&wcfg, desired_rx, status_tx, wshutdown).await });
 
     // wait for a signal; the second one forces the exit
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -137,7 +175,9 @@ async fn run(cfg: Config) -> Result<()> {
             let _ = t.await;
         }
         match workloads.await {
-            Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "workloads stopped with an error"),
+            Ok(Err(e)) => {
+                tracing::error!(error = format!("{e:#}"), "workloads stopped with an error")
+            }
             Err(e) => tracing::error!(error = %e, "workloads task failed"),
             Ok(Ok(())) => {}
         }
@@ -158,7 +198,12 @@ async fn run(cfg: Config) -> Result<()> {
 /// desired objects with no status, `/readyz` stays 503 (the snapshot is never
 /// `ready`), and no fake status is published. `status_tx` is held until
 /// shutdown so the API's status readers stay open.
-async fn start_workloads(cfg: &Config, desired_rx: DesiredRx, status_tx: StatusWriter, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+async fn start_workloads(
+    cfg: &Config,
+    desired_rx: DesiredRx,
+    status_tx: StatusWriter,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
     tracing::warn!(instance = %cfg.instance, "workloads are not wired into this build: manifests are read and served, nothing is run");
     let _keep = (desired_rx, status_tx);
     sources::stopped(&mut shutdown).await;

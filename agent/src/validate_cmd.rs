@@ -13,11 +13,23 @@ pub fn check(paths: &[PathBuf]) -> (usize, usize, Vec<Diagnostic>) {
     let mut files: Vec<(PathBuf, std::io::Result<String>)> = Vec::new();
     let mut diags = Vec::new();
     for p in paths {
-        let err = |msg: String| Diagnostic { severity: Severity::Error, location: Location { file: p.display().to_string(), line: 1, column: 1 }, object: None, path: None, message: msg };
+        let err = |msg: String| Diagnostic {
+            severity: Severity::Error,
+            location: Location {
+                file: p.display().to_string(),
+                line: 1,
+                column: 1,
+            },
+            object: None,
+            path: None,
+            message: msg,
+        };
         match std::fs::metadata(p) {
             Err(e) => diags.push(err(format!("cannot read: {e}"))),
             Ok(m) if m.is_dir() => match scan_dir(p) {
-                Ok(found) if found.is_empty() => diags.push(err("no manifest files (*.yaml, *.yml) in this directory".into())),
+                Ok(found) if found.is_empty() => diags.push(err(
+                    "no manifest files (*.yaml, *.yml) in this directory".into(),
+                )),
                 Ok(found) => files.extend(found),
                 Err(e) => diags.push(err(format!("cannot read directory: {e}"))),
             },
@@ -33,7 +45,17 @@ pub fn check(paths: &[PathBuf]) -> (usize, usize, Vec<Diagnostic>) {
                 objects.extend(parsed.objects);
                 diags.extend(parsed.diagnostics);
             }
-            Err(e) => diags.push(Diagnostic { severity: Severity::Error, location: Location { file: display(&path), line: 1, column: 1 }, object: None, path: None, message: format!("cannot read: {e}") }),
+            Err(e) => diags.push(Diagnostic {
+                severity: Severity::Error,
+                location: Location {
+                    file: display(&path),
+                    line: 1,
+                    column: 1,
+                },
+                object: None,
+                path: None,
+                message: format!("cannot read: {e}"),
+            }),
         }
     }
     diags.extend(berth_spec::validate_set(&objects));
@@ -52,7 +74,10 @@ pub fn run(paths: &[PathBuf]) -> i32 {
     for d in &diags {
         println!("{d}");
     }
-    let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     let warnings = diags.len() - errors;
     eprintln!("{files} file(s), {objects} object(s): {errors} error(s), {warnings} warning(s)");
     i32::from(errors > 0)

@@ -23,7 +23,11 @@ impl Drop for Agent {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -54,16 +58,30 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn pod(name: &str, image: &str) -> String {
-    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: {image}\n")
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: {image}\n"
+    )
 }
 
 fn pod_names(port: u16) -> Vec<String> {
-    json(port, "/api/v1/pods")["items"].as_array().unwrap().iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect()
+    json(port, "/api/v1/pods")["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn start(dir: &Path, tmp: &Path, port: u16) -> Agent {
     let child = Command::new(BIN)
-        .args(["--instance", "btag1", "--listen", &format!("127.0.0.1:{port}"), "--node-name", "e2e"])
+        .args([
+            "--instance",
+            "btag1",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--node-name",
+            "e2e",
+        ])
         .arg("--manifests")
         .arg(dir)
         .arg("--state-dir")
@@ -85,7 +103,9 @@ fn drop_edit_break_fix_remove_through_the_api() {
     std::fs::write(dir.join("a.yaml"), pod("a", "busybox:1")).unwrap();
     let port = free_port();
     let mut agent = start(&dir, tmp.path(), port);
-    eventually("API up with pod a", || get(port, "/api/v1/pods").is_some_and(|(c, b)| c == 200 && b.contains("\"a\"")));
+    eventually("API up with pod a", || {
+        get(port, "/api/v1/pods").is_some_and(|(c, b)| c == 200 && b.contains("\"a\""))
+    });
     assert_eq!(get(port, "/healthz").unwrap(), (200, "ok".into()));
     let st = json(port, "/api/v1/status");
     assert_eq!(st["instance"], "btag1");
@@ -99,32 +119,65 @@ fn drop_edit_break_fix_remove_through_the_api() {
     eventually("b appears", || pod_names(port) == ["a", "b"]);
     // edit
     std::fs::write(dir.join("a.yaml"), pod("a", "busybox:2")).unwrap();
-    eventually("a edited", || json(port, "/api/v1/namespaces/default/pods/a")["spec"]["containers"][0]["image"] == "busybox:2");
+    eventually("a edited", || {
+        json(port, "/api/v1/namespaces/default/pods/a")["spec"]["containers"][0]["image"]
+            == "busybox:2"
+    });
     // break: a's last good definition stays, the error has file:line
-    std::fs::write(dir.join("a.yaml"), "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\nspec:\n  containers:\n  - name: c\n").unwrap();
+    std::fs::write(
+        dir.join("a.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\nspec:\n  containers:\n  - name: c\n",
+    )
+    .unwrap();
     let a_path = dir.join("a.yaml").display().to_string();
     eventually("a reported", || {
-        json(port, "/api/v1/status")["sources"][0]["diagnostics"].as_array().unwrap().iter().any(|d| d["text"].as_str().unwrap().starts_with(&format!("{a_path}:")))
+        json(port, "/api/v1/status")["sources"][0]["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| {
+                d["text"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{a_path}:"))
+            })
     });
-    assert_eq!(json(port, "/api/v1/namespaces/default/pods/a")["spec"]["containers"][0]["image"], "busybox:2");
+    assert_eq!(
+        json(port, "/api/v1/namespaces/default/pods/a")["spec"]["containers"][0]["image"],
+        "busybox:2"
+    );
     let (_, metrics) = get(port, "/metrics").unwrap();
     assert!(!metrics.contains("berth_parse_errors 0"), "{metrics}");
     // fix
     std::fs::write(dir.join("a.yaml"), pod("a", "busybox:3")).unwrap();
     eventually("a fixed", || json(port, "/api/v1/status")["errors"] == 0);
-    assert_eq!(json(port, "/api/v1/namespaces/default/pods/a")["spec"]["containers"][0]["image"], "busybox:3");
+    assert_eq!(
+        json(port, "/api/v1/namespaces/default/pods/a")["spec"]["containers"][0]["image"],
+        "busybox:3"
+    );
     // remove
     std::fs::remove_file(dir.join("b.yaml")).unwrap();
     eventually("b gone", || pod_names(port) == ["a"]);
-    assert_eq!(get(port, "/api/v1/namespaces/default/pods/b").unwrap().0, 404);
+    assert_eq!(
+        get(port, "/api/v1/namespaces/default/pods/b").unwrap().0,
+        404
+    );
     // the directory vanishes: error, objects kept
     std::fs::rename(&dir, tmp.path().join("moved")).unwrap();
-    eventually("missing dir reported", || json(port, "/api/v1/status")["sources"][0]["lastError"].is_string());
+    eventually("missing dir reported", || {
+        json(port, "/api/v1/status")["sources"][0]["lastError"].is_string()
+    });
     assert_eq!(pod_names(port), ["a"]);
 
     // SIGTERM: clean exit
     let pid = agent.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(10) {
         if let Some(st) = agent.0.try_wait().unwrap() {
@@ -142,13 +195,26 @@ fn validate_prints_file_line_errors_and_fails() {
     std::fs::write(tmp.path().join("ok.yaml"), pod("ok", "x")).unwrap();
     std::fs::create_dir(tmp.path().join("sub")).unwrap();
     std::fs::write(tmp.path().join("sub/bad.yaml"), "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n    image: x\n    ports:\n    - containerPort: 99999\n").unwrap();
-    let out = Command::new(BIN).arg("validate").arg(tmp.path()).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let bad = tmp.path().join("sub/bad.yaml").display().to_string();
-    assert!(stdout.lines().any(|l| l.starts_with(&format!("{bad}:10:")) && l.contains("99999")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{bad}:10:")) && l.contains("99999")),
+        "{stdout}"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 error(s)"));
-    let out = Command::new(BIN).arg("validate").arg(tmp.path().join("ok.yaml")).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(tmp.path().join("ok.yaml"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let out = Command::new(BIN).arg("schema").output().unwrap();
     assert!(out.status.success());
@@ -160,7 +226,14 @@ fn bad_config_exits_64_before_side_effects() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let out = Command::new(BIN)
-        .args(["--manifests", "/nonexistent", "--instance", "btag1", "--listen", "0.0.0.0:7999"])
+        .args([
+            "--manifests",
+            "/nonexistent",
+            "--instance",
+            "btag1",
+            "--listen",
+            "0.0.0.0:7999",
+        ])
         .arg("--state-dir")
         .arg(&state)
         .env_remove("BERTH_API_TOKEN_FILE")
@@ -168,8 +241,16 @@ fn bad_config_exits_64_before_side_effects() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--api-token-file"));
-    assert!(!state.exists(), "nothing created before the config is valid");
-    let out = Command::new(BIN).args(["--instance", "btag1"]).env_remove("BERTH_MANIFESTS").env_remove("BERTH_GIT").output().unwrap();
+    assert!(
+        !state.exists(),
+        "nothing created before the config is valid"
+    );
+    let out = Command::new(BIN)
+        .args(["--instance", "btag1"])
+        .env_remove("BERTH_MANIFESTS")
+        .env_remove("BERTH_GIT")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no manifest source"));
 }

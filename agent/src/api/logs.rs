@@ -36,7 +36,9 @@ pub fn parse_cri(text: &str, partial: &mut String) -> Vec<String> {
         let line = line.trim_end_matches('\n');
         let mut it = line.splitn(4, ' ');
         match (it.next(), it.next(), it.next(), it.next()) {
-            (Some(_ts), Some("stdout" | "stderr"), Some(tag), msg) if tag.starts_with('P') || tag.starts_with('F') => {
+            (Some(_ts), Some("stdout" | "stderr"), Some(tag), msg)
+                if tag.starts_with('P') || tag.starts_with('F') =>
+            {
                 partial.push_str(msg.unwrap_or(""));
                 if tag.starts_with('F') {
                     out.push(std::mem::take(partial));
@@ -52,22 +54,51 @@ fn complete_len(text: &str) -> usize {
     text.rfind('\n').map_or(0, |i| i + 1)
 }
 
-fn find_log(st: &ApiState, ns: &str, pod: &str, container: Option<&str>) -> Result<PathBuf, ApiError> {
+fn find_log(
+    st: &ApiState,
+    ns: &str,
+    pod: &str,
+    container: Option<&str>,
+) -> Result<PathBuf, ApiError> {
     let snap = st.status.borrow().clone();
-    let mine: Vec<&(String, String, String, PathBuf)> = snap.logs.iter().filter(|l| l.0 == ns && l.1 == pod).collect();
+    let mine: Vec<&(String, String, String, PathBuf)> = snap
+        .logs
+        .iter()
+        .filter(|l| l.0 == ns && l.1 == pod)
+        .collect();
     if mine.is_empty() {
-        return Err(ApiError::NotFound { kind: "Pod", name: format!("{ns}/{pod}") });
+        return Err(ApiError::NotFound {
+            kind: "Pod",
+            name: format!("{ns}/{pod}"),
+        });
     }
     match container {
-        Some(c) => mine.iter().find(|l| l.2 == c).map(|l| l.3.clone()).ok_or(ApiError::NotFound { kind: "container", name: c.to_string() }),
+        Some(c) => mine
+            .iter()
+            .find(|l| l.2 == c)
+            .map(|l| l.3.clone())
+            .ok_or(ApiError::NotFound {
+                kind: "container",
+                name: c.to_string(),
+            }),
         None if mine.len() == 1 => Ok(mine[0].3.clone()),
-        None => Err(ApiError::ContainerRequired { pod: pod.to_string(), containers: mine.iter().map(|l| l.2.clone()).collect() }),
+        None => Err(ApiError::ContainerRequired {
+            pod: pod.to_string(),
+            containers: mine.iter().map(|l| l.2.clone()).collect(),
+        }),
     }
 }
 
-pub async fn pod_log(State(st): State<ApiState>, Path((ns, pod)): Path<(String, String)>, Query(q): Query<LogQuery>) -> Result<Response, ApiError> {
+pub async fn pod_log(
+    State(st): State<ApiState>,
+    Path((ns, pod)): Path<(String, String)>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, ApiError> {
     let path = find_log(&st, &ns, &pod, q.container.as_deref())?;
-    let lerr = |source| ApiError::Log { path: path.display().to_string(), source };
+    let lerr = |source| ApiError::Log {
+        path: path.display().to_string(),
+        source,
+    };
     let bytes = tokio::fs::read(&path).await.map_err(lerr)?;
     let text = String::from_utf8_lossy(&bytes);
     let done = complete_len(&text);
@@ -100,17 +131,20 @@ pub async fn pod_log(State(st): State<ApiState>, Path((ns, pod)): Path<(String, 
                     _ = crate::sources::stopped(&mut shutdown) => return None,
                 }
                 let p = path.clone();
-                let read = tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, u64)> {
-                    let mut f = std::fs::File::open(&p)?;
-                    let len = f.metadata()?.len();
-                    let start = if len < offset { 0 } else { offset };
-                    f.seek(SeekFrom::Start(start))?;
-                    let mut buf = Vec::new();
-                    f.read_to_end(&mut buf)?;
-                    Ok((buf, start))
-                })
-                .await;
-                let Ok(Ok((buf, start))) = read else { return None };
+                let read =
+                    tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, u64)> {
+                        let mut f = std::fs::File::open(&p)?;
+                        let len = f.metadata()?.len();
+                        let start = if len < offset { 0 } else { offset };
+                        f.seek(SeekFrom::Start(start))?;
+                        let mut buf = Vec::new();
+                        f.read_to_end(&mut buf)?;
+                        Ok((buf, start))
+                    })
+                    .await;
+                let Ok(Ok((buf, start))) = read else {
+                    return None;
+                };
                 let text = String::from_utf8_lossy(&buf);
                 let done = complete_len(&text);
                 if done == 0 {
@@ -139,8 +173,14 @@ mod tests {
     fn cri_lines() {
         let text = "2024-01-01T00:00:00Z stdout F hello world\n2024-01-01T00:00:01Z stderr P part\n2024-01-01T00:00:01Z stderr F ial\nplain line\n";
         let mut p = String::new();
-        assert_eq!(parse_cri(text, &mut p), vec!["hello world", "partial", "plain line"]);
+        assert_eq!(
+            parse_cri(text, &mut p),
+            vec!["hello world", "partial", "plain line"]
+        );
         let mut p = String::new();
-        assert_eq!(parse_cri("2024-01-01T00:00:00Z stdout F \n", &mut p), vec![""]);
+        assert_eq!(
+            parse_cri("2024-01-01T00:00:00Z stdout F \n", &mut p),
+            vec![""]
+        );
     }
 }

@@ -10,50 +10,135 @@ use axum::response::IntoResponse;
 use super::ApiState;
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 pub async fn metrics(State(st): State<ApiState>) -> impl IntoResponse {
     let (view, snap) = (st.view.borrow().clone(), st.status.borrow().clone());
     let mut o = String::new();
-    let _ = writeln!(o, "# HELP berth_source_info A configured manifest source and its applied revision.\n# TYPE berth_source_info gauge");
+    let _ = writeln!(
+        o,
+        "# HELP berth_source_info A configured manifest source and its applied revision.\n# TYPE berth_source_info gauge"
+    );
     for s in &view.sources {
-        let _ = writeln!(o, "berth_source_info{{type=\"{}\",location=\"{}\",revision=\"{}\"}} 1", s.kind, esc(&s.location), esc(s.revision.as_deref().unwrap_or("")));
+        let _ = writeln!(
+            o,
+            "berth_source_info{{type=\"{}\",location=\"{}\",revision=\"{}\"}} 1",
+            s.kind,
+            esc(&s.location),
+            esc(s.revision.as_deref().unwrap_or(""))
+        );
     }
-    let _ = writeln!(o, "# HELP berth_source_complete 1 when the source produced a complete set.\n# TYPE berth_source_complete gauge");
+    let _ = writeln!(
+        o,
+        "# HELP berth_source_complete 1 when the source produced a complete set.\n# TYPE berth_source_complete gauge"
+    );
     for s in &view.sources {
-        let _ = writeln!(o, "berth_source_complete{{type=\"{}\",location=\"{}\"}} {}", s.kind, esc(&s.location), u8::from(s.complete));
+        let _ = writeln!(
+            o,
+            "berth_source_complete{{type=\"{}\",location=\"{}\"}} {}",
+            s.kind,
+            esc(&s.location),
+            u8::from(s.complete)
+        );
     }
-    let _ = writeln!(o, "# HELP berth_source_error 1 when the source's last read or fetch failed.\n# TYPE berth_source_error gauge");
+    let _ = writeln!(
+        o,
+        "# HELP berth_source_error 1 when the source's last read or fetch failed.\n# TYPE berth_source_error gauge"
+    );
     for s in &view.sources {
-        let _ = writeln!(o, "berth_source_error{{type=\"{}\",location=\"{}\"}} {}", s.kind, esc(&s.location), u8::from(s.last_error.is_some()));
+        let _ = writeln!(
+            o,
+            "berth_source_error{{type=\"{}\",location=\"{}\"}} {}",
+            s.kind,
+            esc(&s.location),
+            u8::from(s.last_error.is_some())
+        );
     }
-    let _ = writeln!(o, "# HELP berth_source_last_sync_timestamp_seconds Time of the last successful read or fetch.\n# TYPE berth_source_last_sync_timestamp_seconds gauge");
+    let _ = writeln!(
+        o,
+        "# HELP berth_source_last_sync_timestamp_seconds Time of the last successful read or fetch.\n# TYPE berth_source_last_sync_timestamp_seconds gauge"
+    );
     for s in &view.sources {
-        if let Some(t) = s.last_sync.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
-            let _ = writeln!(o, "berth_source_last_sync_timestamp_seconds{{type=\"{}\",location=\"{}\"}} {}", s.kind, esc(&s.location), t.as_second());
+        if let Some(t) = s
+            .last_sync
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        {
+            let _ = writeln!(
+                o,
+                "berth_source_last_sync_timestamp_seconds{{type=\"{}\",location=\"{}\"}} {}",
+                s.kind,
+                esc(&s.location),
+                t.as_second()
+            );
         }
     }
-    let _ = writeln!(o, "# HELP berth_objects Desired objects by kind.\n# TYPE berth_objects gauge");
-    let mut counts: BTreeMap<&str, usize> = berth_spec::Kind::ALL.iter().map(|k| (k.as_str(), 0)).collect();
+    let _ = writeln!(
+        o,
+        "# HELP berth_objects Desired objects by kind.\n# TYPE berth_objects gauge"
+    );
+    let mut counts: BTreeMap<&str, usize> = berth_spec::Kind::ALL
+        .iter()
+        .map(|k| (k.as_str(), 0))
+        .collect();
     for k in view.desired.objects.keys() {
         *counts.entry(k.kind.as_str()).or_default() += 1;
     }
     for (k, n) in counts {
         let _ = writeln!(o, "berth_objects{{kind=\"{k}\"}} {n}");
     }
-    let errors: usize = view.sources.iter().map(|s| s.diagnostics.iter().filter(|d| d.diag.severity == berth_spec::Severity::Error).count()).sum();
-    let _ = writeln!(o, "# HELP berth_parse_errors Manifest errors currently reported.\n# TYPE berth_parse_errors gauge\nberth_parse_errors {errors}");
-    let _ = writeln!(o, "# HELP berth_objects_not_scheduled Objects whose nodeSelector does not match this node.\n# TYPE berth_objects_not_scheduled gauge\nberth_objects_not_scheduled {}", view.unscheduled.len());
-    let _ = writeln!(o, "# HELP berth_reconcile_passes_total Reconcile passes since start.\n# TYPE berth_reconcile_passes_total counter\nberth_reconcile_passes_total {}", snap.reconcile_passes);
-    let _ = writeln!(o, "# HELP berth_pods Observed pods by phase.\n# TYPE berth_pods gauge");
-    let mut phases: BTreeMap<String, usize> = ["Pending", "Running", "Succeeded", "Failed", "Unknown"].iter().map(|p| (p.to_string(), 0)).collect();
+    let errors: usize = view
+        .sources
+        .iter()
+        .map(|s| {
+            s.diagnostics
+                .iter()
+                .filter(|d| d.diag.severity == berth_spec::Severity::Error)
+                .count()
+        })
+        .sum();
+    let _ = writeln!(
+        o,
+        "# HELP berth_parse_errors Manifest errors currently reported.\n# TYPE berth_parse_errors gauge\nberth_parse_errors {errors}"
+    );
+    let _ = writeln!(
+        o,
+        "# HELP berth_objects_not_scheduled Objects whose nodeSelector does not match this node.\n# TYPE berth_objects_not_scheduled gauge\nberth_objects_not_scheduled {}",
+        view.unscheduled.len()
+    );
+    let _ = writeln!(
+        o,
+        "# HELP berth_reconcile_passes_total Reconcile passes since start.\n# TYPE berth_reconcile_passes_total counter\nberth_reconcile_passes_total {}",
+        snap.reconcile_passes
+    );
+    let _ = writeln!(
+        o,
+        "# HELP berth_pods Observed pods by phase.\n# TYPE berth_pods gauge"
+    );
+    let mut phases: BTreeMap<String, usize> =
+        ["Pending", "Running", "Succeeded", "Failed", "Unknown"]
+            .iter()
+            .map(|p| (p.to_string(), 0))
+            .collect();
     for p in &snap.pods {
-        let ph = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_else(|| "Pending".into());
+        let ph = p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Pending".into());
         *phases.entry(ph).or_default() += 1;
     }
     for (p, n) in phases {
         let _ = writeln!(o, "berth_pods{{phase=\"{p}\"}} {n}");
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], o)
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        o,
+    )
 }

@@ -33,8 +33,8 @@ mod metrics;
 mod objects;
 mod selector;
 mod status;
-mod watch;
 mod table;
+mod watch;
 
 use std::sync::Arc;
 
@@ -79,9 +79,16 @@ pub enum ApiError {
     #[error("a valid bearer token is required")]
     Unauthorized,
     #[error("invalid {param} {value:?}: {reason}")]
-    BadParam { param: &'static str, value: String, reason: String },
+    BadParam {
+        param: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("a container name must be specified for pod {pod}, choose one of: {containers:?}")]
-    ContainerRequired { pod: String, containers: Vec<String> },
+    ContainerRequired {
+        pod: String,
+        containers: Vec<String>,
+    },
     #[error("no Git source is configured")]
     NoGitSource,
     #[error("reading log {path}")]
@@ -95,10 +102,14 @@ pub enum ApiError {
 impl ApiError {
     fn code(&self) -> (StatusCode, &'static str) {
         match self {
-            ApiError::NotFound { .. } | ApiError::NoRoute | ApiError::NoGitSource => (StatusCode::NOT_FOUND, "NotFound"),
+            ApiError::NotFound { .. } | ApiError::NoRoute | ApiError::NoGitSource => {
+                (StatusCode::NOT_FOUND, "NotFound")
+            }
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
-            ApiError::BadParam { .. } | ApiError::ContainerRequired { .. } => (StatusCode::BAD_REQUEST, "BadRequest"),
+            ApiError::BadParam { .. } | ApiError::ContainerRequired { .. } => {
+                (StatusCode::BAD_REQUEST, "BadRequest")
+            }
             ApiError::Log { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
     }
@@ -132,7 +143,10 @@ pub fn router(state: ApiState) -> Router {
         .route(SYNC_PATH, post(git_sync))
         .merge(discovery::routes())
         .merge(objects::routes())
-        .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(logs::pod_log))
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/log",
+            get(logs::pod_log),
+        )
         .fallback(|| async { ApiError::NoRoute })
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -172,13 +186,23 @@ fn presented(h: &HeaderMap) -> Vec<String> {
 
 /// Constant-time comparison (length aside).
 fn ct_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 async fn git_sync(State(st): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let Some(notify) = &st.git_sync else { return Err(ApiError::NoGitSource) };
+    let Some(notify) = &st.git_sync else {
+        return Err(ApiError::NoGitSource);
+    };
     let secrets: Vec<&Arc<str>> = st.token.iter().chain(st.webhook_secret.iter()).collect();
-    if !secrets.is_empty() && !presented(&headers).iter().any(|p| secrets.iter().any(|s| ct_eq(p, s))) {
+    if !secrets.is_empty()
+        && !presented(&headers)
+            .iter()
+            .any(|p| secrets.iter().any(|s| ct_eq(p, s)))
+    {
         return Err(ApiError::Unauthorized);
     }
     notify.notify_one();

@@ -84,16 +84,52 @@ pub struct ListQuery {
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/api/v1/{res}", get(|s, p: Path<String>, q, h| list(s, core(p.0), None, q, h)))
-        .route("/api/v1/namespaces/{ns}/{res}", get(|s, Path((ns, r)): Path<(String, String)>, q, h| list(s, core(r), Some(ns), q, h)))
-        .route("/api/v1/namespaces/{ns}/{res}/{name}", get(|s, Path((ns, r, n)): Path<(String, String, String)>, h| one(s, core(r), Some(ns), n, h)))
-        .route("/api/v1/namespaces/{name}", get(|s, Path(n): Path<String>, h| one(s, Ok(Res::Namespaces), None, n, h)))
-        .route("/apis/apps/v1/deployments", get(|s, q, h| list(s, Ok(Res::Deployments), None, q, h)))
-        .route("/apis/apps/v1/namespaces/{ns}/deployments", get(|s, Path(ns): Path<String>, q, h| list(s, Ok(Res::Deployments), Some(ns), q, h)))
-        .route("/apis/apps/v1/namespaces/{ns}/deployments/{name}", get(|s, Path((ns, n)): Path<(String, String)>, h| one(s, Ok(Res::Deployments), Some(ns), n, h)))
-        .route("/apis/berth.dev/v1alpha1/volumes", get(|s, q, h| list(s, Ok(Res::Volumes), None, q, h)))
-        .route("/apis/berth.dev/v1alpha1/namespaces/{ns}/volumes", get(|s, Path(ns): Path<String>, q, h| list(s, Ok(Res::Volumes), Some(ns), q, h)))
-        .route("/apis/berth.dev/v1alpha1/namespaces/{ns}/volumes/{name}", get(|s, Path((ns, n)): Path<(String, String)>, h| one(s, Ok(Res::Volumes), Some(ns), n, h)))
+        .route(
+            "/api/v1/{res}",
+            get(|s, p: Path<String>, q, h| list(s, core(p.0), None, q, h)),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/{res}",
+            get(|s, Path((ns, r)): Path<(String, String)>, q, h| list(s, core(r), Some(ns), q, h)),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/{res}/{name}",
+            get(|s, Path((ns, r, n)): Path<(String, String, String)>, h| {
+                one(s, core(r), Some(ns), n, h)
+            }),
+        )
+        .route(
+            "/api/v1/namespaces/{name}",
+            get(|s, Path(n): Path<String>, h| one(s, Ok(Res::Namespaces), None, n, h)),
+        )
+        .route(
+            "/apis/apps/v1/deployments",
+            get(|s, q, h| list(s, Ok(Res::Deployments), None, q, h)),
+        )
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments",
+            get(|s, Path(ns): Path<String>, q, h| list(s, Ok(Res::Deployments), Some(ns), q, h)),
+        )
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+            get(|s, Path((ns, n)): Path<(String, String)>, h| {
+                one(s, Ok(Res::Deployments), Some(ns), n, h)
+            }),
+        )
+        .route(
+            "/apis/berth.dev/v1alpha1/volumes",
+            get(|s, q, h| list(s, Ok(Res::Volumes), None, q, h)),
+        )
+        .route(
+            "/apis/berth.dev/v1alpha1/namespaces/{ns}/volumes",
+            get(|s, Path(ns): Path<String>, q, h| list(s, Ok(Res::Volumes), Some(ns), q, h)),
+        )
+        .route(
+            "/apis/berth.dev/v1alpha1/namespaces/{ns}/volumes/{name}",
+            get(|s, Path((ns, n)): Path<(String, String)>, h| {
+                one(s, Ok(Res::Volumes), Some(ns), n, h)
+            }),
+        )
 }
 
 fn core(r: String) -> Result<Res, ApiError> {
@@ -101,24 +137,41 @@ fn core(r: String) -> Result<Res, ApiError> {
 }
 
 pub fn wants_table(h: &HeaderMap) -> bool {
-    h.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("as=Table"))
+    h.get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"))
 }
 
 fn truthy(v: &Option<String>) -> bool {
     matches!(v.as_deref(), Some("true" | "1"))
 }
 
-async fn list(State(st): State<ApiState>, res: Result<Res, ApiError>, ns: Option<String>, Query(q): Query<ListQuery>, h: HeaderMap) -> Result<Response, ApiError> {
+async fn list(
+    State(st): State<ApiState>,
+    res: Result<Res, ApiError>,
+    ns: Option<String>,
+    Query(q): Query<ListQuery>,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
     let res = res?;
     if ns.is_some() && res == Res::Namespaces {
         return Err(ApiError::NoRoute);
     }
     let filter = Filter::new(ns, None, &q)?;
     if truthy(&q.watch) {
-        return Ok(watch::stream(st, res, filter, wants_table(&h), q.resource_version));
+        return Ok(watch::stream(
+            st,
+            res,
+            filter,
+            wants_table(&h),
+            q.resource_version,
+        ));
     }
     let (view, snap) = (st.view.borrow().clone(), st.status.borrow().clone());
-    let items: Vec<Value> = collect(res, &view, &snap).into_iter().filter(|o| filter.matches(o)).collect();
+    let items: Vec<Value> = collect(res, &view, &snap)
+        .into_iter()
+        .filter(|o| filter.matches(o))
+        .collect();
     let rv = resource_version(&view, &snap);
     if wants_table(&h) {
         return Ok(axum::Json(table::table(res, &items, &rv)).into_response());
@@ -130,13 +183,30 @@ async fn list(State(st): State<ApiState>, res: Result<Res, ApiError>, ns: Option
     .into_response())
 }
 
-async fn one(State(st): State<ApiState>, res: Result<Res, ApiError>, ns: Option<String>, name: String, h: HeaderMap) -> Result<Response, ApiError> {
+async fn one(
+    State(st): State<ApiState>,
+    res: Result<Res, ApiError>,
+    ns: Option<String>,
+    name: String,
+    h: HeaderMap,
+) -> Result<Response, ApiError> {
     let res = res?;
     let (view, snap) = (st.view.borrow().clone(), st.status.borrow().clone());
     let filter = Filter::new(ns, Some(name.clone()), &ListQuery::default())?;
-    let obj = collect(res, &view, &snap).into_iter().find(|o| filter.matches(o)).ok_or(ApiError::NotFound { kind: res.kind(), name })?;
+    let obj = collect(res, &view, &snap)
+        .into_iter()
+        .find(|o| filter.matches(o))
+        .ok_or(ApiError::NotFound {
+            kind: res.kind(),
+            name,
+        })?;
     if wants_table(&h) {
-        return Ok(axum::Json(table::table(res, std::slice::from_ref(&obj), &resource_version(&view, &snap))).into_response());
+        return Ok(axum::Json(table::table(
+            res,
+            std::slice::from_ref(&obj),
+            &resource_version(&view, &snap),
+        ))
+        .into_response());
     }
     Ok(axum::Json(obj).into_response())
 }
@@ -151,21 +221,45 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn new(ns: Option<String>, name: Option<String>, q: &ListQuery) -> Result<Filter, ApiError> {
-        let labels = selector::Selector::parse(q.label_selector.as_deref().unwrap_or(""))
-            .map_err(|reason| ApiError::BadParam { param: "labelSelector", value: q.label_selector.clone().unwrap_or_default(), reason })?;
+    pub fn new(
+        ns: Option<String>,
+        name: Option<String>,
+        q: &ListQuery,
+    ) -> Result<Filter, ApiError> {
+        let labels = selector::Selector::parse(q.label_selector.as_deref().unwrap_or("")).map_err(
+            |reason| ApiError::BadParam {
+                param: "labelSelector",
+                value: q.label_selector.clone().unwrap_or_default(),
+                reason,
+            },
+        )?;
         let mut fields = Vec::new();
-        for term in q.field_selector.as_deref().unwrap_or("").split(',').filter(|t| !t.is_empty()) {
+        for term in q
+            .field_selector
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter(|t| !t.is_empty())
+        {
             let (k, v, eq) = if let Some((k, v)) = term.split_once("!=") {
                 (k, v, false)
             } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
                 (k, v, true)
             } else {
-                return Err(ApiError::BadParam { param: "fieldSelector", value: term.into(), reason: "expected field=value or field!=value".into() });
+                return Err(ApiError::BadParam {
+                    param: "fieldSelector",
+                    value: term.into(),
+                    reason: "expected field=value or field!=value".into(),
+                });
             };
             fields.push((k.trim().to_string(), v.trim().to_string(), eq));
         }
-        Ok(Filter { ns, name, labels, fields })
+        Ok(Filter {
+            ns,
+            name,
+            labels,
+            fields,
+        })
     }
 
     pub fn matches(&self, o: &Value) -> bool {
@@ -180,12 +274,26 @@ impl Filter {
         {
             return false;
         }
-        let labels: HashMap<String, String> = meta["labels"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect()).unwrap_or_default();
+        let labels: HashMap<String, String> = meta["labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
         if !self.labels.matches(&labels) {
             return false;
         }
         self.fields.iter().all(|(path, want, eq)| {
-            let got = path.split('.').try_fold(o, |v, seg| v.get(seg)).and_then(|v| v.as_str().map(String::from).or_else(|| (!v.is_null()).then(|| v.to_string())));
+            let got = path
+                .split('.')
+                .try_fold(o, |v, seg| v.get(seg))
+                .and_then(|v| {
+                    v.as_str()
+                        .map(String::from)
+                        .or_else(|| (!v.is_null()).then(|| v.to_string()))
+                });
             (got.as_deref().unwrap_or("") == want) == *eq
         })
     }
@@ -198,7 +306,10 @@ pub fn resource_version(view: &View, snap: &Snapshot) -> String {
 
 fn key_of(v: &Value) -> (String, String) {
     let m = &v["metadata"];
-    (m["namespace"].as_str().unwrap_or("").to_string(), m["name"].as_str().unwrap_or("").to_string())
+    (
+        m["namespace"].as_str().unwrap_or("").to_string(),
+        m["name"].as_str().unwrap_or("").to_string(),
+    )
 }
 
 /// The objects of one resource, sorted by namespace and name.
@@ -214,7 +325,8 @@ pub fn collect(res: Res, view: &View, snap: &Snapshot) -> Vec<Value> {
                 Res::Volumes => snap.volumes.iter().map(to_value).collect(),
                 _ => Vec::new(),
             };
-            let mut observed: HashMap<(String, String), Value> = observed.into_iter().map(|v| (key_of(&v), v)).collect();
+            let mut observed: HashMap<(String, String), Value> =
+                observed.into_iter().map(|v| (key_of(&v), v)).collect();
             let kind = res.spec_kind();
             let mut out: Vec<Value> = view
                 .desired
@@ -271,7 +383,10 @@ fn overlay(res: Res, v: &mut Value, obs: Value) {
     if let Some(st) = obs.get("status") {
         v["status"] = st.clone();
     }
-    if let Some(ts) = obs["metadata"].get("creationTimestamp").filter(|t| !t.is_null()) {
+    if let Some(ts) = obs["metadata"]
+        .get("creationTimestamp")
+        .filter(|t| !t.is_null())
+    {
         v["metadata"]["creationTimestamp"] = ts.clone();
     }
     for f in ["uid", "resourceVersion", "generation"] {
@@ -287,7 +402,10 @@ fn overlay(res: Res, v: &mut Value, obs: Value) {
                 v["spec"][f] = x.clone();
             }
         }
-        if let (Some(want), Some(got)) = (v["spec"]["ports"].as_array_mut(), obs["spec"]["ports"].as_array()) {
+        if let (Some(want), Some(got)) = (
+            v["spec"]["ports"].as_array_mut(),
+            obs["spec"]["ports"].as_array(),
+        ) {
             for (w, g) in want.iter_mut().zip(got) {
                 if w["nodePort"].is_null() && !g["nodePort"].is_null() {
                     w["nodePort"] = g["nodePort"].clone();
@@ -308,7 +426,8 @@ fn redact_secret(v: &mut Value) {
             o.remove(f);
         }
     }
-    v["metadata"]["annotations"]["berth.dev/redacted-keys"] = json!(keys.into_iter().collect::<Vec<_>>().join(","));
+    v["metadata"]["annotations"]["berth.dev/redacted-keys"] =
+        json!(keys.into_iter().collect::<Vec<_>>().join(","));
 }
 
 fn events(snap: &Snapshot) -> Vec<Value> {
@@ -330,10 +449,17 @@ fn events(snap: &Snapshot) -> Vec<Value> {
 }
 
 fn namespaces(view: &View, snap: &Snapshot) -> Vec<Value> {
-    let mut set: BTreeSet<String> = view.desired.objects.keys().map(|k| k.namespace.clone()).collect();
+    let mut set: BTreeSet<String> = view
+        .desired
+        .objects
+        .keys()
+        .map(|k| k.namespace.clone())
+        .collect();
     set.insert("default".into());
     for p in &snap.pods {
         set.extend(p.metadata.namespace.clone());
     }
-    set.into_iter().map(|n| json!({"metadata": {"name": n}, "spec": {}, "status": {"phase": "Active"}})).collect()
+    set.into_iter()
+        .map(|n| json!({"metadata": {"name": n}, "spec": {}, "status": {"phase": "Active"}}))
+        .collect()
 }

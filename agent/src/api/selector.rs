@@ -31,12 +31,23 @@ fn terms(s: &str) -> Vec<&str> {
         }
     }
     out.push(&s[start..]);
-    out.into_iter().map(str::trim).filter(|t| !t.is_empty()).collect()
+    out.into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 fn set_values(rest: &str) -> Result<Vec<String>, String> {
-    let inner = rest.trim().strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or("expected (v1,v2,...)")?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    let inner = rest
+        .trim()
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or("expected (v1,v2,...)")?;
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 impl Selector {
@@ -81,7 +92,10 @@ mod tests {
 
     #[test]
     fn selectors() {
-        let l: HashMap<String, String> = [("app", "web"), ("tier", "front")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let l: HashMap<String, String> = [("app", "web"), ("tier", "front")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         for (s, want) in [
             ("", true),
             ("app=web", true),

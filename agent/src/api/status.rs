@@ -10,11 +10,23 @@ use super::ApiState;
 
 pub async fn agent_status(State(st): State<ApiState>) -> Json<Value> {
     let (view, snap) = (st.view.borrow().clone(), st.status.borrow().clone());
-    let mut counts: BTreeMap<&str, usize> = berth_spec::Kind::ALL.iter().map(|k| (k.as_str(), 0)).collect();
+    let mut counts: BTreeMap<&str, usize> = berth_spec::Kind::ALL
+        .iter()
+        .map(|k| (k.as_str(), 0))
+        .collect();
     for k in view.desired.objects.keys() {
         *counts.entry(k.kind.as_str()).or_default() += 1;
     }
-    let errors: usize = view.sources.iter().map(|s| s.diagnostics.iter().filter(|d| d.diag.severity == berth_spec::Severity::Error).count()).sum();
+    let errors: usize = view
+        .sources
+        .iter()
+        .map(|s| {
+            s.diagnostics
+                .iter()
+                .filter(|d| d.diag.severity == berth_spec::Severity::Error)
+                .count()
+        })
+        .sum();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "instance": &*st.instance,

@@ -28,7 +28,15 @@ fn fixture(token: Option<&str>) -> Fixture {
     let h = hub.register();
     let p = berth_spec::parse_str("/m/all.yaml", MANIFESTS);
     assert!(!p.has_errors(), "{:?}", p.diagnostics);
-    h.publish(SourceReport { complete: true, objects: p.objects, status: SourceStatus { kind: "directory", location: "/m".into(), ..Default::default() } });
+    h.publish(SourceReport {
+        complete: true,
+        objects: p.objects,
+        status: SourceStatus {
+            kind: "directory",
+            location: "/m".into(),
+            ..Default::default()
+        },
+    });
     let (status_tx, status) = berth_reconciler::status_channel();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let state = ApiState {
@@ -41,15 +49,28 @@ fn fixture(token: Option<&str>) -> Fixture {
         webhook_secret: Some("hook".into()),
         shutdown,
     };
-    Fixture { state, status_tx, _hub: hub, _stop: stop }
+    Fixture {
+        state,
+        status_tx,
+        _hub: hub,
+        _stop: stop,
+    }
 }
 
-async fn call(st: &ApiState, method: &str, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+async fn call(
+    st: &ApiState,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String) {
     let mut b = Request::builder().method(method).uri(uri);
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let resp = router(st.clone()).oneshot(b.body(Body::empty()).unwrap()).await.unwrap();
+    let resp = router(st.clone())
+        .oneshot(b.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let code = resp.status();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (code, String::from_utf8_lossy(&body).into_owned())
@@ -62,7 +83,12 @@ async fn json(st: &ApiState, uri: &str) -> Value {
 }
 
 fn names(list: &Value) -> Vec<&str> {
-    list["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect()
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -73,23 +99,56 @@ async fn lists_objects_selectors_and_404() {
     assert_eq!(all["apiVersion"], "v1");
     assert!(all["metadata"]["resourceVersion"].is_string());
     assert_eq!(names(&all), ["db", "web"]);
-    assert!(all["items"][0]["status"].is_null(), "no status before the reconciler publishes one");
-    assert_eq!(names(&json(&f.state, "/api/v1/namespaces/default/pods").await), ["web"]);
-    assert_eq!(names(&json(&f.state, "/api/v1/pods?labelSelector=app%3Ddb").await), ["db"]);
-    assert_eq!(names(&json(&f.state, "/api/v1/pods?labelSelector=app%20in%20(web,x)").await), ["web"]);
-    assert_eq!(names(&json(&f.state, "/api/v1/pods?fieldSelector=metadata.namespace%3Ddata").await), ["db"]);
+    assert!(
+        all["items"][0]["status"].is_null(),
+        "no status before the reconciler publishes one"
+    );
+    assert_eq!(
+        names(&json(&f.state, "/api/v1/namespaces/default/pods").await),
+        ["web"]
+    );
+    assert_eq!(
+        names(&json(&f.state, "/api/v1/pods?labelSelector=app%3Ddb").await),
+        ["db"]
+    );
+    assert_eq!(
+        names(&json(&f.state, "/api/v1/pods?labelSelector=app%20in%20(web,x)").await),
+        ["web"]
+    );
+    assert_eq!(
+        names(
+            &json(
+                &f.state,
+                "/api/v1/pods?fieldSelector=metadata.namespace%3Ddata"
+            )
+            .await
+        ),
+        ["db"]
+    );
     let web = json(&f.state, "/api/v1/namespaces/default/pods/web").await;
     assert_eq!(web["kind"], "Pod");
-    assert_eq!(web["metadata"]["annotations"]["berth.dev/source"], "/m/all.yaml:1:1");
+    assert_eq!(
+        web["metadata"]["annotations"]["berth.dev/source"],
+        "/m/all.yaml:1:1"
+    );
     assert!(web["metadata"]["creationTimestamp"].is_string());
-    assert_eq!(names(&json(&f.state, "/apis/apps/v1/deployments").await), ["d"]);
-    assert_eq!(json(&f.state, "/apis/apps/v1/namespaces/default/deployments/d").await["kind"], "Deployment");
+    assert_eq!(
+        names(&json(&f.state, "/apis/apps/v1/deployments").await),
+        ["d"]
+    );
+    assert_eq!(
+        json(&f.state, "/apis/apps/v1/namespaces/default/deployments/d").await["kind"],
+        "Deployment"
+    );
     let ns = json(&f.state, "/api/v1/namespaces").await;
     assert_eq!(names(&ns), ["data", "default"]);
     let (code, body) = call(&f.state, "GET", "/api/v1/namespaces/default/pods/nope", &[]).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((v["kind"].as_str(), v["reason"].as_str(), v["code"].as_u64()), (Some("Status"), Some("NotFound"), Some(404)));
+    assert_eq!(
+        (v["kind"].as_str(), v["reason"].as_str(), v["code"].as_u64()),
+        (Some("Status"), Some("NotFound"), Some(404))
+    );
     let (code, _) = call(&f.state, "GET", "/api/v1/widgets", &[]).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
 }
@@ -98,10 +157,16 @@ async fn lists_objects_selectors_and_404() {
 async fn secrets_never_show_data() {
     let f = fixture(None);
     let (_, body) = call(&f.state, "GET", "/api/v1/secrets", &[]).await;
-    assert!(!body.contains("hunter2") && !body.contains("aHVudGVyMg"), "{body}");
+    assert!(
+        !body.contains("hunter2") && !body.contains("aHVudGVyMg"),
+        "{body}"
+    );
     let s = json(&f.state, "/api/v1/namespaces/default/secrets/s").await;
     assert!(s.get("data").is_none() && s.get("stringData").is_none());
-    assert_eq!(s["metadata"]["annotations"]["berth.dev/redacted-keys"], "password");
+    assert_eq!(
+        s["metadata"]["annotations"]["berth.dev/redacted-keys"],
+        "password"
+    );
 }
 
 #[tokio::test]
@@ -110,17 +175,36 @@ async fn status_from_the_snapshot_is_merged_into_desired_objects() {
     let mut pod = Pod::default();
     pod.metadata.name = Some("web".into());
     pod.metadata.namespace = Some("default".into());
-    pod.status = Some(PodStatus { phase: Some("Running".into()), pod_ip: Some("10.44.0.5".into()), ..Default::default() });
+    pod.status = Some(PodStatus {
+        phase: Some("Running".into()),
+        pod_ip: Some("10.44.0.5".into()),
+        ..Default::default()
+    });
     let mut replica = Pod::default();
     replica.metadata.name = Some("d-abc".into());
     replica.metadata.namespace = Some("default".into());
-    f.status_tx.send_replace(Arc::new(Snapshot { version: 3, pods: vec![pod, replica], ready: true, reconcile_passes: 7, ..Default::default() }));
+    f.status_tx.send_replace(Arc::new(Snapshot {
+        version: 3,
+        pods: vec![pod, replica],
+        ready: true,
+        reconcile_passes: 7,
+        ..Default::default()
+    }));
     let web = json(&f.state, "/api/v1/namespaces/default/pods/web").await;
     assert_eq!(web["status"]["phase"], "Running");
-    assert_eq!(web["spec"]["containers"][0]["image"], "x", "spec from the manifest");
-    assert_eq!(names(&json(&f.state, "/api/v1/namespaces/default/pods").await), ["d-abc", "web"]);
+    assert_eq!(
+        web["spec"]["containers"][0]["image"], "x",
+        "spec from the manifest"
+    );
+    assert_eq!(
+        names(&json(&f.state, "/api/v1/namespaces/default/pods").await),
+        ["d-abc", "web"]
+    );
     let (_, metrics) = call(&f.state, "GET", "/metrics", &[]).await;
-    assert!(metrics.contains("berth_reconcile_passes_total 7"), "{metrics}");
+    assert!(
+        metrics.contains("berth_reconcile_passes_total 7"),
+        "{metrics}"
+    );
     assert!(metrics.contains("berth_pods{phase=\"Running\"} 1"));
     assert!(metrics.contains("berth_objects{kind=\"Pod\"} 2"));
     assert!(metrics.contains("berth_parse_errors 0"));
@@ -139,22 +223,44 @@ async fn readyz_waits_for_the_reconciler() {
 #[tokio::test]
 async fn tables_and_discovery_for_kubectl() {
     let f = fixture(None);
-    let accept = ("accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json");
+    let accept = (
+        "accept",
+        "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+    );
     let (code, body) = call(&f.state, "GET", "/api/v1/pods", &[accept]).await;
     assert_eq!(code, StatusCode::OK);
     let t: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(t["kind"], "Table");
-    let cols: Vec<&str> = t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let cols: Vec<&str> = t["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(&cols[..5], ["Name", "Ready", "Status", "Restarts", "Age"]);
     assert_eq!(t["rows"][1]["cells"][0], "web");
     assert_eq!(t["rows"][1]["cells"][1], "0/1");
     assert_eq!(t["rows"][1]["object"]["metadata"]["namespace"], "default");
     assert_eq!(json(&f.state, "/api").await["versions"][0], "v1");
     let groups = json(&f.state, "/apis").await;
-    let g: Vec<&str> = groups["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    let g: Vec<&str> = groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
     assert_eq!(g, ["apps", "berth.dev"]);
-    assert!(json(&f.state, "/api/v1").await["resources"].as_array().unwrap().iter().any(|r| r["name"] == "pods"));
-    assert_eq!(json(&f.state, "/apis/berth.dev/v1alpha1").await["resources"][0]["name"], "volumes");
+    assert!(
+        json(&f.state, "/api/v1").await["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "pods")
+    );
+    assert_eq!(
+        json(&f.state, "/apis/berth.dev/v1alpha1").await["resources"][0]["name"],
+        "volumes"
+    );
     assert_eq!(json(&f.state, "/version").await["major"], "1");
     let st = json(&f.state, "/api/v1/status").await;
     assert_eq!(st["instance"], "bt");
@@ -168,28 +274,86 @@ async fn writes_are_405_and_the_token_is_checked() {
     for m in ["POST", "PUT", "PATCH", "DELETE"] {
         let (code, body) = call(&f.state, m, "/api/v1/namespaces/default/pods/web", &[]).await;
         assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED, "{m}");
-        assert!(body.contains("berth is declarative: change the manifests"), "{body}");
+        assert!(
+            body.contains("berth is declarative: change the manifests"),
+            "{body}"
+        );
     }
-    assert_eq!(call(&f.state, "GET", "/healthz", &[]).await, (StatusCode::OK, "ok".into()));
-    assert_eq!(call(&f.state, "GET", "/api/v1/pods", &[]).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(call(&f.state, "GET", "/api/v1/pods", &[("authorization", "Bearer nope")]).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(call(&f.state, "GET", "/api/v1/pods", &[("authorization", "Bearer tok")]).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&f.state, "GET", "/healthz", &[]).await,
+        (StatusCode::OK, "ok".into())
+    );
+    assert_eq!(
+        call(&f.state, "GET", "/api/v1/pods", &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(
+            &f.state,
+            "GET",
+            "/api/v1/pods",
+            &[("authorization", "Bearer nope")]
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(
+            &f.state,
+            "GET",
+            "/api/v1/pods",
+            &[("authorization", "Bearer tok")]
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
     // webhook: the API token or the webhook secret
-    assert_eq!(call(&f.state, "POST", SYNC_PATH, &[]).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(call(&f.state, "POST", SYNC_PATH, &[("x-berth-token", "hook")]).await.0, StatusCode::ACCEPTED);
-    assert_eq!(call(&f.state, "POST", SYNC_PATH, &[("authorization", "Bearer tok")]).await.0, StatusCode::ACCEPTED);
+    assert_eq!(
+        call(&f.state, "POST", SYNC_PATH, &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&f.state, "POST", SYNC_PATH, &[("x-berth-token", "hook")])
+            .await
+            .0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        call(
+            &f.state,
+            "POST",
+            SYNC_PATH,
+            &[("authorization", "Bearer tok")]
+        )
+        .await
+        .0,
+        StatusCode::ACCEPTED
+    );
 }
 
 #[tokio::test]
 async fn watch_streams_added_then_modified() {
     let f = fixture(None);
-    let resp = router(f.state.clone()).oneshot(Request::get("/api/v1/namespaces/default/pods?watch=true").body(Body::empty()).unwrap()).await.unwrap();
+    let resp = router(f.state.clone())
+        .oneshot(
+            Request::get("/api/v1/namespaces/default/pods?watch=true")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     let mut body = resp.into_body();
     let next = |b: &mut Body| {
         let b = std::mem::replace(b, Body::empty());
         async move {
             let mut b = b;
-            let frame = tokio::time::timeout(std::time::Duration::from_secs(5), b.frame()).await.expect("event").unwrap().unwrap();
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(5), b.frame())
+                .await
+                .expect("event")
+                .unwrap()
+                .unwrap();
             let v: Value = serde_json::from_slice(frame.data_ref().unwrap()).unwrap();
             (v, b)
         }
@@ -201,8 +365,15 @@ async fn watch_streams_added_then_modified() {
     let mut pod = Pod::default();
     pod.metadata.name = Some("web".into());
     pod.metadata.namespace = Some("default".into());
-    pod.status = Some(PodStatus { phase: Some("Running".into()), ..Default::default() });
-    f.status_tx.send_replace(Arc::new(Snapshot { version: 1, pods: vec![pod], ..Default::default() }));
+    pod.status = Some(PodStatus {
+        phase: Some("Running".into()),
+        ..Default::default()
+    });
+    f.status_tx.send_replace(Arc::new(Snapshot {
+        version: 1,
+        pods: vec![pod],
+        ..Default::default()
+    }));
     let (ev, _) = next(&mut body).await;
     assert_eq!(ev["type"], "MODIFIED");
     assert_eq!(ev["object"]["status"]["phase"], "Running");
@@ -214,10 +385,35 @@ async fn pod_logs_from_cri_files() {
     let d = tempfile::tempdir().unwrap();
     let log = d.path().join("c.log");
     std::fs::write(&log, "2024-01-01T00:00:00Z stdout F one\n2024-01-01T00:00:01Z stdout P tw\n2024-01-01T00:00:01Z stdout F o\n2024-01-01T00:00:02Z stderr F three\n").unwrap();
-    f.status_tx.send_replace(Arc::new(Snapshot { logs: vec![("default".into(), "web".into(), "c".into(), log)], ..Default::default() }));
-    let (code, body) = call(&f.state, "GET", "/api/v1/namespaces/default/pods/web/log", &[]).await;
+    f.status_tx.send_replace(Arc::new(Snapshot {
+        logs: vec![("default".into(), "web".into(), "c".into(), log)],
+        ..Default::default()
+    }));
+    let (code, body) = call(
+        &f.state,
+        "GET",
+        "/api/v1/namespaces/default/pods/web/log",
+        &[],
+    )
+    .await;
     assert_eq!((code, body.as_str()), (StatusCode::OK, "one\ntwo\nthree\n"));
-    let (_, body) = call(&f.state, "GET", "/api/v1/namespaces/default/pods/web/log?tailLines=1&container=c", &[]).await;
+    let (_, body) = call(
+        &f.state,
+        "GET",
+        "/api/v1/namespaces/default/pods/web/log?tailLines=1&container=c",
+        &[],
+    )
+    .await;
     assert_eq!(body, "three\n");
-    assert_eq!(call(&f.state, "GET", "/api/v1/namespaces/default/pods/web/log?container=x", &[]).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(
+            &f.state,
+            "GET",
+            "/api/v1/namespaces/default/pods/web/log?container=x",
+            &[]
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
 }

@@ -31,13 +31,28 @@ fn snapshot(ws: &WatchState) -> (BTreeMap<Key, Value>, String) {
     let items = collect(ws.res, &view, &snap)
         .into_iter()
         .filter(|o| ws.filter.matches(o))
-        .map(|o| ((o["metadata"]["namespace"].as_str().unwrap_or("").to_string(), o["metadata"]["name"].as_str().unwrap_or("").to_string()), o))
+        .map(|o| {
+            (
+                (
+                    o["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                ),
+                o,
+            )
+        })
         .collect();
     (items, rv)
 }
 
 fn event(ws: &WatchState, kind: &str, obj: &Value, rv: &str) -> Bytes {
-    let object = if ws.table { table::table(ws.res, std::slice::from_ref(obj), rv) } else { obj.clone() };
+    let object = if ws.table {
+        table::table(ws.res, std::slice::from_ref(obj), rv)
+    } else {
+        obj.clone()
+    };
     let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
@@ -67,8 +82,22 @@ fn refresh(ws: &mut WatchState) {
     ws.known = Some(now);
 }
 
-pub fn stream(st: ApiState, res: Res, filter: Filter, table: bool, since: Option<String>) -> Response {
-    let ws = WatchState { st, res, filter, table, known: None, pending: VecDeque::new(), skip_initial: since.filter(|s| !s.is_empty() && s != "0") };
+pub fn stream(
+    st: ApiState,
+    res: Res,
+    filter: Filter,
+    table: bool,
+    since: Option<String>,
+) -> Response {
+    let ws = WatchState {
+        st,
+        res,
+        filter,
+        table,
+        known: None,
+        pending: VecDeque::new(),
+        skip_initial: since.filter(|s| !s.is_empty() && s != "0"),
+    };
     let s = futures::stream::unfold(ws, |mut ws| async move {
         loop {
             if let Some(b) = ws.pending.pop_front() {
@@ -88,5 +117,9 @@ pub fn stream(st: ApiState, res: Res, filter: Filter, table: bool, since: Option
             refresh(&mut ws);
         }
     });
-    ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(s)).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(s),
+    )
+        .into_response()
 }

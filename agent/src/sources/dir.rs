@@ -64,14 +64,24 @@ pub struct DirState {
 
 impl DirState {
     pub fn new(root: PathBuf) -> Self {
-        DirState { root, files: BTreeMap::new(), read_once: false, revision: None, last_error: None, last_sync: None }
+        DirState {
+            root,
+            files: BTreeMap::new(),
+            read_once: false,
+            revision: None,
+            last_error: None,
+            last_sync: None,
+        }
     }
 
     /// Fold one scan of the directory into the state and say what the source wants now.
     pub fn apply(&mut self, scan: io::Result<Vec<Scanned>>, now: SystemTime) -> SourceReport {
         match scan {
             Err(e) => {
-                self.last_error = Some(format!("cannot read directory {}: {e}; keeping the previous objects", self.root.display()));
+                self.last_error = Some(format!(
+                    "cannot read directory {}: {e}; keeping the previous objects",
+                    self.root.display()
+                ));
             }
             Ok(files) if files.is_empty() => {
                 self.last_error = Some(format!(
@@ -110,10 +120,23 @@ impl DirState {
     }
 
     fn report(&self) -> SourceReport {
-        let objects: Vec<Sourced> = self.files.values().flat_map(|f| f.good.iter().cloned()).collect();
+        let objects: Vec<Sourced> = self
+            .files
+            .values()
+            .flat_map(|f| f.good.iter().cloned())
+            .collect();
         let never_good_and_bad = self.files.values().any(|f| f.bad && !f.ever_good);
-        let diagnostics: Vec<DiagView> = self.files.values().flat_map(|f| f.diagnostics.iter().map(DiagView::from)).collect();
-        let files_with_errors = self.files.iter().filter(|(_, f)| f.bad).map(|(p, _)| p.display().to_string()).collect();
+        let diagnostics: Vec<DiagView> = self
+            .files
+            .values()
+            .flat_map(|f| f.diagnostics.iter().map(DiagView::from))
+            .collect();
+        let files_with_errors = self
+            .files
+            .iter()
+            .filter(|(_, f)| f.bad)
+            .map(|(p, _)| p.display().to_string())
+            .collect();
         SourceReport {
             complete: self.read_once && !never_good_and_bad,
             status: SourceStatus {
@@ -137,12 +160,22 @@ impl DirState {
 fn read_failed(path: &Path, e: &io::Error, old: Option<FileState>) -> FileState {
     let diag = Diagnostic {
         severity: Severity::Error,
-        location: Location { file: path.display().to_string(), line: 1, column: 1 },
+        location: Location {
+            file: path.display().to_string(),
+            line: 1,
+            column: 1,
+        },
         object: None,
         path: None,
         message: format!("cannot read file: {e}"),
     };
-    let mut st = old.unwrap_or(FileState { hash: [0; 32], good: Vec::new(), ever_good: false, diagnostics: Vec::new(), bad: true });
+    let mut st = old.unwrap_or(FileState {
+        hash: [0; 32],
+        good: Vec::new(),
+        ever_good: false,
+        diagnostics: Vec::new(),
+        bad: true,
+    });
     st.hash = [0; 32];
     st.bad = true;
     st.diagnostics = vec![diag];
@@ -156,14 +189,30 @@ fn parse_file(path: &Path, text: &str, old: Option<FileState>) -> FileState {
     }
     let parsed = berth_spec::parse_str(&path.display().to_string(), text);
     if parsed.has_errors() {
-        for d in parsed.diagnostics.iter().filter(|d| d.severity == Severity::Error) {
+        for d in parsed
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+        {
             tracing::warn!(diagnostic = %d, "manifest refused; its last good objects are kept");
         }
         let (good, ever_good) = old.map(|o| (o.good, o.ever_good)).unwrap_or_default();
-        FileState { hash, good, ever_good, diagnostics: parsed.diagnostics, bad: true }
+        FileState {
+            hash,
+            good,
+            ever_good,
+            diagnostics: parsed.diagnostics,
+            bad: true,
+        }
     } else {
         tracing::debug!(path = %path.display(), objects = parsed.objects.len(), "manifest file read");
-        FileState { hash, good: parsed.objects, ever_good: true, diagnostics: parsed.diagnostics, bad: false }
+        FileState {
+            hash,
+            good: parsed.objects,
+            ever_good: true,
+            diagnostics: parsed.diagnostics,
+            bad: false,
+        }
     }
 }
 
@@ -192,7 +241,12 @@ fn watch(root: &Path, tx: mpsc::UnboundedSender<()>) -> notify::Result<notify::R
 }
 
 /// Run the directory source until `shutdown` turns true.
-pub async fn run(root: PathBuf, resync: Duration, handle: SourceHandle, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    root: PathBuf,
+    resync: Duration,
+    handle: SourceHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut state = DirState::new(root.clone());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watcher: Option<notify::RecommendedWatcher> = None;
@@ -202,11 +256,15 @@ pub async fn run(root: PathBuf, resync: Duration, handle: SourceHandle, mut shut
         if watcher.is_none() && root.is_dir() {
             match watch(&root, tx.clone()) {
                 Ok(w) => watcher = Some(w),
-                Err(e) => tracing::warn!(dir = %root.display(), error = %e, "cannot watch manifest directory; relying on periodic re-reads"),
+                Err(e) => {
+                    tracing::warn!(dir = %root.display(), error = %e, "cannot watch manifest directory; relying on periodic re-reads")
+                }
             }
         }
         let scan_root = root.clone();
-        let scan = tokio::task::spawn_blocking(move || scan_dir(&scan_root)).await.unwrap_or_else(|e| Err(io::Error::other(e)));
+        let scan = tokio::task::spawn_blocking(move || scan_dir(&scan_root))
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)));
         let ok = scan.is_ok();
         let before = state.revision.clone();
         let report = state.apply(scan, SystemTime::now());
@@ -220,7 +278,11 @@ pub async fn run(root: PathBuf, resync: Duration, handle: SourceHandle, mut shut
             watcher = None; // the directory may come back as a new inode
         }
         handle.publish(report);
-        let wait = if ok { resync } else { resync.min(RETRY_MISSING) };
+        let wait = if ok {
+            resync
+        } else {
+            resync.min(RETRY_MISSING)
+        };
         tokio::select! {
             _ = super::stopped(&mut shutdown) => break,
             _ = tokio::time::sleep(wait) => {}
@@ -244,7 +306,9 @@ pub async fn run(root: PathBuf, resync: Duration, handle: SourceHandle, mut shut
 pub(crate) mod tests_support {
     /// A minimal valid Pod manifest.
     pub fn pod(name: &str, image: &str) -> String {
-        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: {image}\n")
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: {image}\n"
+        )
     }
 }
 

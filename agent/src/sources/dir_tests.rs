@@ -14,9 +14,16 @@ fn names(r: &SourceReport) -> Vec<String> {
 }
 
 fn image_of(r: &SourceReport, name: &str) -> String {
-    let s = r.objects.iter().find(|s| s.object.key().name == name).expect("object");
+    let s = r
+        .objects
+        .iter()
+        .find(|s| s.object.key().name == name)
+        .expect("object");
     match &s.object {
-        berth_spec::Object::Pod(p) => p.spec.as_ref().unwrap().containers[0].image.clone().unwrap(),
+        berth_spec::Object::Pod(p) => p.spec.as_ref().unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap(),
         _ => panic!("not a pod"),
     }
 }
@@ -38,18 +45,39 @@ fn drop_edit_break_fix_remove() {
     std::fs::write(root.join("a.yaml"), pod("a", "busybox:2")).unwrap();
     let r = st.apply(scan_dir(&root), now);
     assert_eq!(image_of(&r, "a"), "busybox:2");
-    assert_ne!(r.status.revision.clone().unwrap(), rev1, "revision is a content hash");
+    assert_ne!(
+        r.status.revision.clone().unwrap(),
+        rev1,
+        "revision is a content hash"
+    );
 
     // break: the last good objects stay, the error names file:line
     std::fs::write(root.join("a.yaml"), "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\nspec:\n  containers:\n  - name: c\n    image: busybox:3\n    ports:\n    - containerPort: 99999\n").unwrap();
     let r = st.apply(scan_dir(&root), now);
     assert_eq!(names(&r), ["a", "b"]);
-    assert_eq!(image_of(&r, "a"), "busybox:2", "the last good definition keeps running");
+    assert_eq!(
+        image_of(&r, "a"),
+        "busybox:2",
+        "the last good definition keeps running"
+    );
     let a = root.join("a.yaml").display().to_string();
     assert_eq!(r.status.files_with_errors, vec![a.clone()]);
-    let texts: Vec<&str> = r.status.diagnostics.iter().map(|d| d.text.as_str()).collect();
-    assert!(texts.iter().any(|t| t.starts_with(&format!("{a}:")) && t.contains("99999")), "{texts:?}");
-    assert!(r.complete, "a broken file that was good before keeps the set complete");
+    let texts: Vec<&str> = r
+        .status
+        .diagnostics
+        .iter()
+        .map(|d| d.text.as_str())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with(&format!("{a}:")) && t.contains("99999")),
+        "{texts:?}"
+    );
+    assert!(
+        r.complete,
+        "a broken file that was good before keeps the set complete"
+    );
 
     // fix
     std::fs::write(root.join("a.yaml"), pod("a", "busybox:4")).unwrap();
@@ -70,7 +98,13 @@ fn missing_or_empty_directory_keeps_the_previous_set() {
     let mut st = DirState::new(root.clone());
     let r = st.apply(scan_dir(&root), SystemTime::now());
     assert!(!r.complete, "never read: the reconciler must not prune");
-    assert!(r.status.last_error.as_deref().unwrap().contains("cannot read directory"));
+    assert!(
+        r.status
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("cannot read directory")
+    );
 
     std::fs::create_dir(&root).unwrap();
     std::fs::write(root.join("a.yaml"), pod("a", "x")).unwrap();
@@ -79,7 +113,11 @@ fn missing_or_empty_directory_keeps_the_previous_set() {
 
     std::fs::remove_file(root.join("a.yaml")).unwrap();
     let r = st.apply(scan_dir(&root), SystemTime::now());
-    assert_eq!(names(&r), ["a"], "an empty directory is an error, not delete-all");
+    assert_eq!(
+        names(&r),
+        ["a"],
+        "an empty directory is an error, not delete-all"
+    );
     assert!(r.status.last_error.as_deref().unwrap().contains("empty"));
 
     std::fs::remove_dir(&root).unwrap();
@@ -96,12 +134,18 @@ fn a_file_broken_since_start_keeps_the_set_incomplete() {
     let mut st = DirState::new(d.path().to_path_buf());
     let r = st.apply(scan_dir(d.path()), SystemTime::now());
     assert_eq!(names(&r), ["a"]);
-    assert!(!r.complete, "b.yaml may define running objects: no pruning until it is fixed");
+    assert!(
+        !r.complete,
+        "b.yaml may define running objects: no pruning until it is fixed"
+    );
     std::fs::write(d.path().join("b.yaml"), pod("b", "x")).unwrap();
     assert!(st.apply(scan_dir(d.path()), SystemTime::now()).complete);
 }
 
-async fn wait_view(rx: &mut crate::sources::ViewRx, mut f: impl FnMut(&crate::sources::View) -> bool) -> Arc<crate::sources::View> {
+async fn wait_view(
+    rx: &mut crate::sources::ViewRx,
+    mut f: impl FnMut(&crate::sources::View) -> bool,
+) -> Arc<crate::sources::View> {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let v = rx.borrow_and_update().clone();
@@ -116,7 +160,11 @@ async fn wait_view(rx: &mut crate::sources::ViewRx, mut f: impl FnMut(&crate::so
 }
 
 fn pods_in(v: &crate::sources::View) -> usize {
-    v.desired.objects.keys().filter(|k| k.kind == Kind::Pod).count()
+    v.desired
+        .objects
+        .keys()
+        .filter(|k| k.kind == Kind::Pod)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +185,11 @@ async fn watcher_burst_is_one_reload_and_atomic_rename_is_seen() {
         std::fs::write(root.join(format!("p{i}.yaml")), pod(&format!("p{i}"), "x")).unwrap();
     }
     let v1 = wait_view(&mut view, |v| pods_in(v) == 51).await;
-    assert!(v1.generation - v0.generation <= 2, "50 files caused {} reloads", v1.generation - v0.generation);
+    assert!(
+        v1.generation - v0.generation <= 2,
+        "50 files caused {} reloads",
+        v1.generation - v0.generation
+    );
 
     // atomic write: temp file + rename over the old one
     std::fs::write(root.join(".first.yaml.tmp"), pod("first", "busybox:new")).unwrap();
@@ -160,8 +212,14 @@ async fn watcher_burst_is_one_reload_and_atomic_rename_is_seen() {
     assert_eq!(pods_in(&v), 50);
     std::fs::rename(&moved, &root).unwrap();
     std::fs::remove_file(root.join("p2.yaml")).unwrap();
-    wait_view(&mut view, |v| v.sources[0].last_error.is_none() && pods_in(v) == 49).await;
+    wait_view(&mut view, |v| {
+        v.sources[0].last_error.is_none() && pods_in(v) == 49
+    })
+    .await;
 
     stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), task).await.expect("source stops on shutdown").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("source stops on shutdown")
+        .unwrap();
 }

@@ -48,8 +48,13 @@ pub struct Refused {
 /// The outcome of reading and validating one commit.
 #[derive(Debug)]
 pub enum Evaluation {
-    Accepted { objects: Vec<Sourced>, warnings: Vec<Diagnostic> },
-    Refused { diagnostics: Vec<Diagnostic> },
+    Accepted {
+        objects: Vec<Sourced>,
+        warnings: Vec<Diagnostic>,
+    },
+    Refused {
+        diagnostics: Vec<Diagnostic>,
+    },
 }
 
 /// Whole-revision validation: any error refuses the revision.
@@ -67,7 +72,14 @@ pub fn evaluate(files: &[TreeFile], missing_paths: &[String], commit: &str) -> E
         }
     }
     for p in missing_paths {
-        diags.push(diag(p, Severity::Warning, format!("path not found in commit {}", &commit[..commit.len().min(12)])));
+        diags.push(diag(
+            p,
+            Severity::Warning,
+            format!(
+                "path not found in commit {}",
+                &commit[..commit.len().min(12)]
+            ),
+        ));
     }
     if files.is_empty() {
         diags.push(diag(
@@ -80,12 +92,25 @@ pub fn evaluate(files: &[TreeFile], missing_paths: &[String], commit: &str) -> E
     if diags.iter().any(|d| d.severity == Severity::Error) {
         Evaluation::Refused { diagnostics: diags }
     } else {
-        Evaluation::Accepted { objects, warnings: diags }
+        Evaluation::Accepted {
+            objects,
+            warnings: diags,
+        }
     }
 }
 
 fn diag(file: &str, severity: Severity, message: String) -> Diagnostic {
-    Diagnostic { severity, location: Location { file: file.into(), line: 1, column: 1 }, object: None, path: None, message }
+    Diagnostic {
+        severity,
+        location: Location {
+            file: file.into(),
+            line: 1,
+            column: 1,
+        },
+        object: None,
+        path: None,
+        message,
+    }
 }
 
 /// What a blocking sync step found.
@@ -95,7 +120,11 @@ struct Step {
     evaluated: Option<(CommitInfo, Evaluation)>,
 }
 
-fn read_and_evaluate(repo: &git2::Repository, oid: Oid, paths: &[String]) -> Result<(CommitInfo, Evaluation), GitError> {
+fn read_and_evaluate(
+    repo: &git2::Repository,
+    oid: Oid,
+    paths: &[String],
+) -> Result<(CommitInfo, Evaluation), GitError> {
     let info = git_repo::commit_info(repo, oid)?;
     let (files, missing) = git_repo::read_tree(repo, oid, paths)?;
     let ev = evaluate(&files, &missing, &info.id);
@@ -116,12 +145,20 @@ struct GitState {
 
 impl GitState {
     fn report(&self) -> SourceReport {
-        let (objects, warnings) = self.applied.as_ref().map(|a| (a.2.clone(), a.3.clone())).unwrap_or_default();
+        let (objects, warnings) = self
+            .applied
+            .as_ref()
+            .map(|a| (a.2.clone(), a.3.clone()))
+            .unwrap_or_default();
         let mut diagnostics: Vec<DiagView> = warnings.iter().map(DiagView::from).collect();
         let mut files_with_errors = Vec::new();
         if let Some((_, r)) = &self.refused {
             diagnostics.extend(r.diagnostics.iter().cloned());
-            for d in r.diagnostics.iter().filter(|d| d.diag.severity == Severity::Error) {
+            for d in r
+                .diagnostics
+                .iter()
+                .filter(|d| d.diag.severity == Severity::Error)
+            {
                 if !files_with_errors.contains(&d.diag.location.file) {
                     files_with_errors.push(d.diag.location.file.clone());
                 }
@@ -139,7 +176,15 @@ impl GitState {
             consecutive_failures: self.failures,
         };
         let last_error = self.last_error.clone().or_else(|| {
-            self.refused.as_ref().map(|(o, _)| format!("commit {o} refused (see diagnostics); still applied: {}", self.applied.as_ref().map(|a| a.0.to_string()).unwrap_or_else(|| "nothing".into())))
+            self.refused.as_ref().map(|(o, _)| {
+                format!(
+                    "commit {o} refused (see diagnostics); still applied: {}",
+                    self.applied
+                        .as_ref()
+                        .map(|a| a.0.to_string())
+                        .unwrap_or_else(|| "nothing".into())
+                )
+            })
         });
         SourceReport {
             complete,
@@ -175,7 +220,13 @@ impl GitState {
                 for d in diagnostics.iter().filter(|d| d.severity == Severity::Error) {
                     tracing::warn!(commit = %oid, diagnostic = %d, "git commit refused");
                 }
-                self.refused = Some((oid, Refused { commit: info, diagnostics: diagnostics.iter().map(DiagView::from).collect() }));
+                self.refused = Some((
+                    oid,
+                    Refused {
+                        commit: info,
+                        diagnostics: diagnostics.iter().map(DiagView::from).collect(),
+                    },
+                ));
             }
         }
     }
@@ -202,20 +253,42 @@ pub fn backoff(failures: u32, interval: Duration) -> Duration {
 }
 
 /// Run the Git source until `shutdown` turns true; `sync` triggers an immediate fetch.
-pub async fn run(cfg: GitConfig, state_dir: PathBuf, handle: SourceHandle, sync: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    cfg: GitConfig,
+    state_dir: PathBuf,
+    handle: SourceHandle,
+    sync: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let dir = git_repo::clone_dir(&state_dir, &cfg.url);
-    let mut st = GitState { cfg, dir, applied: None, refused: None, last_fetched: None, last_fetch_time: None, last_error: None, failures: 0 };
+    let mut st = GitState {
+        cfg,
+        dir,
+        applied: None,
+        refused: None,
+        last_fetched: None,
+        last_fetch_time: None,
+        last_error: None,
+        failures: 0,
+    };
     // 1. the last applied commit, from the local clone, before any network access
     let (dir, paths) = (st.dir.clone(), st.cfg.paths.clone());
-    let start = tokio::task::spawn_blocking(move || -> Result<Option<(Oid, CommitInfo, Evaluation)>, GitError> {
-        if !dir.join("HEAD").exists() {
-            return Ok(None);
-        }
-        let repo = git2::Repository::open_bare(&dir).map_err(|source| GitError::Open { path: dir.clone(), source })?;
-        let Some(oid) = git_repo::load_applied(&repo, &dir) else { return Ok(None) };
-        let (info, ev) = read_and_evaluate(&repo, oid, &paths)?;
-        Ok(Some((oid, info, ev)))
-    })
+    let start = tokio::task::spawn_blocking(
+        move || -> Result<Option<(Oid, CommitInfo, Evaluation)>, GitError> {
+            if !dir.join("HEAD").exists() {
+                return Ok(None);
+            }
+            let repo = git2::Repository::open_bare(&dir).map_err(|source| GitError::Open {
+                path: dir.clone(),
+                source,
+            })?;
+            let Some(oid) = git_repo::load_applied(&repo, &dir) else {
+                return Ok(None);
+            };
+            let (info, ev) = read_and_evaluate(&repo, oid, &paths)?;
+            Ok(Some((oid, info, ev)))
+        },
+    )
     .await;
     match start {
         Ok(Ok(Some((oid, info, ev)))) => {
@@ -262,19 +335,40 @@ pub async fn run(cfg: GitConfig, state_dir: PathBuf, handle: SourceHandle, sync:
 
 async fn sync_step(st: &GitState) -> Result<Step, GitError> {
     let dir = st.dir.clone();
-    let auth = Auth { url: st.cfg.url.clone(), ssh_key: st.cfg.ssh_key.clone(), known_hosts: st.cfg.known_hosts.clone() };
+    let auth = Auth {
+        url: st.cfg.url.clone(),
+        ssh_key: st.cfg.ssh_key.clone(),
+        known_hosts: st.cfg.known_hosts.clone(),
+    };
     let target = st.cfg.branch.clone();
     let paths = st.cfg.paths.clone();
-    let known: Vec<Oid> = st.applied.iter().map(|a| a.0).chain(st.refused.iter().map(|r| r.0)).collect();
+    let known: Vec<Oid> = st
+        .applied
+        .iter()
+        .map(|a| a.0)
+        .chain(st.refused.iter().map(|r| r.0))
+        .collect();
     tokio::task::spawn_blocking(move || {
         let repo = git_repo::open(&dir, &auth.url)?;
         git_repo::fetch(&repo, &auth)?;
         let head = git_repo::resolve(&repo, &target)?;
-        let evaluated = if known.contains(&head) { None } else { Some(read_and_evaluate(&repo, head, &paths)?) };
-        Ok(Step { head: Some(head), evaluated })
+        let evaluated = if known.contains(&head) {
+            None
+        } else {
+            Some(read_and_evaluate(&repo, head, &paths)?)
+        };
+        Ok(Step {
+            head: Some(head),
+            evaluated,
+        })
     })
     .await
-    .unwrap_or_else(|e| Err(GitError::Fetch { url: String::new(), source: git2::Error::from_str(&e.to_string()) }))
+    .unwrap_or_else(|e| {
+        Err(GitError::Fetch {
+            url: String::new(),
+            source: git2::Error::from_str(&e.to_string()),
+        })
+    })
 }
 
 #[cfg(test)]

@@ -9,10 +9,16 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use git2::{AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchOptions, FetchPrune, Oid, RemoteCallbacks, Repository};
+use git2::{
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchOptions, FetchPrune, Oid,
+    RemoteCallbacks, Repository,
+};
 use serde::Serialize;
 
-const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"];
+const REFSPECS: [&str; 2] = [
+    "+refs/heads/*:refs/remotes/origin/*",
+    "+refs/tags/*:refs/tags/*",
+];
 const APPLIED_FILE: &str = "berth-applied";
 
 #[derive(Debug, thiserror::Error)]
@@ -66,13 +72,17 @@ pub fn clone_dir(state_dir: &Path, url: &str) -> PathBuf {
 
 /// Open the bare clone, creating it (and its remote) if needed.
 pub fn open(dir: &Path, url: &str) -> Result<Repository, GitError> {
-    let err = |source| GitError::Open { path: dir.to_path_buf(), source };
+    let err = |source| GitError::Open {
+        path: dir.to_path_buf(),
+        source,
+    };
     if let Ok(repo) = Repository::open_bare(dir) {
         return Ok(repo);
     }
     std::fs::create_dir_all(dir).map_err(|e| err(git2::Error::from_str(&e.to_string())))?;
     let repo = Repository::init_bare(dir).map_err(err)?;
-    repo.remote_with_fetch("origin", url, REFSPECS[0]).map_err(err)?;
+    repo.remote_with_fetch("origin", url, REFSPECS[0])
+        .map_err(err)?;
     repo.remote_add_fetch("origin", REFSPECS[1]).map_err(err)?;
     Ok(repo)
 }
@@ -86,7 +96,10 @@ pub struct Auth {
 
 /// Fetch every branch and tag (forced, pruned).
 pub fn fetch(repo: &Repository, auth: &Auth) -> Result<(), GitError> {
-    let err = |source| GitError::Fetch { url: redact_url(&auth.url), source };
+    let err = |source| GitError::Fetch {
+        url: redact_url(&auth.url),
+        source,
+    };
     let mut cb = RemoteCallbacks::new();
     let mut attempts = 0;
     let url = auth.url.clone();
@@ -94,7 +107,9 @@ pub fn fetch(repo: &Repository, auth: &Auth) -> Result<(), GitError> {
     cb.credentials(move |_u, username, allowed| {
         attempts += 1;
         if attempts > 3 {
-            return Err(git2::Error::from_str("authentication failed (credentials refused)"));
+            return Err(git2::Error::from_str(
+                "authentication failed (credentials refused)",
+            ));
         }
         if allowed.contains(CredentialType::SSH_KEY)
             && let Some(k) = &key
@@ -109,21 +124,32 @@ pub fn fetch(repo: &Repository, auth: &Auth) -> Result<(), GitError> {
         if allowed.contains(CredentialType::USERNAME) {
             return Cred::username(username.unwrap_or("git"));
         }
-        Err(git2::Error::from_str("the remote wants credentials and none are configured"))
+        Err(git2::Error::from_str(
+            "the remote wants credentials and none are configured",
+        ))
     });
     if let Some(kh) = auth.known_hosts.clone() {
         cb.certificate_check(move |cert, host| {
-            let Some(hk) = cert.as_hostkey() else { return Ok(CertificateCheckStatus::CertificatePassthrough) };
-            let Some(key) = hk.hostkey() else { return Err(git2::Error::from_str("the server sent no host key")) };
+            let Some(hk) = cert.as_hostkey() else {
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            let Some(key) = hk.hostkey() else {
+                return Err(git2::Error::from_str("the server sent no host key"));
+            };
             if known_host(&kh, host, key) {
                 Ok(CertificateCheckStatus::CertificateOk)
             } else {
-                Err(git2::Error::from_str(&format!("host key of {host} is not in {}", kh.display())))
+                Err(git2::Error::from_str(&format!(
+                    "host key of {host} is not in {}",
+                    kh.display()
+                )))
             }
         });
     }
     let mut fo = FetchOptions::new();
-    fo.remote_callbacks(cb).prune(FetchPrune::On).download_tags(AutotagOption::None);
+    fo.remote_callbacks(cb)
+        .prune(FetchPrune::On)
+        .download_tags(AutotagOption::None);
     let mut remote = repo.find_remote("origin").map_err(err)?;
     remote.fetch(&REFSPECS, Some(&mut fo), None).map_err(err)
 }
@@ -136,23 +162,35 @@ pub fn resolve(repo: &Repository, target: &str) -> Result<Oid, GitError> {
     {
         return match repo.find_commit(oid) {
             Ok(c) => Ok(c.id()),
-            Err(_) => Err(GitError::UnknownTarget { target: target.into() }),
+            Err(_) => Err(GitError::UnknownTarget {
+                target: target.into(),
+            }),
         };
     }
-    for name in [format!("refs/remotes/origin/{target}"), format!("refs/tags/{target}")] {
+    for name in [
+        format!("refs/remotes/origin/{target}"),
+        format!("refs/tags/{target}"),
+    ] {
         if let Ok(r) = repo.find_reference(&name)
             && let Ok(c) = r.peel_to_commit()
         {
             return Ok(c.id());
         }
     }
-    Err(GitError::UnknownTarget { target: target.into() })
+    Err(GitError::UnknownTarget {
+        target: target.into(),
+    })
 }
 
 pub fn commit_info(repo: &Repository, oid: Oid) -> Result<CommitInfo, GitError> {
-    let c = repo.find_commit(oid).map_err(|source| GitError::Commit { commit: oid.to_string(), source })?;
+    let c = repo.find_commit(oid).map_err(|source| GitError::Commit {
+        commit: oid.to_string(),
+        source,
+    })?;
     let a = c.author();
-    let time = jiff::Timestamp::from_second(c.time().seconds()).map(|t| t.to_string()).unwrap_or_default();
+    let time = jiff::Timestamp::from_second(c.time().seconds())
+        .map(|t| t.to_string())
+        .unwrap_or_default();
     Ok(CommitInfo {
         id: oid.to_string(),
         author: format!("{} <{}>", a.name().unwrap_or(""), a.email().unwrap_or("")),
@@ -163,8 +201,15 @@ pub fn commit_info(repo: &Repository, oid: Oid) -> Result<CommitInfo, GitError> 
 
 /// The manifest files under `paths` (repository-relative, `""` = root) at `oid`.
 /// A path missing from the commit is returned in the second list.
-pub fn read_tree(repo: &Repository, oid: Oid, paths: &[String]) -> Result<(Vec<TreeFile>, Vec<String>), GitError> {
-    let cerr = |source| GitError::Commit { commit: oid.to_string(), source };
+pub fn read_tree(
+    repo: &Repository,
+    oid: Oid,
+    paths: &[String],
+) -> Result<(Vec<TreeFile>, Vec<String>), GitError> {
+    let cerr = |source| GitError::Commit {
+        commit: oid.to_string(),
+        source,
+    };
     let root = repo.find_commit(oid).and_then(|c| c.tree()).map_err(cerr)?;
     let mut files: Vec<TreeFile> = Vec::new();
     let mut missing = Vec::new();
@@ -222,13 +267,18 @@ pub fn load_applied(repo: &Repository, dir: &Path) -> Option<Oid> {
 pub fn save_applied(dir: &Path, oid: Oid) -> Result<(), GitError> {
     use std::io::Write;
     let path = dir.join(APPLIED_FILE);
-    let err = |source| GitError::SaveApplied { path: path.clone(), source };
+    let err = |source| GitError::SaveApplied {
+        path: path.clone(),
+        source,
+    };
     let tmp = dir.join(format!("{APPLIED_FILE}.tmp"));
     let mut f = std::fs::File::create(&tmp).map_err(err)?;
     f.write_all(format!("{oid}\n").as_bytes()).map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, &path).map_err(err)?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)
 }
 
 /// `scheme://user:pass@host/...` -> `scheme://***@host/...`.
@@ -253,13 +303,25 @@ fn url_userpass(url: &str) -> Option<(String, String)> {
 /// Is `key` listed for `host` in an OpenSSH known_hosts file? Plain host
 /// patterns only (`host`, `[host]:port`, comma lists); hashed entries are not supported.
 fn known_host(file: &Path, host: &str, key: &[u8]) -> bool {
-    let Ok(text) = std::fs::read_to_string(file) else { return false };
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return false;
+    };
     let want = base64::engine::general_purpose::STANDARD.encode(key);
-    text.lines().filter(|l| !l.trim_start().starts_with('#')).any(|l| {
-        let mut it = l.split_whitespace();
-        let (Some(hosts), Some(_kt), Some(k)) = (it.next(), it.next(), it.next()) else { return false };
-        k == want && hosts.split(',').any(|h| h == host || h.strip_prefix('[').and_then(|h| h.split_once("]:")).is_some_and(|(h, _)| h == host))
-    })
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .any(|l| {
+            let mut it = l.split_whitespace();
+            let (Some(hosts), Some(_kt), Some(k)) = (it.next(), it.next(), it.next()) else {
+                return false;
+            };
+            k == want
+                && hosts.split(',').any(|h| {
+                    h == host
+                        || h.strip_prefix('[')
+                            .and_then(|h| h.split_once("]:"))
+                            .is_some_and(|(h, _)| h == host)
+                })
+        })
 }
 
 #[cfg(test)]
@@ -268,10 +330,22 @@ mod tests {
 
     #[test]
     fn redacts_credentials() {
-        assert_eq!(redact_url("https://bob:s3cret@example.com/x.git"), "https://***@example.com/x.git");
-        assert_eq!(redact_url("https://example.com/x.git"), "https://example.com/x.git");
-        assert_eq!(redact_url("ssh://git@example.com/x.git"), "ssh://***@example.com/x.git");
-        assert_eq!(url_userpass("https://bob:s3cret@example.com/x"), Some(("bob".into(), "s3cret".into())));
+        assert_eq!(
+            redact_url("https://bob:s3cret@example.com/x.git"),
+            "https://***@example.com/x.git"
+        );
+        assert_eq!(
+            redact_url("https://example.com/x.git"),
+            "https://example.com/x.git"
+        );
+        assert_eq!(
+            redact_url("ssh://git@example.com/x.git"),
+            "ssh://***@example.com/x.git"
+        );
+        assert_eq!(
+            url_userpass("https://bob:s3cret@example.com/x"),
+            Some(("bob".into(), "s3cret".into()))
+        );
     }
 
     #[test]
@@ -280,7 +354,13 @@ mod tests {
         let key = b"not-a-real-key";
         let b64 = base64::engine::general_purpose::STANDARD.encode(key);
         let f = d.path().join("kh");
-        std::fs::write(&f, format!("# c\ngit.example,10.0.0.1 ssh-ed25519 {b64}\n[other]:2222 ssh-ed25519 {b64}\n")).unwrap();
+        std::fs::write(
+            &f,
+            format!(
+                "# c\ngit.example,10.0.0.1 ssh-ed25519 {b64}\n[other]:2222 ssh-ed25519 {b64}\n"
+            ),
+        )
+        .unwrap();
         assert!(known_host(&f, "git.example", key));
         assert!(known_host(&f, "other", key));
         assert!(!known_host(&f, "evil", key));

@@ -43,7 +43,10 @@ pub struct DiagView {
 
 impl From<&Diagnostic> for DiagView {
     fn from(d: &Diagnostic) -> Self {
-        DiagView { text: d.to_string(), diag: d.clone() }
+        DiagView {
+            text: d.to_string(),
+            diag: d.clone(),
+        }
     }
 }
 
@@ -137,14 +140,22 @@ impl SourceHandle {
 impl Hub {
     pub fn new(desired_tx: DesiredTx, node: NodeInfo) -> Arc<Self> {
         let (view_tx, _) = watch::channel(Arc::new(View::default()));
-        Arc::new(Hub { inner: Mutex::new(HubInner::default()), desired_tx, view_tx, node })
+        Arc::new(Hub {
+            inner: Mutex::new(HubInner::default()),
+            desired_tx,
+            view_tx,
+            node,
+        })
     }
 
     /// Reserve a slot; call for every source before any of them publishes.
     pub fn register(self: &Arc<Self>) -> SourceHandle {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.reports.push(None);
-        SourceHandle { hub: self.clone(), idx: inner.reports.len() - 1 }
+        SourceHandle {
+            hub: self.clone(),
+            idx: inner.reports.len() - 1,
+        }
     }
 
     pub fn view(&self) -> ViewRx {
@@ -166,7 +177,9 @@ impl Hub {
             .collect();
         let desired = Arc::new(merged.desired);
         self.desired_tx.send_if_modified(|cur| {
-            let changed = cur.objects != desired.objects || cur.complete != desired.complete || cur.revision != desired.revision;
+            let changed = cur.objects != desired.objects
+                || cur.complete != desired.complete
+                || cur.revision != desired.revision;
             if changed {
                 *cur = desired.clone();
             }
@@ -204,8 +217,12 @@ fn merge(reports: &[Option<SourceReport>], previous: &DesiredState, node: &NodeI
         }
     }
     let set_diags = berth_spec::validate_set(&all);
-    let mut sources: Vec<SourceStatus> = reports.iter().map(|r| r.as_ref().map(|r| r.status.clone()).unwrap_or_default()).collect();
-    let key_at: HashMap<&Location, ObjectKey> = all.iter().map(|s| (&s.location, s.object.key())).collect();
+    let mut sources: Vec<SourceStatus> = reports
+        .iter()
+        .map(|r| r.as_ref().map(|r| r.status.clone()).unwrap_or_default())
+        .collect();
+    let key_at: HashMap<&Location, ObjectKey> =
+        all.iter().map(|s| (&s.location, s.object.key())).collect();
     let mut refused_keys = std::collections::BTreeSet::new();
     let mut conflicts = Vec::new();
     for d in &set_diags {
@@ -235,18 +252,40 @@ fn merge(reports: &[Option<SourceReport>], previous: &DesiredState, node: &NodeI
     objects.retain(|key, s| match node.mismatch(&s.object) {
         None => true,
         Some(reason) => {
-            unscheduled.push(Unscheduled { object: key.to_string(), location: s.location.to_string(), reason });
+            unscheduled.push(Unscheduled {
+                object: key.to_string(),
+                location: s.location.to_string(),
+                reason,
+            });
             false
         }
     });
     let revision = reports
         .iter()
         .flatten()
-        .map(|r| format!("{}:{}", r.status.kind, r.status.revision.as_deref().map(short).unwrap_or("none")))
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r.status.kind,
+                r.status.revision.as_deref().map(short).unwrap_or("none")
+            )
+        })
         .collect::<Vec<_>>()
         .join("+");
-    let complete = !reports.is_empty() && reports.iter().all(|r| r.as_ref().is_some_and(|r| r.complete));
-    Merged { desired: DesiredState { revision, complete, objects }, sources, conflicts, unscheduled }
+    let complete = !reports.is_empty()
+        && reports
+            .iter()
+            .all(|r| r.as_ref().is_some_and(|r| r.complete));
+    Merged {
+        desired: DesiredState {
+            revision,
+            complete,
+            objects,
+        },
+        sources,
+        conflicts,
+        unscheduled,
+    }
 }
 
 fn short(rev: &str) -> &str {
@@ -260,7 +299,9 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
 
 /// RFC 3339 text of a time, for status fields.
 pub fn rfc3339(t: std::time::SystemTime) -> String {
-    jiff::Timestamp::try_from(t).map(|t| t.to_string()).unwrap_or_default()
+    jiff::Timestamp::try_from(t)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -29,7 +29,11 @@ impl NodeInfo {
         if missing.is_empty() {
             None
         } else {
-            Some(format!("not scheduled on this node {:?} (nodeSelector {})", self.name, missing.join(", ")))
+            Some(format!(
+                "not scheduled on this node {:?} (nodeSelector {})",
+                self.name,
+                missing.join(", ")
+            ))
         }
     }
 }

@@ -25,7 +25,10 @@ pub type Scanned = (PathBuf, io::Result<String>);
 pub fn scan_dir(root: &Path) -> io::Result<Vec<Scanned>> {
     let meta = std::fs::metadata(root)?;
     if !meta.is_dir() {
-        return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory"));
+        return Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "not a directory",
+        ));
     }
     let mut out = Vec::new();
     walk(root, 0, &mut out, true)?;
@@ -50,13 +53,18 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<Scanned>, is_root: bool) -> io::
             continue;
         }
         let path = entry.path();
-        let Ok(meta) = std::fs::metadata(&path) else { continue }; // dangling symlink
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        }; // dangling symlink
         if meta.is_dir() {
             if depth < 32 {
                 walk(&path, depth + 1, out, false)?;
             }
         } else if meta.is_file() && is_manifest_name(name) {
-            let text = std::fs::read(&path).and_then(|b| String::from_utf8(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text")));
+            let text = std::fs::read(&path).and_then(|b| {
+                String::from_utf8(b)
+                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+            });
             out.push((path, text));
         }
     }
@@ -72,7 +80,16 @@ mod tests {
         for ok in ["a.yaml", "b.yml", "x.y.yaml"] {
             assert!(is_manifest_name(ok), "{ok}");
         }
-        for no in [".a.yaml", ".#a.yaml", "a.yaml~", ".a.yaml.swp", "a.yaml.swp", "4913", "a.json", "a.yaml.tmp"] {
+        for no in [
+            ".a.yaml",
+            ".#a.yaml",
+            "a.yaml~",
+            ".a.yaml.swp",
+            "a.yaml.swp",
+            "4913",
+            "a.json",
+            "a.yaml.tmp",
+        ] {
             assert!(!is_manifest_name(no), "{no}");
         }
     }
@@ -82,11 +99,29 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("sub/deeper")).unwrap();
         std::fs::create_dir_all(d.path().join(".git")).unwrap();
-        for f in ["a.yaml", "sub/b.yml", "sub/deeper/c.yaml", ".git/x.yaml", "sub/.hidden.yaml", "notes.txt"] {
+        for f in [
+            "a.yaml",
+            "sub/b.yml",
+            "sub/deeper/c.yaml",
+            ".git/x.yaml",
+            "sub/.hidden.yaml",
+            "notes.txt",
+        ] {
             std::fs::write(d.path().join(f), "x: 1\n").unwrap();
         }
-        let got: Vec<_> = scan_dir(d.path()).unwrap().into_iter().map(|(p, _)| p.strip_prefix(d.path()).unwrap().to_path_buf()).collect();
-        assert_eq!(got, vec![PathBuf::from("a.yaml"), PathBuf::from("sub/b.yml"), PathBuf::from("sub/deeper/c.yaml")]);
+        let got: Vec<_> = scan_dir(d.path())
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p.strip_prefix(d.path()).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                PathBuf::from("a.yaml"),
+                PathBuf::from("sub/b.yml"),
+                PathBuf::from("sub/deeper/c.yaml")
+            ]
+        );
         assert!(scan_dir(&d.path().join("missing")).is_err());
     }
 }

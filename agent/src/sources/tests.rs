@@ -6,14 +6,24 @@ use crate::sources::dir::tests_support::pod;
 fn report(kind: &'static str, file: &str, text: &str) -> SourceReport {
     let p = berth_spec::parse_str(file, text);
     assert!(!p.has_errors(), "{:?}", p.diagnostics);
-    SourceReport { complete: true, objects: p.objects, status: SourceStatus { kind, ..Default::default() } }
+    SourceReport {
+        complete: true,
+        objects: p.objects,
+        status: SourceStatus {
+            kind,
+            ..Default::default()
+        },
+    }
 }
 
 fn image(d: &DesiredState, name: &str) -> Option<String> {
-    d.objects.iter().find(|(k, _)| k.kind == Kind::Pod && k.name == name).and_then(|(_, s)| match &s.object {
-        berth_spec::Object::Pod(p) => p.spec.as_ref()?.containers[0].image.clone(),
-        _ => None,
-    })
+    d.objects
+        .iter()
+        .find(|(k, _)| k.kind == Kind::Pod && k.name == name)
+        .and_then(|(_, s)| match &s.object {
+            berth_spec::Object::Pod(p) => p.spec.as_ref()?.containers[0].image.clone(),
+            _ => None,
+        })
 }
 
 #[test]
@@ -22,17 +32,37 @@ fn the_same_object_from_two_sources_keeps_the_running_definition() {
     let a = report("directory", "/m/a.yaml", &pod("web", "img:1"));
     let m = merge(&[Some(a.clone()), None], &DesiredState::default(), &node);
     assert!(!m.desired.complete, "one source has not reported yet");
-    let m = merge(&[Some(a.clone()), Some(report("git", "apps/x.yaml", &pod("other", "o")))], &DesiredState::default(), &node);
+    let m = merge(
+        &[
+            Some(a.clone()),
+            Some(report("git", "apps/x.yaml", &pod("other", "o"))),
+        ],
+        &DesiredState::default(),
+        &node,
+    );
     assert!(m.desired.complete);
     let prev = m.desired;
     // the git source now defines web too: an error on both, the running definition stays
     let b = report("git", "apps/web.yaml", &pod("web", "img:2"));
     let m = merge(&[Some(a.clone()), Some(b.clone())], &prev, &node);
     assert_eq!(image(&m.desired, "web").as_deref(), Some("img:1"));
-    assert!(m.sources[0].diagnostics.iter().any(|d| d.text.contains("more than once")));
-    assert!(m.sources[1].diagnostics.iter().any(|d| d.text.contains("more than once")));
+    assert!(
+        m.sources[0]
+            .diagnostics
+            .iter()
+            .any(|d| d.text.contains("more than once"))
+    );
+    assert!(
+        m.sources[1]
+            .diagnostics
+            .iter()
+            .any(|d| d.text.contains("more than once"))
+    );
     assert_eq!(m.conflicts.len(), 2);
-    assert!(image(&m.desired, "other").is_none(), "the git source's report replaced its old objects");
+    assert!(
+        image(&m.desired, "other").is_none(),
+        "the git source's report replaced its old objects"
+    );
     // a key that never ran stays absent while it is in conflict
     let m = merge(&[Some(a), Some(b)], &DesiredState::default(), &node);
     assert!(image(&m.desired, "web").is_none());
@@ -41,11 +71,24 @@ fn the_same_object_from_two_sources_keeps_the_running_definition() {
 #[test]
 fn node_selector_mismatch_is_left_out_not_an_error() {
     let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  selector:\n    matchLabels: {app: d}\n  template:\n    metadata:\n      labels: {app: d}\n    spec:\n      nodeSelector:\n        kubernetes.io/arch: s390x\n      containers:\n      - name: c\n        image: x\n";
-    let node = NodeInfo { name: "n".into(), labels: [("kubernetes.io/arch".to_string(), "amd64".to_string())].into() };
-    let m = merge(&[Some(report("directory", "/m/d.yaml", text))], &DesiredState::default(), &node);
+    let node = NodeInfo {
+        name: "n".into(),
+        labels: [("kubernetes.io/arch".to_string(), "amd64".to_string())].into(),
+    };
+    let m = merge(
+        &[Some(report("directory", "/m/d.yaml", text))],
+        &DesiredState::default(),
+        &node,
+    );
     assert!(m.desired.objects.is_empty());
     assert_eq!(m.unscheduled.len(), 1);
-    assert!(m.unscheduled[0].reason.contains("kubernetes.io/arch=s390x (node has amd64)"), "{}", m.unscheduled[0].reason);
+    assert!(
+        m.unscheduled[0]
+            .reason
+            .contains("kubernetes.io/arch=s390x (node has amd64)"),
+        "{}",
+        m.unscheduled[0].reason
+    );
     assert!(m.conflicts.is_empty());
 }
 
