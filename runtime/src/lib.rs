@@ -1,1 +1,505 @@
-//! berth runtime (issue 5).
+//! berth's container runtime: one container's life.
+//!
+//! Each container runs under its own supervisor process, `berth-shim` (see
+//! [`shim`]), which creates it with youki's libcontainer from an OCI spec
+//! ([`oci`]), owns its stdio and logs ([`logs`]), waits for it and records how
+//! it ended. The agent talks to shims only through files in the container's
+//! run dir ([`layout`]) and signals, so containers, logs and exit codes outlive
+//! agent restarts. Pod sandboxes (shared IPC/UTS namespaces, hosts files) are
+//! in [`sandbox`]; cgroup reads in [`cgroups`].
+//!
+//! Not here: images (`berth-image` hands over unpacked layer dirs), networks
+//! (`berth-net` hands over a netns path), deciding what runs (the reconciler).
+
+pub mod cgroups;
+pub mod layout;
+pub mod logs;
+pub mod oci;
+pub mod sandbox;
+pub mod shim;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use berth_reconciler::traits::{
+    Classify, ContainerConfig, ContainerInfo, ContainerState, ErrorKind, ExecResult, PodRef,
+    Runtime, Sandbox, SandboxConfig, Usage,
+};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::cgroups::Cgroups;
+use crate::layout::{Exit, Layout, SetupError, ShimSpec, Started, read_json, time_of, write_json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("container {id}: {reason}: {message}")]
+    Setup {
+        id: String,
+        reason: String,
+        message: String,
+    },
+    #[error("container {id}: {step}")]
+    Io {
+        id: String,
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("container {id} not found")]
+    NotFound { id: String },
+    #[error("container {id}: the shim did not report within {secs}s")]
+    ShimTimeout { id: String, secs: u64 },
+    #[error("pod {pod}: {step}: {message}")]
+    Sandbox {
+        pod: String,
+        step: &'static str,
+        message: String,
+    },
+    #[error("container {id}: exec failed: {message}")]
+    Exec { id: String, message: String },
+}
+
+impl Classify for RuntimeError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RuntimeError::Setup {
+                reason, message, ..
+            } => {
+                if message.contains("overlay") {
+                    ErrorKind::Unsupported
+                } else if reason == "CreateContainerConfigError"
+                    || message.contains("not found")
+                    || message.contains("No such file")
+                {
+                    ErrorKind::Invalid
+                } else {
+                    ErrorKind::Transient
+                }
+            }
+            RuntimeError::NotFound { .. } => ErrorKind::NotFound,
+            RuntimeError::ShimTimeout { .. }
+            | RuntimeError::Io { .. }
+            | RuntimeError::Exec { .. } => ErrorKind::Transient,
+            RuntimeError::Sandbox { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub instance: String,
+    pub run_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub shim_path: PathBuf,
+    pub default_pids_limit: i64,
+    pub log_max_bytes: u64,
+    pub log_max_files: u32,
+    pub cgroup_root: PathBuf,
+}
+
+impl RuntimeConfig {
+    pub fn new(instance: &str, run_dir: &Path, state_dir: &Path) -> Self {
+        let shim_path = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("berth-shim")))
+            .unwrap_or_else(|| PathBuf::from("berth-shim"));
+        Self {
+            instance: instance.to_string(),
+            run_dir: run_dir.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            log_dir: state_dir.join("logs"),
+            shim_path,
+            default_pids_limit: 1024,
+            log_max_bytes: 10 * 1024 * 1024,
+            log_max_files: 3,
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+        }
+    }
+}
+
+pub struct ShimRuntime {
+    cfg: RuntimeConfig,
+    layout: Layout,
+    cg: Cgroups,
+}
+
+fn io(id: &str, step: &'static str) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let id = id.to_string();
+    move |source| RuntimeError::Io { id, step, source }
+}
+
+fn alive(pid: i32) -> bool {
+    pid > 0 && kill(Pid::from_raw(pid), None).is_ok() && !is_zombie(pid)
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+impl ShimRuntime {
+    pub fn new(cfg: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let layout = Layout {
+            run_dir: cfg.run_dir.clone(),
+            state_dir: cfg.state_dir.clone(),
+        };
+        std::fs::create_dir_all(layout.containers()).map_err(io("-", "creating the run dir"))?;
+        let cg = Cgroups::detect(&cfg.cgroup_root);
+        Ok(Self { cfg, layout, cg })
+    }
+
+    fn pod_cgroup(&self, pod: &PodRef) -> String {
+        format!("/{}/{}", self.cfg.instance, pod.key())
+    }
+
+    /// Remove the instance's empty parent cgroups (uninstall, tests).
+    pub fn cleanup_instance(&self) {
+        self.cg.remove(&format!("/{}", self.cfg.instance));
+    }
+
+    /// Container as the files in its dir describe it.
+    fn info(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
+        let dir = self.layout.dir(id);
+        let spec: ShimSpec = read_json(&dir.join("spec.json"))
+            .ok_or_else(|| RuntimeError::NotFound { id: id.into() })?;
+        let state = self.state_of(&dir);
+        Ok(ContainerInfo {
+            id: id.to_string(),
+            pod: spec.config.pod.clone(),
+            name: spec.config.name.clone(),
+            labels: spec.config.labels.clone(),
+            state,
+            log_path: spec.log_path,
+        })
+    }
+
+    fn state_of(&self, dir: &Path) -> ContainerState {
+        if let Some(e) = read_json::<Exit>(&dir.join("status.json")) {
+            return ContainerState::Exited {
+                exit_code: e.exit_code,
+                signal: e.signal,
+                oom_killed: e.oom_killed,
+                started_at: e.started_at_ns.map(time_of),
+                finished_at: time_of(e.finished_at_ns),
+            };
+        }
+        if let Some(e) = read_json::<SetupError>(&dir.join("error.json")) {
+            return ContainerState::Failed {
+                reason: e.reason,
+                message: e.message,
+            };
+        }
+        let shim_alive = std::fs::read_to_string(dir.join("shim.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .is_some_and(alive);
+        if let Some(s) = read_json::<Started>(&dir.join("state.json")) {
+            if alive(s.pid) || shim_alive {
+                return ContainerState::Running {
+                    pid: s.pid as u32,
+                    started_at: time_of(s.started_at_ns),
+                };
+            }
+            // the shim died without recording the end (killed, or a reboot)
+            return ContainerState::Exited {
+                exit_code: 255,
+                signal: None,
+                oom_killed: false,
+                started_at: Some(time_of(s.started_at_ns)),
+                finished_at: SystemTime::now(),
+            };
+        }
+        if shim_alive {
+            ContainerState::Created
+        } else {
+            ContainerState::Failed {
+                reason: "RunContainerError".into(),
+                message: "the container's supervisor exited before the container started".into(),
+            }
+        }
+    }
+
+    fn started_pid(&self, id: &str) -> Option<i32> {
+        read_json::<Started>(&self.layout.dir(id).join("state.json")).map(|s| s.pid)
+    }
+
+    fn shim_pid(&self, id: &str) -> Option<i32> {
+        std::fs::read_to_string(self.layout.dir(id).join("shim.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn cgroup_of(&self, id: &str) -> Option<String> {
+        read_json::<ShimSpec>(&self.layout.dir(id).join("spec.json")).map(|s| s.cgroup_path)
+    }
+
+    fn exited(&self, id: &str) -> bool {
+        matches!(
+            self.state_of(&self.layout.dir(id)),
+            ContainerState::Exited { .. } | ContainerState::Failed { .. }
+        )
+    }
+
+    /// Everything of a container except its logs, whatever state it is in.
+    fn purge(&self, id: &str) {
+        let dir = self.layout.dir(id);
+        if let Some(p) = self.shim_pid(id).filter(|p| alive(*p)) {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        if let Some(cg) = self.cgroup_of(id) {
+            for p in self.cg.pids(&cg) {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            self.cg.remove(&cg);
+        }
+        let youki = self.layout.youki_root().join(id);
+        if youki.exists() {
+            if let Ok(mut c) = libcontainer::container::Container::load(youki.clone()) {
+                let _ = c.delete(true);
+            }
+            let _ = std::fs::remove_dir_all(&youki);
+        }
+        sandbox::unmount_below(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(self.layout.upper(id));
+    }
+}
+
+impl Runtime for ShimRuntime {
+    type Error = RuntimeError;
+
+    async fn ensure_sandbox(&self, cfg: &SandboxConfig) -> Result<Sandbox, RuntimeError> {
+        let dir = self.layout.pod_dir(&cfg.pod.key());
+        let cg = self.pod_cgroup(&cfg.pod);
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || sandbox::ensure(&dir, &cfg, cg))
+            .await
+            .map_err(|e| RuntimeError::Sandbox {
+                pod: "?".into(),
+                step: "task",
+                message: e.to_string(),
+            })?
+    }
+
+    async fn remove_sandbox(&self, pod: &PodRef) -> Result<(), RuntimeError> {
+        let dir = self.layout.pod_dir(&pod.key());
+        sandbox::remove(&dir).map_err(|e| RuntimeError::Sandbox {
+            pod: pod.key(),
+            step: "removing the pod dir",
+            message: e.to_string(),
+        })?;
+        self.cg.remove(&self.pod_cgroup(pod));
+        Ok(())
+    }
+
+    async fn run(&self, cfg: &ContainerConfig) -> Result<ContainerInfo, RuntimeError> {
+        let id = cfg.id.clone();
+        let dir = self.layout.dir(&id);
+        if dir.exists() {
+            self.purge(&id);
+        }
+        std::fs::create_dir_all(&dir).map_err(io(&id, "creating the container dir"))?;
+        let restarts = cfg
+            .labels
+            .get("berth.dev/restarts")
+            .cloned()
+            .unwrap_or_else(|| "0".into());
+        let log_path = self
+            .cfg
+            .log_dir
+            .join(cfg.pod.key())
+            .join(&cfg.name)
+            .join(format!("{restarts}.log"));
+        let spec = ShimSpec {
+            config: cfg.clone(),
+            run_dir: self.cfg.run_dir.clone(),
+            state_dir: self.cfg.state_dir.clone(),
+            log_path,
+            log_max_bytes: self.cfg.log_max_bytes,
+            log_max_files: self.cfg.log_max_files,
+            cgroup_path: format!("{}/{}", self.pod_cgroup(&cfg.pod), id),
+            default_pids_limit: self.cfg.default_pids_limit,
+        };
+        write_json(&dir.join("spec.json"), &spec).map_err(io(&id, "writing spec.json"))?;
+        let shim_log =
+            std::fs::File::create(dir.join("shim.log")).map_err(io(&id, "creating shim.log"))?;
+        let shim_log2 = shim_log.try_clone().map_err(io(&id, "creating shim.log"))?;
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new(&self.cfg.shim_path)
+            .arg("run")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(shim_log)
+            .stderr(shim_log2)
+            // its own process group: a Ctrl-C to the agent's terminal doesn't reach it
+            .process_group(0)
+            .spawn()
+            .map_err(io(&id, "starting berth-shim"))?;
+        // reap the shim when it ends (while this agent lives; init does it otherwise)
+        tokio::task::spawn_blocking(move || child.wait());
+        let t0 = tokio::time::Instant::now();
+        let mut delay = Duration::from_millis(2);
+        loop {
+            match self.state_of(&dir) {
+                ContainerState::Created => {}
+                ContainerState::Failed { reason, message } => {
+                    return Err(RuntimeError::Setup {
+                        id,
+                        reason,
+                        message,
+                    });
+                }
+                _ => return self.info(&id),
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                return Err(RuntimeError::ShimTimeout { id, secs: 60 });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    async fn status(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
+        self.info(id)
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let mut out = Vec::new();
+        let rd = match std::fs::read_dir(self.layout.containers()) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io("-", "listing containers")(e)),
+        };
+        for e in rd.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            match self.info(&id) {
+                Ok(i) => out.push(i),
+                Err(err) => {
+                    tracing::warn!(container = %id, %err, "skipping unreadable container dir")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn wait(&self, id: &str) -> Result<ContainerState, RuntimeError> {
+        let dir = self.layout.dir(id);
+        loop {
+            if !dir.join("spec.json").exists() {
+                return Err(RuntimeError::NotFound { id: id.into() });
+            }
+            match self.state_of(&dir) {
+                s @ (ContainerState::Exited { .. } | ContainerState::Failed { .. }) => {
+                    return Ok(s);
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        if !self.layout.dir(id).join("spec.json").exists() {
+            return Err(RuntimeError::NotFound { id: id.into() });
+        }
+        if self.exited(id) {
+            return Ok(());
+        }
+        if let Some(pid) = self.started_pid(id) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let t0 = tokio::time::Instant::now();
+        while t0.elapsed() < grace {
+            if self.exited(id) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // every process of the container, not only its init
+        if let Some(cg) = self.cgroup_of(id) {
+            for p in self.cg.pids(&cg) {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+        }
+        if let Some(pid) = self.started_pid(id) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let t1 = tokio::time::Instant::now();
+        while t1.elapsed() < Duration::from_secs(10) {
+            if self.exited(id) || !self.shim_pid(id).is_some_and(alive) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        if !self.layout.dir(id).exists() {
+            return Ok(());
+        }
+        if !self.exited(id) {
+            self.stop(id, Duration::ZERO).await.ok();
+        }
+        self.purge(id);
+        Ok(())
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<ExecResult, RuntimeError> {
+        let dir = self.layout.dir(id);
+        if !dir.join("state.json").exists() {
+            return Err(RuntimeError::NotFound { id: id.into() });
+        }
+        let child = tokio::process::Command::new(&self.cfg.shim_path)
+            .arg("exec")
+            .arg(&dir)
+            .arg(timeout.as_millis().to_string())
+            .arg("--")
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(timeout + Duration::from_secs(10), child)
+            .await
+            .map_err(|_| RuntimeError::Exec {
+                id: id.into(),
+                message: "exec helper hung".into(),
+            })?
+            .map_err(|e| RuntimeError::Exec {
+                id: id.into(),
+                message: e.to_string(),
+            })?;
+        serde_json::from_slice(&out.stdout).map_err(|e| RuntimeError::Exec {
+            id: id.into(),
+            message: format!("{e}: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        })
+    }
+
+    async fn usage(&self, id: &str) -> Result<Usage, RuntimeError> {
+        let cg = self
+            .cgroup_of(id)
+            .ok_or_else(|| RuntimeError::NotFound { id: id.into() })?;
+        let (cpu, mem) = self.cg.usage(&cg);
+        Ok(Usage {
+            cpu_usage_nanos: cpu,
+            memory_working_set_bytes: mem,
+        })
+    }
+}

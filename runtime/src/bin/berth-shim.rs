@@ -1,0 +1,28 @@
+//! `berth-shim`: berth's per-container supervisor. Started by the berth agent,
+//! never by users. See `berth_runtime::shim`.
+
+use std::time::Duration;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let code = match args.get(1).map(String::as_str) {
+        Some("run") if args.len() == 3 => {
+            berth_runtime::shim::run_main(&berth_runtime::shim::dir_arg(&args[2]))
+        }
+        Some("exec") if args.len() > 5 && args[4] == "--" => {
+            let timeout = Duration::from_millis(args[3].parse().unwrap_or(1000));
+            berth_runtime::shim::exec_main(
+                &berth_runtime::shim::dir_arg(&args[2]),
+                timeout,
+                args[5..].to_vec(),
+            )
+        }
+        _ => {
+            eprintln!(
+                "berth-shim is started by the berth agent: berth-shim run DIR | exec DIR TIMEOUT_MS -- ARGV"
+            );
+            64
+        }
+    };
+    std::process::exit(code);
+}

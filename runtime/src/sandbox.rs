@@ -1,0 +1,141 @@
+//! Pod sandboxes: the files and namespaces a pod's containers share.
+//!
+//! `<run>/pods/<pod key>/{hosts,hostname,resolv.conf}` and the IPC and UTS
+//! namespaces, held by bind mounts of `/proc/thread-self/ns/{ipc,uts}` made
+//! from a short-lived thread that unshared them (so no process has to live
+//! for them to stay).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use berth_reconciler::traits::{PodNetwork, Sandbox, SandboxConfig};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+
+use crate::RuntimeError;
+
+fn is_mountpoint(p: &Path) -> bool {
+    let s = p.to_string_lossy();
+    fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(&*s)))
+        .unwrap_or(false)
+}
+
+/// Create the pod's IPC+UTS namespaces bound at `ipc` and `uts` (idempotent).
+fn hold_namespaces(ipc: &Path, uts: &Path, hostname: &str) -> Result<(), String> {
+    if is_mountpoint(ipc) && is_mountpoint(uts) {
+        return Ok(());
+    }
+    for p in [ipc, uts] {
+        if !p.exists() {
+            fs::File::create(p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+        }
+    }
+    let (ipc, uts, hostname) = (ipc.to_path_buf(), uts.to_path_buf(), hostname.to_string());
+    std::thread::spawn(move || -> Result<(), String> {
+        unshare(CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
+            .map_err(|e| format!("unshare ipc/uts: {e}"))?;
+        nix::unistd::sethostname(&hostname).map_err(|e| format!("sethostname: {e}"))?;
+        for (ns, target) in [("ipc", &ipc), ("uts", &uts)] {
+            let src = PathBuf::from(format!("/proc/thread-self/ns/{ns}"));
+            if !is_mountpoint(target) {
+                mount(
+                    Some(&src),
+                    target.as_path(),
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| format!("binding {ns} namespace to {}: {e}", target.display()))?;
+            }
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| "namespace thread panicked".to_string())?
+}
+
+fn resolv_conf(net: &PodNetwork) -> String {
+    if net.dns_servers.is_empty() {
+        return fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    }
+    let mut s = String::new();
+    for n in &net.dns_servers {
+        s.push_str(&format!("nameserver {n}\n"));
+    }
+    if !net.dns_search.is_empty() {
+        s.push_str(&format!("search {}\n", net.dns_search.join(" ")));
+    }
+    s.push_str("options ndots:5\n");
+    s
+}
+
+pub fn ensure(
+    dir: &Path,
+    cfg: &SandboxConfig,
+    cgroup_parent: String,
+) -> Result<Sandbox, RuntimeError> {
+    let err = |step: &'static str| {
+        let pod = cfg.pod.key();
+        move |message: String| RuntimeError::Sandbox { pod, step, message }
+    };
+    fs::create_dir_all(dir).map_err(|e| err("creating the pod dir")(e.to_string()))?;
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    if let Some(ip) = cfg.network.ip {
+        hosts.push_str(&format!("{ip}\t{}\n", cfg.hostname));
+    }
+    let files = [
+        ("hosts", hosts),
+        ("hostname", format!("{}\n", cfg.hostname)),
+        ("resolv.conf", resolv_conf(&cfg.network)),
+    ];
+    for (name, content) in files {
+        crate::layout::write_atomic(&dir.join(name), content.as_bytes())
+            .map_err(|e| err("writing pod files")(e.to_string()))?;
+    }
+    let ipc = dir.join("ipc");
+    let uts = dir.join("uts");
+    hold_namespaces(&ipc, &uts, &cfg.hostname).map_err(err("creating IPC and UTS namespaces"))?;
+    Ok(Sandbox {
+        pod: cfg.pod.clone(),
+        netns: cfg.network.netns.clone(),
+        ipc_ns: Some(ipc),
+        uts_ns: Some(uts),
+        hosts_file: dir.join("hosts"),
+        hostname_file: dir.join("hostname"),
+        resolv_conf: dir.join("resolv.conf"),
+        cgroup_parent,
+    })
+}
+
+/// Unmount the namespace files and remove the pod dir. Idempotent.
+pub fn remove(dir: &Path) -> std::io::Result<()> {
+    for ns in ["ipc", "uts"] {
+        let p = dir.join(ns);
+        if is_mountpoint(&p) {
+            let _ = umount2(&p, MntFlags::MNT_DETACH);
+        }
+    }
+    // anything else mounted below (a leftover) goes too
+    unmount_below(dir);
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Lazily unmount every mount at or below `dir`, deepest first.
+pub fn unmount_below(dir: &Path) {
+    let prefix = dir.to_string_lossy().to_string();
+    let mut targets: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|t| *t == prefix || t.starts_with(&format!("{prefix}/")))
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for t in targets {
+        let _ = umount2(Path::new(&t), MntFlags::MNT_DETACH);
+    }
+}

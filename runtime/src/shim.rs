@@ -1,0 +1,388 @@
+//! The per-container supervisor, run as the `berth-shim` binary.
+//!
+//! `berth-shim run <container dir>`: while still single-threaded (libcontainer
+//! forks with clone3 and runs Rust in the child, which is only safe then), it
+//! mounts the overlay rootfs, writes the OCI bundle and creates and starts the
+//! container with libcontainer; the container's init is its child (CLONE_PARENT).
+//! Then it pumps stdout/stderr into the CRI log, waits for the init, and records
+//! how it ended (exit code, signal, OOM kill, time) in `status.json`. It owns
+//! the container, so the agent can die and come back at any time.
+//!
+//! `berth-shim exec <container dir> <timeout ms> -- ARGV`: runs ARGV inside the
+//! running container (its namespaces, cgroup, env) via libcontainer's tenant
+//! builder, and prints an `ExecResult` as JSON.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use berth_reconciler::traits::ExecResult;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::cgroups::Cgroups;
+use crate::layout::{Exit, Layout, SetupError, ShimSpec, Started, ns_of, read_json, write_json};
+use crate::logs::{LogWriter, pump};
+use crate::oci;
+
+struct Fail(&'static str, String);
+
+fn read_in_rootfs(rootfs: &Path, rel: &str) -> String {
+    // never follow a symlink out of the image
+    let p = rootfs.join(rel);
+    match fs::symlink_metadata(&p) {
+        Ok(md) if md.is_file() => fs::read_to_string(p).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn resolve_user(spec: &ShimSpec, rootfs: &Path) -> Result<oci::User, Fail> {
+    let s = &spec.config.security;
+    let passwd = read_in_rootfs(rootfs, "etc/passwd");
+    let group = read_in_rootfs(rootfs, "etc/group");
+    let (mut uid, mut gid) = match &spec.config.image_user {
+        Some(u) if s.run_as_user.is_none() => oci::resolve_user(u, &passwd, &group)
+            .map_err(|m| Fail("CreateContainerConfigError", m))?,
+        _ => (0, 0),
+    };
+    if let Some(u) = s.run_as_user {
+        uid = u as u32;
+        gid = oci::resolve_user(&uid.to_string(), &passwd, &group)
+            .map(|x| x.1)
+            .unwrap_or(0);
+    }
+    if let Some(g) = s.run_as_group {
+        gid = g as u32;
+    }
+    if s.run_as_non_root && uid == 0 {
+        return Err(Fail(
+            "CreateContainerConfigError",
+            format!(
+                "container {} has runAsNonRoot and image will run as root",
+                spec.config.name
+            ),
+        ));
+    }
+    Ok(oci::User {
+        uid,
+        gid,
+        additional_gids: s.supplemental_groups.iter().map(|g| *g as u32).collect(),
+    })
+}
+
+fn mount_rootfs(spec: &ShimSpec, layout: &Layout, rootfs: &Path) -> Result<(), Fail> {
+    let id = &spec.config.id;
+    let upper_base = layout.upper(id);
+    let upper = upper_base.join("upper");
+    let work = upper_base.join("work");
+    for d in [&upper, &work, &rootfs.to_path_buf()] {
+        fs::create_dir_all(d).map_err(|e| {
+            Fail(
+                "CreateContainerError",
+                format!("creating {}: {e}", d.display()),
+            )
+        })?;
+    }
+    let layers: Vec<String> = spec
+        .config
+        .image
+        .layers
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
+    if layers.is_empty() {
+        return Err(Fail("CreateContainerError", "image has no layers".into()));
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        layers.join(":"),
+        upper.display(),
+        work.display()
+    );
+    mount(
+        Some("overlay"),
+        rootfs,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|e| {
+        Fail(
+            "CreateContainerError",
+            format!("mounting the overlay root filesystem: {e} (is overlayfs available?)"),
+        )
+    })
+}
+
+fn create_workdir(rootfs: &Path, cwd: &str) {
+    let mut p = rootfs.to_path_buf();
+    for c in Path::new(cwd).components() {
+        if let std::path::Component::Normal(n) = c {
+            p.push(n);
+            match fs::symlink_metadata(&p) {
+                Ok(md) if md.is_dir() => continue,
+                Ok(_) => return,
+                Err(_) => {
+                    if fs::create_dir(&p).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn nofile() -> (u64, u64) {
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .unwrap_or((1024, 1024));
+    (hard.min(1_048_576), hard)
+}
+
+fn err_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// `berth-shim run DIR`: returns the process exit code.
+pub fn run_main(dir: &Path) -> i32 {
+    let Some(spec) = read_json::<ShimSpec>(&dir.join("spec.json")) else {
+        eprintln!("berth-shim: cannot read {}/spec.json", dir.display());
+        return 2;
+    };
+    let _ = fs::write(dir.join("shim.pid"), std::process::id().to_string());
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let layout = Layout {
+        run_dir: spec.run_dir.clone(),
+        state_dir: spec.state_dir.clone(),
+    };
+    let rootfs = dir.join("rootfs");
+    let cg = Cgroups::detect(Path::new("/sys/fs/cgroup"));
+    match start(&spec, &layout, dir, &rootfs) {
+        Err(Fail(reason, message)) => {
+            let _ = write_json(
+                &dir.join("error.json"),
+                &SetupError {
+                    reason: reason.into(),
+                    message,
+                },
+            );
+            cleanup(&spec, &layout, &rootfs, &cg);
+            1
+        }
+        Ok((pid, started_at, out_r, err_r)) => {
+            let log = match LogWriter::open(&spec.log_path, spec.log_max_bytes, spec.log_max_files)
+            {
+                Ok(l) => Arc::new(Mutex::new(l)),
+                Err(e) => {
+                    eprintln!("berth-shim: opening log {}: {e}", spec.log_path.display());
+                    return 3;
+                }
+            };
+            let oom_before = cg.oom_kills(&spec.cgroup_path);
+            let (l1, l2) = (log.clone(), log.clone());
+            let t1 = std::thread::spawn(move || pump(out_r, "stdout", l1));
+            let t2 = std::thread::spawn(move || pump(err_r, "stderr", l2));
+            let (code, signal) = wait_for(pid);
+            let oom = cg.oom_kills(&spec.cgroup_path) > oom_before;
+            let _ = t1.join();
+            let _ = t2.join();
+            let exit = Exit {
+                exit_code: code,
+                signal,
+                oom_killed: oom || (signal == Some(9) && oom_in_events(&cg, &spec.cgroup_path)),
+                started_at_ns: Some(ns_of(started_at)),
+                finished_at_ns: ns_of(SystemTime::now()),
+            };
+            cleanup(&spec, &layout, &rootfs, &cg);
+            if let Err(e) = write_json(&dir.join("status.json"), &exit) {
+                eprintln!("berth-shim: writing status: {e}");
+            }
+            0
+        }
+    }
+}
+
+fn oom_in_events(cg: &Cgroups, path: &str) -> bool {
+    cg.oom_kills(path) > 0
+}
+
+type Started4 = (Pid, SystemTime, std::io::PipeReader, std::io::PipeReader);
+
+fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<Started4, Fail> {
+    let cfg = &spec.config;
+    mount_rootfs(spec, layout, rootfs)?;
+    let user = resolve_user(spec, rootfs)?;
+    create_workdir(rootfs, &cfg.working_dir);
+    let value = oci::spec(
+        cfg,
+        rootfs,
+        &spec.cgroup_path,
+        &user,
+        spec.default_pids_limit,
+        nofile(),
+    )
+    .map_err(|m| Fail("CreateContainerConfigError", m))?;
+    let bundle = dir.join("bundle");
+    fs::create_dir_all(&bundle).map_err(|e| Fail("CreateContainerError", e.to_string()))?;
+    let parsed: oci_spec::runtime::Spec = serde_json::from_value(value)
+        .map_err(|e| Fail("CreateContainerError", format!("OCI spec: {e}")))?;
+    parsed
+        .save(bundle.join("config.json"))
+        .map_err(|e| Fail("CreateContainerError", format!("writing config.json: {e}")))?;
+    let (out_r, out_w) = std::io::pipe().map_err(|e| Fail("RunContainerError", e.to_string()))?;
+    let (err_r, err_w) = std::io::pipe().map_err(|e| Fail("RunContainerError", e.to_string()))?;
+    let youki_root = layout.youki_root();
+    fs::create_dir_all(&youki_root).map_err(|e| Fail("RunContainerError", e.to_string()))?;
+    let run_err =
+        |e: libcontainer::error::LibcontainerError| Fail("RunContainerError", err_chain(&e));
+    let mut c = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
+        .with_executor(DefaultExecutor {})
+        .with_root_path(&youki_root)
+        .map_err(run_err)?
+        .with_stdout(out_w)
+        .with_stderr(err_w)
+        .validate_id()
+        .map_err(run_err)?
+        .as_init(&bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(|e| Fail("CreateContainerError", err_chain(&e)))?;
+    c.start().map_err(run_err)?;
+    let pid = c.pid().map(|p| Pid::from_raw(p.as_raw())).ok_or_else(|| {
+        Fail(
+            "RunContainerError",
+            "container has no pid after start".into(),
+        )
+    })?;
+    let started_at = SystemTime::now();
+    write_json(
+        &dir.join("state.json"),
+        &Started {
+            pid: pid.as_raw(),
+            started_at_ns: ns_of(started_at),
+        },
+    )
+    .map_err(|e| Fail("RunContainerError", e.to_string()))?;
+    Ok((pid, started_at, out_r, err_r))
+}
+
+/// Reap children until `pid` exits; (exit code, signal). Kubernetes reports a
+/// signal death as 128 + signal.
+fn wait_for(pid: Pid) -> (i32, Option<i32>) {
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(p, code)) if p == pid => return (code, None),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => {
+                return (128 + sig as i32, Some(sig as i32));
+            }
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::ECHILD) => {
+                // not our child (should not happen with CLONE_PARENT): poll for it
+                while kill(pid, None).is_ok() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                return (255, None);
+            }
+            Err(_) => return (255, None),
+        }
+    }
+}
+
+fn cleanup(spec: &ShimSpec, layout: &Layout, rootfs: &Path, cg: &Cgroups) {
+    let youki = layout.youki_root().join(&spec.config.id);
+    if youki.exists() {
+        if let Ok(mut c) = libcontainer::container::Container::load(youki.clone()) {
+            let _ = c.delete(true);
+        }
+        let _ = fs::remove_dir_all(&youki);
+    }
+    crate::sandbox::unmount_below(rootfs);
+    let _ = umount2(rootfs, MntFlags::MNT_DETACH);
+    cg.remove(&spec.cgroup_path);
+}
+
+/// `berth-shim exec DIR TIMEOUT_MS -- ARGV`: prints an ExecResult JSON.
+pub fn exec_main(dir: &Path, timeout: Duration, argv: Vec<String>) -> i32 {
+    let result = exec(dir, timeout, argv).unwrap_or_else(|m| ExecResult {
+        exit_code: 126,
+        output: m,
+        timed_out: false,
+    });
+    println!("{}", serde_json::to_string(&result).unwrap_or_default());
+    0
+}
+
+fn exec(dir: &Path, timeout: Duration, argv: Vec<String>) -> Result<ExecResult, String> {
+    let spec = read_json::<ShimSpec>(&dir.join("spec.json")).ok_or("cannot read spec.json")?;
+    let layout = Layout {
+        run_dir: spec.run_dir.clone(),
+        state_dir: spec.state_dir.clone(),
+    };
+    let (mut r, w) = std::io::pipe().map_err(|e| e.to_string())?;
+    let w2 = w.try_clone().map_err(|e| e.to_string())?;
+    let pid = ContainerBuilder::new(spec.config.id.clone(), SyscallType::default())
+        .with_executor(DefaultExecutor {})
+        .with_root_path(layout.youki_root())
+        .map_err(|e| err_chain(&e))?
+        .with_stdout(w)
+        .with_stderr(w2)
+        .as_tenant()
+        .with_container_args(argv)
+        .with_detach(true)
+        .build()
+        .map(|p| Pid::from_raw(p.as_raw()))
+        .map_err(|e| err_chain(&e))?;
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = (&mut r).take(64 * 1024).read_to_end(&mut buf);
+        buf
+    });
+    let t0 = Instant::now();
+    let (code, timed_out) = loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => break (c, false),
+            Ok(WaitStatus::Signaled(_, s, _)) => break (128 + s as i32, false),
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => break (255, false),
+        }
+        if t0.elapsed() > timeout {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            break (137, true);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let out = if timed_out {
+        Vec::new()
+    } else {
+        reader.join().unwrap_or_default()
+    };
+    let mut output = String::from_utf8_lossy(&out).into_owned();
+    output.truncate(4096);
+    Ok(ExecResult {
+        exit_code: code,
+        output,
+        timed_out,
+    })
+}
+
+pub fn dir_arg(s: &str) -> PathBuf {
+    PathBuf::from(s)
+}
