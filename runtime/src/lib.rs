@@ -131,6 +131,16 @@ fn io(id: &str, step: &'static str) -> impl FnOnce(std::io::Error) -> RuntimeErr
     move |source| RuntimeError::Io { id, step, source }
 }
 
+/// The last error lines libcontainer logged in the shim, for error messages.
+fn shim_log_tail(dir: &Path) -> String {
+    let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
+    if let Ok(p) = std::env::var("BERTH_SHIM_DEBUG_COPY") {
+        let _ = std::fs::write(p, &log);
+    }
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    lines[lines.len().saturating_sub(3)..].join("; ")
+}
+
 fn alive(pid: i32) -> bool {
     pid > 0 && kill(Pid::from_raw(pid), None).is_ok() && !is_zombie(pid)
 }
@@ -346,28 +356,45 @@ impl Runtime for ShimRuntime {
             .process_group(0)
             .spawn()
             .map_err(io(&id, "starting berth-shim"))?;
-        // reap the shim when it ends (while this agent lives; init does it otherwise)
-        tokio::task::spawn_blocking(move || child.wait());
+        // the agent records the shim's pid too, so a shim that hasn't written it yet isn't "gone"
+        let _ = std::fs::write(dir.join("shim.pid"), child.id().to_string());
         let t0 = tokio::time::Instant::now();
         let mut delay = Duration::from_millis(2);
-        loop {
+        let result = loop {
             match self.state_of(&dir) {
                 ContainerState::Created => {}
                 ContainerState::Failed { reason, message } => {
-                    return Err(RuntimeError::Setup {
-                        id,
-                        reason,
-                        message,
-                    });
+                    let _ = child.wait();
+                    let detail = shim_log_tail(&dir);
+                    let message = if detail.is_empty() { message } else { format!("{message} ({detail})") };
+                    break Err(RuntimeError::Setup { id: id.clone(), reason, message });
                 }
-                _ => return self.info(&id),
+                _ => break self.info(&id),
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                // exited: the files it wrote tell why, else its log does
+                let reason = match self.state_of(&dir) {
+                    ContainerState::Failed { reason, message } => (reason, message),
+                    ContainerState::Created => {
+                        let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
+    if let Ok(p) = std::env::var("BERTH_SHIM_DEBUG_COPY") {
+        let _ = std::fs::write(p, &log);
+    }
+                        ("RunContainerError".into(), format!("berth-shim exited ({st}) before the container started: {}", log.trim()))
+                    }
+                    _ => break self.info(&id),
+                };
+                break Err(RuntimeError::Setup { id: id.clone(), reason: reason.0, message: reason.1 });
             }
             if t0.elapsed() > Duration::from_secs(60) {
-                return Err(RuntimeError::ShimTimeout { id, secs: 60 });
+                break Err(RuntimeError::ShimTimeout { id: id.clone(), secs: 60 });
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(20));
-        }
+        };
+        // reap the shim when it ends (while this agent lives; init does it otherwise)
+        tokio::task::spawn_blocking(move || child.wait());
+        result
     }
 
     async fn status(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {

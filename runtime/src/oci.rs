@@ -387,8 +387,14 @@ pub fn spec(
         "cwd": if cfg.working_dir.is_empty() { "/" } else { cfg.working_dir.as_str() },
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "rlimits": [{"type": "RLIMIT_NOFILE", "soft": nofile.0, "hard": nofile.1}],
-        "noNewPrivileges": !sec.allow_privilege_escalation,
     });
+    // Only set when true: libcontainer loads the seccomp filter after dropping
+    // capabilities whenever the field is present (even `false`), which fails
+    // without no_new_privs; absent, it loads the filter while still privileged.
+    let mut process = process;
+    if !sec.allow_privilege_escalation {
+        process["noNewPrivileges"] = json!(true);
+    }
     Ok(json!({
         "ociVersion": "1.0.2",
         "process": process,

@@ -4,6 +4,14 @@
 use std::time::Duration;
 
 fn main() {
+    // libcontainer's own diagnostics go to the shim's log (its stderr)
+    let filter = std::env::var("BERTH_SHIM_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_ansi(false)
+        .try_init();
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {
         Some("run") if args.len() == 3 => {
