@@ -11,11 +11,13 @@
 //! Not here: images (`berth-image` hands over unpacked layer dirs), networks
 //! (`berth-net` hands over a netns path), deciding what runs (the reconciler).
 
+pub mod caps;
 pub mod cgroups;
 pub mod layout;
 pub mod logs;
 pub mod oci;
 pub mod sandbox;
+pub mod seccomp;
 pub mod shim;
 
 use std::path::{Path, PathBuf};

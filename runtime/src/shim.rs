@@ -227,7 +227,7 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
     mount_rootfs(spec, layout, rootfs)?;
     let user = resolve_user(spec, rootfs)?;
     create_workdir(rootfs, &cfg.working_dir);
-    let value = oci::spec(
+    let mut value = oci::spec(
         cfg,
         rootfs,
         &spec.cgroup_path,
@@ -236,6 +236,8 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
         nofile(),
     )
     .map_err(|m| Fail("CreateContainerConfigError", m))?;
+    let bounding = crate::caps::own_bounding_set(&fs::read_to_string("/proc/self/status").unwrap_or_default());
+    crate::caps::finish(&mut value, &cfg.security, bounding).map_err(|m| Fail("CreateContainerConfigError", m))?;
     let bundle = dir.join("bundle");
     fs::create_dir_all(&bundle).map_err(|e| Fail("CreateContainerError", e.to_string()))?;
     let parsed: oci_spec::runtime::Spec = serde_json::from_value(value)
