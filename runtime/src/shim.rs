@@ -336,20 +336,32 @@ fn exec(dir: &Path, timeout: Duration, argv: Vec<String>) -> Result<ExecResult, 
         run_dir: spec.run_dir.clone(),
         state_dir: spec.state_dir.clone(),
     };
+    // the container's own process (user, groups, caps, env, cwd, rlimits,
+    // no_new_privs) with the exec's argv: without it, libcontainer's tenant
+    // builder runs as uid 0 with default settings
+    let bundle = fs::read(dir.join("bundle/config.json")).map_err(|e| format!("reading the bundle config: {e}"))?;
+    let bundle: serde_json::Value = serde_json::from_slice(&bundle).map_err(|e| format!("bundle config: {e}"))?;
+    let mut process = bundle["process"].clone();
+    process["args"] = serde_json::json!(argv);
+    process["terminal"] = false.into();
+    let process_file = dir.join(format!("exec-{}.json", std::process::id()));
+    write_json(&process_file, &process).map_err(|e| format!("writing {}: {e}", process_file.display()))?;
     let (mut r, w) = std::io::pipe().map_err(|e| e.to_string())?;
     let w2 = w.try_clone().map_err(|e| e.to_string())?;
-    let pid = ContainerBuilder::new(spec.config.id.clone(), SyscallType::default())
+    let built = ContainerBuilder::new(spec.config.id.clone(), SyscallType::default())
         .with_executor(DefaultExecutor {})
         .with_root_path(layout.youki_root())
         .map_err(|e| err_chain(&e))?
         .with_stdout(w)
         .with_stderr(w2)
         .as_tenant()
-        .with_container_args(argv)
+        .with_process(Some(&process_file))
         .with_detach(true)
         .build()
         .map(|p| Pid::from_raw(p.as_raw()))
-        .map_err(|e| err_chain(&e))?;
+        .map_err(|e| err_chain(&e));
+    let _ = fs::remove_file(&process_file);
+    let pid = built?;
     let reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = (&mut r).take(64 * 1024).read_to_end(&mut buf);

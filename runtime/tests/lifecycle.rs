@@ -119,14 +119,14 @@ async fn memory_limit_oom_kill_is_reported() {
     let h = Harness::new("btrt6");
     let pod = h.pod("oom");
     let sb = h.sandbox(&pod, None).await;
-    // tail keeps the whole (newline-free) input in memory
+    // dd allocates and fills one 200 MiB buffer
     let mut c = h.container(
         &sb,
         "hog",
         &[
             "/bin/sh",
             "-c",
-            "head -c 300m /dev/zero | tail -c 1 >/dev/null; echo survived",
+            "echo start; exec dd if=/dev/zero of=/dev/null bs=200M count=1",
         ],
     );
     c.resources.memory_limit_bytes = Some(32 << 20);
@@ -141,7 +141,7 @@ async fn memory_limit_oom_kill_is_reported() {
     }
     let s = h.wait(&c.id).await;
     let out = h.log_lines(&c.id, "stdout").await;
-    // the init (sh) may survive while tail is killed; OOM must be reported either way
+    
     match s {
         ContainerState::Exited {
             oom_killed: true, ..
@@ -162,7 +162,7 @@ async fn pids_limit_stops_a_fork_loop() {
         &[
             "/bin/sh",
             "-c",
-            "i=0; while [ $i -lt 200 ]; do sleep 60 & i=$((i+1)); done 2>/dev/null; sleep 60",
+            "(i=0; while [ $i -lt 200 ]; do sleep 60 & i=$((i+1)); done) 2>/dev/null; exec sleep 60",
         ],
     );
     c.resources.pids_limit = Some(16);
@@ -349,7 +349,7 @@ async fn exec_output_exit_code_timeout_and_usage() {
     let mut c = h.container(
         &sb,
         "target",
-        &["/bin/sh", "-c", "echo marker > /tmp/m; sleep 300"],
+        &["/bin/sh", "-c", "echo marker > /dev/shm/m; sleep 300"],
     );
     c.image_user = Some("app".into());
     c.env.push("FOO=bar".into());
@@ -358,7 +358,7 @@ async fn exec_output_exit_code_timeout_and_usage() {
     let argv: Vec<String> = [
         "/bin/sh",
         "-c",
-        "cat /tmp/m; echo $FOO; id -u; hostname; echo err >&2; exit 3",
+        "cat /dev/shm/m; echo $FOO; id -u; hostname; echo err >&2; exit 3",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -378,7 +378,7 @@ async fn exec_output_exit_code_timeout_and_usage() {
         );
     }
     let t0 = Instant::now();
-    let argv: Vec<String> = ["/bin/sleep", "30"].iter().map(|s| s.to_string()).collect();
+    let argv: Vec<String> = ["/bin/sleep", "31"].iter().map(|s| s.to_string()).collect();
     let r = h
         .rt()
         .exec(&c.id, &argv, Duration::from_millis(500))
@@ -397,7 +397,7 @@ async fn exec_output_exit_code_timeout_and_usage() {
         .exec(&c.id, &["/bin/ps".to_string()], Duration::from_secs(5))
         .await
         .unwrap();
-    assert!(!ps.output.contains("sleep 30"), "{}", ps.output);
+    assert!(!ps.output.contains("sleep 31") && ps.output.contains("sleep 300"), "{}", ps.output);
 
     let u = h.rt().usage(&c.id).await.unwrap();
     assert!(
