@@ -19,6 +19,7 @@ pub mod oci;
 pub mod sandbox;
 pub mod seccomp;
 pub mod shim;
+pub mod subpath;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

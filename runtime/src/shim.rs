@@ -227,8 +227,17 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
     mount_rootfs(spec, layout, rootfs)?;
     let user = resolve_user(spec, rootfs)?;
     create_workdir(rootfs, &cfg.working_dir);
+    // subPaths resolved here, never following a symlink (see `subpath`)
+    let mut resolved = cfg.clone();
+    for m in &mut resolved.mounts {
+        if let Some(sp) = m.sub_path.take() {
+            m.source = crate::subpath::resolve(&m.source, &sp).map_err(|e| {
+                Fail("CreateContainerConfigError", format!("mount {}: {}", m.destination, err_chain(&e)))
+            })?;
+        }
+    }
     let mut value = oci::spec(
-        cfg,
+        &resolved,
         rootfs,
         &spec.cgroup_path,
         &user,
