@@ -16,18 +16,19 @@ mod config;
 mod logging;
 mod sources;
 mod validate_cmd;
+mod workloads;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use berth_reconciler::{DesiredRx, StatusWriter};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 
 use crate::config::{Command, Config, EXIT_CONFIG};
 use crate::sources::{Hub, NodeInfo};
+use crate::workloads::start_workloads;
 
 /// How long stopping sources and the API may take before we exit anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -188,24 +189,5 @@ async fn run(cfg: Config) -> Result<()> {
         _ = term.recv() => tracing::warn!("second signal: exiting now"),
         _ = int.recv() => tracing::warn!("second signal: exiting now"),
     }
-    Ok(())
-}
-
-/// Runs the workloads: content store, pod network, container runtime and the
-/// reconciler, fed with the desired set and publishing observed status.
-///
-/// LEAD: wire reconciler here. Until then nothing runs: the API serves the
-/// desired objects with no status, `/readyz` stays 503 (the snapshot is never
-/// `ready`), and no fake status is published. `status_tx` is held until
-/// shutdown so the API's status readers stay open.
-async fn start_workloads(
-    cfg: &Config,
-    desired_rx: DesiredRx,
-    status_tx: StatusWriter,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<()> {
-    tracing::warn!(instance = %cfg.instance, "workloads are not wired into this build: manifests are read and served, nothing is run");
-    let _keep = (desired_rx, status_tx);
-    sources::stopped(&mut shutdown).await;
     Ok(())
 }
