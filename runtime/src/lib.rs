@@ -348,46 +348,42 @@ impl Runtime for ShimRuntime {
         let shim_log =
             std::fs::File::create(dir.join("shim.log")).map_err(io(&id, "creating shim.log"))?;
         let shim_log2 = shim_log.try_clone().map_err(io(&id, "creating shim.log"))?;
-        use std::os::unix::process::CommandExt;
-        let mut child = std::process::Command::new(&self.cfg.shim_path)
+        // `run` forks the supervisor off and exits at once: the agent never
+        // holds a running shim as its child (it survives `kill -9` of the agent)
+        let child = std::process::Command::new(&self.cfg.shim_path)
             .arg("run")
             .arg(&dir)
             .stdin(Stdio::null())
             .stdout(shim_log)
             .stderr(shim_log2)
-            // its own process group: a Ctrl-C to the agent's terminal doesn't reach it
-            .process_group(0)
             .spawn()
             .map_err(io(&id, "starting berth-shim"))?;
-        // the agent records the shim's pid too, so a shim that hasn't written it yet isn't "gone"
-        let _ = std::fs::write(dir.join("shim.pid"), child.id().to_string());
+        let launched = tokio::task::spawn_blocking(move || {
+            let mut child = child;
+            child.wait()
+        })
+        .await
+        .map_err(|e| RuntimeError::Io { id: id.clone(), step: "waiting for berth-shim to detach", source: std::io::Error::other(e) })?
+        .map_err(io(&id, "waiting for berth-shim to detach"))?;
+        if !launched.success() {
+            let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
+            return Err(RuntimeError::Setup {
+                id: id.clone(),
+                reason: "RunContainerError".into(),
+                message: format!("berth-shim could not start the supervisor ({launched}): {}", log.trim()),
+            });
+        }
         let t0 = tokio::time::Instant::now();
         let mut delay = Duration::from_millis(2);
         let result = loop {
             match self.state_of(&dir) {
                 ContainerState::Created => {}
                 ContainerState::Failed { reason, message } => {
-                    let _ = child.wait();
                     let detail = shim_log_tail(&dir);
                     let message = if detail.is_empty() { message } else { format!("{message} ({detail})") };
                     break Err(RuntimeError::Setup { id: id.clone(), reason, message });
                 }
                 _ => break self.info(&id),
-            }
-            if let Ok(Some(st)) = child.try_wait() {
-                // exited: the files it wrote tell why, else its log does
-                let reason = match self.state_of(&dir) {
-                    ContainerState::Failed { reason, message } => (reason, message),
-                    ContainerState::Created => {
-                        let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
-    if let Ok(p) = std::env::var("BERTH_SHIM_DEBUG_COPY") {
-        let _ = std::fs::write(p, &log);
-    }
-                        ("RunContainerError".into(), format!("berth-shim exited ({st}) before the container started: {}", log.trim()))
-                    }
-                    _ => break self.info(&id),
-                };
-                break Err(RuntimeError::Setup { id: id.clone(), reason: reason.0, message: reason.1 });
             }
             if t0.elapsed() > Duration::from_secs(60) {
                 break Err(RuntimeError::ShimTimeout { id: id.clone(), secs: 60 });
@@ -395,8 +391,6 @@ impl Runtime for ShimRuntime {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(20));
         };
-        // reap the shim when it ends (while this agent lives; init does it otherwise)
-        tokio::task::spawn_blocking(move || child.wait());
         result
     }
 

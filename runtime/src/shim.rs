@@ -157,13 +157,50 @@ fn err_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// `berth-shim run DIR`: returns the process exit code.
+/// `berth-shim run DIR`: start the supervisor (`serve DIR`) as a new process
+/// and return at once, so the agent never holds it as a child: the agent
+/// reaps this short-lived parent, the supervisor is re-parented to init and
+/// survives the agent being killed. Its pid is in `shim.pid` before this
+/// returns. Stdout/stderr (the shim log) are inherited.
+pub fn launch(dir: &Path) -> i32 {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("berth-shim: finding its own executable: {e}");
+            return 1;
+        }
+    };
+    match std::process::Command::new(exe).arg("serve").arg(dir).stdin(std::process::Stdio::null()).spawn() {
+        Ok(child) => match crate::layout::write_atomic(&dir.join("shim.pid"), child.id().to_string().as_bytes()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("berth-shim: writing shim.pid: {e}");
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("berth-shim: starting the supervisor: {e}");
+            1
+        }
+    }
+}
+
+/// `berth-shim serve DIR`: in a session of its own (no controlling terminal,
+/// no signals aimed at the agent's process group), supervise the container.
+pub fn serve_main(dir: &Path) -> i32 {
+    if let Err(e) = nix::unistd::setsid() {
+        eprintln!("berth-shim: setsid: {e}");
+    }
+    run_main(dir)
+}
+
+/// The supervisor proper; returns the process exit code.
 pub fn run_main(dir: &Path) -> i32 {
     let Some(spec) = read_json::<ShimSpec>(&dir.join("spec.json")) else {
         eprintln!("berth-shim: cannot read {}/spec.json", dir.display());
         return 2;
     };
-    let _ = fs::write(dir.join("shim.pid"), std::process::id().to_string());
+    let _ = crate::layout::write_atomic(&dir.join("shim.pid"), std::process::id().to_string().as_bytes());
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let layout = Layout {
         run_dir: spec.run_dir.clone(),

@@ -288,6 +288,22 @@ async fn agent_restart_while_running_and_while_exiting() {
         s => panic!("{s:?}"),
     };
     h.rt().run(&short).await.unwrap();
+    // the shim is detached: not the agent's child, a session of its own, and
+    // the container's init is the shim's child (CLONE_PARENT)
+    let shim: i32 = std::fs::read_to_string(h.tmp.path().join("run/containers").join(&long.id).join("shim.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let stat = |pid: i32| -> Vec<i32> {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let rest = s.rsplit_once(')').unwrap().1;
+        rest.split_whitespace().skip(1).take(5).map(|f| f.parse().unwrap()).collect() // ppid pgrp session tty tpgid
+    };
+    let sh = stat(shim);
+    assert_ne!(sh[0], std::process::id() as i32, "shim is a child of the agent");
+    assert_eq!(sh[2], shim, "shim leads its own session");
+    assert_eq!(stat(pid as i32)[0], shim, "container init is the shim's child");
     // the agent goes away (its runtime object with it) while both run ...
     h.rt = None;
     // ... the short one exits meanwhile

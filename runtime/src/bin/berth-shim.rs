@@ -15,7 +15,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {
         Some("run") if args.len() == 3 => {
-            berth_runtime::shim::run_main(&berth_runtime::shim::dir_arg(&args[2]))
+            berth_runtime::shim::launch(&berth_runtime::shim::dir_arg(&args[2]))
+        }
+        Some("serve") if args.len() == 3 => {
+            berth_runtime::shim::serve_main(&berth_runtime::shim::dir_arg(&args[2]))
         }
         Some("exec") if args.len() > 5 && args[4] == "--" => {
             let timeout = Duration::from_millis(args[3].parse().unwrap_or(1000));

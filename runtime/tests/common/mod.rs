@@ -47,12 +47,18 @@ pub fn busybox_layer(dir: &Path) {
     std::fs::create_dir_all(dir.join("etc")).unwrap();
     std::fs::create_dir_all(dir.join("tmp")).unwrap();
     std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
-    let st = Command::new("chroot")
-        .arg(dir)
-        .args(["/bin/busybox", "--install", "-s", "/bin"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "busybox --install failed");
+    // retried: another test thread forking while the copy's write fd is open
+    // makes the exec fail with ETXTBSY for a moment
+    let mut last = String::new();
+    let ok = (0..20).any(|_| {
+        let out = Command::new("chroot").arg(dir).args(["/bin/busybox", "--install", "-s", "/bin"]).output().unwrap();
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        out.status.success() || {
+            std::thread::sleep(Duration::from_millis(50));
+            false
+        }
+    });
+    assert!(ok, "busybox --install failed: {last}");
     std::fs::write(
         dir.join("etc/passwd"),
         "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000:app:/home/app:/bin/sh\n",
