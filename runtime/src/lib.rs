@@ -295,6 +295,12 @@ impl Runtime for ShimRuntime {
     async fn ensure_sandbox(&self, cfg: &SandboxConfig) -> Result<Sandbox, RuntimeError> {
         let dir = self.layout.pod_dir(&cfg.pod.key());
         let cg = self.pod_cgroup(&cfg.pod);
+        // the pod's cgroup with the pod-level limits; containers go below it
+        self.cg.ensure_pod(&cg, &cfg.resources).map_err(|e| RuntimeError::Sandbox {
+            pod: cfg.pod.key(),
+            step: "creating the pod cgroup",
+            message: berth_reconciler::traits::error_chain(&e),
+        })?;
         let cfg = cfg.clone();
         tokio::task::spawn_blocking(move || sandbox::ensure(&dir, &cfg, cg))
             .await

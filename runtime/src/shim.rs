@@ -282,6 +282,15 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
         nofile(),
     )
     .map_err(|m| Fail("CreateContainerConfigError", m))?;
+    // v1 without swap accounting (swapaccount=0) has no memsw files: a swap
+    // limit there would make libcontainer fail; the memory limit alone stays
+    let v1_no_memsw = Path::new("/sys/fs/cgroup/memory").is_dir()
+        && !Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+    if v1_no_memsw {
+        if let Some(m) = value["linux"]["resources"]["memory"].as_object_mut() {
+            m.remove("swap");
+        }
+    }
     let bounding = crate::caps::own_bounding_set(&fs::read_to_string("/proc/self/status").unwrap_or_default());
     crate::caps::finish(&mut value, &cfg.security, bounding).map_err(|m| Fail("CreateContainerConfigError", m))?;
     let bundle = dir.join("bundle");

@@ -448,7 +448,7 @@ async fn remove_leaves_no_mounts_cgroups_or_dirs() {
     h.rt().remove_sandbox(&pod).await.unwrap(); // idempotent
     let left = common::mounts_below(h.tmp.path());
     assert!(left.is_empty(), "mounts left: {left:?}");
-    for ctl in ["memory", "pids", "cpu", "freezer"] {
+    for ctl in ["memory", "pids", "cpu", "freezer", "cpuset", "devices", "blkio", "cpuacct"] {
         let d = h.cgroup_dir(ctl, &pod.key());
         assert!(!d.exists(), "{} left", d.display());
     }
@@ -464,4 +464,33 @@ async fn remove_leaves_no_mounts_cgroups_or_dirs() {
     // container run dirs and upper dirs are gone
     let run = h.tmp.path().join("run/containers");
     assert_eq!(std::fs::read_dir(&run).map(|r| r.count()).unwrap_or(0), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_cgroup_carries_pod_limits() {
+    require_root!();
+    let h = Harness::new("btrt14");
+    let pod = h.pod("limited");
+    let res = berth_reconciler::traits::Resources {
+        cpu_request_millis: Some(500),
+        cpu_limit_millis: Some(1500),
+        memory_request_bytes: None,
+        memory_limit_bytes: Some(96 << 20),
+        pids_limit: Some(64),
+    };
+    let sb = h.sandbox_with(&pod, None, res).await;
+    let rd = |ctl: &str, f: &str| std::fs::read_to_string(h.cgroup_dir(ctl, &format!("{}/{f}", pod.key()))).unwrap();
+    assert_eq!(rd("memory", "memory.limit_in_bytes").trim(), (96u64 << 20).to_string());
+    assert_eq!(rd("cpu", "cpu.cfs_quota_us").trim(), "150000");
+    assert_eq!(rd("cpu", "cpu.shares").trim(), "512");
+    assert_eq!(rd("pids", "pids.max").trim(), "64");
+    // a container is placed below the pod
+    let c = h.container(&sb, "inside", &["/bin/sh", "-c", "cat /proc/self/cgroup"]);
+    h.run_to_end(&c).await;
+    let out = h.log_lines(&c.id, "stdout").await.join("\n");
+    // own cgroup namespace: the container sees itself at its root
+    assert!(out.contains("memory:/"), "{out}");
+    h.rt().remove(&c.id).await.unwrap();
+    h.rt().remove_sandbox(&pod).await.unwrap();
+    assert!(!h.cgroup_dir("memory", &pod.key()).exists());
 }

@@ -127,6 +127,10 @@ impl Harness {
 
     /// A sandbox; `netns` = a namespace the test made, or `None` for host network.
     pub async fn sandbox(&self, pod: &PodRef, netns: Option<PathBuf>) -> Sandbox {
+        self.sandbox_with(pod, netns, Resources::default()).await
+    }
+
+    pub async fn sandbox_with(&self, pod: &PodRef, netns: Option<PathBuf>, resources: Resources) -> Sandbox {
         self.pods.lock().unwrap().push(pod.clone());
         let cfg = SandboxConfig {
             pod: pod.clone(),
@@ -137,7 +141,7 @@ impl Harness {
                 dns_servers: vec!["10.250.0.1".parse().unwrap()],
                 dns_search: vec!["default.svc.cluster.local".into()],
             },
-            resources: Resources::default(),
+            resources,
         };
         self.rt()
             .ensure_sandbox(&cfg)

@@ -3,6 +3,8 @@
 //! written by libcontainer from the OCI spec. The cgroupfs root is a
 //! parameter so v2 is unit-tested on a fake tree (this host is v1 hybrid).
 
+mod pod;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
