@@ -13,6 +13,7 @@
 
 pub mod caps;
 pub mod cgroups;
+pub mod control;
 pub mod layout;
 pub mod logs;
 pub mod oci;
@@ -425,6 +426,12 @@ impl Runtime for ShimRuntime {
 
     async fn wait(&self, id: &str) -> Result<ContainerState, RuntimeError> {
         let dir = self.layout.dir(id);
+        // the shim answers when the container ends; the files decide either way
+        if let Some(sock) = control::sock_path(&dir) {
+            if !self.exited(id) {
+                let _ = control::call(&sock, &control::Request::Wait, None).await;
+            }
+        }
         loop {
             if !dir.join("spec.json").exists() {
                 return Err(RuntimeError::NotFound { id: id.into() });
@@ -444,6 +451,14 @@ impl Runtime for ShimRuntime {
         }
         if self.exited(id) {
             return Ok(());
+        }
+        // the shim stops its container (SIGTERM, grace, SIGKILL to the cgroup);
+        // without a shim to ask, the agent does the same itself
+        if let Some(sock) = control::sock_path(&self.layout.dir(id)) {
+            let req = control::Request::Stop { grace_ms: grace.as_millis() as u64 };
+            if control::call(&sock, &req, Some(grace + Duration::from_secs(15))).await.is_some() || self.exited(id) {
+                return Ok(());
+            }
         }
         if let Some(pid) = self.started_pid(id) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);

@@ -230,6 +230,20 @@ pub fn run_main(dir: &Path) -> i32 {
                 }
             };
             let oom_before = cg.oom_kills(&spec.cgroup_path);
+            // from here on the shim may be multi-threaded: libcontainer is done
+            let exit_cell = Arc::new(crate::control::ExitCell::default());
+            let server = crate::control::Server {
+                dir: dir.to_path_buf(),
+                pid,
+                cgroup: spec.cgroup_path.clone(),
+                cg: cg.clone(),
+                exit: exit_cell.clone(),
+            };
+            if dir.join("shim.sock").as_os_str().len() <= crate::control::MAX_SOCK_PATH {
+                if let Err(e) = server.spawn() {
+                    eprintln!("berth-shim: control socket: {e} (the agent falls back to files and signals)");
+                }
+            }
             let (l1, l2) = (log.clone(), log.clone());
             let t1 = std::thread::spawn(move || pump(out_r, "stdout", l1));
             let t2 = std::thread::spawn(move || pump(err_r, "stderr", l2));
@@ -248,6 +262,10 @@ pub fn run_main(dir: &Path) -> i32 {
             if let Err(e) = write_json(&dir.join("status.json"), &exit) {
                 eprintln!("berth-shim: writing status: {e}");
             }
+            exit_cell.set(exit);
+            // let the socket threads answer waiters before the process ends
+            std::thread::sleep(Duration::from_millis(20));
+            let _ = fs::remove_file(dir.join("shim.sock"));
             0
         }
     }

@@ -304,6 +304,13 @@ async fn agent_restart_while_running_and_while_exiting() {
     assert_ne!(sh[0], std::process::id() as i32, "shim is a child of the agent");
     assert_eq!(sh[2], shim, "shim leads its own session");
     assert_eq!(stat(pid as i32)[0], shim, "container init is the shim's child");
+    // its control socket answers
+    let sock = berth_runtime::control::sock_path(&h.tmp.path().join("run/containers").join(&long.id)).expect("shim.sock");
+    let reply = berth_runtime::control::call(&sock, &berth_runtime::control::Request::Status, Some(Duration::from_secs(5)))
+        .await
+        .expect("status reply");
+    let reply: berth_runtime::control::Reply = serde_json::from_str(&reply).unwrap();
+    assert!(reply.running && reply.pid == Some(pid as i32), "{reply:?}");
     // the agent goes away (its runtime object with it) while both run ...
     h.rt = None;
     // ... the short one exits meanwhile
