@@ -20,7 +20,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_reconciler::traits::{
-    ContainerConfig, ImageConfig, ImageInfo, PodNetwork, PodRef, Resources, Runtime, SandboxConfig, Security,
+    ContainerConfig, ImageConfig, ImageInfo, PodNetwork, PodRef, Resources, Runtime, SandboxConfig,
+    Security,
 };
 use berth_runtime::{RuntimeConfig, ShimRuntime};
 
@@ -52,7 +53,11 @@ fn busybox_layer(dir: &Path) {
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     std::fs::create_dir_all(dir.join("etc")).unwrap();
     std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
-    let st = Command::new("chroot").arg(dir).args(["/bin/busybox", "--install", "-s", "/bin"]).status().unwrap();
+    let st = Command::new("chroot")
+        .arg(dir)
+        .args(["/bin/busybox", "--install", "-s", "/bin"])
+        .status()
+        .unwrap();
     assert!(st.success());
     std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     std::fs::write(dir.join("etc/group"), "root:x:0:\n").unwrap();
@@ -61,7 +66,12 @@ fn busybox_layer(dir: &Path) {
 /// `<rt> spec` edited for /bin/true on `rootfs`, no netns, no terminal.
 fn bundle(rt: &str, dir: &Path, rootfs: &Path) -> bool {
     std::fs::create_dir_all(dir).unwrap();
-    let ok = Command::new(rt).arg("spec").current_dir(dir).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new(rt)
+        .arg("spec")
+        .current_dir(dir)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !ok {
         return false;
     }
@@ -83,7 +93,12 @@ fn peer(rt: &str, dir: &Path, n: usize) -> Result<Vec<Duration>, String> {
     for i in 0..n + 2 {
         let id = format!("btbench-{rt}-{i}");
         let t0 = Instant::now();
-        let out = Command::new(rt).args(["run", "-b"]).arg(dir).arg(&id).output().map_err(|e| e.to_string())?;
+        let out = Command::new(rt)
+            .args(["run", "-b"])
+            .arg(dir)
+            .arg(&id)
+            .output()
+            .map_err(|e| e.to_string())?;
         let d = t0.elapsed();
         if !out.status.success() {
             let _ = Command::new(rt).args(["delete", "-f", &id]).output();
@@ -96,7 +111,13 @@ fn peer(rt: &str, dir: &Path, n: usize) -> Result<Vec<Duration>, String> {
     Ok(v)
 }
 
-fn container(pod: &PodRef, sb: &berth_reconciler::traits::Sandbox, layer: &Path, name: &str, args: &[&str]) -> ContainerConfig {
+fn container(
+    pod: &PodRef,
+    sb: &berth_reconciler::traits::Sandbox,
+    layer: &Path,
+    name: &str,
+    args: &[&str],
+) -> ContainerConfig {
     ContainerConfig {
         id: format!("{}_{name}", pod.key()),
         pod: pod.clone(),
@@ -116,7 +137,10 @@ fn container(pod: &PodRef, sb: &berth_reconciler::traits::Sandbox, layer: &Path,
         sandbox: sb.clone(),
         mounts: vec![],
         resources: Resources::default(),
-        security: Security { allow_privilege_escalation: true, ..Default::default() },
+        security: Security {
+            allow_privilege_escalation: true,
+            ..Default::default()
+        },
     }
 }
 
@@ -134,21 +158,50 @@ async fn main() {
         eprintln!("start_bench needs root");
         std::process::exit(2);
     }
-    let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(30);
-    let tmp = tempfile::Builder::new().prefix("btbench-").tempdir().unwrap();
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let tmp = tempfile::Builder::new()
+        .prefix("btbench-")
+        .tempdir()
+        .unwrap();
     let layer = tmp.path().join("layer");
     busybox_layer(&layer);
-    let mut cfg = RuntimeConfig::new("btbench", &tmp.path().join("run"), &tmp.path().join("state"));
-    let exe_dir: PathBuf = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let mut cfg = RuntimeConfig::new(
+        "btbench",
+        &tmp.path().join("run"),
+        &tmp.path().join("state"),
+    );
+    let exe_dir: PathBuf = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     cfg.shim_path = exe_dir.join("berth-shim");
-    assert!(cfg.shim_path.exists(), "build the shim first: {}", cfg.shim_path.display());
+    assert!(
+        cfg.shim_path.exists(),
+        "build the shim first: {}",
+        cfg.shim_path.display()
+    );
     let rt = std::sync::Arc::new(ShimRuntime::new(cfg.clone()).unwrap());
-    let pod = PodRef { namespace: "default".into(), name: "bench".into(), uid: "b0".into() };
+    let pod = PodRef {
+        namespace: "default".into(),
+        name: "bench".into(),
+        uid: "b0".into(),
+    };
     let sb = rt
         .ensure_sandbox(&SandboxConfig {
             pod: pod.clone(),
             hostname: "bench".into(),
-            network: PodNetwork { netns: None, ip: None, dns_servers: vec![], dns_search: vec![] },
+            network: PodNetwork {
+                netns: None,
+                ip: None,
+                dns_servers: vec![],
+                dns_search: vec![],
+            },
             resources: Resources::default(),
         })
         .await
@@ -211,9 +264,13 @@ async fn main() {
     let c = container(&pod, &sb, &layer, "rss", &["/bin/sleep", "60"]);
     rt.run(&c).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let shim_pid = std::fs::read_to_string(cfg.run_dir.join("containers").join(&c.id).join("shim.pid")).unwrap_or_default();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", shim_pid.trim())).unwrap_or_default();
-    let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", shim_pid.trim())).unwrap_or_default();
+    let shim_pid =
+        std::fs::read_to_string(cfg.run_dir.join("containers").join(&c.id).join("shim.pid"))
+            .unwrap_or_default();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", shim_pid.trim())).unwrap_or_default();
+    let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", shim_pid.trim()))
+        .unwrap_or_default();
     println!(
         "\nshim pid {}: VmRSS {} KiB, Pss {} KiB, threads {}",
         shim_pid.trim(),
@@ -228,22 +285,36 @@ async fn main() {
     let mut ids = Vec::new();
     let t0 = Instant::now();
     for i in 0..50 {
-        let c = container(&pod, &sb, &layer, &format!("s{i}"), &["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"]);
+        let c = container(
+            &pod,
+            &sb,
+            &layer,
+            &format!("s{i}"),
+            &["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"],
+        );
         rt.run(&c).await.unwrap();
         ids.push(c.id);
     }
-    println!("started 50 containers (sequentially) in {}", ms(t0.elapsed()));
+    println!(
+        "started 50 containers (sequentially) in {}",
+        ms(t0.elapsed())
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for id in ids.clone() {
         let rt = rt.clone();
-        tasks.push(tokio::spawn(async move { rt.stop(&id, Duration::from_secs(10)).await }));
+        tasks.push(tokio::spawn(async move {
+            rt.stop(&id, Duration::from_secs(10)).await
+        }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    println!("stopped 50 containers (concurrently, grace 10 s) in {}", ms(t0.elapsed()));
+    println!(
+        "stopped 50 containers (concurrently, grace 10 s) in {}",
+        ms(t0.elapsed())
+    );
     let t0 = Instant::now();
     for id in &ids {
         rt.remove(id).await.unwrap();
@@ -252,4 +323,3 @@ async fn main() {
     rt.remove_sandbox(&pod).await.unwrap();
     rt.cleanup_instance();
 }
-

@@ -37,7 +37,9 @@ pub fn finish(spec: &mut Value, sec: &Security, bounding: u64) -> Result<(), Str
             if ok {
                 kept.push(c.to_string());
             } else if !wide {
-                return Err(format!("capability {c} is not available to berth on this host (not in its bounding set)"));
+                return Err(format!(
+                    "capability {c} is not available to berth on this host (not in its bounding set)"
+                ));
             }
         }
         for set in ["bounding", "effective", "permitted"] {
@@ -69,9 +71,14 @@ mod tests {
     #[test]
     fn privileged_gets_what_is_available() {
         let mut v = spec(&ALL_CAPS);
-        let sec = Security { privileged: true, ..Default::default() };
+        let sec = Security {
+            privileged: true,
+            ..Default::default()
+        };
         finish(&mut v, &sec, 0x1fffeffffff).unwrap();
-        let eff = v["process"]["capabilities"]["effective"].as_array().unwrap();
+        let eff = v["process"]["capabilities"]["effective"]
+            .as_array()
+            .unwrap();
         assert_eq!(eff.len(), ALL_CAPS.len() - 1);
         assert!(!eff.iter().any(|c| c == "CAP_SYS_RESOURCE"));
         // the RuntimeDefault filter became the allow-list for these caps
@@ -81,7 +88,10 @@ mod tests {
     #[test]
     fn explicit_unavailable_cap_is_an_error() {
         let mut v = spec(&["CAP_CHOWN", "CAP_SYS_RESOURCE"]);
-        let sec = Security { cap_add: vec!["SYS_RESOURCE".into()], ..Default::default() };
+        let sec = Security {
+            cap_add: vec!["SYS_RESOURCE".into()],
+            ..Default::default()
+        };
         let e = finish(&mut v, &sec, 0x1fffeffffff).unwrap_err();
         assert!(e.contains("CAP_SYS_RESOURCE"), "{e}");
     }

@@ -75,8 +75,17 @@ impl ExitCell {
     pub fn wait(&self, timeout: Option<Duration>) -> Option<Exit> {
         let g = self.exit.lock().unwrap_or_else(|p| p.into_inner());
         match timeout {
-            None => self.cv.wait_while(g, |e| e.is_none()).unwrap_or_else(|p| p.into_inner()).clone(),
-            Some(t) => self.cv.wait_timeout_while(g, t, |e| e.is_none()).unwrap_or_else(|p| p.into_inner()).0.clone(),
+            None => self
+                .cv
+                .wait_while(g, |e| e.is_none())
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            Some(t) => self
+                .cv
+                .wait_timeout_while(g, t, |e| e.is_none())
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+                .clone(),
         }
     }
 }
@@ -114,12 +123,28 @@ impl Server {
         }
         let reply = match serde_json::from_str::<Request>(&line) {
             Ok(Request::Status) => match self.exit.get() {
-                Some(e) => Reply { exit: Some(e), ..Default::default() },
-                None => Reply { running: true, pid: Some(self.pid.as_raw()), ..Default::default() },
+                Some(e) => Reply {
+                    exit: Some(e),
+                    ..Default::default()
+                },
+                None => Reply {
+                    running: true,
+                    pid: Some(self.pid.as_raw()),
+                    ..Default::default()
+                },
             },
-            Ok(Request::Wait) => Reply { exit: self.exit.wait(None), ..Default::default() },
-            Ok(Request::Stop { grace_ms }) => Reply { exit: Some(self.stop(Duration::from_millis(grace_ms))), ..Default::default() },
-            Err(e) => Reply { error: Some(format!("bad request: {e}")), ..Default::default() },
+            Ok(Request::Wait) => Reply {
+                exit: self.exit.wait(None),
+                ..Default::default()
+            },
+            Ok(Request::Stop { grace_ms }) => Reply {
+                exit: Some(self.stop(Duration::from_millis(grace_ms))),
+                ..Default::default()
+            },
+            Err(e) => Reply {
+                error: Some(format!("bad request: {e}")),
+                ..Default::default()
+            },
         };
         let mut w = &conn;
         let _ = serde_json::to_writer(&mut w, &reply);

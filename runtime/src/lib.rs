@@ -297,11 +297,13 @@ impl Runtime for ShimRuntime {
         let dir = self.layout.pod_dir(&cfg.pod.key());
         let cg = self.pod_cgroup(&cfg.pod);
         // the pod's cgroup with the pod-level limits; containers go below it
-        self.cg.ensure_pod(&cg, &cfg.resources).map_err(|e| RuntimeError::Sandbox {
-            pod: cfg.pod.key(),
-            step: "creating the pod cgroup",
-            message: berth_reconciler::traits::error_chain(&e),
-        })?;
+        self.cg
+            .ensure_pod(&cg, &cfg.resources)
+            .map_err(|e| RuntimeError::Sandbox {
+                pod: cfg.pod.key(),
+                step: "creating the pod cgroup",
+                message: berth_reconciler::traits::error_chain(&e),
+            })?;
         let cfg = cfg.clone();
         tokio::task::spawn_blocking(move || sandbox::ensure(&dir, &cfg, cg))
             .await
@@ -370,35 +372,52 @@ impl Runtime for ShimRuntime {
             child.wait()
         })
         .await
-        .map_err(|e| RuntimeError::Io { id: id.clone(), step: "waiting for berth-shim to detach", source: std::io::Error::other(e) })?
+        .map_err(|e| RuntimeError::Io {
+            id: id.clone(),
+            step: "waiting for berth-shim to detach",
+            source: std::io::Error::other(e),
+        })?
         .map_err(io(&id, "waiting for berth-shim to detach"))?;
         if !launched.success() {
             let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
             return Err(RuntimeError::Setup {
                 id: id.clone(),
                 reason: "RunContainerError".into(),
-                message: format!("berth-shim could not start the supervisor ({launched}): {}", log.trim()),
+                message: format!(
+                    "berth-shim could not start the supervisor ({launched}): {}",
+                    log.trim()
+                ),
             });
         }
         let t0 = tokio::time::Instant::now();
         let mut delay = Duration::from_millis(2);
-        let result = loop {
+        loop {
             match self.state_of(&dir) {
                 ContainerState::Created => {}
                 ContainerState::Failed { reason, message } => {
                     let detail = shim_log_tail(&dir);
-                    let message = if detail.is_empty() { message } else { format!("{message} ({detail})") };
-                    break Err(RuntimeError::Setup { id: id.clone(), reason, message });
+                    let message = if detail.is_empty() {
+                        message
+                    } else {
+                        format!("{message} ({detail})")
+                    };
+                    break Err(RuntimeError::Setup {
+                        id: id.clone(),
+                        reason,
+                        message,
+                    });
                 }
                 _ => break self.info(&id),
             }
             if t0.elapsed() > Duration::from_secs(60) {
-                break Err(RuntimeError::ShimTimeout { id: id.clone(), secs: 60 });
+                break Err(RuntimeError::ShimTimeout {
+                    id: id.clone(),
+                    secs: 60,
+                });
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(20));
-        };
-        result
+        }
     }
 
     async fn status(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
@@ -427,10 +446,10 @@ impl Runtime for ShimRuntime {
     async fn wait(&self, id: &str) -> Result<ContainerState, RuntimeError> {
         let dir = self.layout.dir(id);
         // the shim answers when the container ends; the files decide either way
-        if let Some(sock) = control::sock_path(&dir) {
-            if !self.exited(id) {
-                let _ = control::call(&sock, &control::Request::Wait, None).await;
-            }
+        if let Some(sock) = control::sock_path(&dir)
+            && !self.exited(id)
+        {
+            let _ = control::call(&sock, &control::Request::Wait, None).await;
         }
         loop {
             if !dir.join("spec.json").exists() {
@@ -455,8 +474,14 @@ impl Runtime for ShimRuntime {
         // the shim stops its container (SIGTERM, grace, SIGKILL to the cgroup);
         // without a shim to ask, the agent does the same itself
         if let Some(sock) = control::sock_path(&self.layout.dir(id)) {
-            let req = control::Request::Stop { grace_ms: grace.as_millis() as u64 };
-            if control::call(&sock, &req, Some(grace + Duration::from_secs(15))).await.is_some() || self.exited(id) {
+            let req = control::Request::Stop {
+                grace_ms: grace.as_millis() as u64,
+            };
+            if control::call(&sock, &req, Some(grace + Duration::from_secs(15)))
+                .await
+                .is_some()
+                || self.exited(id)
+            {
                 return Ok(());
             }
         }

@@ -174,13 +174,13 @@ pub fn resolve_sub_path(base: &Path, sub: &str) -> Result<PathBuf, String> {
         match c {
             Component::Normal(n) => {
                 p.push(n);
-                if let Ok(md) = std::fs::symlink_metadata(&p) {
-                    if md.file_type().is_symlink() {
-                        return Err(format!(
-                            "subPath {sub:?}: {} is a symlink; berth does not follow symlinks in subPath",
-                            p.display()
-                        ));
-                    }
+                if let Ok(md) = std::fs::symlink_metadata(&p)
+                    && md.file_type().is_symlink()
+                {
+                    return Err(format!(
+                        "subPath {sub:?}: {} is a symlink; berth does not follow symlinks in subPath",
+                        p.display()
+                    ));
                 }
             }
             Component::CurDir => {}

@@ -170,8 +170,16 @@ pub fn launch(dir: &Path) -> i32 {
             return 1;
         }
     };
-    match std::process::Command::new(exe).arg("serve").arg(dir).stdin(std::process::Stdio::null()).spawn() {
-        Ok(child) => match crate::layout::write_atomic(&dir.join("shim.pid"), child.id().to_string().as_bytes()) {
+    match std::process::Command::new(exe)
+        .arg("serve")
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(child) => match crate::layout::write_atomic(
+            &dir.join("shim.pid"),
+            child.id().to_string().as_bytes(),
+        ) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("berth-shim: writing shim.pid: {e}");
@@ -200,7 +208,10 @@ pub fn run_main(dir: &Path) -> i32 {
         eprintln!("berth-shim: cannot read {}/spec.json", dir.display());
         return 2;
     };
-    let _ = crate::layout::write_atomic(&dir.join("shim.pid"), std::process::id().to_string().as_bytes());
+    let _ = crate::layout::write_atomic(
+        &dir.join("shim.pid"),
+        std::process::id().to_string().as_bytes(),
+    );
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let layout = Layout {
         run_dir: spec.run_dir.clone(),
@@ -239,10 +250,12 @@ pub fn run_main(dir: &Path) -> i32 {
                 cg: cg.clone(),
                 exit: exit_cell.clone(),
             };
-            if dir.join("shim.sock").as_os_str().len() <= crate::control::MAX_SOCK_PATH {
-                if let Err(e) = server.spawn() {
-                    eprintln!("berth-shim: control socket: {e} (the agent falls back to files and signals)");
-                }
+            if dir.join("shim.sock").as_os_str().len() <= crate::control::MAX_SOCK_PATH
+                && let Err(e) = server.spawn()
+            {
+                eprintln!(
+                    "berth-shim: control socket: {e} (the agent falls back to files and signals)"
+                );
             }
             let (l1, l2) = (log.clone(), log.clone());
             let t1 = std::thread::spawn(move || pump(out_r, "stdout", l1));
@@ -287,7 +300,10 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
     for m in &mut resolved.mounts {
         if let Some(sp) = m.sub_path.take() {
             m.source = crate::subpath::resolve(&m.source, &sp).map_err(|e| {
-                Fail("CreateContainerConfigError", format!("mount {}: {}", m.destination, err_chain(&e)))
+                Fail(
+                    "CreateContainerConfigError",
+                    format!("mount {}: {}", m.destination, err_chain(&e)),
+                )
             })?;
         }
     }
@@ -304,13 +320,13 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
     // limit there would make libcontainer fail; the memory limit alone stays
     let v1_no_memsw = Path::new("/sys/fs/cgroup/memory").is_dir()
         && !Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
-    if v1_no_memsw {
-        if let Some(m) = value["linux"]["resources"]["memory"].as_object_mut() {
-            m.remove("swap");
-        }
+    if v1_no_memsw && let Some(m) = value["linux"]["resources"]["memory"].as_object_mut() {
+        m.remove("swap");
     }
-    let bounding = crate::caps::own_bounding_set(&fs::read_to_string("/proc/self/status").unwrap_or_default());
-    crate::caps::finish(&mut value, &cfg.security, bounding).map_err(|m| Fail("CreateContainerConfigError", m))?;
+    let bounding =
+        crate::caps::own_bounding_set(&fs::read_to_string("/proc/self/status").unwrap_or_default());
+    crate::caps::finish(&mut value, &cfg.security, bounding)
+        .map_err(|m| Fail("CreateContainerConfigError", m))?;
     let bundle = dir.join("bundle");
     fs::create_dir_all(&bundle).map_err(|e| Fail("CreateContainerError", e.to_string()))?;
     let parsed: oci_spec::runtime::Spec = serde_json::from_value(value)
@@ -412,13 +428,16 @@ fn exec(dir: &Path, timeout: Duration, argv: Vec<String>) -> Result<ExecResult, 
     // the container's own process (user, groups, caps, env, cwd, rlimits,
     // no_new_privs) with the exec's argv: without it, libcontainer's tenant
     // builder runs as uid 0 with default settings
-    let bundle = fs::read(dir.join("bundle/config.json")).map_err(|e| format!("reading the bundle config: {e}"))?;
-    let bundle: serde_json::Value = serde_json::from_slice(&bundle).map_err(|e| format!("bundle config: {e}"))?;
+    let bundle = fs::read(dir.join("bundle/config.json"))
+        .map_err(|e| format!("reading the bundle config: {e}"))?;
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&bundle).map_err(|e| format!("bundle config: {e}"))?;
     let mut process = bundle["process"].clone();
     process["args"] = serde_json::json!(argv);
     process["terminal"] = false.into();
     let process_file = dir.join(format!("exec-{}.json", std::process::id()));
-    write_json(&process_file, &process).map_err(|e| format!("writing {}: {e}", process_file.display()))?;
+    write_json(&process_file, &process)
+        .map_err(|e| format!("writing {}: {e}", process_file.display()))?;
     let (mut r, w) = std::io::pipe().map_err(|e| e.to_string())?;
     let w2 = w.try_clone().map_err(|e| e.to_string())?;
     let built = ContainerBuilder::new(spec.config.id.clone(), SyscallType::default())

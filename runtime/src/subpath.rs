@@ -43,15 +43,26 @@ pub enum SubPathError {
         source: Errno,
     },
     #[error("subPath {sub:?} resolves to {}, outside the volume {}", got.display(), base.display())]
-    Escapes { sub: String, base: PathBuf, got: PathBuf },
+    Escapes {
+        sub: String,
+        base: PathBuf,
+        got: PathBuf,
+    },
 }
 
 fn open_path(dir: impl AsFd, name: &Path) -> Result<OwnedFd, Errno> {
-    openat(dir, name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+    openat(
+        dir,
+        name,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 fn kind(fd: &OwnedFd) -> Result<SFlag, Errno> {
-    Ok(SFlag::from_bits_truncate(fstat(fd)?.st_mode & SFlag::S_IFMT.bits()))
+    Ok(SFlag::from_bits_truncate(
+        fstat(fd)?.st_mode & SFlag::S_IFMT.bits(),
+    ))
 }
 
 /// The host path of `sub` inside `base`, created as a directory when missing.
@@ -69,22 +80,35 @@ pub fn resolve(base: &Path, sub: &str) -> Result<PathBuf, SubPathError> {
     // the volume's own path is berth's configuration (a hostPath may be a
     // symlink on purpose): resolve it once; only the subPath is untrusted
     let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(0));
-    let real_base = std::fs::canonicalize(base)
-        .map_err(|e| SubPathError::Open { sub: err_sub(), at: base.to_path_buf(), source: errno(e) })?;
-    let mut cur = open_path(nix::fcntl::AT_FDCWD, real_base.as_path()).map_err(|source| SubPathError::Open {
+    let real_base = std::fs::canonicalize(base).map_err(|e| SubPathError::Open {
         sub: err_sub(),
-        at: real_base.clone(),
-        source,
+        at: base.to_path_buf(),
+        source: errno(e),
+    })?;
+    let mut cur = open_path(nix::fcntl::AT_FDCWD, real_base.as_path()).map_err(|source| {
+        SubPathError::Open {
+            sub: err_sub(),
+            at: real_base.clone(),
+            source,
+        }
     })?;
     let mut at = real_base.clone();
     let check = |fd: &OwnedFd, at: &Path, last: bool| -> Result<(), SubPathError> {
         match kind(fd) {
-            Ok(k) if k == SFlag::S_IFLNK => Err(SubPathError::Symlink { sub: err_sub(), at: at.to_path_buf() }),
-            Ok(k) if k != SFlag::S_IFDIR && !last => {
-                Err(SubPathError::NotADirectory { sub: err_sub(), at: at.to_path_buf() })
-            }
+            Ok(k) if k == SFlag::S_IFLNK => Err(SubPathError::Symlink {
+                sub: err_sub(),
+                at: at.to_path_buf(),
+            }),
+            Ok(k) if k != SFlag::S_IFDIR && !last => Err(SubPathError::NotADirectory {
+                sub: err_sub(),
+                at: at.to_path_buf(),
+            }),
             Ok(_) => Ok(()),
-            Err(source) => Err(SubPathError::Open { sub: err_sub(), at: at.to_path_buf(), source }),
+            Err(source) => Err(SubPathError::Open {
+                sub: err_sub(),
+                at: at.to_path_buf(),
+                source,
+            }),
         }
     };
     check(&cur, &at, parts.is_empty())?;
@@ -97,20 +121,47 @@ pub fn resolve(base: &Path, sub: &str) -> Result<PathBuf, SubPathError> {
                 let mode = Mode::from_bits_truncate(0o755);
                 match mkdirat(&cur, Path::new(name), mode) {
                     Ok(()) | Err(Errno::EEXIST) => {}
-                    Err(source) => return Err(SubPathError::Create { sub: err_sub(), at, source }),
+                    Err(source) => {
+                        return Err(SubPathError::Create {
+                            sub: err_sub(),
+                            at,
+                            source,
+                        });
+                    }
                 }
-                open_path(&cur, Path::new(name)).map_err(|source| SubPathError::Open { sub: err_sub(), at: at.clone(), source })?
+                open_path(&cur, Path::new(name)).map_err(|source| SubPathError::Open {
+                    sub: err_sub(),
+                    at: at.clone(),
+                    source,
+                })?
             }
-            Err(source) => return Err(SubPathError::Open { sub: err_sub(), at, source }),
+            Err(source) => {
+                return Err(SubPathError::Open {
+                    sub: err_sub(),
+                    at,
+                    source,
+                });
+            }
         };
         check(&next, &at, last)?;
         cur = next;
     }
     // what the kernel says the opened object is, compared with the volume's real path
-    let got = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&cur)))
-        .map_err(|e| SubPathError::Open { sub: err_sub(), at: at.clone(), source: errno(e) })?;
+    let got = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&cur)
+    ))
+    .map_err(|e| SubPathError::Open {
+        sub: err_sub(),
+        at: at.clone(),
+        source: errno(e),
+    })?;
     if !got.starts_with(&real_base) {
-        return Err(SubPathError::Escapes { sub: err_sub(), base: real_base, got });
+        return Err(SubPathError::Escapes {
+            sub: err_sub(),
+            base: real_base,
+            got,
+        });
     }
     Ok(got)
 }
@@ -142,13 +193,28 @@ mod tests {
             let e = resolve(&vol, bad).unwrap_err();
             assert!(matches!(e, SubPathError::Symlink { .. }), "{bad}: {e}");
         }
-        assert!(!outside.join("x").exists() && !outside.join("new").exists(), "nothing created outside");
+        assert!(
+            !outside.join("x").exists() && !outside.join("new").exists(),
+            "nothing created outside"
+        );
         for bad in ["../outside", "/etc", "a/../../outside"] {
-            assert!(matches!(resolve(&vol, bad).unwrap_err(), SubPathError::NotRelative { .. }), "{bad}");
+            assert!(
+                matches!(
+                    resolve(&vol, bad).unwrap_err(),
+                    SubPathError::NotRelative { .. }
+                ),
+                "{bad}"
+            );
         }
-        assert!(matches!(resolve(&vol, "a/file/x").unwrap_err(), SubPathError::NotADirectory { .. }));
+        assert!(matches!(
+            resolve(&vol, "a/file/x").unwrap_err(),
+            SubPathError::NotADirectory { .. }
+        ));
         // the volume's own path may be a symlink (berth's config, not content)
         symlink(&vol, t.path().join("vol-link")).unwrap();
-        assert_eq!(resolve(&t.path().join("vol-link"), "a/b").unwrap(), real.join("a/b"));
+        assert_eq!(
+            resolve(&t.path().join("vol-link"), "a/b").unwrap(),
+            real.join("a/b")
+        );
     }
 }

@@ -141,7 +141,7 @@ async fn memory_limit_oom_kill_is_reported() {
     }
     let s = h.wait(&c.id).await;
     let out = h.log_lines(&c.id, "stdout").await;
-    
+
     match s {
         ContainerState::Exited {
             oom_killed: true, ..
@@ -290,25 +290,49 @@ async fn agent_restart_while_running_and_while_exiting() {
     h.rt().run(&short).await.unwrap();
     // the shim is detached: not the agent's child, a session of its own, and
     // the container's init is the shim's child (CLONE_PARENT)
-    let shim: i32 = std::fs::read_to_string(h.tmp.path().join("run/containers").join(&long.id).join("shim.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let shim: i32 = std::fs::read_to_string(
+        h.tmp
+            .path()
+            .join("run/containers")
+            .join(&long.id)
+            .join("shim.pid"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
     let stat = |pid: i32| -> Vec<i32> {
         let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         let rest = s.rsplit_once(')').unwrap().1;
-        rest.split_whitespace().skip(1).take(5).map(|f| f.parse().unwrap()).collect() // ppid pgrp session tty tpgid
+        rest.split_whitespace()
+            .skip(1)
+            .take(5)
+            .map(|f| f.parse().unwrap())
+            .collect() // ppid pgrp session tty tpgid
     };
     let sh = stat(shim);
-    assert_ne!(sh[0], std::process::id() as i32, "shim is a child of the agent");
+    assert_ne!(
+        sh[0],
+        std::process::id() as i32,
+        "shim is a child of the agent"
+    );
     assert_eq!(sh[2], shim, "shim leads its own session");
-    assert_eq!(stat(pid as i32)[0], shim, "container init is the shim's child");
+    assert_eq!(
+        stat(pid as i32)[0],
+        shim,
+        "container init is the shim's child"
+    );
     // its control socket answers
-    let sock = berth_runtime::control::sock_path(&h.tmp.path().join("run/containers").join(&long.id)).expect("shim.sock");
-    let reply = berth_runtime::control::call(&sock, &berth_runtime::control::Request::Status, Some(Duration::from_secs(5)))
-        .await
-        .expect("status reply");
+    let sock =
+        berth_runtime::control::sock_path(&h.tmp.path().join("run/containers").join(&long.id))
+            .expect("shim.sock");
+    let reply = berth_runtime::control::call(
+        &sock,
+        &berth_runtime::control::Request::Status,
+        Some(Duration::from_secs(5)),
+    )
+    .await
+    .expect("status reply");
     let reply: berth_runtime::control::Reply = serde_json::from_str(&reply).unwrap();
     assert!(reply.running && reply.pid == Some(pid as i32), "{reply:?}");
     // the agent goes away (its runtime object with it) while both run ...
@@ -420,7 +444,11 @@ async fn exec_output_exit_code_timeout_and_usage() {
         .exec(&c.id, &["/bin/ps".to_string()], Duration::from_secs(5))
         .await
         .unwrap();
-    assert!(!ps.output.contains("sleep 31") && ps.output.contains("sleep 300"), "{}", ps.output);
+    assert!(
+        !ps.output.contains("sleep 31") && ps.output.contains("sleep 300"),
+        "{}",
+        ps.output
+    );
 
     let u = h.rt().usage(&c.id).await.unwrap();
     assert!(
@@ -455,7 +483,9 @@ async fn remove_leaves_no_mounts_cgroups_or_dirs() {
     h.rt().remove_sandbox(&pod).await.unwrap(); // idempotent
     let left = common::mounts_below(h.tmp.path());
     assert!(left.is_empty(), "mounts left: {left:?}");
-    for ctl in ["memory", "pids", "cpu", "freezer", "cpuset", "devices", "blkio", "cpuacct"] {
+    for ctl in [
+        "memory", "pids", "cpu", "freezer", "cpuset", "devices", "blkio", "cpuacct",
+    ] {
         let d = h.cgroup_dir(ctl, &pod.key());
         assert!(!d.exists(), "{} left", d.display());
     }
@@ -486,8 +516,13 @@ async fn pod_cgroup_carries_pod_limits() {
         pids_limit: Some(64),
     };
     let sb = h.sandbox_with(&pod, None, res).await;
-    let rd = |ctl: &str, f: &str| std::fs::read_to_string(h.cgroup_dir(ctl, &format!("{}/{f}", pod.key()))).unwrap();
-    assert_eq!(rd("memory", "memory.limit_in_bytes").trim(), (96u64 << 20).to_string());
+    let rd = |ctl: &str, f: &str| {
+        std::fs::read_to_string(h.cgroup_dir(ctl, &format!("{}/{f}", pod.key()))).unwrap()
+    };
+    assert_eq!(
+        rd("memory", "memory.limit_in_bytes").trim(),
+        (96u64 << 20).to_string()
+    );
     assert_eq!(rd("cpu", "cpu.cfs_quota_us").trim(), "150000");
     assert_eq!(rd("cpu", "cpu.shares").trim(), "512");
     assert_eq!(rd("pids", "pids.max").trim(), "64");

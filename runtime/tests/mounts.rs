@@ -45,14 +45,19 @@ async fn bind_subpath_readonly_and_tmpfs() {
         bind(&vol, "/sub", Some("data/inner"), false),
         bind(&vol, "/ro", None, true),
         MountSpec {
-            kind: MountKind::Tmpfs { size_bytes: Some(8 << 20) },
+            kind: MountKind::Tmpfs {
+                size_bytes: Some(8 << 20),
+            },
             source: "tmpfs".into(),
             destination: "/scratch".into(),
             sub_path: None,
             read_only: false,
         },
     ];
-    assert!(matches!(h.run_to_end(&c).await, ContainerState::Exited { exit_code: 0, .. }));
+    assert!(matches!(
+        h.run_to_end(&c).await,
+        ContainerState::Exited { exit_code: 0, .. }
+    ));
     let out = h.log_lines(&c.id, "stdout").await;
     let text = out.join("\n");
     assert!(out.contains(&"top-file".to_string()), "{text}");
@@ -61,9 +66,15 @@ async fn bind_subpath_readonly_and_tmpfs() {
     assert!(out.contains(&"tmpfs-ok".to_string()), "{text}");
     assert!(text.contains(" 8192 "), "tmpfs size 8 MiB: {text}");
     // the container's write reached the host volume
-    assert_eq!(std::fs::read_to_string(vol.join("written")).unwrap(), "new\n");
+    assert_eq!(
+        std::fs::read_to_string(vol.join("written")).unwrap(),
+        "new\n"
+    );
     // propagation private: no "shared:" tag on the volume mount
-    let vline = out.iter().find(|l| l.contains(" /v ")).unwrap_or_else(|| panic!("{text}"));
+    let vline = out
+        .iter()
+        .find(|l| l.contains(" /v "))
+        .unwrap_or_else(|| panic!("{text}"));
     assert!(!vline.contains("shared:"), "{vline}");
 }
 
@@ -83,13 +94,30 @@ async fn symlinks_in_subpath_never_lead_out_of_the_volume() {
     symlink("../../host-secret", vol.join("deep/up")).unwrap();
     let pod = h.pod("evil");
     let sb = h.sandbox(&pod, None).await;
-    for (i, sub) in ["abs", "rel", "deep/up", "deep/up/key", "../host-secret", "/etc"].iter().enumerate() {
-        let mut c = h.container(&sb, &format!("evil{i}"), &["/bin/sh", "-c", "cat /x/key; ls /x"]);
+    for (i, sub) in [
+        "abs",
+        "rel",
+        "deep/up",
+        "deep/up/key",
+        "../host-secret",
+        "/etc",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut c = h.container(
+            &sb,
+            &format!("evil{i}"),
+            &["/bin/sh", "-c", "cat /x/key; ls /x"],
+        );
         c.mounts = vec![bind(&vol, "/x", Some(sub), false)];
         match h.rt().run(&c).await {
             Err(e) => {
                 let msg = berth_reconciler::traits::error_chain(&e);
-                assert!(msg.contains("subPath") || msg.contains("symlink"), "clear error for {sub}: {msg}");
+                assert!(
+                    msg.contains("subPath") || msg.contains("symlink"),
+                    "clear error for {sub}: {msg}"
+                );
             }
             Ok(_) => {
                 let s = h.wait(&c.id).await;
@@ -100,8 +128,14 @@ async fn symlinks_in_subpath_never_lead_out_of_the_volume() {
     }
     // a plain subPath still works, and a missing one is created (as kubelet does)
     let mut c = h.container(&sb, "fine", &["/bin/sh", "-c", "echo ok > /x/f"]);
-    c.mounts = vec![bind(&vol, "/x", Some("ok"), false), bind(&vol, "/y", Some("made/here"), false)];
-    assert!(matches!(h.run_to_end(&c).await, ContainerState::Exited { exit_code: 0, .. }));
+    c.mounts = vec![
+        bind(&vol, "/x", Some("ok"), false),
+        bind(&vol, "/y", Some("made/here"), false),
+    ];
+    assert!(matches!(
+        h.run_to_end(&c).await,
+        ContainerState::Exited { exit_code: 0, .. }
+    ));
     assert_eq!(std::fs::read_to_string(vol.join("ok/f")).unwrap(), "ok\n");
     assert!(vol.join("made/here").is_dir());
     // nothing was written to the host secret dir

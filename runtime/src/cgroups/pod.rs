@@ -24,11 +24,19 @@ pub struct CgroupWriteError {
 }
 
 fn write(file: PathBuf, value: String) -> Result<(), CgroupWriteError> {
-    fs::write(&file, &value).map_err(|source| CgroupWriteError { file, value, source })
+    fs::write(&file, &value).map_err(|source| CgroupWriteError {
+        file,
+        value,
+        source,
+    })
 }
 
 fn mkdir(d: &Path) -> Result<(), CgroupWriteError> {
-    fs::create_dir_all(d).map_err(|source| CgroupWriteError { file: d.to_path_buf(), value: "(mkdir)".into(), source })
+    fs::create_dir_all(d).map_err(|source| CgroupWriteError {
+        file: d.to_path_buf(),
+        value: "(mkdir)".into(),
+        source,
+    })
 }
 
 /// cgroup v1 cpu.shares from a CPU request (Kubernetes' formula, min 2).
@@ -74,18 +82,27 @@ impl Cgroups {
                     write(cpu.join("cpu.shares"), shares(q).to_string())?;
                 }
                 if let Some(p) = r.pids_limit {
-                    write(self.root.join("pids").join(rel).join("pids.max"), p.to_string())?;
+                    write(
+                        self.root.join("pids").join(rel).join("pids.max"),
+                        p.to_string(),
+                    )?;
                 }
             }
             Version::V2 => {
                 // enable the controllers for children all the way down
                 let mut cur = self.root.clone();
                 for part in Path::new(rel).components() {
-                    let _ = write(cur.join("cgroup.subtree_control"), "+cpu +memory +pids".into());
+                    let _ = write(
+                        cur.join("cgroup.subtree_control"),
+                        "+cpu +memory +pids".into(),
+                    );
                     cur.push(part);
                     mkdir(&cur)?;
                 }
-                let _ = write(cur.join("cgroup.subtree_control"), "+cpu +memory +pids".into());
+                let _ = write(
+                    cur.join("cgroup.subtree_control"),
+                    "+cpu +memory +pids".into(),
+                );
                 if let Some(m) = r.memory_limit_bytes {
                     write(cur.join("memory.max"), m.to_string())?;
                     if cur.join("memory.swap.max").exists() {
@@ -133,8 +150,14 @@ mod tests {
         assert_eq!(rd("cpu.max"), "50000 100000");
         assert_eq!(rd("cpu.weight"), weight(256).to_string());
         assert_eq!(rd("pids.max"), "100");
-        assert_eq!(fs::read_to_string(t.path().join("cgroup.subtree_control")).unwrap(), "+cpu +memory +pids");
-        assert_eq!(fs::read_to_string(t.path().join("btx/cgroup.subtree_control")).unwrap(), "+cpu +memory +pids");
+        assert_eq!(
+            fs::read_to_string(t.path().join("cgroup.subtree_control")).unwrap(),
+            "+cpu +memory +pids"
+        );
+        assert_eq!(
+            fs::read_to_string(t.path().join("btx/cgroup.subtree_control")).unwrap(),
+            "+cpu +memory +pids"
+        );
         // idempotent
         cg.ensure_pod("/btx/default_web_1", &res()).unwrap();
     }
@@ -147,11 +170,26 @@ mod tests {
         }
         let cg = Cgroups::detect(t.path());
         cg.ensure_pod("/btx/p", &res()).unwrap();
-        assert_eq!(fs::read_to_string(t.path().join("memory/btx/p/memory.limit_in_bytes")).unwrap(), (64u64 << 20).to_string());
-        assert_eq!(fs::read_to_string(t.path().join("cpu/btx/p/cpu.cfs_quota_us")).unwrap(), "50000");
-        assert_eq!(fs::read_to_string(t.path().join("cpu/btx/p/cpu.shares")).unwrap(), "256");
-        assert_eq!(fs::read_to_string(t.path().join("pids/btx/p/pids.max")).unwrap(), "100");
-        assert!(!t.path().join("cpuset/btx").exists(), "libcontainer creates the others");
+        assert_eq!(
+            fs::read_to_string(t.path().join("memory/btx/p/memory.limit_in_bytes")).unwrap(),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(
+            fs::read_to_string(t.path().join("cpu/btx/p/cpu.cfs_quota_us")).unwrap(),
+            "50000"
+        );
+        assert_eq!(
+            fs::read_to_string(t.path().join("cpu/btx/p/cpu.shares")).unwrap(),
+            "256"
+        );
+        assert_eq!(
+            fs::read_to_string(t.path().join("pids/btx/p/pids.max")).unwrap(),
+            "100"
+        );
+        assert!(
+            !t.path().join("cpuset/btx").exists(),
+            "libcontainer creates the others"
+        );
         // no limits: only the dirs
         cg.ensure_pod("/btx/q", &Resources::default()).unwrap();
         assert!(t.path().join("memory/btx/q").is_dir());

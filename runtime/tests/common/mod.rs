@@ -51,7 +51,11 @@ pub fn busybox_layer(dir: &Path) {
     // makes the exec fail with ETXTBSY for a moment
     let mut last = String::new();
     let ok = (0..20).any(|_| {
-        let out = Command::new("chroot").arg(dir).args(["/bin/busybox", "--install", "-s", "/bin"]).output().unwrap();
+        let out = Command::new("chroot")
+            .arg(dir)
+            .args(["/bin/busybox", "--install", "-s", "/bin"])
+            .output()
+            .unwrap();
         last = String::from_utf8_lossy(&out.stderr).into_owned();
         out.status.success() || {
             std::thread::sleep(Duration::from_millis(50));
@@ -130,7 +134,12 @@ impl Harness {
         self.sandbox_with(pod, netns, Resources::default()).await
     }
 
-    pub async fn sandbox_with(&self, pod: &PodRef, netns: Option<PathBuf>, resources: Resources) -> Sandbox {
+    pub async fn sandbox_with(
+        &self,
+        pod: &PodRef,
+        netns: Option<PathBuf>,
+        resources: Resources,
+    ) -> Sandbox {
         self.pods.lock().unwrap().push(pod.clone());
         let cfg = SandboxConfig {
             pod: pod.clone(),
