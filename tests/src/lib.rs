@@ -21,7 +21,10 @@ pub const IMAGE: &str = "berth.local/busybox:1.36";
 
 /// Workspace root (this crate lives in `<root>/tests`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The `berth` binary next to the test executable (`target/<profile>/berth`).
@@ -42,7 +45,10 @@ pub fn preconditions(test: &str) -> bool {
         missing.push("not running as root".to_string());
     }
     if !berth_bin().exists() {
-        missing.push(format!("{} not built (run cargo build first)", berth_bin().display()));
+        missing.push(format!(
+            "{} not built (run cargo build first)",
+            berth_bin().display()
+        ));
     }
     for tool in ["nft", "ip"] {
         if which(tool).is_none() {
@@ -131,7 +137,8 @@ impl Agent {
         }
         if o.with_image {
             let src = image_archives()?.join("busybox-oci.tar");
-            std::fs::copy(&src, image_dir.join("busybox-oci.tar")).with_context(|| format!("copying {}", src.display()))?;
+            std::fs::copy(&src, image_dir.join("busybox-oci.tar"))
+                .with_context(|| format!("copying {}", src.display()))?;
         }
         Ok(Self {
             instance: o.instance.to_string(),
@@ -214,7 +221,10 @@ impl Agent {
     /// SIGTERM and wait.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let t0 = Instant::now();
             while t0.elapsed() < Duration::from_secs(10) {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -257,7 +267,12 @@ impl Agent {
     }
 
     /// Poll `f` on `/api/v1/pods` until it returns Some or `timeout` passes.
-    pub fn wait_for<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Value) -> Option<T>) -> Result<T> {
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&Value) -> Option<T>,
+    ) -> Result<T> {
         let t0 = Instant::now();
         let mut last = Value::Null;
         loop {
@@ -280,7 +295,10 @@ impl Agent {
 
     /// Pod object by name from a PodList.
     pub fn pod<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
-        list["items"].as_array()?.iter().find(|p| p["metadata"]["name"] == name)
+        list["items"]
+            .as_array()?
+            .iter()
+            .find(|p| p["metadata"]["name"] == name)
     }
 
     /// Remove all manifests, wait for the pods to go, then stop the agent.
@@ -292,7 +310,10 @@ impl Agent {
         // source is valid and names nothing.
         self.write_manifest("empty.yaml", "# nothing\n")?;
         let r = self.wait_for("all pods gone", Duration::from_secs(60), |v| {
-            v["items"].as_array().is_some_and(|a| a.is_empty()).then_some(())
+            v["items"]
+                .as_array()
+                .is_some_and(|a| a.is_empty())
+                .then_some(())
         });
         self.stop();
         r
@@ -318,11 +339,18 @@ pub fn tail(s: &str, n: usize) -> String {
 pub fn http(port: u16, method: &str, path: &str) -> Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )?;
     let mut r = BufReader::new(s);
     let mut status = String::new();
     r.read_line(&mut status)?;
-    let code: u16 = status.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| anyhow!("bad status line {status:?}"))?;
+    let code: u16 = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow!("bad status line {status:?}"))?;
     let mut chunked = false;
     let mut len: Option<usize> = None;
     loop {
@@ -374,7 +402,11 @@ pub fn tcp_request(addr: &str, payload: &[u8], timeout: Duration) -> Result<Stri
 }
 
 fn run_quiet(cmd: &str, args: &[&str]) {
-    let _ = Command::new(cmd).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let _ = Command::new(cmd)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// Remove everything an instance may have left: processes in its cgroups and
@@ -386,7 +418,10 @@ pub fn cleanup_instance(instance: &str) {
     let state_dir = std::env::temp_dir().join(format!("berth-e2e-{instance}"));
     // 1. processes: shims recorded in the run dir, and everything in the instance's cgroups
     let mut pids: Vec<i32> = Vec::new();
-    if let Ok(out) = Command::new("find").args([&run_dir, "-name", "*.pid"]).output() {
+    if let Ok(out) = Command::new("find")
+        .args([&run_dir, "-name", "*.pid"])
+        .output()
+    {
         for f in String::from_utf8_lossy(&out.stdout).lines() {
             if let Ok(s) = std::fs::read_to_string(f) {
                 if let Ok(p) = s.trim().parse() {
@@ -396,8 +431,15 @@ pub fn cleanup_instance(instance: &str) {
         }
     }
     for hier in ["pids", "memory", "cpu", "freezer", "unified", ""] {
-        let base = if hier.is_empty() { format!("/sys/fs/cgroup/{instance}") } else { format!("/sys/fs/cgroup/{hier}/{instance}") };
-        if let Ok(out) = Command::new("find").args([&base, "-name", "cgroup.procs"]).output() {
+        let base = if hier.is_empty() {
+            format!("/sys/fs/cgroup/{instance}")
+        } else {
+            format!("/sys/fs/cgroup/{hier}/{instance}")
+        };
+        if let Ok(out) = Command::new("find")
+            .args([&base, "-name", "cgroup.procs"])
+            .output()
+        {
             for f in String::from_utf8_lossy(&out.stdout).lines() {
                 for l in std::fs::read_to_string(f).unwrap_or_default().lines() {
                     if let Ok(p) = l.trim().parse() {
@@ -412,7 +454,10 @@ pub fn cleanup_instance(instance: &str) {
     for p in &pids {
         if *p > 1 {
             // processes of this test instance only (its cgroups and shims)
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
     if !pids.is_empty() {
@@ -433,8 +478,22 @@ pub fn cleanup_instance(instance: &str) {
     run_quiet("ip", &["link", "del", &format!("{instance}0")]);
     run_quiet("nft", &["delete", "table", "inet", instance]);
     // 4. cgroup dirs, deepest first
-    if let Ok(out) = Command::new("find").args(["/sys/fs/cgroup", "-maxdepth", "6", "-type", "d", "-path", &format!("*/{instance}*")]).output() {
-        let mut dirs: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    if let Ok(out) = Command::new("find")
+        .args([
+            "/sys/fs/cgroup",
+            "-maxdepth",
+            "6",
+            "-type",
+            "d",
+            "-path",
+            &format!("*/{instance}*"),
+        ])
+        .output()
+    {
+        let mut dirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
         dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
         for d in dirs {
             let _ = std::fs::remove_dir(&d);
@@ -449,6 +508,11 @@ pub fn pgrep(marker: &str) -> Vec<u32> {
     Command::new("pgrep")
         .args(["-f", marker])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }

@@ -7,11 +7,15 @@ use berth_e2e::{Agent, AgentOpts, IMAGE, pgrep, preconditions};
 use serde_json::Value;
 
 fn phase(v: &Value, name: &str) -> Option<String> {
-    Agent::pod(v, name)?["status"]["phase"].as_str().map(str::to_string)
+    Agent::pod(v, name)?["status"]["phase"]
+        .as_str()
+        .map(str::to_string)
 }
 
 fn restarts(v: &Value, name: &str) -> i64 {
-    Agent::pod(v, name).and_then(|p| p["status"]["containerStatuses"][0]["restartCount"].as_i64()).unwrap_or(-1)
+    Agent::pod(v, name)
+        .and_then(|p| p["status"]["containerStatuses"][0]["restartCount"].as_i64())
+        .unwrap_or(-1)
 }
 
 fn pod_yaml(name: &str, restart: &str, cmd: &str) -> String {
@@ -38,10 +42,24 @@ fn pod_runs_restarts_and_is_pruned() -> anyhow::Result<()> {
     if !preconditions("pod_runs_restarts_and_is_pruned") {
         return Ok(());
     }
-    let mut a = Agent::new(AgentOpts { instance: "btwl1", net: 1, port: 17101, with_image: true })?;
-    a.write_manifest("p.yaml", &pod_yaml("sleeper", "Always", "echo hello-from-berth; exec sleep 7101"))?;
+    let mut a = Agent::new(AgentOpts {
+        instance: "btwl1",
+        net: 1,
+        port: 17101,
+        with_image: true,
+    })?;
+    a.write_manifest(
+        "p.yaml",
+        &pod_yaml(
+            "sleeper",
+            "Always",
+            "echo hello-from-berth; exec sleep 7101",
+        ),
+    )?;
     a.start()?;
-    a.wait_for("sleeper Running", Duration::from_secs(60), |v| (phase(v, "sleeper").as_deref() == Some("Running")).then_some(()))?;
+    a.wait_for("sleeper Running", Duration::from_secs(60), |v| {
+        (phase(v, "sleeper").as_deref() == Some("Running")).then_some(())
+    })?;
     let pids = pgrep("sleep 7101");
     assert_eq!(pids.len(), 1, "one container process: {pids:?}");
     // isolation: the container has its own pid namespace
@@ -53,9 +71,13 @@ fn pod_runs_restarts_and_is_pruned() -> anyhow::Result<()> {
     assert_eq!(code, 200);
     assert!(log.contains("hello-from-berth"), "log: {log}");
     // SIGKILL the container: restarted at once (first restart), new PID
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pids[0] as i32), nix::sys::signal::Signal::SIGKILL)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pids[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
     a.wait_for("restart 1", Duration::from_secs(30), |v| {
-        (restarts(v, "sleeper") == 1 && phase(v, "sleeper").as_deref() == Some("Running")).then_some(())
+        (restarts(v, "sleeper") == 1 && phase(v, "sleeper").as_deref() == Some("Running"))
+            .then_some(())
     })?;
     let pids2 = pgrep("sleep 7101");
     assert_eq!(pids2.len(), 1);
@@ -67,7 +89,9 @@ fn pod_runs_restarts_and_is_pruned() -> anyhow::Result<()> {
     // prune: removing the file removes the pod and its process
     a.remove_manifest("p.yaml")?;
     a.write_manifest("empty.yaml", "# nothing\n")?;
-    a.wait_for("sleeper gone", Duration::from_secs(30), |v| Agent::pod(v, "sleeper").is_none().then_some(()))?;
+    a.wait_for("sleeper gone", Duration::from_secs(30), |v| {
+        Agent::pod(v, "sleeper").is_none().then_some(())
+    })?;
     assert!(pgrep("sleep 7101").is_empty());
     a.shutdown_clean()
 }
@@ -77,7 +101,12 @@ fn crash_loop_backs_off() -> anyhow::Result<()> {
     if !preconditions("crash_loop_backs_off") {
         return Ok(());
     }
-    let mut a = Agent::new(AgentOpts { instance: "btwl2", net: 2, port: 17102, with_image: true })?;
+    let mut a = Agent::new(AgentOpts {
+        instance: "btwl2",
+        net: 2,
+        port: 17102,
+        with_image: true,
+    })?;
     a.write_manifest("p.yaml", &pod_yaml("crasher", "Always", "exit 3"))?;
     a.start()?;
     // 0 s, then 10 s, then 20 s: restartCount 2 arrives after >= ~10 s, and the
@@ -87,11 +116,19 @@ fn crash_loop_backs_off() -> anyhow::Result<()> {
         let reason = Agent::pod(v, "crasher")?["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str()?.to_string();
         (reason == "CrashLoopBackOff").then_some(())
     })?;
-    a.wait_for("restartCount 2", Duration::from_secs(60), |v| (restarts(v, "crasher") >= 2).then_some(()))?;
+    a.wait_for("restartCount 2", Duration::from_secs(60), |v| {
+        (restarts(v, "crasher") >= 2).then_some(())
+    })?;
     let took = t0.elapsed();
-    assert!(took >= Duration::from_secs(9), "second restart came after {took:?}, expected the 10 s back-off");
+    assert!(
+        took >= Duration::from_secs(9),
+        "second restart came after {took:?}, expected the 10 s back-off"
+    );
     let p = a.get_json("/api/v1/namespaces/default/pods/crasher")?;
-    assert_eq!(p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 3, "{p}");
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 3,
+        "{p}"
+    );
     // events show the back-off
     let ev = a.get_json("/api/v1/events")?;
     assert!(ev.to_string().contains("BackOff"), "{ev}");
@@ -103,12 +140,19 @@ fn agent_kill9_adopts_running_pods() -> anyhow::Result<()> {
     if !preconditions("agent_kill9_adopts_running_pods") {
         return Ok(());
     }
-    let mut a = Agent::new(AgentOpts { instance: "btwl3", net: 3, port: 17103, with_image: true })?;
+    let mut a = Agent::new(AgentOpts {
+        instance: "btwl3",
+        net: 3,
+        port: 17103,
+        with_image: true,
+    })?;
     a.write_manifest("a.yaml", &pod_yaml("keeper", "Always", "exec sleep 7103"))?;
     a.write_manifest("b.yaml", &pod_yaml("quitter", "Never", "sleep 4; exit 5"))?;
     a.start()?;
     a.wait_for("both Running", Duration::from_secs(60), |v| {
-        (phase(v, "keeper").as_deref() == Some("Running") && phase(v, "quitter").as_deref() == Some("Running")).then_some(())
+        (phase(v, "keeper").as_deref() == Some("Running")
+            && phase(v, "quitter").as_deref() == Some("Running"))
+        .then_some(())
     })?;
     let before = pgrep("sleep 7103");
     assert_eq!(before.len(), 1);
@@ -118,12 +162,17 @@ fn agent_kill9_adopts_running_pods() -> anyhow::Result<()> {
     assert_eq!(pgrep("sleep 7103"), before, "container survived the agent");
     a.start()?;
     a.wait_for("adopted", Duration::from_secs(60), |v| {
-        (phase(v, "keeper").as_deref() == Some("Running") && phase(v, "quitter").as_deref() == Some("Failed")).then_some(())
+        (phase(v, "keeper").as_deref() == Some("Running")
+            && phase(v, "quitter").as_deref() == Some("Failed"))
+        .then_some(())
     })?;
     // same process: not restarted
     assert_eq!(pgrep("sleep 7103"), before);
     let q = a.get_json("/api/v1/namespaces/default/pods/quitter")?;
-    assert_eq!(q["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 5, "{q}");
+    assert_eq!(
+        q["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 5,
+        "{q}"
+    );
     assert_eq!(restarts(&a.get_json("/api/v1/pods")?, "keeper"), 0);
     a.shutdown_clean()
 }
@@ -133,7 +182,12 @@ fn deployment_rolls_and_scales() -> anyhow::Result<()> {
     if !preconditions("deployment_rolls_and_scales") {
         return Ok(());
     }
-    let mut a = Agent::new(AgentOpts { instance: "btwl4", net: 4, port: 17104, with_image: true })?;
+    let mut a = Agent::new(AgentOpts {
+        instance: "btwl4",
+        net: 4,
+        port: 17104,
+        with_image: true,
+    })?;
     let dep = |version: &str, replicas: u32| {
         format!(
             r#"apiVersion: apps/v1
@@ -166,15 +220,31 @@ spec:
                 a.iter()
                     .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
                     .filter(|p| {
-                        p["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                        p["status"]["conditions"].as_array().is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                        })
                     })
                     .count()
             })
             .unwrap_or(0)
     };
-    a.wait_for("2 ready", Duration::from_secs(60), |v| (ready_count(v) == 2).then_some(()))?;
+    a.wait_for("2 ready", Duration::from_secs(60), |v| {
+        (ready_count(v) == 2).then_some(())
+    })?;
     let d = a.get_json("/apis/apps/v1/namespaces/default/deployments/web")?;
     assert_eq!(d["status"]["readyReplicas"], 2, "{d}");
+    let v1_hashes: std::collections::BTreeSet<String> = a.get_json("/api/v1/pods")?["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            p["metadata"]["labels"]["pod-template-hash"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(v1_hashes.len(), 1);
     // roll to v2 with maxUnavailable 0: never fewer than 2 ready pods
     a.write_manifest("web.yaml", &dep("v2", 2))?;
     let t0 = Instant::now();
@@ -182,24 +252,43 @@ spec:
     loop {
         let v = a.get_json("/api/v1/pods")?;
         let ready = ready_count(&v);
-        assert!(ready >= 2, "ready pods dropped to {ready} during rollout: {v}");
+        assert!(
+            ready >= 2,
+            "ready pods dropped to {ready} during rollout: {v}"
+        );
         for p in v["items"].as_array().unwrap() {
             if let Some(h) = p["metadata"]["labels"]["pod-template-hash"].as_str() {
                 seen_hashes.insert(h.to_string());
             }
         }
         let d = a.get_json("/apis/apps/v1/namespaces/default/deployments/web")?;
-        if d["status"]["updatedReplicas"] == 2 && v["items"].as_array().unwrap().len() == 2 && ready == 2 {
+        let all_new = v["items"].as_array().unwrap().iter().all(|p| {
+            p["metadata"]["labels"]["pod-template-hash"]
+                .as_str()
+                .is_some_and(|h| !v1_hashes.contains(h))
+        });
+        if all_new
+            && d["status"]["updatedReplicas"] == 2
+            && v["items"].as_array().unwrap().len() == 2
+            && ready == 2
+        {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(120), "rollout did not finish: {d}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "rollout did not finish: {d}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(seen_hashes.len(), 2, "two template revisions seen");
     // scale to 3, then 1
     a.write_manifest("web.yaml", &dep("v2", 3))?;
-    a.wait_for("3 ready", Duration::from_secs(60), |v| (ready_count(v) == 3).then_some(()))?;
+    a.wait_for("3 ready", Duration::from_secs(60), |v| {
+        (ready_count(v) == 3).then_some(())
+    })?;
     a.write_manifest("web.yaml", &dep("v2", 1))?;
-    a.wait_for("1 pod", Duration::from_secs(60), |v| (v["items"].as_array()?.len() == 1).then_some(()))?;
+    a.wait_for("1 pod", Duration::from_secs(60), |v| {
+        (v["items"].as_array()?.len() == 1).then_some(())
+    })?;
     a.shutdown_clean()
 }

@@ -53,6 +53,8 @@ struct Ctr {
     ready: bool,
     started: bool,
     backoff: ResetAfter,
+    /// Image pull retries back off on their own, so they don't eat the crash back-off.
+    pull_backoff: ResetAfter,
     restart_at: Option<Instant>,
     image_id: String,
     running_since: Option<SystemTime>,
@@ -80,6 +82,7 @@ impl Ctr {
             ready: false,
             started: false,
             backoff: ResetAfter::kubernetes(),
+            pull_backoff: ResetAfter::kubernetes(),
             restart_at: None,
             image_id: String::new(),
             running_since: None,
@@ -523,7 +526,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 .await;
                 let c = self.ctr(i, init);
                 let delay = c
-                    .backoff
+                    .pull_backoff
                     .delay_after_run(Duration::ZERO)
                     .max(Duration::from_secs(1));
                 c.restart_at = Some(Instant::now() + delay);
@@ -550,6 +553,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             ),
         )
         .await;
+        self.ctr(i, init).pull_backoff = ResetAfter::kubernetes();
         // the previous attempt's container goes before the new one starts
         let had_run = {
             let c = self.ctr(i, init);
