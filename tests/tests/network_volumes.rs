@@ -163,7 +163,7 @@ spec:
   containers:
   - name: w
     image: {IMAGE}
-    command: ["sh", "-c", "echo line-$(date +%s%N) >> /data/log.txt; stat -c %a /creds/password > /data/secret-mode; cat /creds/password > /data/secret-copy; while true; do cat /conf/greeting > /data/greeting; sleep 1; done"]
+    command: ["sh", "-c", "echo line-$(date +%s%N) >> /data/log.txt; stat -L -c %a /creds/password > /data/secret-mode; cat /creds/password > /data/secret-copy; while true; do cat /conf/greeting > /data/greeting; sleep 1; done"]
     volumeMounts:
     - {{name: data, mountPath: /data}}
     - {{name: conf, mountPath: /conf}}
