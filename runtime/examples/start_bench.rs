@@ -139,6 +139,8 @@ fn container(
         resources: Resources::default(),
         security: Security {
             allow_privilege_escalation: true,
+            // BENCH_UNCONFINED=1: no seccomp filter (to see what compiling it costs)
+            seccomp_unconfined: std::env::var_os("BENCH_UNCONFINED").is_some(),
             ..Default::default()
         },
     }

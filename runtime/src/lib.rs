@@ -271,10 +271,14 @@ impl ShimRuntime {
             let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
         }
         if let Some(cg) = self.cgroup_of(id) {
-            for p in self.cg.pids(&cg) {
-                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            let pids = self.cg.pids(&cg);
+            for p in &pids {
+                let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            if !pids.is_empty() {
+                // let the kernel take them out of the cgroup before rmdir
+                std::thread::sleep(Duration::from_millis(20));
+            }
             self.cg.remove(&cg);
         }
         let youki = self.layout.youki_root().join(id);
@@ -416,7 +420,8 @@ impl Runtime for ShimRuntime {
                 });
             }
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(20));
+            // state.json is a cheap read: poll finely, start latency is what users see
+            delay = (delay * 2).min(Duration::from_millis(5));
         }
     }
 

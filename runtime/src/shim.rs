@@ -277,7 +277,7 @@ pub fn run_main(dir: &Path) -> i32 {
             }
             exit_cell.set(exit);
             // let the socket threads answer waiters before the process ends
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
             let _ = fs::remove_file(dir.join("shim.sock"));
             0
         }
