@@ -229,6 +229,11 @@ async fn main() {
             rt.run(&c).await.unwrap();
             let running = t0.elapsed();
             rt.wait(&c.id).await.unwrap();
+            if std::env::var_os("BERTH_SHIM_TIMING").is_some() && r == 0 && i == 2 {
+                let log = cfg.run_dir.join("containers").join(&c.id).join("shim.log");
+                print!("{}", std::fs::read_to_string(log).unwrap_or_default());
+                println!("agent: run() returned at {}, wait() at {}", ms(running), ms(t0.elapsed()));
+            }
             rt.remove(&c.id).await.unwrap();
             let full = t0.elapsed();
             if !(r == 0 && i < 2) {

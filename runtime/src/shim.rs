@@ -34,6 +34,15 @@ use crate::oci;
 
 struct Fail(&'static str, String);
 
+/// `BERTH_SHIM_TIMING=1`: phase times (ms since the shim started) in the shim log.
+fn mark(what: &str) {
+    static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let t0 = *T0.get_or_init(Instant::now);
+    if std::env::var_os("BERTH_SHIM_TIMING").is_some() {
+        eprintln!("berth-shim timing: {what} at {:.1} ms", t0.elapsed().as_secs_f64() * 1000.0);
+    }
+}
+
 fn read_in_rootfs(rootfs: &Path, rel: &str) -> String {
     // never follow a symlink out of the image
     let p = rootfs.join(rel);
@@ -196,6 +205,7 @@ pub fn launch(dir: &Path) -> i32 {
 /// `berth-shim serve DIR`: in a session of its own (no controlling terminal,
 /// no signals aimed at the agent's process group), supervise the container.
 pub fn serve_main(dir: &Path) -> i32 {
+    mark("serve");
     if let Err(e) = nix::unistd::setsid() {
         eprintln!("berth-shim: setsid: {e}");
     }
@@ -261,6 +271,7 @@ pub fn run_main(dir: &Path) -> i32 {
             let t1 = std::thread::spawn(move || pump(out_r, "stdout", l1));
             let t2 = std::thread::spawn(move || pump(err_r, "stderr", l2));
             let (code, signal) = wait_for(pid);
+            mark("init exited");
             let oom = cg.oom_kills(&spec.cgroup_path) > oom_before;
             let _ = t1.join();
             let _ = t2.join();
@@ -272,6 +283,7 @@ pub fn run_main(dir: &Path) -> i32 {
                 finished_at_ns: ns_of(SystemTime::now()),
             };
             cleanup(&spec, &layout, &rootfs, &cg);
+            mark("cleaned up");
             if let Err(e) = write_json(&dir.join("status.json"), &exit) {
                 eprintln!("berth-shim: writing status: {e}");
             }
@@ -292,7 +304,9 @@ type Started4 = (Pid, SystemTime, std::io::PipeReader, std::io::PipeReader);
 
 fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<Started4, Fail> {
     let cfg = &spec.config;
+    mark("start");
     mount_rootfs(spec, layout, rootfs)?;
+    mark("overlay mounted");
     let user = resolve_user(spec, rootfs)?;
     create_workdir(rootfs, &cfg.working_dir);
     // subPaths resolved here, never following a symlink (see `subpath`)
@@ -331,6 +345,7 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
     fs::create_dir_all(&bundle).map_err(|e| Fail("CreateContainerError", e.to_string()))?;
     let parsed: oci_spec::runtime::Spec = serde_json::from_value(value)
         .map_err(|e| Fail("CreateContainerError", format!("OCI spec: {e}")))?;
+    mark("spec built");
     parsed
         .save(bundle.join("config.json"))
         .map_err(|e| Fail("CreateContainerError", format!("writing config.json: {e}")))?;
@@ -353,7 +368,9 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
         .with_detach(true)
         .build()
         .map_err(|e| Fail("CreateContainerError", err_chain(&e)))?;
+    mark("libcontainer created");
     c.start().map_err(run_err)?;
+    mark("libcontainer started");
     let pid = c.pid().map(|p| Pid::from_raw(p.as_raw())).ok_or_else(|| {
         Fail(
             "RunContainerError",
