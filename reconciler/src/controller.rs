@@ -459,7 +459,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             .filter(|e| {
                 e.record.pod.namespace == key.0 && e.record.owner.as_deref() == Some(key.1.as_str())
             })
-            .map(|e| pod_obs(e))
+            .map(pod_obs)
             .collect();
         let deadline =
             Duration::from_secs(spec.progress_deadline_seconds.unwrap_or(600).max(0) as u64);
@@ -727,10 +727,10 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     .unwrap_or_else(|| "default".into());
                 let name = v.metadata.name.clone().unwrap_or_default();
                 let dir = dirs.claim_dir(&ns, &name);
-                if !dir.exists() {
-                    if let Err(e) = std::fs::create_dir_all(&dir) {
-                        tracing::warn!(volume = %name, err = %e, "creating volume directory");
-                    }
+                if !dir.exists()
+                    && let Err(e) = std::fs::create_dir_all(&dir)
+                {
+                    tracing::warn!(volume = %name, err = %e, "creating volume directory");
                 }
                 self.volume_policies
                     .insert((ns.clone(), name.clone()), v.spec.reclaim_policy);

@@ -194,10 +194,10 @@ impl Agent {
             if let Ok((200, _)) = self.get("/healthz") {
                 return Ok(());
             }
-            if let Some(c) = self.child.as_mut() {
-                if let Some(st) = c.try_wait()? {
-                    bail!("berth exited early ({st}); log:\n{}", self.log());
-                }
+            if let Some(c) = self.child.as_mut()
+                && let Some(st) = c.try_wait()?
+            {
+                bail!("berth exited early ({st}); log:\n{}", self.log());
             }
             if t0.elapsed() > Duration::from_secs(30) {
                 bail!("berth did not answer /healthz in 30s; log:\n{}", self.log());
@@ -423,10 +423,10 @@ pub fn cleanup_instance(instance: &str) {
         .output()
     {
         for f in String::from_utf8_lossy(&out.stdout).lines() {
-            if let Ok(s) = std::fs::read_to_string(f) {
-                if let Ok(p) = s.trim().parse() {
-                    pids.push(p);
-                }
+            if let Ok(s) = std::fs::read_to_string(f)
+                && let Ok(p) = s.trim().parse()
+            {
+                pids.push(p);
             }
         }
     }

@@ -85,7 +85,6 @@ impl CState {
                     started_at: t.started_at.map(time),
                     finished_at: Some(time(t.finished_at)),
                     container_id: Some(format!("berth://{}", t.container_id)),
-                    ..Default::default()
                 }),
                 ..Default::default()
             },
@@ -315,11 +314,11 @@ mod tests {
         let creating = view(CState::waiting("ContainerCreating", ""), 0);
         let backoff = view(CState::waiting("CrashLoopBackOff", ""), 2);
         assert_eq!(
-            phase(false, false, &[running.clone()], false, false),
+            phase(false, false, std::slice::from_ref(&running), false, false),
             "Pending"
         );
         assert_eq!(
-            phase(true, false, &[running.clone()], false, false),
+            phase(true, false, std::slice::from_ref(&running), false, false),
             "Running"
         );
         assert_eq!(

@@ -375,10 +375,10 @@ fn project(dir: &Path, files: &FileSet) -> std::io::Result<()> {
             let _ = fs::remove_file(entry.path());
         }
     }
-    if let Some(old) = old {
-        if old != Path::new(&rev_name) {
-            let _ = fs::remove_dir_all(dir.join(old));
-        }
+    if let Some(old) = old
+        && old != Path::new(&rev_name)
+    {
+        let _ = fs::remove_dir_all(dir.join(old));
     }
     Ok(())
 }

@@ -560,10 +560,10 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             c.image_id = image.image_id.clone();
             c.id.take()
         };
-        if let Some(old) = &had_run {
-            if let Err(e) = self.deps.runtime.remove(old).await {
-                tracing::warn!(container = %old, err = %error_chain(&e), "removing previous container");
-            }
+        if let Some(old) = &had_run
+            && let Err(e) = self.deps.runtime.remove(old).await
+        {
+            tracing::warn!(container = %old, err = %error_chain(&e), "removing previous container");
         }
         let restarts = {
             let c = self.ctr(i, init);
