@@ -232,7 +232,11 @@ async fn main() {
             if std::env::var_os("BERTH_SHIM_TIMING").is_some() && r == 0 && i == 2 {
                 let log = cfg.run_dir.join("containers").join(&c.id).join("shim.log");
                 print!("{}", std::fs::read_to_string(log).unwrap_or_default());
-                println!("agent: run() returned at {}, wait() at {}", ms(running), ms(t0.elapsed()));
+                println!(
+                    "agent: run() returned at {}, wait() at {}",
+                    ms(running),
+                    ms(t0.elapsed())
+                );
             }
             rt.remove(&c.id).await.unwrap();
             let full = t0.elapsed();
@@ -273,6 +277,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let shim_pid =
         std::fs::read_to_string(cfg.run_dir.join("containers").join(&c.id).join("shim.pid"))
+            .map(|s| s.split_whitespace().next().unwrap_or("").to_string())
             .unwrap_or_default();
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", shim_pid.trim())).unwrap_or_default();

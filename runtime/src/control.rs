@@ -90,6 +90,32 @@ impl ExitCell {
     }
 }
 
+/// The container's init, signalled only while it is certainly ours: until the
+/// shim reaps it, its pid cannot be reused (a zombie keeps it), and reaping
+/// happens under this lock (see `shim::wait_for`).
+#[derive(Default)]
+pub struct InitGuard {
+    reaped: Mutex<bool>,
+}
+
+impl InitGuard {
+    /// Signal `pid` unless it has been reaped already.
+    pub fn signal(&self, pid: Pid, sig: Signal) {
+        let reaped = self.reaped.lock().unwrap_or_else(|p| p.into_inner());
+        if !*reaped {
+            let _ = kill(pid, sig);
+        }
+    }
+
+    /// Reap with the lock held: `reap` must collect the exited init.
+    pub fn reap<T>(&self, reap: impl FnOnce() -> T) -> T {
+        let mut reaped = self.reaped.lock().unwrap_or_else(|p| p.into_inner());
+        let r = reap();
+        *reaped = true;
+        r
+    }
+}
+
 /// What the shim's socket threads act on.
 #[derive(Clone)]
 pub struct Server {
@@ -98,6 +124,7 @@ pub struct Server {
     pub cgroup: String,
     pub cg: Cgroups,
     pub exit: Arc<ExitCell>,
+    pub init: Arc<InitGuard>,
 }
 
 impl Server {
@@ -156,7 +183,7 @@ impl Server {
         if let Some(e) = self.exit.get() {
             return e;
         }
-        let _ = kill(self.pid, Signal::SIGTERM);
+        self.init.signal(self.pid, Signal::SIGTERM);
         if let Some(e) = self.exit.wait(Some(grace)) {
             return e;
         }
@@ -164,7 +191,7 @@ impl Server {
             for p in self.cg.pids(&self.cgroup) {
                 let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
             }
-            let _ = kill(self.pid, Signal::SIGKILL);
+            self.init.signal(self.pid, Signal::SIGKILL);
             if let Some(e) = self.exit.wait(Some(Duration::from_millis(500))) {
                 return e;
             }

@@ -117,3 +117,29 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     fs::rename(&tmp, path)?;
     fs::File::open(dir)?.sync_all()
 }
+
+/// Start time of a process (field 22 of /proc/<pid>/stat, clock ticks since
+/// boot). Unlike the pid it is never shared by two processes at once, and
+/// exec does not change it.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    // after the comm: state is field 3, starttime field 22
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// `shim.pid`: "<pid> <start time>", so a reused pid is never taken for the shim.
+pub fn write_shim_pid(dir: &Path, pid: i32) -> std::io::Result<()> {
+    let st = start_time(pid).map(|t| format!(" {t}")).unwrap_or_default();
+    write_atomic(&dir.join("shim.pid"), format!("{pid}{st}").as_bytes())
+}
+
+/// The shim's pid if that process still is the one `shim.pid` names.
+pub fn live_shim_pid(dir: &Path) -> Option<i32> {
+    let s = fs::read_to_string(dir.join("shim.pid")).ok()?;
+    let mut it = s.split_whitespace();
+    let pid: i32 = it.next()?.parse().ok()?;
+    let recorded: Option<u64> = it.next().and_then(|t| t.parse().ok());
+    let now = start_time(pid)?;
+    recorded.is_none_or(|r| r == now).then_some(pid)
+}

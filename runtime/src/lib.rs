@@ -21,6 +21,7 @@ pub mod sandbox;
 pub mod seccomp;
 pub mod shim;
 pub mod subpath;
+mod sys;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -145,6 +146,12 @@ fn shim_log_tail(dir: &Path) -> String {
     lines[lines.len().saturating_sub(3)..].join("; ")
 }
 
+/// The shim's pid if the process `shim.pid` names still runs (same pid and
+/// start time: a dead shim's pid may be reused) and is not a zombie.
+fn shim_process(dir: &Path) -> Option<i32> {
+    crate::layout::live_shim_pid(dir).filter(|p| alive(*p))
+}
+
 fn alive(pid: i32) -> bool {
     pid > 0 && kill(Pid::from_raw(pid), None).is_ok() && !is_zombie(pid)
 }
@@ -211,12 +218,9 @@ impl ShimRuntime {
                 message: e.message,
             };
         }
-        let shim_alive = std::fs::read_to_string(dir.join("shim.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .is_some_and(alive);
+        let shim_alive = shim_process(dir).is_some();
         if let Some(s) = read_json::<Started>(&dir.join("state.json")) {
-            if alive(s.pid) || shim_alive {
+            if shim_alive || self.init_in_cgroup(dir, s.pid) {
                 return ContainerState::Running {
                     pid: s.pid as u32,
                     started_at: time_of(s.started_at_ns),
@@ -241,16 +245,23 @@ impl ShimRuntime {
         }
     }
 
-    fn started_pid(&self, id: &str) -> Option<i32> {
-        read_json::<Started>(&self.layout.dir(id).join("state.json")).map(|s| s.pid)
+    /// `pid` still runs in the container's cgroup (a bare pid may have been
+    /// reused by another process since the container ended).
+    fn init_in_cgroup(&self, dir: &Path, pid: i32) -> bool {
+        alive(pid)
+            && read_json::<ShimSpec>(&dir.join("spec.json"))
+                .is_some_and(|s| self.cg.pids(&s.cgroup_path).contains(&pid))
     }
 
-    fn shim_pid(&self, id: &str) -> Option<i32> {
-        std::fs::read_to_string(self.layout.dir(id).join("shim.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+    /// The container's init pid, only while it is in the container's cgroup.
+    fn live_init(&self, id: &str) -> Option<Pid> {
+        let pid = self.started_pid(id)?;
+        self.init_in_cgroup(&self.layout.dir(id), pid)
+            .then(|| Pid::from_raw(pid))
+    }
+
+    fn started_pid(&self, id: &str) -> Option<i32> {
+        read_json::<Started>(&self.layout.dir(id).join("state.json")).map(|s| s.pid)
     }
 
     fn cgroup_of(&self, id: &str) -> Option<String> {
@@ -267,7 +278,7 @@ impl ShimRuntime {
     /// Everything of a container except its logs, whatever state it is in.
     fn purge(&self, id: &str) {
         let dir = self.layout.dir(id);
-        if let Some(p) = self.shim_pid(id).filter(|p| alive(*p)) {
+        if let Some(p) = shim_process(&dir) {
             let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
         }
         if let Some(cg) = self.cgroup_of(id) {
@@ -490,8 +501,8 @@ impl Runtime for ShimRuntime {
                 return Ok(());
             }
         }
-        if let Some(pid) = self.started_pid(id) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        if let Some(pid) = self.live_init(id) {
+            let _ = kill(pid, Signal::SIGTERM);
         }
         let t0 = tokio::time::Instant::now();
         while t0.elapsed() < grace {
@@ -506,12 +517,12 @@ impl Runtime for ShimRuntime {
                 let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
             }
         }
-        if let Some(pid) = self.started_pid(id) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        if let Some(pid) = self.live_init(id) {
+            let _ = kill(pid, Signal::SIGKILL);
         }
         let t1 = tokio::time::Instant::now();
         while t1.elapsed() < Duration::from_secs(10) {
-            if self.exited(id) || !self.shim_pid(id).is_some_and(alive) {
+            if self.exited(id) || shim_process(&self.layout.dir(id)).is_none() {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

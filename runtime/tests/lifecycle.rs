@@ -298,7 +298,9 @@ async fn agent_restart_while_running_and_while_exiting() {
             .join("shim.pid"),
     )
     .unwrap()
-    .trim()
+    .split_whitespace()
+    .next()
+    .unwrap()
     .parse()
     .unwrap();
     let stat = |pid: i32| -> Vec<i32> {

@@ -17,6 +17,7 @@ fn main() {
         Some("run") if args.len() == 3 => {
             berth_runtime::shim::launch(&berth_runtime::shim::dir_arg(&args[2]))
         }
+        Some("supervise") if args.len() == 8 => berth_runtime::shim::supervise_main(&args[2..]),
         Some("serve") if args.len() == 3 => {
             berth_runtime::shim::serve_main(&berth_runtime::shim::dir_arg(&args[2]))
         }

@@ -335,6 +335,19 @@ fn kill_and_rmdir(d: &Path) {
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // the shims' own logs explain most failures
+            if let Ok(rd) = std::fs::read_dir(self.tmp.path().join("run/containers")) {
+                for e in rd.flatten() {
+                    let log =
+                        std::fs::read_to_string(e.path().join("shim.log")).unwrap_or_default();
+                    eprintln!(
+                        "--- shim.log of {}:\n{log}",
+                        e.file_name().to_string_lossy()
+                    );
+                }
+            }
+        }
         if let Some(rt) = self.rt.take() {
             let pods = std::mem::take(&mut *self.pods.lock().unwrap());
             std::thread::scope(|s| {
