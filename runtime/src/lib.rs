@@ -461,12 +461,10 @@ impl Runtime for ShimRuntime {
 
     async fn wait(&self, id: &str) -> Result<ContainerState, RuntimeError> {
         let dir = self.layout.dir(id);
-        // the shim answers when the container ends; the files decide either way
-        if let Some(sock) = control::sock_path(&dir)
-            && !self.exited(id)
-        {
-            let _ = control::call(&sock, &control::Request::Wait, None).await;
-        }
+        // The shim answers a `wait` when the container ends; the files decide
+        // either way. The socket appears a few ms after start (once the shim
+        // has re-executed), so look for it again while polling.
+        let mut delay = Duration::from_millis(2);
         loop {
             if !dir.join("spec.json").exists() {
                 return Err(RuntimeError::NotFound { id: id.into() });
@@ -475,7 +473,17 @@ impl Runtime for ShimRuntime {
                 s @ (ContainerState::Exited { .. } | ContainerState::Failed { .. }) => {
                     return Ok(s);
                 }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ => {
+                    if let Some(sock) = control::sock_path(&dir)
+                        && control::call(&sock, &control::Request::Wait, None)
+                            .await
+                            .is_some()
+                    {
+                        continue;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(100));
+                }
             }
         }
     }
