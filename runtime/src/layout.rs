@@ -45,6 +45,9 @@ pub struct Started {
 pub struct SetupError {
     pub reason: String,
     pub message: String,
+    /// How the agent should react; absent in files of older shims.
+    #[serde(default)]
+    pub kind: Option<berth_reconciler::traits::ErrorKind>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

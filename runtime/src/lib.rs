@@ -17,6 +17,7 @@ pub mod control;
 pub mod layout;
 pub mod logs;
 pub mod oci;
+pub mod precheck;
 pub mod sandbox;
 pub mod seccomp;
 pub mod shim;
@@ -44,6 +45,8 @@ pub enum RuntimeError {
         id: String,
         reason: String,
         message: String,
+        /// Decided by the shim where the failure happened.
+        kind: ErrorKind,
     },
     #[error("container {id}: {step}")]
     Io {
@@ -69,20 +72,7 @@ pub enum RuntimeError {
 impl Classify for RuntimeError {
     fn kind(&self) -> ErrorKind {
         match self {
-            RuntimeError::Setup {
-                reason, message, ..
-            } => {
-                if message.contains("overlay") {
-                    ErrorKind::Unsupported
-                } else if reason == "CreateContainerConfigError"
-                    || message.contains("not found")
-                    || message.contains("No such file")
-                {
-                    ErrorKind::Invalid
-                } else {
-                    ErrorKind::Transient
-                }
-            }
+            RuntimeError::Setup { kind, .. } => *kind,
             RuntimeError::NotFound { .. } => ErrorKind::NotFound,
             RuntimeError::ShimTimeout { .. }
             | RuntimeError::Io { .. }
@@ -397,6 +387,7 @@ impl Runtime for ShimRuntime {
             let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
             return Err(RuntimeError::Setup {
                 id: id.clone(),
+                kind: ErrorKind::Internal,
                 reason: "RunContainerError".into(),
                 message: format!(
                     "berth-shim could not start the supervisor ({launched}): {}",
@@ -416,10 +407,16 @@ impl Runtime for ShimRuntime {
                     } else {
                         format!("{message} ({detail})")
                     };
+                    // the shim recorded how to react; a shim that died
+                    // without saying is an internal problem
+                    let kind = read_json::<SetupError>(&dir.join("error.json"))
+                        .and_then(|e| e.kind)
+                        .unwrap_or(ErrorKind::Internal);
                     break Err(RuntimeError::Setup {
                         id: id.clone(),
                         reason,
                         message,
+                        kind,
                     });
                 }
                 _ => break self.info(&id),

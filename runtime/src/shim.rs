@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use berth_reconciler::traits::ExecResult;
+use berth_reconciler::traits::{ErrorKind, ExecResult};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
@@ -32,7 +32,19 @@ use crate::layout::{Exit, Layout, SetupError, ShimSpec, Started, ns_of, read_jso
 use crate::logs::{LogWriter, pump};
 use crate::oci;
 
-struct Fail(&'static str, String);
+/// A setup failure: Kubernetes-style reason, message, and how the agent should react.
+struct Fail(&'static str, String, ErrorKind);
+
+/// A failure whose kind follows from its reason: configuration errors are the
+/// user's to fix, the rest is worth retrying.
+fn fail(reason: &'static str, message: String) -> Fail {
+    let kind = if reason == "CreateContainerConfigError" {
+        ErrorKind::Invalid
+    } else {
+        ErrorKind::Transient
+    };
+    Fail(reason, message, kind)
+}
 
 /// `BERTH_SHIM_TIMING=1`: phase times (ms since the shim started) in the shim log.
 fn mark(what: &str) {
@@ -61,7 +73,7 @@ fn resolve_user(spec: &ShimSpec, rootfs: &Path) -> Result<oci::User, Fail> {
     let group = read_in_rootfs(rootfs, "etc/group");
     let (mut uid, mut gid) = match &spec.config.image_user {
         Some(u) if s.run_as_user.is_none() => oci::resolve_user(u, &passwd, &group)
-            .map_err(|m| Fail("CreateContainerConfigError", m))?,
+            .map_err(|m| fail("CreateContainerConfigError", m))?,
         _ => (0, 0),
     };
     if let Some(u) = s.run_as_user {
@@ -74,7 +86,7 @@ fn resolve_user(spec: &ShimSpec, rootfs: &Path) -> Result<oci::User, Fail> {
         gid = g as u32;
     }
     if s.run_as_non_root && uid == 0 {
-        return Err(Fail(
+        return Err(fail(
             "CreateContainerConfigError",
             format!(
                 "container {} has runAsNonRoot and image will run as root",
@@ -96,7 +108,7 @@ fn mount_rootfs(spec: &ShimSpec, layout: &Layout, rootfs: &Path) -> Result<(), F
     let work = upper_base.join("work");
     for d in [&upper, &work, &rootfs.to_path_buf()] {
         fs::create_dir_all(d).map_err(|e| {
-            Fail(
+            fail(
                 "CreateContainerError",
                 format!("creating {}: {e}", d.display()),
             )
@@ -111,7 +123,7 @@ fn mount_rootfs(spec: &ShimSpec, layout: &Layout, rootfs: &Path) -> Result<(), F
         .map(|p| p.display().to_string())
         .collect();
     if layers.is_empty() {
-        return Err(Fail("CreateContainerError", "image has no layers".into()));
+        return Err(fail("CreateContainerError", "image has no layers".into()));
     }
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -127,10 +139,13 @@ fn mount_rootfs(spec: &ShimSpec, layout: &Layout, rootfs: &Path) -> Result<(), F
         Some(opts.as_str()),
     )
     .map_err(|e| {
-        Fail(
-            "CreateContainerError",
-            format!("mounting the overlay root filesystem: {e} (is overlayfs available?)"),
-        )
+        let msg = format!("mounting the overlay root filesystem: {e} (is overlayfs available?)");
+        let kind = if e == nix::errno::Errno::ENODEV {
+            ErrorKind::Unsupported
+        } else {
+            ErrorKind::Transient
+        };
+        Fail("CreateContainerError", msg, kind)
     })
 }
 
@@ -227,12 +242,13 @@ pub fn run_main(dir: &Path) -> i32 {
     let rootfs = dir.join("rootfs");
     let cg = Cgroups::detect(Path::new("/sys/fs/cgroup"));
     match start(&spec, &layout, dir, &rootfs) {
-        Err(Fail(reason, message)) => {
+        Err(Fail(reason, message, kind)) => {
             let _ = write_json(
                 &dir.join("error.json"),
                 &SetupError {
                     reason: reason.into(),
                     message,
+                    kind: Some(kind),
                 },
             );
             cleanup(&spec, &layout, &rootfs, &cg);
@@ -404,12 +420,20 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
     mark("overlay mounted");
     let user = resolve_user(spec, rootfs)?;
     create_workdir(rootfs, &cfg.working_dir);
+    let invalid = |m: String| Fail("CreateContainerError", m, ErrorKind::Invalid);
+    crate::precheck::working_dir(rootfs, &cfg.working_dir).map_err(invalid)?;
+    crate::precheck::executable(
+        rootfs,
+        cfg.args.first().map(String::as_str).unwrap_or(""),
+        &cfg.env,
+    )
+    .map_err(invalid)?;
     // subPaths resolved here, never following a symlink (see `subpath`)
     let mut resolved = cfg.clone();
     for m in &mut resolved.mounts {
         if let Some(sp) = m.sub_path.take() {
             m.source = crate::subpath::resolve(&m.source, &sp).map_err(|e| {
-                Fail(
+                fail(
                     "CreateContainerConfigError",
                     format!("mount {}: {}", m.destination, err_chain(&e)),
                 )
@@ -424,7 +448,7 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
         spec.default_pids_limit,
         nofile(),
     )
-    .map_err(|m| Fail("CreateContainerConfigError", m))?;
+    .map_err(|m| fail("CreateContainerConfigError", m))?;
     // v1 without swap accounting (swapaccount=0) has no memsw files: a swap
     // limit there would make libcontainer fail; the memory limit alone stays
     let v1_no_memsw = Path::new("/sys/fs/cgroup/memory").is_dir()
@@ -435,21 +459,21 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
     let bounding =
         crate::caps::own_bounding_set(&fs::read_to_string("/proc/self/status").unwrap_or_default());
     crate::caps::finish(&mut value, &cfg.security, bounding)
-        .map_err(|m| Fail("CreateContainerConfigError", m))?;
+        .map_err(|m| fail("CreateContainerConfigError", m))?;
     let bundle = dir.join("bundle");
-    fs::create_dir_all(&bundle).map_err(|e| Fail("CreateContainerError", e.to_string()))?;
+    fs::create_dir_all(&bundle).map_err(|e| fail("CreateContainerError", e.to_string()))?;
     let parsed: oci_spec::runtime::Spec = serde_json::from_value(value)
-        .map_err(|e| Fail("CreateContainerError", format!("OCI spec: {e}")))?;
+        .map_err(|e| fail("CreateContainerError", format!("OCI spec: {e}")))?;
     mark("spec built");
     parsed
         .save(bundle.join("config.json"))
-        .map_err(|e| Fail("CreateContainerError", format!("writing config.json: {e}")))?;
-    let (out_r, out_w) = std::io::pipe().map_err(|e| Fail("RunContainerError", e.to_string()))?;
-    let (err_r, err_w) = std::io::pipe().map_err(|e| Fail("RunContainerError", e.to_string()))?;
+        .map_err(|e| fail("CreateContainerError", format!("writing config.json: {e}")))?;
+    let (out_r, out_w) = std::io::pipe().map_err(|e| fail("RunContainerError", e.to_string()))?;
+    let (err_r, err_w) = std::io::pipe().map_err(|e| fail("RunContainerError", e.to_string()))?;
     let youki_root = layout.youki_root();
-    fs::create_dir_all(&youki_root).map_err(|e| Fail("RunContainerError", e.to_string()))?;
+    fs::create_dir_all(&youki_root).map_err(|e| fail("RunContainerError", e.to_string()))?;
     let run_err =
-        |e: libcontainer::error::LibcontainerError| Fail("RunContainerError", err_chain(&e));
+        |e: libcontainer::error::LibcontainerError| fail("RunContainerError", err_chain(&e));
     let mut c = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
         .with_executor(DefaultExecutor {})
         .with_root_path(&youki_root)
@@ -462,12 +486,12 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
         .with_systemd(false)
         .with_detach(true)
         .build()
-        .map_err(|e| Fail("CreateContainerError", err_chain(&e)))?;
+        .map_err(|e| fail("CreateContainerError", err_chain(&e)))?;
     mark("libcontainer created");
     c.start().map_err(run_err)?;
     mark("libcontainer started");
     let pid = c.pid().map(|p| Pid::from_raw(p.as_raw())).ok_or_else(|| {
-        Fail(
+        fail(
             "RunContainerError",
             "container has no pid after start".into(),
         )
@@ -480,7 +504,7 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
             started_at_ns: ns_of(started_at),
         },
     )
-    .map_err(|e| Fail("RunContainerError", e.to_string()))?;
+    .map_err(|e| fail("RunContainerError", e.to_string()))?;
     Ok((pid, started_at, out_r, err_r))
 }
 

@@ -264,5 +264,19 @@ async fn binary_missing_and_bad_workdir_are_clear_errors() {
     c.working_dir = "/etc/passwd".into();
     let err = h.rt().run(&c).await.expect_err("a file as cwd must fail");
     let msg = berth_reconciler::traits::error_chain(&err);
-    assert!(msg.contains(&c.id), "{msg}");
+    assert!(
+        msg.contains(&c.id) && msg.contains("not a directory"),
+        "{msg}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{msg}");
+
+    // a command looked up in the image's PATH, not the host's
+    let c = h.container(&sb, "nopath", &["definitely-not-here"]);
+    let err = h.rt().run(&c).await.expect_err("missing command must fail");
+    let msg = berth_reconciler::traits::error_chain(&err);
+    assert!(
+        msg.contains("$PATH") && msg.contains("CreateContainerError"),
+        "{msg}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{msg}");
 }
