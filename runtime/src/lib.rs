@@ -1,12 +1,20 @@
 //! berth's container runtime: one container's life.
 //!
 //! Each container runs under its own supervisor process, `berth-shim` (see
-//! [`shim`]), which creates it with youki's libcontainer from an OCI spec
-//! ([`oci`]), owns its stdio and logs ([`logs`]), waits for it and records how
-//! it ended. The agent talks to shims only through files in the container's
-//! run dir ([`layout`]) and signals, so containers, logs and exit codes outlive
-//! agent restarts. Pod sandboxes (shared IPC/UTS namespaces, hosts files) are
-//! in [`sandbox`]; cgroup reads in [`cgroups`].
+//! [`shim`]). `berth-shim run` forks the supervisor off (own session, child
+//! subreaper) and exits, so the agent never holds it. The supervisor, still
+//! single-threaded, mounts the overlay rootfs, checks the command and working
+//! dir ([`precheck`]), resolves subPaths without following symlinks
+//! ([`subpath`]), builds the OCI spec ([`oci`], capabilities limited to what
+//! the host grants and the RuntimeDefault seccomp allow-list: [`caps`],
+//! [`seccomp`]) and creates the container with youki's libcontainer. Then it
+//! re-executes itself (`supervise`, same pid, so the init stays its child) to
+//! drop libcontainer's memory, pumps stdout/stderr into CRI logs ([`logs`]),
+//! serves its control socket ([`control`]: status, wait, stop), waits for the
+//! init and records how it ended. Files in the container's run dir
+//! ([`layout`]) are the source of truth, so containers, logs and exit codes
+//! outlive agent restarts. Pod sandboxes (shared IPC/UTS namespaces, hosts
+//! files) are in [`sandbox`]; pod cgroups, usage and OOM counts in [`cgroups`].
 //!
 //! Not here: images (`berth-image` hands over unpacked layer dirs), networks
 //! (`berth-net` hands over a netns path), deciding what runs (the reconciler).
