@@ -121,7 +121,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-/// Start time of a process (field 22 of /proc/<pid>/stat, clock ticks since
+/// Start time of a process (field 22 of `/proc/<pid>/stat`, clock ticks since
 /// boot). Unlike the pid it is never shared by two processes at once, and
 /// exec does not change it.
 pub fn start_time(pid: i32) -> Option<u64> {
@@ -131,7 +131,7 @@ pub fn start_time(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// `shim.pid`: "<pid> <start time>", so a reused pid is never taken for the shim.
+/// `shim.pid`: `"<pid> <start time>"`, so a reused pid is never taken for the shim.
 pub fn write_shim_pid(dir: &Path, pid: i32) -> std::io::Result<()> {
     let st = start_time(pid).map(|t| format!(" {t}")).unwrap_or_default();
     write_atomic(&dir.join("shim.pid"), format!("{pid}{st}").as_bytes())
