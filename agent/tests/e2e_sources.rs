@@ -1,6 +1,7 @@
 //! End to end: the real `berth` binary on a temp manifest directory, checked
-//! through its HTTP API. Workloads are not wired here: this checks the
-//! desired objects and diagnostics (the lead extends it to running pods).
+//! through its HTTP API: desired objects and diagnostics (running pods are
+//! covered by `tests/`). The agent sets up its instance's network (`btag1`)
+//! and a tmpfs; `Agent`'s drop removes them even when an assertion fails.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,13 +13,40 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth");
 
-/// Kills the agent (by its PID) even when an assertion fails.
-struct Agent(Child);
+/// Kills the agent (by its PID) and removes what instance `btag1` created on
+/// the host (bridge, nft table, mounts under the test dir, cgroups), even when
+/// an assertion fails.
+struct Agent(Child, std::path::PathBuf);
 
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let quiet = |cmd: &str, args: &[&str]| {
+            let _ = Command::new(cmd)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        };
+        quiet("ip", &["link", "del", "btag10"]);
+        quiet("nft", &["delete", "table", "inet", "btag1"]);
+        let prefix = self.1.display().to_string();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|m| m.starts_with(&prefix))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            quiet("umount", &["-l", &m]);
+        }
+        for c in [
+            "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "",
+        ] {
+            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(c).join("btag1"));
+        }
     }
 }
 
@@ -81,6 +109,10 @@ fn start(dir: &Path, tmp: &Path, port: u16) -> Agent {
             &format!("127.0.0.1:{port}"),
             "--node-name",
             "e2e",
+            "--pod-cidr",
+            "10.124.40.0/24",
+            "--service-cidr",
+            "10.124.41.0/24",
         ])
         .arg("--manifests")
         .arg(dir)
@@ -92,7 +124,7 @@ fn start(dir: &Path, tmp: &Path, port: u16) -> Agent {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    Agent(child)
+    Agent(child, tmp.to_path_buf())
 }
 
 #[test]

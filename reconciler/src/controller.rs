@@ -876,7 +876,7 @@ fn ready_since(s: &PodStatus) -> Option<SystemTime> {
     Some(crate::pod::status::system_time(t))
 }
 
-fn pod_obs(e: &PodEntry) -> PodObs {
+pub(crate) fn pod_obs(e: &PodEntry) -> PodObs {
     PodObs {
         name: e.record.pod.name.clone(),
         template_hash: e.record.template_hash.clone().unwrap_or_default(),

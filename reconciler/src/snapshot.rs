@@ -8,7 +8,7 @@ use berth_spec::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Own
 use berth_spec::volume::VolumeStatus;
 use berth_spec::{Object, Volume};
 
-use crate::controller::{Reconciler, pod_ready};
+use crate::controller::Reconciler;
 use crate::deployment;
 use crate::desired::DesiredState;
 use crate::pod::status::time;
@@ -124,14 +124,7 @@ fn deployment_status<I, R, N>(r: &Reconciler<I, R, N>, d: &Deployment) -> Deploy
         .filter(|e| {
             e.record.pod.namespace == ns && e.record.owner.as_deref() == Some(name.as_str())
         })
-        .map(|e| deployment::PodObs {
-            name: e.record.pod.name.clone(),
-            template_hash: e.record.template_hash.clone().unwrap_or_default(),
-            ready: e.status.as_ref().is_some_and(pod_ready),
-            ready_since: None,
-            terminating: e.terminating.is_some(),
-            created: e.record.created,
-        })
+        .map(crate::controller::pod_obs)
         .collect();
     let progress = r.progress.get(&(ns.clone(), name.clone()));
     let stalled = progress.is_some_and(|p| p.stalled);

@@ -424,7 +424,7 @@ pub fn cleanup_instance(instance: &str) {
     {
         for f in String::from_utf8_lossy(&out.stdout).lines() {
             if let Ok(s) = std::fs::read_to_string(f)
-                && let Ok(p) = s.trim().parse()
+                && let Some(Ok(p)) = s.split_whitespace().next().map(str::parse)
             {
                 pids.push(p);
             }
