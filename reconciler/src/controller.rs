@@ -180,6 +180,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         desired: &DesiredState,
         tx: mpsc::Sender<BTreeMap<(String, String), u64>>,
     ) {
+        let vd = self.volume_dirs();
         let dirs: Vec<((String, String), PathBuf)> = desired
             .objects
             .values()
@@ -191,7 +192,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                         .clone()
                         .unwrap_or_else(|| "default".into());
                     let name = v.metadata.name.clone().unwrap_or_default();
-                    let dir = self.cfg.state_dir.join("volumes").join(&ns).join(&name);
+                    let dir = vd.claim_dir(&ns, &name);
                     Some(((ns, name), dir))
                 }
                 _ => None,
@@ -713,10 +714,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
     /// Volume directories exist while their object does; `reclaimPolicy: Delete`
     /// removes the data once the object is gone and no pod uses it.
     fn sync_volumes(&mut self, desired: &DesiredState) {
-        let dirs = pod::volumes::VolumeDirs {
-            state_dir: self.cfg.state_dir.clone(),
-            run_dir: self.cfg.run_dir.clone(),
-        };
+        let dirs = self.volume_dirs();
         let mut present = BTreeSet::new();
         for s in desired.objects.values() {
             if let Object::Volume(v) = &s.object {
@@ -920,6 +918,13 @@ fn desired_from_record(r: &PodRecord) -> DesiredPod {
 
 // for snapshot.rs
 impl<I, R, N> Reconciler<I, R, N> {
+    pub(crate) fn volume_dirs(&self) -> pod::volumes::VolumeDirs {
+        pod::volumes::VolumeDirs {
+            state_dir: self.cfg.state_dir.clone(),
+            run_dir: self.cfg.run_dir.clone(),
+        }
+    }
+
     pub(crate) fn cfg(&self) -> &ReconcilerConfig {
         &self.cfg
     }

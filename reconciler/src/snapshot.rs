@@ -242,7 +242,7 @@ fn volume_status<I, R, N>(r: &Reconciler<I, R, N>, v: &Volume) -> Volume {
         .clone()
         .unwrap_or_else(|| "default".into());
     let name = v.metadata.name.clone().unwrap_or_default();
-    let path = r.cfg().state_dir.join("volumes").join(&ns).join(&name);
+    let path = r.volume_dirs().claim_dir(&ns, &name);
     let used_by: Vec<String> = r
         .pods
         .values()

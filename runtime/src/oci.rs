@@ -95,45 +95,6 @@ pub const READONLY: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// Syscalls the default profile refuses with EPERM. This is a deny-list of
-/// what Docker's allow-list leaves out for unprivileged containers (kernel
-/// modules, mounts, namespaces, keyrings, clock, tracing, bpf, reboot...).
-pub const SECCOMP_DENY: [&str; 33] = [
-    "acct",
-    "add_key",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "create_module",
-    "delete_module",
-    "finit_module",
-    "get_kernel_syms",
-    "init_module",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mount",
-    "move_mount",
-    "fsmount",
-    "open_by_handle_at",
-    "perf_event_open",
-    "pivot_root",
-    "process_vm_readv",
-    "process_vm_writev",
-    "ptrace",
-    "quotactl",
-    "reboot",
-    "request_key",
-    "setns",
-    "swapon",
-    "swapoff",
-    "umount2",
-];
-
 fn cap_name(c: &str) -> String {
     let u = c.to_ascii_uppercase();
     if u.starts_with("CAP_") {
@@ -373,10 +334,7 @@ pub fn spec(
         linux["maskedPaths"] = json!(MASKED.to_vec());
         linux["readonlyPaths"] = json!(READONLY.to_vec());
         if !sec.seccomp_unconfined {
-            linux["seccomp"] = json!({
-                "defaultAction": "SCMP_ACT_ALLOW",
-                "syscalls": [{"names": SECCOMP_DENY.to_vec(), "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
-            });
+            linux["seccomp"] = crate::seccomp::profile(&caps);
         }
     }
     let process = json!({

@@ -78,8 +78,10 @@ fn docker_defaults() {
         v["linux"]["maskedPaths"].as_array().unwrap().len(),
         MASKED.len()
     );
+    // RuntimeDefault: an allow-list that does not allow mount without CAP_SYS_ADMIN
+    assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
     assert!(
-        v["linux"]["seccomp"]["syscalls"][0]["names"]
+        !v["linux"]["seccomp"]["syscalls"][0]["names"]
             .as_array()
             .unwrap()
             .iter()
