@@ -1,6 +1,10 @@
 //! The directory source: `*.yaml`/`*.yml` under a directory, watched with
-//! `notify` (inotify), debounced here (200 ms of quiet, at most 2 s), plus a
-//! periodic full re-read as a safety net.
+//! `notify` (inotify), debounced here, plus a periodic full re-read as a
+//! safety net. A burst of events ends after 200 ms of quiet while some file is
+//! still open for writing (written in place and not closed yet), and after
+//! only 15 ms once every written file was closed or renamed into place (the
+//! common case: `cp`, `mv`, an editor's save, `git checkout`). A burst never
+//! delays a reload by more than 2 s.
 //!
 //! Every change burst becomes one full re-scan; files whose bytes did not
 //! change are not parsed again (content hash). Per file the last good parse is
@@ -19,13 +23,13 @@
 //! must not use CPU while nothing changes. We re-scan the whole tree on every
 //! burst anyway, so its per-file event bookkeeping buys nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use berth_spec::{Diagnostic, Location, Severity, Sourced};
-use notify::event::{AccessKind, AccessMode};
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
@@ -33,8 +37,11 @@ use tokio::sync::{mpsc, watch};
 use super::scan::{Scanned, scan_dir};
 use super::{DiagView, SourceHandle, SourceReport, SourceStatus, rfc3339};
 
-/// Quiet time that ends a burst of file events.
+/// Quiet time that ends a burst of file events while a file is still open
+/// for writing.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Quiet time that ends a burst once every written file was closed.
+pub const SETTLE: Duration = Duration::from_millis(15);
 /// A burst never delays a reload longer than this.
 const MAX_BURST: Duration = Duration::from_secs(2);
 /// Re-read interval while the directory is missing or unreadable.
@@ -226,14 +233,62 @@ fn relevant(kind: &EventKind) -> bool {
     }
 }
 
-fn watch(root: &Path, tx: mpsc::UnboundedSender<()>) -> notify::Result<notify::RecommendedWatcher> {
-    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        let wanted = match &res {
-            Ok(ev) => relevant(&ev.kind),
-            Err(_) => true, // e.g. queue overflow: re-scan
-        };
-        if wanted {
-            let _ = tx.send(());
+/// Files written in place whose writer has not closed them yet: while there
+/// are any, a burst waits for the long quiet time, so a half-written file
+/// (which may parse as a valid, shorter manifest) is not acted on.
+#[derive(Debug, Default)]
+pub(crate) struct OpenWrites(HashSet<PathBuf>);
+
+impl OpenWrites {
+    pub(crate) fn note(&mut self, ev: &notify::Event) {
+        match &ev.kind {
+            EventKind::Create(CreateKind::File)
+            | EventKind::Create(CreateKind::Any)
+            | EventKind::Modify(ModifyKind::Data(_))
+            | EventKind::Modify(ModifyKind::Any) => {
+                self.0.extend(ev.paths.iter().cloned());
+            }
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Remove(_)
+            | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+                for p in &ev.paths {
+                    self.0.remove(p);
+                }
+            }
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+                // renamed away from a temporary name: the old name is done
+                if let Some(from) = ev.paths.first() {
+                    self.0.remove(from);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// How long a burst must be quiet before the directory is re-read.
+    pub(crate) fn quiet(&self) -> Duration {
+        if self.0.is_empty() { SETTLE } else { DEBOUNCE }
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// A relevant event, or `None` when events were lost (queue overflow).
+type Change = Option<notify::Event>;
+
+fn watch(
+    root: &Path,
+    tx: mpsc::UnboundedSender<Change>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+        Ok(ev) if relevant(&ev.kind) => {
+            let _ = tx.send(Some(ev));
+        }
+        Ok(_) => {}
+        Err(_) => {
+            let _ = tx.send(None); // e.g. queue overflow: re-scan
         }
     })?;
     w.watch(root, RecursiveMode::Recursive)?;
@@ -251,6 +306,7 @@ pub async fn run(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watcher: Option<notify::RecommendedWatcher> = None;
     let mut reloads: u64 = 0;
+    let mut open = OpenWrites::default();
     loop {
         // a watcher is (re)established before scanning, so no change between the two is lost
         if watcher.is_none() && root.is_dir() {
@@ -286,16 +342,25 @@ pub async fn run(
         tokio::select! {
             _ = super::stopped(&mut shutdown) => break,
             _ = tokio::time::sleep(wait) => {}
-            Some(()) = rx.recv() => {
-                // one burst = one reload: wait for DEBOUNCE of quiet, at most MAX_BURST
+            Some(change) = rx.recv() => {
+                // one burst = one reload: wait until it is quiet (long while a
+                // file is still open for writing), at most MAX_BURST
+                if let Some(ev) = &change {
+                    open.note(ev);
+                }
                 let deadline = tokio::time::Instant::now() + MAX_BURST;
                 loop {
-                    let quiet = tokio::time::timeout(DEBOUNCE, rx.recv());
+                    let quiet = tokio::time::timeout(open.quiet(), rx.recv());
                     tokio::select! {
-                        r = quiet => if r.is_err() { break },
+                        r = quiet => match r {
+                            Err(_) | Ok(None) => break,
+                            Ok(Some(Some(ev))) => open.note(&ev),
+                            Ok(Some(None)) => {}
+                        },
                         _ = tokio::time::sleep_until(deadline) => break,
                     }
                 }
+                open.clear();
             }
         }
     }

@@ -223,3 +223,47 @@ async fn watcher_burst_is_one_reload_and_atomic_rename_is_seen() {
         .expect("source stops on shutdown")
         .unwrap();
 }
+
+#[test]
+fn a_burst_waits_long_only_while_a_file_is_open_for_writing() {
+    use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RenameMode};
+    use notify::{Event, EventKind};
+    let ev = |kind, paths: &[&str]| {
+        let mut e = Event::new(kind);
+        for p in paths {
+            e = e.add_path(std::path::PathBuf::from(p));
+        }
+        e
+    };
+    let mut open = super::OpenWrites::default();
+    assert_eq!(open.quiet(), super::SETTLE);
+    // written in place: long quiet until the writer closes it
+    open.note(&ev(EventKind::Create(CreateKind::File), &["/m/a.yaml"]));
+    open.note(&ev(
+        EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+        &["/m/a.yaml"],
+    ));
+    assert_eq!(open.quiet(), super::DEBOUNCE);
+    open.note(&ev(
+        EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        &["/m/a.yaml"],
+    ));
+    assert_eq!(open.quiet(), super::SETTLE);
+    // temp file + rename into place: the temp name is done with the rename
+    open.note(&ev(EventKind::Create(CreateKind::File), &["/m/.b.tmp"]));
+    open.note(&ev(
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+        &["/m/.b.tmp", "/m/b.yaml"],
+    ));
+    assert_eq!(open.quiet(), super::SETTLE);
+    // a directory created is not a file being written
+    open.note(&ev(EventKind::Create(CreateKind::Folder), &["/m/sub"]));
+    assert_eq!(open.quiet(), super::SETTLE);
+    // a file removed while open is no longer waited for
+    open.note(&ev(
+        EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+        &["/m/c.yaml"],
+    ));
+    open.note(&ev(EventKind::Remove(notify::event::RemoveKind::File), &["/m/c.yaml"]));
+    assert_eq!(open.quiet(), super::SETTLE);
+}
