@@ -474,7 +474,13 @@ pub fn cleanup_instance(instance: &str) {
     for t in targets {
         run_quiet("umount", &["-l", &t]);
     }
-    // 3. network
+    // 3. network: the pods' host-side veths (still on the bridge when their
+    // netns outlives the unmount), then the bridge and the table
+    if let Ok(ports) = std::fs::read_dir(format!("/sys/class/net/{instance}0/brif")) {
+        for p in ports.flatten() {
+            run_quiet("ip", &["link", "del", &p.file_name().to_string_lossy()]);
+        }
+    }
     run_quiet("ip", &["link", "del", &format!("{instance}0")]);
     run_quiet("nft", &["delete", "table", "inet", instance]);
     // 4. cgroup dirs, deepest first
