@@ -85,6 +85,8 @@ pub struct Reconciler<I, R, N> {
     pending: Vec<(PodRef, DesiredPod)>,
     passes: u64,
     version: u64,
+    /// A pod ended since the records were last saved (saved once per burst).
+    records_dirty: bool,
 }
 
 impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
@@ -126,6 +128,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             pending: Vec::new(),
             passes: 0,
             version: 0,
+            records_dirty: false,
         }
     }
 
@@ -155,9 +158,12 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 }
                 Some(msg) = self.worker_rx.recv() => {
                     self.on_worker(msg);
-                    // fold a burst of messages into one pass
+                    // fold a burst of messages into one pass and one save
                     while let Ok(m) = self.worker_rx.try_recv() {
                         self.on_worker(m);
+                    }
+                    if std::mem::take(&mut self.records_dirty) {
+                        self.save_records();
                     }
                 }
                 _ = resync.tick() => {}
@@ -357,7 +363,9 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     .is_some_and(|e| e.record.pod.uid == pod.uid)
                 {
                     self.pods.remove(&key);
-                    self.save_records();
+                    // a record left a moment longer is harmless: adoption
+                    // finds the pod gone and forgets it
+                    self.records_dirty = true;
                     tracing::info!(pod = %pod.key(), "pod removed");
                 }
             }
