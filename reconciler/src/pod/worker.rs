@@ -145,6 +145,8 @@ struct Worker<I, R, N> {
     start_time: SystemTime,
     message: Option<(String, String)>,
     last_status: Option<PodStatus>,
+    /// Containers of this pod whose removal failed earlier (removed again at the end).
+    stray: Vec<String>,
 }
 
 impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
@@ -184,6 +186,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             start_time: SystemTime::now(),
             message: None,
             last_status: None,
+            stray: Vec::new(),
         }
     }
 
@@ -405,7 +408,9 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             }
         }
         for id in stale {
-            let _ = self.deps.runtime.remove(&id).await;
+            if self.deps.runtime.remove(&id).await.is_err() {
+                self.stray.push(id);
+            }
         }
         if any_main {
             for c in &mut self.init {
@@ -564,6 +569,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             && let Err(e) = self.deps.runtime.remove(old).await
         {
             tracing::warn!(container = %old, err = %error_chain(&e), "removing previous container");
+            self.stray.push(old.clone());
         }
         let restarts = {
             let c = self.ctr(i, init);
@@ -941,11 +947,16 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             }
         });
         futures::future::join_all(stops).await;
-        // remove everything, retrying a few times; leftovers are found again at adoption
+        // remove everything, retrying a few times; leftovers are found again at adoption.
+        // The runtime's full list (every container's files) is read only on a
+        // retry: with many pods going at once, one list per pod is O(n^2).
+        let known: Vec<String> = ids.iter().chain(&self.stray).cloned().collect();
         for attempt in 0..3u32 {
             let mut failed = Vec::new();
-            let mut all = ids.clone();
-            if let Ok(list) = rt.list().await {
+            let mut all = known.clone();
+            if attempt > 0
+                && let Ok(list) = rt.list().await
+            {
                 all.extend(
                     list.into_iter()
                         .filter(|c| c.pod.uid == self.pod.uid)
