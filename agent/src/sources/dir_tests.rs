@@ -264,6 +264,9 @@ fn a_burst_waits_long_only_while_a_file_is_open_for_writing() {
         EventKind::Modify(ModifyKind::Data(DataChange::Any)),
         &["/m/c.yaml"],
     ));
-    open.note(&ev(EventKind::Remove(notify::event::RemoveKind::File), &["/m/c.yaml"]));
+    open.note(&ev(
+        EventKind::Remove(notify::event::RemoveKind::File),
+        &["/m/c.yaml"],
+    ));
     assert_eq!(open.quiet(), super::SETTLE);
 }
