@@ -51,6 +51,7 @@ runtime = "crun"
 CONF
 B=$W/baseline
 sysctl -n net.ipv4.ip_forward > "$B/ip_forward"
+sysctl -n net.ipv4.tcp_tw_reuse > "$B/tcp_tw_reuse"
 nft list tables > "$B/nft-tables.txt" 2>/dev/null || true
 iptables-save > "$B/iptables.txt" 2>/dev/null || true
 ls /etc/containers/networks/ > "$B/podman-networks.txt" 2>/dev/null || true
@@ -100,6 +101,7 @@ cleanup() {
     nft list table $ft | grep -vE '^\s*(table|chain|type|\}|$)' | grep -q . || nft delete table $ft
   done
   [ "$(sysctl -n net.ipv4.ip_forward)" != "$(cat $B/ip_forward)" ] && sysctl -qw net.ipv4.ip_forward="$(cat $B/ip_forward)"
+  [ -f "$B/tcp_tw_reuse" ] && sysctl -qw net.ipv4.tcp_tw_reuse="$(cat $B/tcp_tw_reuse)"
   for i in $(podman images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null); do
     grep -qx "$i" "$B/podman-images.txt" || podman rmi -f "$i" >/dev/null
   done
@@ -142,6 +144,13 @@ bash tests/fixtures/make-busybox-image.sh "$W/fx" >/dev/null
 cp "$W/fx/busybox-oci.tar" "$W/images/"
 podman load -q -i "$W/fx/busybox-docker.tar" >/dev/null
 podman image exists berth.local/busybox:1.36
+
+# The HTTP scenario opens a connection per request (busybox httpd closes
+# each one): tens of thousands of client sockets in TIME_WAIT exhaust the
+# ephemeral ports within seconds, and every path then collapses to a few
+# hundred requests/s. Reuse of TIME_WAIT ports for outgoing connections
+# (the default on loopback only) avoids that; restored on exit.
+sysctl -qw net.ipv4.tcp_tw_reuse=1
 
 echo "== scenarios"
 if [ -n "${BENCH_RESULTS:-}" ]; then
