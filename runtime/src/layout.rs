@@ -22,9 +22,11 @@ use berth_reconciler::traits::ContainerConfig;
 use serde::{Deserialize, Serialize};
 
 /// Everything the shim needs, written by the agent before it starts the shim.
+/// `berth-supervise` reads it as `ShimSpec<ContainerId>`: the same file,
+/// without the container's configuration beyond its id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ShimSpec {
-    pub config: ContainerConfig,
+pub struct ShimSpec<C = ContainerConfig> {
+    pub config: C,
     pub run_dir: PathBuf,
     pub state_dir: PathBuf,
     pub log_path: PathBuf,
@@ -33,6 +35,12 @@ pub struct ShimSpec {
     /// Absolute cgroup path, e.g. `/berth/<pod key>/<id>`.
     pub cgroup_path: String,
     pub default_pids_limit: i64,
+}
+
+/// The part of a `ContainerConfig` the supervisor needs (other fields are ignored).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerId {
+    pub id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

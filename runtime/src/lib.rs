@@ -8,10 +8,11 @@
 //! ([`subpath`]), builds the OCI spec ([`oci`], capabilities limited to what
 //! the host grants and the RuntimeDefault seccomp allow-list: [`caps`],
 //! [`seccomp`]) and creates the container with youki's libcontainer. Then it
-//! re-executes itself (`supervise`, same pid, so the init stays its child) to
-//! drop libcontainer's memory, pumps stdout/stderr into CRI logs ([`logs`]),
-//! serves its control socket ([`control`]: status, wait, stop), waits for the
-//! init and records how it ended. Files in the container's run dir
+//! execs the small `berth-supervise` binary next to it ([`supervise`], same
+//! pid, so the init stays its child) to drop libcontainer's memory, which in
+//! one thread pumps stdout/stderr into CRI logs ([`logs`]), serves the control
+//! socket ([`control`]: status, wait, stop), waits for the init and records
+//! how it ended. Files in the container's run dir
 //! ([`layout`]) are the source of truth, so containers, logs and exit codes
 //! outlive agent restarts. Pod sandboxes (shared IPC/UTS namespaces, hosts
 //! files) are in [`sandbox`]; pod cgroups, usage and OOM counts in [`cgroups`].
@@ -30,6 +31,7 @@ pub mod sandbox;
 pub mod seccomp;
 pub mod shim;
 pub mod subpath;
+pub mod supervise;
 mod sys;
 
 use std::path::{Path, PathBuf};

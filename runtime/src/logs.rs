@@ -3,9 +3,8 @@
 //! (a chunk of a longer line), `F` the end of a line. Files rotate by size.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 /// Longest line chunk written as one record.
 pub const MAX_CHUNK: usize = 16 * 1024;
@@ -68,32 +67,48 @@ impl LogWriter {
     }
 }
 
-/// Copy a stream into the log until EOF, splitting it into records.
-pub fn pump(mut from: impl Read, stream: &'static str, log: Arc<Mutex<LogWriter>>) {
-    let mut buf = vec![0u8; 8192];
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        let mut w = log.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(i) = pending.iter().position(|b| *b == b'\n') {
-            let _ = w.record(stream, false, &pending[..i]);
-            pending.drain(..=i);
-        }
-        while pending.len() >= MAX_CHUNK {
-            let _ = w.record(stream, true, &pending[..MAX_CHUNK]);
-            pending.drain(..MAX_CHUNK);
+/// One stream's bytes on their way into the log: complete lines become `F`
+/// records, a line longer than [`MAX_CHUNK`] is cut into `P` records, and
+/// the rest waits for more input (or for [`Splitter::finish`]).
+pub struct Splitter {
+    stream: &'static str,
+    pending: Vec<u8>,
+}
+
+impl Splitter {
+    pub fn new(stream: &'static str) -> Self {
+        Self {
+            stream,
+            pending: Vec::new(),
         }
     }
-    if !pending.is_empty() {
-        let mut w = log.lock().unwrap_or_else(|p| p.into_inner());
-        // a last line without newline: partial, as the runtime saw it
-        let _ = w.record(stream, true, &pending);
+
+    /// Add what was read from the stream; write the records it completes.
+    pub fn feed(&mut self, data: &[u8], log: &mut LogWriter) {
+        self.pending.extend_from_slice(data);
+        let mut done = 0;
+        while let Some(i) = self.pending[done..].iter().position(|b| *b == b'\n') {
+            let _ = log.record(self.stream, false, &self.pending[done..done + i]);
+            done += i + 1;
+        }
+        while self.pending.len() - done >= MAX_CHUNK {
+            let _ = log.record(self.stream, true, &self.pending[done..done + MAX_CHUNK]);
+            done += MAX_CHUNK;
+        }
+        self.pending.drain(..done);
+        if self.pending.is_empty() {
+            // a burst of output must not keep its buffer for the container's life
+            self.pending = Vec::new();
+        }
+    }
+
+    /// The stream ended: a last line without newline is written as partial,
+    /// as the runtime saw it.
+    pub fn finish(&mut self, log: &mut LogWriter) {
+        if !self.pending.is_empty() {
+            let _ = log.record(self.stream, true, &self.pending);
+        }
+        self.pending = Vec::new();
     }
 }
 
@@ -105,16 +120,23 @@ mod tests {
     fn records_partial_lines_and_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("0.log");
-        let log = Arc::new(Mutex::new(LogWriter::open(&p, 2048, 3).unwrap()));
+        let mut log = LogWriter::open(&p, 2048, 3).unwrap();
         let mut data = b"hello\nworld\n".to_vec();
         data.extend(vec![b'x'; MAX_CHUNK + 10]);
-        pump(&data[..], "stdout", log.clone());
+        let mut out = Splitter::new("stdout");
+        // in pieces, as reads from a pipe come
+        for piece in data.chunks(1000) {
+            out.feed(piece, &mut log);
+        }
+        out.feed(b"tail", &mut log);
+        out.finish(&mut log);
         let text = fs::read_to_string(&p).unwrap()
             + &fs::read_to_string(format!("{}.1", p.display())).unwrap_or_default()
             + &fs::read_to_string(format!("{}.2", p.display())).unwrap_or_default();
         assert!(text.contains(" stdout F hello\n"));
         assert!(text.contains(" stdout F world\n"));
         assert!(text.contains(" stdout P xxx"));
+        assert!(text.contains(" stdout P xxxxxxxxxxtail\n"), "{text}");
         // rotated: at most 3 files, the current one small
         assert!(fs::metadata(&p).unwrap().len() <= 2048 + MAX_CHUNK as u64 + 64);
         assert!(!Path::new(&format!("{}.3", p.display())).exists());

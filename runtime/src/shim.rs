@@ -4,7 +4,8 @@
 //! forks with clone3 and runs Rust in the child, which is only safe then), it
 //! mounts the overlay rootfs, writes the OCI bundle and creates and starts the
 //! container with libcontainer; the container's init is its child (CLONE_PARENT).
-//! Then it pumps stdout/stderr into the CRI log, waits for the init, and records
+//! Then it execs the small `berth-supervise` (see [`crate::supervise`]),
+//! which pumps stdout/stderr into the CRI log, waits for the init, and records
 //! how it ended (exit code, signal, OOM kill, time) in `status.json`. It owns
 //! the container, so the agent can die and come back at any time.
 //!
@@ -15,21 +16,19 @@
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use berth_reconciler::traits::{ErrorKind, ExecResult};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MsFlags, mount};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::cgroups::Cgroups;
-use crate::layout::{Exit, Layout, SetupError, ShimSpec, Started, ns_of, read_json, write_json};
-use crate::logs::{LogWriter, pump};
+use crate::layout::{Layout, SetupError, ShimSpec, Started, ns_of, read_json, write_json};
 use crate::oci;
 
 /// A setup failure: Kubernetes-style reason, message, and how the agent should react.
@@ -256,18 +255,21 @@ pub fn run_main(dir: &Path) -> i32 {
         }
         Ok((pid, started_at, out_r, err_r)) => {
             let oom_before = cg.oom_kills(&spec.cgroup_path);
-            // Drop libcontainer's pages: re-exec into `supervise`, keeping the
-            // pid (the init stays our child) and the pipe readers. If exec
-            // fails, supervise from this image.
+            // Drop libcontainer's pages: exec `berth-supervise` (or, without
+            // it, `berth-shim supervise`), keeping the pid (the init stays
+            // our child) and the pipe readers. If exec fails, supervise from
+            // this image.
             if std::env::var_os("BERTH_SHIM_NO_REEXEC").is_none() {
                 let e = reexec_supervise(dir, pid, started_at, &out_r, &err_r, oom_before);
-                eprintln!("berth-shim: re-exec into supervise failed, staying: {e}");
+                eprintln!("berth-shim: re-exec into the supervisor failed, staying: {e}");
             }
-            supervise(&spec, dir, pid, started_at, out_r, err_r, oom_before)
+            crate::supervise::run(dir, pid, started_at, out_r.into(), err_r.into(), oom_before)
         }
     }
 }
 
+/// Exec the supervisor: `berth-supervise` next to this executable, else
+/// this executable's own `supervise`. Returns only on failure.
 fn reexec_supervise(
     dir: &Path,
     pid: Pid,
@@ -278,137 +280,45 @@ fn reexec_supervise(
 ) -> std::io::Error {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => return e,
-    };
     if let Err(e) = crate::sys::fd::keep_across_exec(out_r)
         .and_then(|_| crate::sys::fd::keep_across_exec(err_r))
     {
         return e;
     }
+    let args = [
+        dir.as_os_str().to_owned(),
+        pid.as_raw().to_string().into(),
+        out_r.as_raw_fd().to_string().into(),
+        err_r.as_raw_fd().to_string().into(),
+        ns_of(started_at).to_string().into(),
+        oom_before.to_string().into(),
+    ];
+    match crate::supervise::binary_path() {
+        Some(small) => {
+            let e = std::process::Command::new(&small).args(&args).exec();
+            eprintln!(
+                "berth-shim: exec {}: {e}; supervising from berth-shim",
+                small.display()
+            );
+        }
+        None => eprintln!(
+            "berth-shim: no berth-supervise next to berth-shim; supervising from berth-shim"
+        ),
+    }
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
     std::process::Command::new(exe)
         .arg("supervise")
-        .arg(dir)
-        .arg(pid.as_raw().to_string())
-        .arg(out_r.as_raw_fd().to_string())
-        .arg(err_r.as_raw_fd().to_string())
-        .arg(ns_of(started_at).to_string())
-        .arg(oom_before.to_string())
+        .args(&args)
         .exec()
 }
 
 /// `berth-shim supervise DIR PID OUT_FD ERR_FD STARTED_NS OOM_BEFORE`: the
-/// second half of `serve`, in a fresh image (see `reexec_supervise`).
+/// supervisor in this image, when `berth-supervise` is missing.
 pub fn supervise_main(args: &[String]) -> i32 {
-    let parse = |i: usize| args.get(i).and_then(|s| s.parse::<i64>().ok());
-    let (Some(dir), Some(pid), Some(out_fd), Some(err_fd), Some(started), Some(oom_before)) = (
-        args.first(),
-        parse(1),
-        parse(2),
-        parse(3),
-        args.get(4).and_then(|s| s.parse::<u128>().ok()),
-        parse(5),
-    ) else {
-        eprintln!("berth-shim supervise: bad arguments {args:?}");
-        return 64;
-    };
-    let dir = PathBuf::from(dir);
-    let (out_r, err_r) = match (
-        crate::sys::fd::take_inherited(out_fd as i32),
-        crate::sys::fd::take_inherited(err_fd as i32),
-    ) {
-        (Ok(o), Ok(e)) => (std::io::PipeReader::from(o), std::io::PipeReader::from(e)),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("berth-shim supervise: inherited pipes: {e}");
-            return 65;
-        }
-    };
-    let Some(spec) = read_json::<ShimSpec>(&dir.join("spec.json")) else {
-        eprintln!("berth-shim: cannot read {}/spec.json", dir.display());
-        return 2;
-    };
-    let _ = nix::sys::prctl::set_child_subreaper(true);
-    supervise(
-        &spec,
-        &dir,
-        Pid::from_raw(pid as i32),
-        crate::layout::time_of(started),
-        out_r,
-        err_r,
-        oom_before as u64,
-    )
-}
-
-/// Pump the logs, serve the control socket, wait for the init, record the end.
-fn supervise(
-    spec: &ShimSpec,
-    dir: &Path,
-    pid: Pid,
-    started_at: SystemTime,
-    out_r: std::io::PipeReader,
-    err_r: std::io::PipeReader,
-    oom_before: u64,
-) -> i32 {
-    let layout = Layout {
-        run_dir: spec.run_dir.clone(),
-        state_dir: spec.state_dir.clone(),
-    };
-    let rootfs = dir.join("rootfs");
-    let cg = Cgroups::detect(Path::new("/sys/fs/cgroup"));
-    let spec = spec.clone();
-    let log = match LogWriter::open(&spec.log_path, spec.log_max_bytes, spec.log_max_files) {
-        Ok(l) => Arc::new(Mutex::new(l)),
-        Err(e) => {
-            eprintln!("berth-shim: opening log {}: {e}", spec.log_path.display());
-            return 3;
-        }
-    };
-    // from here on the shim may be multi-threaded: libcontainer is done
-    let exit_cell = Arc::new(crate::control::ExitCell::default());
-    let init = Arc::new(crate::control::InitGuard::default());
-    let server = crate::control::Server {
-        init: init.clone(),
-        dir: dir.to_path_buf(),
-        pid,
-        cgroup: spec.cgroup_path.clone(),
-        cg: cg.clone(),
-        exit: exit_cell.clone(),
-    };
-    if dir.join("shim.sock").as_os_str().len() <= crate::control::MAX_SOCK_PATH
-        && let Err(e) = server.spawn()
-    {
-        eprintln!("berth-shim: control socket: {e} (the agent falls back to files and signals)");
-    }
-    let (l1, l2) = (log.clone(), log.clone());
-    let t1 = std::thread::spawn(move || pump(out_r, "stdout", l1));
-    let t2 = std::thread::spawn(move || pump(err_r, "stderr", l2));
-    let (code, signal) = wait_for(pid, &init);
-    mark("init exited");
-    let oom = cg.oom_kills(&spec.cgroup_path) > oom_before;
-    let _ = t1.join();
-    let _ = t2.join();
-    let exit = Exit {
-        exit_code: code,
-        signal,
-        oom_killed: oom || (signal == Some(9) && oom_in_events(&cg, &spec.cgroup_path)),
-        started_at_ns: Some(ns_of(started_at)),
-        finished_at_ns: ns_of(SystemTime::now()),
-    };
-    cleanup(&spec, &layout, &rootfs, &cg);
-    mark("cleaned up");
-    if let Err(e) = write_json(&dir.join("status.json"), &exit) {
-        eprintln!("berth-shim: writing status: {e}");
-    }
-    exit_cell.set(exit);
-    // let the socket threads answer waiters before the process ends
-    std::thread::sleep(Duration::from_millis(5));
-    let _ = fs::remove_file(dir.join("shim.sock"));
-    0
-}
-
-fn oom_in_events(cg: &Cgroups, path: &str) -> bool {
-    cg.oom_kills(path) > 0
+    crate::supervise::main(args)
 }
 
 type Started4 = (Pid, SystemTime, std::io::PipeReader, std::io::PipeReader);
@@ -508,51 +418,14 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
     Ok((pid, started_at, out_r, err_r))
 }
 
-/// Reap children until `pid` exits; (exit code, signal). Kubernetes reports a
-/// signal death as 128 + signal. The shim is a subreaper, so orphans of the
-/// container come here too. The init is looked at first without reaping
-/// (`WNOWAIT`) and then reaped under `guard`, so no thread signals its pid
-/// once it could belong to another process.
-fn wait_for(pid: Pid, guard: &crate::control::InitGuard) -> (i32, Option<i32>) {
-    use nix::sys::wait::{Id, waitid};
-    loop {
-        let peek = waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
-        match peek {
-            Ok(WaitStatus::Exited(p, _)) | Ok(WaitStatus::Signaled(p, _, _)) if p == pid => {
-                return match guard.reap(|| waitpid(pid, None)) {
-                    Ok(WaitStatus::Exited(_, code)) => (code, None),
-                    Ok(WaitStatus::Signaled(_, sig, _)) => (128 + sig as i32, Some(sig as i32)),
-                    _ => (255, None),
-                };
-            }
-            Ok(WaitStatus::Exited(p, _)) | Ok(WaitStatus::Signaled(p, _, _)) => {
-                let _ = waitpid(p, None);
-            }
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(nix::errno::Errno::ECHILD) => {
-                // not our child (should not happen with CLONE_PARENT): poll for it
-                while kill(pid, None).is_ok() {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                return (255, None);
-            }
-            Err(_) => return (255, None),
-        }
-    }
-}
-
+/// After a failed setup: libcontainer's delete of what it created, then
+/// what the supervisor removes after a container's end.
 fn cleanup(spec: &ShimSpec, layout: &Layout, rootfs: &Path, cg: &Cgroups) {
     let youki = layout.youki_root().join(&spec.config.id);
-    if youki.exists() {
-        if let Ok(mut c) = libcontainer::container::Container::load(youki.clone()) {
-            let _ = c.delete(true);
-        }
-        let _ = fs::remove_dir_all(&youki);
+    if let Ok(mut c) = libcontainer::container::Container::load(youki) {
+        let _ = c.delete(true);
     }
-    crate::sandbox::unmount_below(rootfs);
-    let _ = umount2(rootfs, MntFlags::MNT_DETACH);
-    cg.remove(&spec.cgroup_path);
+    crate::supervise::cleanup(layout, &spec.config.id, rootfs, cg, &spec.cgroup_path);
 }
 
 /// `berth-shim exec DIR TIMEOUT_MS -- ARGV`: prints an ExecResult JSON.

@@ -37,6 +37,21 @@ async fn exit_codes_signals_and_stop_grace() {
         "{:?}",
         info.state
     );
+    // the resident supervisor is the small berth-supervise, on one thread
+    let dir = h.cfg.run_dir.join("containers").join(&c.id);
+    let shim = std::fs::read_to_string(dir.join("shim.pid")).unwrap();
+    let shim = shim.split_whitespace().next().unwrap().to_string();
+    let t0 = Instant::now();
+    let exe = loop {
+        let exe = std::fs::read_link(format!("/proc/{shim}/exe")).unwrap();
+        if exe.ends_with("berth-supervise") || t0.elapsed() > Duration::from_secs(5) {
+            break exe;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exe.ends_with("berth-supervise"), "{}", exe.display());
+    let status = std::fs::read_to_string(format!("/proc/{shim}/status")).unwrap();
+    assert!(status.contains("\nThreads:\t1\n"), "{status}");
     let t0 = Instant::now();
     h.rt()
         .stop(&c.id, Duration::from_millis(800))
@@ -537,4 +552,57 @@ async fn pod_cgroup_carries_pod_limits() {
     h.rt().remove(&c.id).await.unwrap();
     h.rt().remove_sandbox(&pod).await.unwrap();
     assert!(!h.cgroup_dir("memory", &pod.key()).exists());
+}
+
+/// Without `berth-supervise` next to it, `berth-shim` supervises from its own
+/// image (`berth-shim supervise`), with the same results, and says so in its log.
+#[tokio::test(flavor = "multi_thread")]
+async fn shim_without_berth_supervise_falls_back_to_itself() {
+    require_root!();
+    let alone = tempfile::Builder::new()
+        .prefix("btrt-shim-")
+        .tempdir()
+        .unwrap();
+    let shim = alone.path().join("berth-shim");
+    let built = std::path::Path::new(env!("CARGO_BIN_EXE_berth-shim"));
+    if std::fs::hard_link(built, &shim).is_err() {
+        std::fs::copy(built, &shim).unwrap();
+    }
+    let h = Harness::with("btrt18", |c| c.shim_path = shim.clone());
+    let pod = h.pod("alone");
+    let sb = h.sandbox(&pod, None).await;
+    let c = h.container(
+        &sb,
+        "both",
+        &["/bin/sh", "-c", "echo out; echo err >&2; sleep 300"],
+    );
+    h.rt().run(&c).await.unwrap();
+    let dir = h.cfg.run_dir.join("containers").join(&c.id);
+    let t0 = Instant::now();
+    while h.log_lines(&c.id, "stderr").await.is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = std::fs::read_to_string(dir.join("shim.pid")).unwrap();
+    let pid = pid.split_whitespace().next().unwrap().to_string();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(exe, shim);
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(cmdline.contains("\0supervise\0"), "{cmdline:?}");
+    let log = std::fs::read_to_string(dir.join("shim.log")).unwrap();
+    assert!(log.contains("no berth-supervise"), "{log}");
+    h.rt()
+        .stop(&c.id, Duration::from_millis(100))
+        .await
+        .unwrap();
+    let end = h.wait(&c.id).await;
+    let killed = matches!(
+        end,
+        ContainerState::Exited {
+            signal: Some(9),
+            ..
+        }
+    );
+    assert!(killed, "{end:?}");
+    assert_eq!(h.log_lines(&c.id, "stdout").await, vec!["out"]);
+    assert_eq!(h.log_lines(&c.id, "stderr").await, vec!["err"]);
 }

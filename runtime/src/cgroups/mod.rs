@@ -124,6 +124,34 @@ impl Cgroups {
     }
 }
 
+impl Cgroups {
+    /// After the container's init has ended: SIGKILL whatever is left in its
+    /// cgroup and remove the cgroup, retrying while the killed processes
+    /// exit (as libcontainer's delete does).
+    pub fn kill_and_remove(&self, path: &str) {
+        let mut delay = std::time::Duration::from_millis(10);
+        for _ in 0..4 {
+            for p in self.pids(path) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            self.remove(path);
+            if !self.exists(path) {
+                return;
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Whether the cgroup dir is still there (in the memory hierarchy on v1).
+    fn exists(&self, path: &str) -> bool {
+        self.dir("memory", path).exists()
+    }
+}
+
 fn remove_tree(d: &Path) {
     if let Ok(rd) = fs::read_dir(d) {
         for e in rd.flatten() {
