@@ -206,6 +206,25 @@ impl Agent {
         }
     }
 
+    /// Wait until /readyz answers 200: every source synced and the reconciler
+    /// finished its first pass (adoption). Before that the pod list shows the
+    /// manifests' pods only, not pods still running from before a restart.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let t0 = Instant::now();
+        loop {
+            match self.get("/readyz") {
+                Ok((200, _)) => return Ok(()),
+                r if t0.elapsed() > timeout => {
+                    bail!(
+                        "berth not ready after {timeout:?}: {r:?}; log:\n{}",
+                        self.log()
+                    )
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }

@@ -209,6 +209,9 @@ spec:
     // kill -9 the agent, start again: data still there, the pod adopted
     a.kill9();
     a.start()?;
+    // until the restarted agent has adopted its pods, the API lists only the
+    // manifests' pods: a removal would look finished before it started
+    a.wait_ready(Duration::from_secs(30))?;
     // delete the pod: the volume stays, a new pod appends
     a.remove_manifest("writer.yaml")?;
     a.wait_for("writer gone", Duration::from_secs(30), |v| {
