@@ -8,7 +8,8 @@
 //! ([`subpath`]), builds the OCI spec ([`oci`], capabilities limited to what
 //! the host grants and the RuntimeDefault seccomp allow-list: [`caps`],
 //! [`seccomp`]) and creates the container with youki's libcontainer. Then it
-//! execs the small `berth-supervise` binary next to it ([`supervise`], same
+//! execs the small `berth-supervise` binary next to it (crate
+//! `berth-supervise`, re-exported as [`supervise`], same
 //! pid, so the init stays its child) to drop libcontainer's memory, which in
 //! one thread pumps stdout/stderr into CRI logs ([`logs`]), serves the control
 //! socket ([`control`]: status, wait, stop), waits for the init and records
@@ -24,14 +25,14 @@ pub mod caps;
 pub mod cgroups;
 pub mod control;
 pub mod layout;
-pub mod logs;
+pub use berth_supervise::logs;
 pub mod oci;
 pub mod precheck;
 pub mod sandbox;
 pub mod seccomp;
 pub mod shim;
 pub mod subpath;
-pub mod supervise;
+pub use berth_supervise::supervise;
 mod sys;
 
 use std::path::{Path, PathBuf};
@@ -45,7 +46,7 @@ use berth_reconciler::traits::{
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::cgroups::Cgroups;
+use crate::cgroups::{Cgroups, PodCgroup};
 use crate::layout::{Exit, Layout, SetupError, ShimSpec, Started, read_json, time_of, write_json};
 
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,8 @@ use nix::sched::{CloneFlags, unshare};
 
 use crate::RuntimeError;
 
+pub use berth_supervise::mounts::unmount_below;
+
 fn is_mountpoint(p: &Path) -> bool {
     let s = p.to_string_lossy();
     fs::read_to_string("/proc/self/mountinfo")
@@ -122,20 +124,5 @@ pub fn remove(dir: &Path) -> std::io::Result<()> {
     match fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
-    }
-}
-
-/// Lazily unmount every mount at or below `dir`, deepest first.
-pub fn unmount_below(dir: &Path) {
-    let prefix = dir.to_string_lossy().to_string();
-    let mut targets: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|t| *t == prefix || t.starts_with(&format!("{prefix}/")))
-        .collect();
-    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-    for t in targets {
-        let _ = umount2(Path::new(&t), MntFlags::MNT_DETACH);
     }
 }

@@ -49,10 +49,15 @@ pub fn weight(shares: u64) -> u64 {
     1 + (shares.saturating_sub(2) * 9999) / 262_142
 }
 
-impl Cgroups {
+/// The pod-level cgroup, on top of the shared [`Cgroups`].
+pub trait PodCgroup {
     /// Create the pod's cgroup `path` (absolute from the hierarchy roots) and
     /// write its limits. Idempotent.
-    pub fn ensure_pod(&self, path: &str, r: &Resources) -> Result<(), CgroupWriteError> {
+    fn ensure_pod(&self, path: &str, r: &Resources) -> Result<(), CgroupWriteError>;
+}
+
+impl PodCgroup for Cgroups {
+    fn ensure_pod(&self, path: &str, r: &Resources) -> Result<(), CgroupWriteError> {
         let rel = path.trim_start_matches('/');
         match self.version {
             Version::V1 => {

@@ -1,6 +1,6 @@
 //! The resident half of the shim: what stays in memory next to every running
-//! container, so it is kept small (the `berth-supervise` binary links only
-//! this module and the few it uses: no libcontainer, tokio or tracing).
+//! container, so it is kept small (this crate depends on nix, serde_json and
+//! jiff only: no libcontainer, tokio or tracing).
 //!
 //! `berth-supervise DIR PID OUT_FD ERR_FD STARTED_NS OOM_BEFORE` (also
 //! `berth-shim supervise ...`): `berth-shim serve` has created and started
@@ -67,8 +67,8 @@ pub fn main(args: &[String]) -> i32 {
         return 64;
     };
     let (out, err) = match (
-        crate::sys::fd::take_inherited(out_fd as i32),
-        crate::sys::fd::take_inherited(err_fd as i32),
+        crate::fd::take_inherited(out_fd as i32),
+        crate::fd::take_inherited(err_fd as i32),
     ) {
         (Ok(o), Ok(e)) => (o, e),
         (Err(e), _) | (_, Err(e)) => {
@@ -192,7 +192,7 @@ pub fn cleanup(layout: &Layout, id: &str, rootfs: &Path, cg: &Cgroups, cgroup: &
     if youki.exists() {
         let _ = fs::remove_dir_all(&youki);
     }
-    crate::sandbox::unmount_below(rootfs);
+    crate::mounts::unmount_below(rootfs);
     let _ = umount2(rootfs, MntFlags::MNT_DETACH);
 }
 

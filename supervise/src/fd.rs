@@ -5,12 +5,12 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 
 /// Take ownership of `fd`, inherited from this process's previous image
-/// (berth-shim re-executing itself with the container's stdout/stderr pipe
-/// readers). Fails unless `fd` is open. Marks it close-on-exec again.
+/// (`berth-shim serve` exec'ing the supervisor with the container's
+/// stdout/stderr pipe readers). Fails unless `fd` is open. Marks it close-on-exec again.
 ///
 /// Must be called at most once per fd, before anything else in the process
 /// could open or close descriptors by number (it is called first thing in
-/// `berth-shim supervise`).
+/// [`crate::supervise::main`]).
 pub fn take_inherited(fd: RawFd) -> std::io::Result<OwnedFd> {
     if fd < 3 {
         return Err(std::io::Error::other(format!(

@@ -1,0 +1,230 @@
+//! cgroups as files: detect v1 (or hybrid) vs v2, read OOM kills and usage,
+//! list and kill a cgroup's processes, remove dirs. Limits themselves are
+//! written by libcontainer from the OCI spec (pod cgroups: berth-runtime). The cgroupfs root is a
+//! parameter so v2 is unit-tested on a fake tree (this host is v1 hybrid).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    pub root: PathBuf,
+    pub version: Version,
+}
+
+impl Cgroups {
+    /// v2 when `<root>/cgroup.controllers` exists (unified), else v1 (legacy or hybrid).
+    pub fn detect(root: &Path) -> Self {
+        let version = if root.join("cgroup.controllers").exists() {
+            Version::V2
+        } else {
+            Version::V1
+        };
+        Self {
+            root: root.to_path_buf(),
+            version,
+        }
+    }
+
+    fn dir(&self, controller: &str, path: &str) -> PathBuf {
+        let rel = path.trim_start_matches('/');
+        match self.version {
+            Version::V2 => self.root.join(rel),
+            Version::V1 => self.root.join(controller).join(rel),
+        }
+    }
+
+    /// Count of OOM kills in the cgroup (v1 `memory.oom_control` `oom_kill`, v2 `memory.events` `oom_kill`).
+    pub fn oom_kills(&self, path: &str) -> u64 {
+        let (file, key) = match self.version {
+            Version::V1 => (
+                self.dir("memory", path).join("memory.oom_control"),
+                "oom_kill",
+            ),
+            Version::V2 => (self.dir("", path).join("memory.events"), "oom_kill"),
+        };
+        read_key(&file, key).unwrap_or(0)
+    }
+
+    /// PIDs in the cgroup (and below it).
+    pub fn pids(&self, path: &str) -> Vec<i32> {
+        let base = match self.version {
+            Version::V1 => self.dir("pids", path),
+            Version::V2 => self.dir("", path),
+        };
+        let mut out = Vec::new();
+        let mut stack = vec![base];
+        while let Some(d) = stack.pop() {
+            if let Ok(s) = fs::read_to_string(d.join("cgroup.procs")) {
+                out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            }
+            if let Ok(rd) = fs::read_dir(&d) {
+                stack.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+            }
+        }
+        out
+    }
+
+    /// (cpu nanoseconds, working set bytes)
+    pub fn usage(&self, path: &str) -> (u64, u64) {
+        match self.version {
+            Version::V1 => {
+                let cpu = fs::read_to_string(self.dir("cpuacct", path).join("cpuacct.usage"))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(0);
+                let mem_dir = self.dir("memory", path);
+                let usage: u64 = fs::read_to_string(mem_dir.join("memory.usage_in_bytes"))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(0);
+                let inactive =
+                    read_key(&mem_dir.join("memory.stat"), "total_inactive_file").unwrap_or(0);
+                (cpu, usage.saturating_sub(inactive))
+            }
+            Version::V2 => {
+                let d = self.dir("", path);
+                let cpu = read_key(&d.join("cpu.stat"), "usage_usec").unwrap_or(0) * 1000;
+                let usage: u64 = fs::read_to_string(d.join("memory.current"))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(0);
+                let inactive = read_key(&d.join("memory.stat"), "inactive_file").unwrap_or(0);
+                (cpu, usage.saturating_sub(inactive))
+            }
+        }
+    }
+
+    /// Remove the cgroup dir (deepest first) in every hierarchy; missing is fine.
+    pub fn remove(&self, path: &str) {
+        let rel = path.trim_start_matches('/');
+        let bases: Vec<PathBuf> = match self.version {
+            Version::V2 => vec![self.root.clone()],
+            Version::V1 => fs::read_dir(&self.root)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.is_dir() && !p.is_symlink())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        for b in bases {
+            let d = b.join(rel);
+            remove_tree(&d);
+        }
+    }
+}
+
+impl Cgroups {
+    /// After the container's init has ended: SIGKILL whatever is left in its
+    /// cgroup and remove the cgroup, retrying while the killed processes
+    /// exit (as libcontainer's delete does).
+    pub fn kill_and_remove(&self, path: &str) {
+        let mut delay = std::time::Duration::from_millis(10);
+        for _ in 0..4 {
+            for p in self.pids(path) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            self.remove(path);
+            if !self.exists(path) {
+                return;
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Whether the cgroup dir is still there (in the memory hierarchy on v1).
+    fn exists(&self, path: &str) -> bool {
+        self.dir("memory", path).exists()
+    }
+}
+
+fn remove_tree(d: &Path) {
+    if let Ok(rd) = fs::read_dir(d) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(d);
+}
+
+fn read_key(file: &Path, key: &str) -> Option<u64> {
+    let s = fs::read_to_string(file).ok()?;
+    s.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        (it.next()? == key).then(|| it.next()?.parse().ok())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_fake_tree() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        fs::write(r.join("cgroup.controllers"), "cpu memory pids").unwrap();
+        let d = r.join("berth/pod/c1");
+        fs::create_dir_all(d.join("sub")).unwrap();
+        fs::write(
+            d.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
+        fs::write(d.join("cgroup.procs"), "10\n11\n").unwrap();
+        fs::write(d.join("sub/cgroup.procs"), "12\n").unwrap();
+        fs::write(d.join("cpu.stat"), "usage_usec 1500\nuser_usec 1000\n").unwrap();
+        fs::write(d.join("memory.current"), "1000\n").unwrap();
+        fs::write(d.join("memory.stat"), "anon 500\ninactive_file 200\n").unwrap();
+        let cg = Cgroups::detect(r);
+        assert_eq!(cg.version, Version::V2);
+        assert_eq!(cg.oom_kills("/berth/pod/c1"), 1);
+        let mut p = cg.pids("/berth/pod/c1");
+        p.sort();
+        assert_eq!(p, vec![10, 11, 12]);
+        assert_eq!(cg.usage("/berth/pod/c1"), (1_500_000, 800));
+        // files prevent rmdir on a real cgroupfs only; here remove the files first
+        for f in [
+            "memory.events",
+            "cgroup.procs",
+            "cpu.stat",
+            "memory.current",
+            "memory.stat",
+            "sub/cgroup.procs",
+        ] {
+            fs::remove_file(d.join(f)).unwrap();
+        }
+        cg.remove("/berth/pod/c1");
+        assert!(!d.exists());
+    }
+
+    #[test]
+    fn v1_layout() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let m = r.join("memory/berth/c");
+        fs::create_dir_all(&m).unwrap();
+        fs::write(
+            m.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .unwrap();
+        let cg = Cgroups::detect(r);
+        assert_eq!(cg.version, Version::V1);
+        assert_eq!(cg.oom_kills("/berth/c"), 2);
+    }
+}
