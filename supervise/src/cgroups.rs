@@ -127,20 +127,31 @@ impl Cgroups {
     /// cgroup and remove the cgroup, retrying while the killed processes
     /// exit (as libcontainer's delete does).
     pub fn kill_and_remove(&self, path: &str) {
+        if path.trim_matches('/').is_empty() {
+            return;
+        }
         let mut delay = std::time::Duration::from_millis(10);
         for _ in 0..4 {
-            for p in self.pids(path) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(p),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            self.kill_all(path);
             self.remove(path);
             if !self.exists(path) {
                 return;
             }
             std::thread::sleep(delay);
             delay = (delay * 2).min(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL every process in the cgroup and below it; never the root's.
+    pub fn kill_all(&self, path: &str) {
+        if path.trim_matches('/').is_empty() {
+            return;
+        }
+        for p in self.pids(path) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 
@@ -226,5 +237,26 @@ mod tests {
         let cg = Cgroups::detect(r);
         assert_eq!(cg.version, Version::V1);
         assert_eq!(cg.oom_kills("/berth/c"), 2);
+    }
+
+    #[test]
+    fn never_kills_the_root_cgroup() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        fs::write(r.join("cgroup.controllers"), "pids").unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        fs::write(r.join("cgroup.procs"), format!("{}\n", child.id())).unwrap();
+        let cg = Cgroups::detect(r);
+        for path in ["", "/", "//"] {
+            cg.kill_all(path);
+            cg.kill_and_remove(path);
+        }
+        assert!(child.try_wait().unwrap().is_none(), "killed from the root");
+        assert!(r.join("cgroup.procs").exists());
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }

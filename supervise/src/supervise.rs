@@ -553,9 +553,7 @@ impl Supervisor {
             }
         }
         if kill_now {
-            for p in self.cg.pids(&self.cgroup) {
-                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-            }
+            self.cg.kill_all(&self.cgroup);
             self.signal_init(Signal::SIGKILL);
         }
     }
