@@ -45,7 +45,14 @@ impl Drop for Agent {
         for c in [
             "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "",
         ] {
-            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(c).join("btag1"));
+            // the pods' cgroups first (the agent is stopped before its pods go)
+            let top = Path::new("/sys/fs/cgroup").join(c).join("btag1");
+            for e in std::fs::read_dir(&top).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&top);
         }
     }
 }
