@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --bins
+# the per-container supervisor, statically linked (smaller resident memory)
+cargo rustc --release -p berth-supervise --bin berth-supervise -- -C target-feature=+crt-static
 INSTANCE="${BERTH_INSTANCE:-berth}"
 IMPORT="/var/lib/$INSTANCE/images/import"
 mkdir -p "$IMPORT"
