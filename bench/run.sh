@@ -23,7 +23,6 @@ W=${BENCH_WORK:-/var/tmp/berth-bench}
 INST=btbr
 export BENCH_WORK=$W BENCH_INSTANCE=$INST
 
-bash scripts/install-deps.sh >/dev/null
 bash bench/install.sh
 for d in "$HOME/.cargo/bin" /usr/local/cargo/bin; do [ -x "$d/cargo" ] && export PATH="$d:$PATH"; done
 

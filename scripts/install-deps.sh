@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what berth needs to build, run and test on Debian 12 (run as root).
+# Install what berth needs to build, run and test on Debian 12 (run as root),
+# plus any Debian packages named as arguments.
 # Idempotent: skips apt when everything is already present.
 set -euo pipefail
 
@@ -10,17 +11,28 @@ PKGS=(
   docker-registry                                                 # a real registry for image tests
   git python3 python3-pip procps psmisc curl ca-certificates      # tests: repos, kubernetes-validate, pgrep
 )
-
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "installing: ${missing[*]}" >&2
+# missing PKG... -> those of PKG not installed
+missing() {
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+apt_updated=
+install() { # install [apt-get options] -- PKG...
+  local opts=() m
+  while [ "$1" != -- ]; do opts+=("$1"); shift; done; shift
+  m=$(missing "$@")
+  [ -z "$m" ] && return 0
+  echo "installing:" $m >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+  [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
+  # shellcheck disable=SC2086
+  apt-get install -y -qq "${opts[@]}" $m >/dev/null
+}
+install -- "${PKGS[@]}"
+# packages named by the caller (bench/install.sh: the peers), without
+# recommends, so nothing else (e.g. CNI plugins) changes what podman picks
+(($#)) && install --no-install-recommends -- "$@"
 
 if ! command -v cargo >/dev/null 2>&1; then
   for d in "$HOME/.cargo/bin" /usr/local/cargo/bin; do
