@@ -58,7 +58,7 @@ def log(*a):
 # ---------------------------------------------------------------- manifests
 
 
-def pod_doc(name, m, host_network=False, host_port=None, labels=None):
+def pod_doc(name, m, host_network=False, host_port=None):
     """A Pod whose container runs `sleep m` under a shell that exits on TERM."""
     lines = [
         "apiVersion: v1",
@@ -66,9 +66,6 @@ def pod_doc(name, m, host_network=False, host_port=None, labels=None):
         "metadata:",
         f"  name: {name}",
     ]
-    if labels:
-        lines.append("  labels:")
-        lines += [f"    {k}: {v}" for k, v in labels.items()]
     lines += ["spec:", "  restartPolicy: Always", "  terminationGracePeriodSeconds: 10"]
     if host_network:
         lines.append("  hostNetwork: true")
