@@ -12,7 +12,7 @@ use std::time::Instant;
 use berth_image::content::{ContentStore, Digest};
 use berth_image::locks::KeyedLocks;
 use berth_image::pull::{Puller, RegistryOptions};
-use berth_image::unpack::{Caps, Compression, sniff, unpack_layer};
+use berth_image::unpack::{Caps, Compression, UnpackLimits, sniff, unpack_layer};
 use berth_image::{ImageStore, ImageStoreConfig, Reference};
 use berth_reconciler::traits::{Images, PullPolicy};
 use sha2::{Digest as _, Sha256};
@@ -46,7 +46,16 @@ async fn main() {
             let tmp = dest.with_extension("tmp");
             std::fs::create_dir_all(&tmp).unwrap();
             let t = Instant::now();
-            let s = unpack_layer(blob, &bd, &diff, dest, &tmp, Caps::detect()).unwrap();
+            let s = unpack_layer(
+                blob,
+                &bd,
+                &diff,
+                dest,
+                &tmp,
+                Caps::detect(),
+                UnpackLimits::default(),
+            )
+            .unwrap();
             let secs = t.elapsed().as_secs_f64();
             std::fs::remove_dir_all(&tmp).unwrap();
             println!(

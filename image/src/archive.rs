@@ -56,6 +56,39 @@ pub enum ArchiveError {
     },
     #[error("no manifest for this host's platform in index {digest}")]
     NoPlatform { digest: String },
+    #[error("archive expands to more than {max} bytes (entry {entry:?})")]
+    TooLarge { entry: String, max: u64 },
+    #[error(
+        "archive of {compressed} bytes expands to more than {expanded} bytes (over {MAX_RATIO}x): refused as a decompression bomb"
+    )]
+    Bomb { compressed: u64, expanded: u64 },
+    #[error("archive has more than {MAX_ENTRIES} entries")]
+    TooManyEntries,
+}
+
+/// A compressed archive may expand at most this much (beyond
+/// [`ArchiveLimits::bomb_floor`]); image archives hold compressed layers and
+/// expand little.
+const MAX_RATIO: u64 = 100;
+const MAX_ENTRIES: u64 = 1_000_000;
+
+/// Bounds on one archive import, checked at each entry header, before
+/// anything is written.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveLimits {
+    /// What the archive may expand to in all.
+    pub max_bytes: u64,
+    /// Expansion above this size must stay within [`MAX_RATIO`] of the file.
+    pub bomb_floor: u64,
+}
+
+impl Default for ArchiveLimits {
+    fn default() -> Self {
+        ArchiveLimits {
+            max_bytes: 16 << 30,
+            bomb_floor: 256 << 20,
+        }
+    }
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ArchiveError {
@@ -75,6 +108,7 @@ pub fn import_archive(
     archive: &Path,
     content: &ContentStore,
     tmp: &Path,
+    limits: ArchiveLimits,
 ) -> Result<Vec<ImportedImage>, ArchiveError> {
     let work = tmp.join(unique_name("import"));
     fs::create_dir_all(&work).map_err(io_err("create", &work))?;
@@ -83,8 +117,10 @@ pub fn import_archive(
         let mut head = [0u8; 4];
         let n = f.read(&mut head).map_err(io_err("read", archive))?;
         f.rewind().map_err(io_err("seek", archive))?;
+        let compressed = f.metadata().map_err(io_err("stat", archive))?.len();
+        let comp = sniff(&head[..n]);
         let r = io::BufReader::with_capacity(1 << 20, f);
-        let reader: Box<dyn Read> = match sniff(&head[..n]) {
+        let reader: Box<dyn Read> = match comp {
             Compression::None => Box::new(r),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
             Compression::Zstd => Box::new(zstd::Decoder::new(r).map_err(io_err("zstd", archive))?),
@@ -92,7 +128,39 @@ pub fn import_archive(
         let mut ar = tar::Archive::new(reader);
         ar.set_preserve_permissions(false);
         ar.set_unpack_xattrs(false);
-        ar.unpack(&work).map_err(io_err("extract", archive))?;
+        // Entry by entry, so the declared sizes are checked before anything
+        // is written: a bomb is refused at its first oversized header.
+        let mut expanded = 0u64;
+        let mut entries = 0u64;
+        for entry in ar.entries().map_err(io_err("read", archive))? {
+            let mut entry = entry.map_err(io_err("read", archive))?;
+            entries += 1;
+            if entries > MAX_ENTRIES {
+                return Err(ArchiveError::TooManyEntries);
+            }
+            expanded = expanded.saturating_add(entry.size());
+            if expanded > limits.max_bytes {
+                return Err(ArchiveError::TooLarge {
+                    entry: entry
+                        .path()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    max: limits.max_bytes,
+                });
+            }
+            if comp != Compression::None
+                && expanded > limits.bomb_floor
+                && expanded / compressed.max(1) > MAX_RATIO
+            {
+                return Err(ArchiveError::Bomb {
+                    compressed,
+                    expanded,
+                });
+            }
+            // `unpack_in` refuses paths that climb out of `work` and writes
+            // through no symlink it created.
+            entry.unpack_in(&work).map_err(io_err("extract", archive))?;
+        }
         let stem = archive_stem(archive);
         if work.join("manifest.json").is_file() {
             import_docker(&work, content)
@@ -467,7 +535,8 @@ impl ImageStore {
         // blobs before an index entry references them.
         let _lease = self.gc_lock.read().await;
         let (p, content, tmp) = (path.to_path_buf(), self.content.clone(), self.tmp_dir());
-        let images = tokio::task::spawn_blocking(move || import_archive(&p, &content, &tmp))
+        let max = self.cfg.archive_limits;
+        let images = tokio::task::spawn_blocking(move || import_archive(&p, &content, &tmp, max))
             .await
             .map_err(crate::error::ImageError::Task)?
             .map_err(|source| crate::error::ImageError::Import {
@@ -488,6 +557,56 @@ impl ImageStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn archive_with(dir: &Path, size: u64, gzip: bool) -> PathBuf {
+        let p = dir.join(if gzip { "bomb.tar.gz" } else { "big.tar" });
+        let f = File::create(&p).unwrap();
+        let w: Box<dyn io::Write> = if gzip {
+            Box::new(flate2::write::GzEncoder::new(
+                f,
+                flate2::Compression::fast(),
+            ))
+        } else {
+            Box::new(f)
+        };
+        let mut b = tar::Builder::new(w);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(size);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "blobs/sha256/zeros", io::repeat(0).take(size))
+            .unwrap();
+        b.into_inner().unwrap().flush().unwrap();
+        p
+    }
+
+    #[test]
+    fn attack_decompression_bomb_is_refused_before_it_is_written() {
+        let t = tempfile::tempdir().unwrap();
+        let content = ContentStore::open(t.path()).unwrap();
+        let tmp = t.path().join("tmp");
+        fs::create_dir(&tmp).unwrap();
+        let bomb = archive_with(t.path(), 8 << 20, true);
+        assert!(fs::metadata(&bomb).unwrap().len() < 80 << 10);
+        let limits = ArchiveLimits {
+            bomb_floor: 1 << 20,
+            ..ArchiveLimits::default()
+        };
+        let r = import_archive(&bomb, &content, &tmp, limits);
+        assert!(matches!(r, Err(ArchiveError::Bomb { .. })), "{r:?}");
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0, "scratch removed");
+        // and a plain archive over the configured bound
+        let big = archive_with(t.path(), 2 << 20, false);
+        let limits = ArchiveLimits {
+            max_bytes: 1 << 20,
+            ..ArchiveLimits::default()
+        };
+        let r = import_archive(&big, &content, &tmp, limits);
+        assert!(
+            matches!(r, Err(ArchiveError::TooLarge { max, .. }) if max == 1 << 20),
+            "{r:?}"
+        );
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0, "scratch removed");
+    }
 
     #[test]
     fn oci_names() {

@@ -44,7 +44,7 @@ use crate::locks::KeyedLocks;
 use crate::manifest::{self, AnyManifest, ConfigFile};
 use crate::pull::{Puller, RegistryOptions};
 use crate::reference::Reference;
-use crate::unpack::{Caps, UnpackError, unpack_layer};
+use crate::unpack::{Caps, UnpackError, UnpackLimits, unpack_layer};
 
 #[derive(Debug, Clone)]
 pub struct ImageStoreConfig {
@@ -64,6 +64,10 @@ pub struct ImageStoreConfig {
     pub gc_low_percent: u8,
     /// How often the import watcher scans `import_dir`.
     pub import_poll_interval: Duration,
+    /// Bounds on each layer unpacked (bytes, entries).
+    pub layer_limits: UnpackLimits,
+    /// Bounds on what an image archive expands to when imported.
+    pub archive_limits: crate::archive::ArchiveLimits,
 }
 
 impl ImageStoreConfig {
@@ -78,6 +82,8 @@ impl ImageStoreConfig {
             gc_high_percent: 85,
             gc_low_percent: 80,
             import_poll_interval: Duration::from_secs(3),
+            layer_limits: UnpackLimits::default(),
+            archive_limits: crate::archive::ArchiveLimits::default(),
         }
     }
 }
@@ -114,6 +120,10 @@ impl ImageStore {
             move |source| ImageError::Io { op, path, source }
         };
         std::fs::create_dir_all(&root).map_err(io("create", &root))?;
+        // Layers hold setuid files and device nodes from images: host users
+        // must not reach them, so the store is root-only (tightened if an
+        // older berth created it wider).
+        crate::fsutil::restrict_dir(&root).map_err(io("restrict", &root))?;
         let content = ContentStore::open(&root).map_err(|source| ImageError::Content {
             reference: String::new(),
             what: "opening the content store",
@@ -379,18 +389,21 @@ impl ImageStore {
                 },
             });
         }
-        let (src, b, d, dst, tmp, caps) = (
+        let (src, b, d, dst, tmp, caps, limits) = (
             self.content.path(blob),
             blob.clone(),
             diff_id.clone(),
             dir.clone(),
             self.tmp_dir(),
             self.caps,
+            self.cfg.layer_limits,
         );
         let started = tokio::time::Instant::now();
-        let res = tokio::task::spawn_blocking(move || unpack_layer(&src, &b, &d, &dst, &tmp, caps))
-            .await
-            .map_err(ImageError::Task)?;
+        let res = tokio::task::spawn_blocking(move || {
+            unpack_layer(&src, &b, &d, &dst, &tmp, caps, limits)
+        })
+        .await
+        .map_err(ImageError::Task)?;
         match res {
             Ok(stats) => {
                 self.layers_unpacked.fetch_add(1, Ordering::Relaxed);

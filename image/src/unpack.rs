@@ -10,31 +10,53 @@
 //! `.wh..wh..opq` -> `trusted.overlay.opaque=y` on the directory).
 //!
 //! # Guarantees (whatever the archive contains)
-//! - Nothing is written outside the layer directory: leading `/` is stripped
+//! - Every path operation (create, write, chmod, chown, utimes, xattrs,
+//!   whiteouts, hard links, removal) is made relative to a directory file
+//!   descriptor opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+//!   RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`, and metadata is set on the
+//!   entry's own file descriptor or with `AT_SYMLINK_NOFOLLOW`: no link is
+//!   ever followed, inside the layer or out of it. Leading `/` is stripped
 //!   (as Docker does), `..` is resolved lexically and an entry that would
-//!   climb above the root fails the layer, and every parent component is
-//!   checked with `lstat`: traversal through a symlink or a non-directory
-//!   fails the layer. Symlinks are created but never followed.
+//!   climb above the root fails the layer; an entry whose parent is a symlink
+//!   or a non-directory fails the layer, naming the entry.
+//! - Directory modes and times are set last (so read-only directories can
+//!   be filled), on a descriptor opened again without following links: a
+//!   directory that a later entry replaced with a symlink fails the layer
+//!   (the old `chmod` through such a link was the critical hole of issue 14).
 //! - Hard links may only point at an existing non-directory inside the layer,
-//!   reached without symlinks.
+//!   reached without symlinks; a link to a symlink links the symlink itself.
 //! - Files are created with `O_EXCL|O_NOFOLLOW` after removing what was there.
+//! - Whiteouts must name a file of their own directory (`.wh..` and `.wh...`
+//!   are refused).
 //! - Char/block devices are created only with `CAP_MKNOD` (else skipped with a
 //!   debug log); FIFOs always.
 //! - Ownership is applied when running as root, then the mode (so setuid and
 //!   setgid bits survive `chown`), then xattrs (`user.*` and
-//!   `security.capability`; best effort), then mtimes (directories last).
+//!   `security.capability`, on the file's descriptor; best effort), then
+//!   mtimes (directories last).
+//! - Bounded: [`UnpackLimits`] caps the bytes (checked from each header
+//!   before writing, and while streaming) and the entries of a layer, and
+//!   paths deeper than [`MAX_DEPTH`] components are refused. A refused layer
+//!   leaves nothing behind: its scratch directory is removed.
 //!
 //! # Assumptions
-//! The temp directory is private to this process: only the archive is
-//! hostile, not concurrent local writers.
+//! The scratch directory is private to this process (the store is 0700):
+//! only the archive is hostile, not concurrent local writers.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
-use nix::sys::stat::{Mode, SFlag, UtimensatFlags, makedev, mknod, utimensat};
-use nix::sys::time::TimeSpec;
+use rustix::fs::{
+    AtFlags, Dir, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, XattrFlags,
+    chownat, fchmod, fchown, fsetxattr, futimens, linkat, makedev, mknodat, openat2, statat,
+    symlinkat, unlinkat, utimensat,
+};
+use rustix::io::Errno;
 use sha2::{Digest as _, Sha256};
 use tar::EntryType;
 
@@ -69,6 +91,14 @@ pub enum UnpackError {
         #[source]
         source: io::Error,
     },
+    #[error("whiteout {entry:?} names no file of its directory")]
+    BadWhiteout { entry: String },
+    #[error("layer entry {entry:?} is deeper than {max} path components")]
+    TooDeep { entry: String, max: usize },
+    #[error("layer entry {entry:?} takes the layer over its size limit of {max} bytes")]
+    TooLarge { entry: String, max: u64 },
+    #[error("layer has more than {max} entries")]
+    TooManyEntries { max: u64 },
     #[error("layer entry {entry:?} has unsupported type {kind:?}")]
     UnsupportedType { entry: String, kind: EntryType },
     #[error("layer {what} digest mismatch: expected {expected}, got {actual}")]
@@ -106,11 +136,11 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> UnpackErro
     }
 }
 
-fn sys_err(op: &'static str, path: &Path) -> impl FnOnce(nix::Error) -> UnpackError {
-    move |source| UnpackError::Sys {
+fn sys_err(op: &'static str, path: &Path) -> impl FnOnce(Errno) -> UnpackError {
+    move |e| UnpackError::Io {
         op,
         path: path.to_path_buf(),
-        source,
+        source: e.into(),
     }
 }
 
@@ -190,6 +220,7 @@ pub fn unpack_layer(
     final_dir: &Path,
     tmp: &Path,
     caps: Caps,
+    limits: UnpackLimits,
 ) -> Result<UnpackStats, UnpackError> {
     let work = tmp.join(unique_name("unpack"));
     fs::DirBuilder::new()
@@ -221,7 +252,7 @@ pub fn unpack_layer(
                 h: &mut uh,
             };
             let mut ar = tar::Archive::new(ur);
-            let stats = apply_tar(&mut ar, &work, caps)?;
+            let stats = apply_tar(&mut ar, &work, caps, limits)?;
             // Hash everything, including padding after the end-of-archive marker.
             io::copy(&mut ar.into_inner(), &mut io::sink())
                 .map_err(|source| UnpackError::Tar { source })?;
@@ -245,7 +276,11 @@ pub fn unpack_layer(
         }
         // One syncfs instead of an fsync per file, then commit by rename.
         let d = File::open(&work).map_err(io_err("open", &work))?;
-        nix::unistd::syncfs(&d).map_err(sys_err("syncfs", &work))?;
+        nix::unistd::syncfs(&d).map_err(|source| UnpackError::Sys {
+            op: "syncfs",
+            path: work.clone(),
+            source,
+        })?;
         match fs::rename(&work, final_dir) {
             Ok(()) => {}
             Err(_) if final_dir.is_dir() => {
@@ -285,58 +320,241 @@ pub fn clean_path(raw: &Path) -> Result<PathBuf, UnpackError> {
     Ok(out)
 }
 
-/// Walk `rel`'s parents under `root` without following symlinks, creating
-/// missing directories when `create`; return the full path of `rel`.
-fn resolve_parent(
-    root: &Path,
-    rel: &Path,
-    entry: &str,
-    create: bool,
-) -> Result<PathBuf, UnpackError> {
-    let mut cur = root.to_path_buf();
-    let comps: Vec<_> = rel.components().collect();
-    for c in &comps[..comps.len().saturating_sub(1)] {
-        cur.push(c);
-        match fs::symlink_metadata(&cur) {
-            Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(UnpackError::ThroughSymlink {
-                    entry: entry.to_string(),
-                    component: cur.strip_prefix(root).unwrap_or(&cur).to_path_buf(),
-                });
-            }
-            Ok(_) => {
-                return Err(UnpackError::NotADirectory {
-                    entry: entry.to_string(),
-                    component: cur.strip_prefix(root).unwrap_or(&cur).to_path_buf(),
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                fs::DirBuilder::new()
-                    .mode(0o755)
-                    .create(&cur)
-                    .map_err(io_err("mkdir", &cur))?;
-            }
-            Err(e) => return Err(io_err("lstat", &cur)(e)),
-        }
-    }
-    Ok(root.join(rel))
+/// Resolution rules for every path operation inside a layer: stay beneath
+/// the directory fd, and follow no symlink (nor magic link, nor mount point).
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS)
+    .union(ResolveFlags::NO_XDEV);
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// One layer being extracted: every operation is relative to `root`, a
+/// directory fd, with [`BENEATH`] resolution or `AT_SYMLINK_NOFOLLOW`.
+struct Layer {
+    root: OwnedFd,
+    root_path: PathBuf,
+    caps: Caps,
+    /// The last parent directory opened, reused while entries stay in it.
+    /// Dropped whenever a directory is removed (a component of its path may
+    /// be gone).
+    cached: Option<(PathBuf, OwnedFd)>,
 }
 
-/// Remove whatever is at `p` unless it is a directory and `keep_dir`.
-/// Returns whether a directory was kept.
-fn clear(p: &Path, keep_dir: bool) -> Result<bool, UnpackError> {
-    match fs::symlink_metadata(p) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io_err("lstat", p)(e)),
-        Ok(m) if m.is_dir() && keep_dir => Ok(true),
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p)
-            .map(|_| false)
-            .map_err(io_err("remove", p)),
-        Ok(_) => fs::remove_file(p)
-            .map(|_| false)
-            .map_err(io_err("remove", p)),
+impl Layer {
+    fn open(root: &Path, caps: Caps) -> Result<Self, UnpackError> {
+        let fd = rustix::fs::open(root, DIR_FLAGS, Mode::empty()).map_err(sys_err("open", root))?;
+        Ok(Layer {
+            root: fd,
+            root_path: root.to_path_buf(),
+            caps,
+            cached: None,
+        })
     }
+
+    fn at(&self, rel: &Path) -> PathBuf {
+        self.root_path.join(rel)
+    }
+
+    /// Open directory `rel` (relative to the root) without following any
+    /// symlink, creating missing components when `create`.
+    fn dir(
+        &mut self,
+        rel: &Path,
+        entry: &str,
+        create: bool,
+    ) -> Result<BorrowedFd<'_>, UnpackError> {
+        let hit = matches!(&self.cached, Some((p, _)) if p == rel);
+        if !hit {
+            let fd = self.walk(rel, entry, create)?;
+            self.cached = Some((rel.to_path_buf(), fd));
+        }
+        Ok(self
+            .cached
+            .as_ref()
+            .map(|(_, fd)| fd.as_fd())
+            .unwrap_or(self.root.as_fd()))
+    }
+
+    fn walk(&self, rel: &Path, entry: &str, create: bool) -> Result<OwnedFd, UnpackError> {
+        // The common case: the whole path exists as directories.
+        if let Ok(fd) = openat2(
+            &self.root,
+            dot_if_empty(rel),
+            DIR_FLAGS,
+            Mode::empty(),
+            BENEATH,
+        ) {
+            return Ok(fd);
+        }
+        let mut cur = openat2(&self.root, ".", DIR_FLAGS, Mode::empty(), BENEATH)
+            .map_err(sys_err("open", &self.root_path))?;
+        let mut so_far = PathBuf::new();
+        for c in rel.components() {
+            so_far.push(c);
+            let name = c.as_os_str();
+            let next = match openat2(&cur, name, DIR_FLAGS, Mode::empty(), BENEATH) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) if create => {
+                    match rustix::fs::mkdirat(&cur, name, Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(sys_err("mkdir", &self.at(&so_far))(e)),
+                    }
+                    openat2(&cur, name, DIR_FLAGS, Mode::empty(), BENEATH)
+                        .map_err(|e| self.classify(&cur, name, &so_far, entry, e))?
+                }
+                Err(e) => return Err(self.classify(&cur, name, &so_far, entry, e)),
+            };
+            cur = next;
+        }
+        Ok(cur)
+    }
+
+    /// Name why `name` in `dir` could not be opened as a directory.
+    fn classify(
+        &self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        so_far: &Path,
+        entry: &str,
+        e: Errno,
+    ) -> UnpackError {
+        match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                UnpackError::ThroughSymlink {
+                    entry: entry.to_string(),
+                    component: so_far.to_path_buf(),
+                }
+            }
+            Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {
+                UnpackError::NotADirectory {
+                    entry: entry.to_string(),
+                    component: so_far.to_path_buf(),
+                }
+            }
+            _ => sys_err("open", &self.at(so_far))(e),
+        }
+    }
+
+    /// Remove whatever is at `name` in `dir` unless it is a directory and
+    /// `keep_dir`. Returns whether a directory was kept.
+    fn clear(&mut self, parent: &Path, name: &OsStr, keep_dir: bool) -> Result<bool, UnpackError> {
+        let path = self.at(&parent.join(name));
+        let dir = self.dir(parent, "", false)?;
+        let st = match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(Errno::NOENT) => return Ok(false),
+            Err(e) => return Err(sys_err("lstat", &path)(e)),
+            Ok(st) => st,
+        };
+        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+            unlinkat(dir, name, AtFlags::empty()).map_err(sys_err("remove", &path))?;
+            return Ok(false);
+        }
+        if keep_dir {
+            return Ok(true);
+        }
+        let dir = self
+            .dir(parent, "", false)?
+            .try_clone_to_owned()
+            .map_err(|e| io_err("dup", &path)(e))?;
+        self.cached = None;
+        remove_tree(&dir, name, &path, 0)?;
+        Ok(false)
+    }
+
+    fn chown_fd(&self, fd: BorrowedFd<'_>, m: &Meta, path: &Path) -> Result<(), UnpackError> {
+        if self.caps.is_root {
+            fchown(fd, Some(uid(m)), Some(gid(m))).map_err(sys_err("chown", path))?;
+        }
+        Ok(())
+    }
+}
+
+fn chown_at(
+    caps: Caps,
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    m: &Meta,
+    path: &Path,
+) -> Result<(), UnpackError> {
+    if caps.is_root {
+        chownat(
+            dir,
+            name,
+            Some(uid(m)),
+            Some(gid(m)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(sys_err("chown", path))?;
+    }
+    Ok(())
+}
+
+fn dot_if_empty(p: &Path) -> &Path {
+    if p.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        p
+    }
+}
+
+fn uid(m: &Meta) -> Uid {
+    Uid::from_raw(m.uid as u32)
+}
+
+fn gid(m: &Meta) -> Gid {
+    Gid::from_raw(m.gid as u32)
+}
+
+fn times(mtime: u64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: mtime.min(i64::MAX as u64) as i64,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// Remove the directory `name` in `dir` and everything beneath it, without
+/// following symlinks.
+fn remove_tree(dir: &OwnedFd, name: &OsStr, path: &Path, depth: usize) -> Result<(), UnpackError> {
+    if depth > MAX_DEPTH {
+        return Err(UnpackError::TooDeep {
+            entry: path.display().to_string(),
+            max: MAX_DEPTH,
+        });
+    }
+    let fd =
+        openat2(dir, name, DIR_FLAGS, Mode::empty(), BENEATH).map_err(sys_err("open", path))?;
+    let mut children = Vec::new();
+    for e in Dir::read_from(&fd).map_err(sys_err("read dir", path))? {
+        let e = e.map_err(sys_err("read dir", path))?;
+        let n = e.file_name().to_bytes();
+        if n == b"." || n == b".." {
+            continue;
+        }
+        children.push((OsStr::from_bytes(n).to_os_string(), e.file_type()));
+    }
+    for (n, ft) in children {
+        let p = path.join(&n);
+        let is_dir = match ft {
+            FileType::Unknown => statat(&fd, &n, AtFlags::SYMLINK_NOFOLLOW)
+                .map(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory)
+                .map_err(sys_err("lstat", &p))?,
+            ft => ft == FileType::Directory,
+        };
+        if is_dir {
+            remove_tree(&fd, &n, &p, depth + 1)?;
+        } else {
+            unlinkat(&fd, &n, AtFlags::empty()).map_err(sys_err("remove", &p))?;
+        }
+    }
+    unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(sys_err("remove", path))
 }
 
 struct Meta {
@@ -346,100 +564,157 @@ struct Meta {
     mtime: u64,
 }
 
+/// Deepest path (in components) an entry may have; real images stay far below.
+pub const MAX_DEPTH: usize = 256;
+
+/// Bounds on one layer, checked while streaming.
+#[derive(Debug, Clone, Copy)]
+pub struct UnpackLimits {
+    /// Total bytes of file content in one layer.
+    pub max_bytes: u64,
+    /// Entries in one layer.
+    pub max_entries: u64,
+}
+
+impl Default for UnpackLimits {
+    fn default() -> Self {
+        UnpackLimits {
+            max_bytes: 8 << 30,
+            max_entries: 2_000_000,
+        }
+    }
+}
+
 /// Apply every entry of `ar` under `root` (see the module guarantees).
 pub fn apply_tar<R: Read>(
     ar: &mut tar::Archive<R>,
     root: &Path,
     caps: Caps,
+    limits: UnpackLimits,
 ) -> Result<UnpackStats, UnpackError> {
     let tar_err = |source| UnpackError::Tar { source };
+    let mut layer = Layer::open(root, caps)?;
     let mut stats = UnpackStats::default();
-    let mut dirs: Vec<(PathBuf, Meta)> = Vec::new();
+    let mut dirs: Vec<(PathBuf, Meta, String)> = Vec::new();
     let mut buf = vec![0u8; 256 * 1024];
     for entry in ar.entries().map_err(tar_err)? {
         let mut entry = entry.map_err(tar_err)?;
         stats.entries += 1;
+        if stats.entries > limits.max_entries {
+            return Err(UnpackError::TooManyEntries {
+                max: limits.max_entries,
+            });
+        }
         let raw = entry.path().map_err(tar_err)?.into_owned();
         let name = raw.display().to_string();
         let rel = clean_path(&raw)?;
+        if rel.components().count() > MAX_DEPTH {
+            return Err(UnpackError::TooDeep {
+                entry: name,
+                max: MAX_DEPTH,
+            });
+        }
         let h = entry.header();
         let kind = h.entry_type();
+        let size = entry.size();
+        if stats.bytes.saturating_add(size) > limits.max_bytes {
+            return Err(UnpackError::TooLarge {
+                entry: name,
+                max: limits.max_bytes,
+            });
+        }
         let meta = Meta {
             mode: h.mode().map_err(tar_err)? & 0o7777,
             uid: h.uid().map_err(tar_err)?,
             gid: h.gid().map_err(tar_err)?,
             mtime: h.mtime().map_err(tar_err)?,
         };
-        let base = rel
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let (parent, base) = match (rel.parent(), rel.file_name()) {
+            (Some(p), Some(b)) => (p.to_path_buf(), b.to_os_string()),
+            _ => {
+                // The layer root itself ("./"): only directories make sense.
+                if kind != EntryType::Directory {
+                    return Err(UnpackError::PathEscapes { entry: name });
+                }
+                continue;
+            }
+        };
+        let target = layer.at(&rel);
+        let base_str = base.to_string_lossy();
 
         // OCI whiteouts.
-        if base == ".wh..wh..opq" {
-            let dir = resolve_parent(root, &rel, &name, true)?;
-            let dir = dir.parent().unwrap_or(root).to_path_buf();
-            xattr::set(&dir, "trusted.overlay.opaque", b"y").map_err(|source| {
+        if base_str == ".wh..wh..opq" {
+            let dir = layer.dir(&parent, &name, true)?;
+            let fd = dir.try_clone_to_owned().map_err(io_err("dup", &target))?;
+            fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty()).map_err(|e| {
                 UnpackError::OpaqueNotPermitted {
                     entry: name.clone(),
-                    source,
+                    source: e.into(),
                 }
             })?;
             stats.whiteouts += 1;
             continue;
         }
-        if let Some(hidden) = base.strip_prefix(".wh.") {
-            if hidden.starts_with(".wh.") || hidden.is_empty() {
+        if let Some(hidden) = base_str.strip_prefix(".wh.") {
+            if hidden.starts_with(".wh.") {
                 tracing::debug!(entry = %name, "skipping aufs metadata entry");
                 continue;
             }
-            let p = resolve_parent(root, &rel, &name, true)?;
-            let target = p.with_file_name(hidden);
-            clear(&target, false)?;
-            mknod(&target, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)).map_err(|source| {
-                UnpackError::WhiteoutNotPermitted {
-                    entry: name.clone(),
-                    source,
-                }
-            })?;
-            if caps.is_root {
-                std::os::unix::fs::lchown(&target, Some(meta.uid as u32), Some(meta.gid as u32))
-                    .map_err(io_err("chown", &target))?;
+            if hidden.is_empty() || hidden == "." || hidden == ".." {
+                return Err(UnpackError::BadWhiteout { entry: name });
             }
+            let hidden = OsStr::new(hidden);
+            let path = layer.at(&parent.join(hidden));
+            layer.dir(&parent, &name, true)?;
+            layer.clear(&parent, hidden, false)?;
+            let dir = layer.dir(&parent, &name, true)?;
+            mknodat(
+                dir,
+                hidden,
+                FileType::CharacterDevice,
+                Mode::empty(),
+                makedev(0, 0),
+            )
+            .map_err(|e| UnpackError::WhiteoutNotPermitted {
+                entry: name.clone(),
+                source: nix::Error::from_raw(e.raw_os_error()),
+            })?;
+            chown_at(caps, dir, hidden, &meta, &path)?;
             stats.whiteouts += 1;
             continue;
         }
 
-        if rel.as_os_str().is_empty() {
-            // The layer root itself ("./"): only directories make sense.
-            if kind != EntryType::Directory {
-                return Err(UnpackError::PathEscapes { entry: name });
-            }
-            continue;
-        }
-        let target = resolve_parent(root, &rel, &name, true)?;
+        layer.dir(&parent, &name, true)?;
         match kind {
             EntryType::Directory => {
-                if !clear(&target, true)? {
-                    fs::DirBuilder::new()
-                        .mode(0o700)
-                        .create(&target)
-                        .map_err(io_err("mkdir", &target))?;
+                if !layer.clear(&parent, &base, true)? {
+                    let dir = layer.dir(&parent, &name, true)?;
+                    rustix::fs::mkdirat(dir, &base, Mode::from_raw_mode(0o700))
+                        .map_err(sys_err("mkdir", &target))?;
                 }
-                // Owner now; mode and mtime once the children are written.
-                set_owner(&target, &meta, caps)?;
-                dirs.push((target, meta));
+                // Owner and xattrs now; mode and mtime once the children are written.
+                let fd = layer.walk(&rel, &name, false)?;
+                layer.chown_fd(fd.as_fd(), &meta, &target)?;
+                apply_xattrs(&mut entry, &fd, &name);
+                dirs.push((rel, meta, name));
                 continue;
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                clear(&target, false)?;
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(nix::libc::O_NOFOLLOW)
-                    .open(&target)
-                    .map_err(io_err("create", &target))?;
+                layer.clear(&parent, &base, false)?;
+                let dir = layer.dir(&parent, &name, true)?;
+                let fd = openat2(
+                    dir,
+                    &base,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                    BENEATH,
+                )
+                .map_err(sys_err("create", &target))?;
+                let mut f = File::from(fd);
                 loop {
                     let n = entry.read(&mut buf).map_err(tar_err)?;
                     if n == 0 {
@@ -447,8 +722,18 @@ pub fn apply_tar<R: Read>(
                     }
                     f.write_all(&buf[..n]).map_err(io_err("write", &target))?;
                     stats.bytes += n as u64;
+                    if stats.bytes > limits.max_bytes {
+                        return Err(UnpackError::TooLarge {
+                            entry: name,
+                            max: limits.max_bytes,
+                        });
+                    }
                 }
-                drop(f);
+                layer.chown_fd(f.as_fd(), &meta, &target)?;
+                fchmod(&f, Mode::from_raw_mode(meta.mode)).map_err(sys_err("chmod", &target))?;
+                apply_xattrs(&mut entry, &f, &name);
+                futimens(&f, &times(meta.mtime)).map_err(sys_err("utimens", &target))?;
+                continue;
             }
             EntryType::Symlink => {
                 let link = entry
@@ -459,9 +744,11 @@ pub fn apply_tar<R: Read>(
                             io::ErrorKind::InvalidData,
                             format!("symlink {name:?} without target"),
                         ),
-                    })?;
-                clear(&target, false)?;
-                std::os::unix::fs::symlink(&link, &target).map_err(io_err("symlink", &target))?;
+                    })?
+                    .into_owned();
+                layer.clear(&parent, &base, false)?;
+                let dir = layer.dir(&parent, &name, true)?;
+                symlinkat(&link, dir, &base).map_err(sys_err("symlink", &target))?;
             }
             EntryType::Link => {
                 let link = entry
@@ -475,55 +762,74 @@ pub fn apply_tar<R: Read>(
                     reason,
                 };
                 let lrel = clean_path(&link).map_err(|_| bad("target outside the layer"))?;
-                if lrel.as_os_str().is_empty() {
+                let (Some(lparent), Some(lbase)) = (lrel.parent(), lrel.file_name()) else {
                     return Err(bad("target is the layer root"));
-                }
-                let src = resolve_parent(root, &lrel, &name, false).map_err(|e| match e {
-                    UnpackError::ThroughSymlink { .. } => bad("target path goes through a symlink"),
-                    UnpackError::NotADirectory { .. } => {
-                        bad("target path goes through a non-directory")
+                };
+                let src_dir = match layer.walk(lparent, &name, false) {
+                    Ok(fd) => fd,
+                    Err(UnpackError::ThroughSymlink { .. }) => {
+                        return Err(bad("target path goes through a symlink"));
                     }
-                    UnpackError::Io { .. } => bad("target does not exist in this layer"),
-                    other => other,
-                })?;
-                match fs::symlink_metadata(&src) {
-                    Ok(m) if m.is_dir() => return Err(bad("target is a directory")),
+                    Err(UnpackError::NotADirectory { .. }) => {
+                        return Err(bad("target path goes through a non-directory"));
+                    }
+                    Err(UnpackError::Io { .. }) => {
+                        return Err(bad("target does not exist in this layer"));
+                    }
+                    Err(other) => return Err(other),
+                };
+                match statat(&src_dir, lbase, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                        return Err(bad("target is a directory"));
+                    }
                     Ok(_) => {}
                     Err(_) => return Err(bad("target does not exist in this layer")),
                 }
-                if src == target {
+                if lrel == rel {
                     continue;
                 }
-                clear(&target, false)?;
-                fs::hard_link(&src, &target).map_err(io_err("link", &target))?;
+                layer.clear(&parent, &base, false)?;
+                let dir = layer.dir(&parent, &name, true)?;
+                // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
+                linkat(&src_dir, lbase, dir, &base, AtFlags::empty())
+                    .map_err(sys_err("link", &target))?;
                 continue; // the inode's metadata came with its first name
             }
-            EntryType::Char | EntryType::Block => {
-                if !caps.can_mknod {
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let ft = match kind {
+                    EntryType::Char => FileType::CharacterDevice,
+                    EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                if ft != FileType::Fifo && !caps.can_mknod {
                     tracing::debug!(entry = %name, "skipping device node: no CAP_MKNOD");
                     stats.skipped_devices += 1;
                     continue;
                 }
                 let major = entry.header().device_major().map_err(tar_err)?.unwrap_or(0);
                 let minor = entry.header().device_minor().map_err(tar_err)?.unwrap_or(0);
-                let flag = if kind == EntryType::Char {
-                    SFlag::S_IFCHR
-                } else {
-                    SFlag::S_IFBLK
-                };
-                clear(&target, false)?;
-                mknod(
-                    &target,
-                    flag,
-                    Mode::from_bits_truncate(0o600),
-                    makedev(major.into(), minor.into()),
+                layer.clear(&parent, &base, false)?;
+                let dir = layer.dir(&parent, &name, true)?;
+                mknodat(
+                    dir,
+                    &base,
+                    ft,
+                    Mode::from_raw_mode(0o600),
+                    makedev(major, minor),
                 )
                 .map_err(sys_err("mknod", &target))?;
-            }
-            EntryType::Fifo => {
-                clear(&target, false)?;
-                nix::unistd::mkfifo(&target, Mode::from_bits_truncate(0o600))
-                    .map_err(sys_err("mkfifo", &target))?;
+                chown_at(caps, dir, &base, &meta, &target)?;
+                // fchmodat cannot refuse symlinks on every kernel: check the
+                // node just made is still what it is (the directory is
+                // private to this process; only the archive is hostile, and
+                // it is read sequentially).
+                let st = statat(dir, &base, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(sys_err("lstat", &target))?;
+                if FileType::from_raw_mode(st.st_mode) != ft {
+                    return Err(UnpackError::PathEscapes { entry: name });
+                }
+                rustix::fs::chmodat(dir, &base, Mode::from_raw_mode(meta.mode), AtFlags::empty())
+                    .map_err(sys_err("chmod", &target))?;
             }
             EntryType::XGlobalHeader
             | EntryType::XHeader
@@ -536,47 +842,49 @@ pub fn apply_tar<R: Read>(
                 });
             }
         }
-        let is_symlink = kind == EntryType::Symlink;
-        set_owner(&target, &meta, caps)?;
-        if !is_symlink {
-            fs::set_permissions(&target, fs::Permissions::from_mode(meta.mode))
-                .map_err(io_err("chmod", &target))?;
-        }
-        apply_xattrs(&mut entry, &target, &name);
-        set_mtime(&target, meta.mtime)?;
+        // Symlinks and special files: owner, then mtime, never following.
+        let dir = layer.dir(&parent, &name, false)?;
+        chown_at(caps, dir, &base, &meta, &target)?;
+        utimensat(dir, &base, &times(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(sys_err("utimensat", &target))?;
     }
-    // Deepest first, so setting a parent's mtime is the last touch.
-    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
-    for (p, m) in &dirs {
-        fs::set_permissions(p, fs::Permissions::from_mode(m.mode)).map_err(io_err("chmod", p))?;
-        set_mtime(p, m.mtime)?;
+    // Deepest first, so setting a parent's mtime is the last touch. A
+    // directory that a later entry replaced is skipped; one that a symlink
+    // replaced refuses the layer (its mode must never reach the link's target).
+    dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
+    for (rel, m, name) in &dirs {
+        let p = layer.at(rel);
+        let fd = match openat2(&layer.root, rel, DIR_FLAGS, Mode::empty(), BENEATH) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => {
+                // Find out why, component by component.
+                match layer.walk(rel, name, false) {
+                    Err(UnpackError::NotADirectory { .. }) => continue,
+                    Err(UnpackError::Io { source, .. })
+                        if source.kind() == io::ErrorKind::NotFound =>
+                    {
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                    Ok(_) => {
+                        return Err(UnpackError::PathEscapes {
+                            entry: name.clone(),
+                        });
+                    }
+                }
+            }
+            Err(e) => return Err(sys_err("open", &p)(e)),
+        };
+        fchmod(&fd, Mode::from_raw_mode(m.mode)).map_err(sys_err("chmod", &p))?;
+        futimens(&fd, &times(m.mtime)).map_err(sys_err("utimens", &p))?;
     }
     Ok(stats)
 }
 
-fn set_owner(p: &Path, m: &Meta, caps: Caps) -> Result<(), UnpackError> {
-    if caps.is_root {
-        std::os::unix::fs::lchown(p, Some(m.uid as u32), Some(m.gid as u32))
-            .map_err(io_err("chown", p))?;
-    }
-    Ok(())
-}
-
-fn set_mtime(p: &Path, mtime: u64) -> Result<(), UnpackError> {
-    let t = TimeSpec::new(mtime as i64, 0);
-    utimensat(
-        nix::fcntl::AT_FDCWD,
-        p,
-        &t,
-        &t,
-        UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(sys_err("utimensat", p))
-}
-
-/// PAX `SCHILY.xattr.*` records; `user.*` and `security.capability` are
-/// applied, other namespaces skipped. Failures are logged, not fatal.
-fn apply_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>, target: &Path, name: &str) {
+/// PAX `SCHILY.xattr.*` records, set on the entry's own file descriptor;
+/// `user.*` and `security.capability` are applied, other namespaces
+/// skipped. Failures are logged, not fatal.
+fn apply_xattrs<R: Read, F: AsFd>(entry: &mut tar::Entry<'_, R>, fd: F, name: &str) {
     let Ok(Some(exts)) = entry.pax_extensions() else {
         return;
     };
@@ -589,7 +897,7 @@ fn apply_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>, target: &Path, name: &st
             tracing::debug!(entry = %name, attr, "skipping xattr namespace");
             continue;
         }
-        if let Err(err) = xattr::set(target, attr, ext.value_bytes()) {
+        if let Err(err) = fsetxattr(&fd, attr, ext.value_bytes(), XattrFlags::empty()) {
             tracing::debug!(entry = %name, attr, %err, "could not set xattr");
         }
     }

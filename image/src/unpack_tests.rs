@@ -101,9 +101,20 @@ fn extract(entries: &[E<'_>]) -> (tempfile::TempDir, Result<UnpackStats, UnpackE
     fs::create_dir(t.path().join("root")).unwrap();
     fs::create_dir(t.path().join("outside")).unwrap();
     fs::write(t.path().join("outside/secret"), b"keep").unwrap();
+    fs::set_permissions(
+        t.path().join("outside/secret"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    fs::set_permissions(t.path().join("outside"), fs::Permissions::from_mode(0o700)).unwrap();
     let data = build(entries);
     let mut ar = tar::Archive::new(&data[..]);
-    let r = apply_tar(&mut ar, &t.path().join("root"), caps());
+    let r = apply_tar(
+        &mut ar,
+        &t.path().join("root"),
+        caps(),
+        UnpackLimits::default(),
+    );
     (t, r)
 }
 
@@ -114,6 +125,25 @@ fn outside_untouched(t: &Path) {
         .collect();
     assert_eq!(names, vec!["secret"], "nothing new outside");
     assert_eq!(fs::read(t.join("outside/secret")).unwrap(), b"keep");
+    let m = fs::symlink_metadata(t.join("outside/secret")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o600, "canary mode");
+    assert_ne!(m.mtime(), 1_600_000_000, "canary mtime");
+    assert_eq!(
+        (m.uid(), m.gid()),
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw()
+        )
+    );
+    let m = fs::symlink_metadata(t.join("outside")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o700, "outside dir mode");
+    assert_ne!(m.mtime(), 1_600_000_000, "outside dir mtime");
+    if xattr::SUPPORTED_PLATFORM {
+        let attrs: Vec<_> = xattr::list(t.join("outside/secret"))
+            .map(|l| l.collect())
+            .unwrap_or_default();
+        assert!(attrs.is_empty(), "canary xattrs: {attrs:?}");
+    }
     let top: Vec<_> = fs::read_dir(t)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -297,12 +327,19 @@ fn device_nodes_need_cap_mknod() {
             is_root: false,
             can_mknod: false,
         },
+        UnpackLimits::default(),
     )
     .unwrap();
     assert_eq!(s.skipped_devices, 1);
     assert!(!t.path().join("dev/null").exists());
     if Caps::detect().can_mknod {
-        let s = apply_tar(&mut tar::Archive::new(&data[..]), t.path(), Caps::detect()).unwrap();
+        let s = apply_tar(
+            &mut tar::Archive::new(&data[..]),
+            t.path(),
+            Caps::detect(),
+            UnpackLimits::default(),
+        )
+        .unwrap();
         assert_eq!(s.skipped_devices, 0);
         let m = fs::symlink_metadata(t.path().join("dev/null")).unwrap();
         assert!(m.file_type().is_char_device());
@@ -328,7 +365,13 @@ fn setuid_and_ownership_survive() {
     };
     let t = tempfile::tempdir().unwrap();
     let c = Caps::detect();
-    apply_tar(&mut tar::Archive::new(&data[..]), t.path(), c).unwrap();
+    apply_tar(
+        &mut tar::Archive::new(&data[..]),
+        t.path(),
+        c,
+        UnpackLimits::default(),
+    )
+    .unwrap();
     let m = fs::metadata(t.path().join("bin/su")).unwrap();
     assert_eq!(m.permissions().mode() & 0o7777, 0o4755);
     assert_eq!(
@@ -359,7 +402,13 @@ fn xattrs_from_pax_headers() {
         b.into_inner().unwrap()
     };
     let t = tempfile::tempdir().unwrap();
-    apply_tar(&mut tar::Archive::new(&data[..]), t.path(), Caps::detect()).unwrap();
+    apply_tar(
+        &mut tar::Archive::new(&data[..]),
+        t.path(),
+        Caps::detect(),
+        UnpackLimits::default(),
+    )
+    .unwrap();
     let p = t.path().join("file");
     assert_eq!(fs::read(&p).unwrap(), b"z");
     // user.* xattrs need filesystem support (tmpfs has it since 6.6); check when supported.
@@ -449,7 +498,16 @@ fn unpack_layer_verifies_digests_for_each_compression() {
         let (blob, bd, diff) = layer_blob(t.path(), comp);
         let dst = t.path().join(format!("layer-{comp:?}"));
         // wrong diff id: nothing committed, temp cleaned
-        let e = unpack_layer(&blob, &bd, &Digest::of(b"x"), &dst, &tmp, caps()).unwrap_err();
+        let e = unpack_layer(
+            &blob,
+            &bd,
+            &Digest::of(b"x"),
+            &dst,
+            &tmp,
+            caps(),
+            UnpackLimits::default(),
+        )
+        .unwrap_err();
         assert!(
             matches!(
                 e,
@@ -468,14 +526,43 @@ fn unpack_layer_verifies_digests_for_each_compression() {
         bytes[n - 10] ^= 0xff;
         let bad = t.path().join("bad");
         fs::write(&bad, &bytes).unwrap();
-        assert!(unpack_layer(&bad, &bd, &diff, &dst, &tmp, caps()).is_err());
+        assert!(
+            unpack_layer(
+                &bad,
+                &bd,
+                &diff,
+                &dst,
+                &tmp,
+                caps(),
+                UnpackLimits::default()
+            )
+            .is_err()
+        );
         assert!(!dst.exists());
         // good
-        let s = unpack_layer(&blob, &bd, &diff, &dst, &tmp, caps()).unwrap();
+        let s = unpack_layer(
+            &blob,
+            &bd,
+            &diff,
+            &dst,
+            &tmp,
+            caps(),
+            UnpackLimits::default(),
+        )
+        .unwrap();
         assert_eq!(s.bytes, 100_000);
         assert_eq!(fs::read(dst.join("a/b")).unwrap(), vec![7u8; 100_000]);
         // second unpack onto an existing layer keeps the first
-        unpack_layer(&blob, &bd, &diff, &dst, &tmp, caps()).unwrap();
+        unpack_layer(
+            &blob,
+            &bd,
+            &diff,
+            &dst,
+            &tmp,
+            caps(),
+            UnpackLimits::default(),
+        )
+        .unwrap();
         assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
     }
 }
@@ -489,7 +576,188 @@ fn truncated_layer_is_refused() {
     let bytes = fs::read(&blob).unwrap();
     fs::write(&blob, &bytes[..bytes.len() / 2]).unwrap();
     let dst = t.path().join("layer");
-    assert!(unpack_layer(&blob, &bd, &diff, &dst, &tmp, caps()).is_err());
+    assert!(
+        unpack_layer(
+            &blob,
+            &bd,
+            &diff,
+            &dst,
+            &tmp,
+            caps(),
+            UnpackLimits::default()
+        )
+        .is_err()
+    );
     assert!(!dst.exists());
     assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+}
+
+// === regression tests named after the attacks of issue 14 ===
+
+fn with_mode<'a>(mut e: E<'a>, mode: u32) -> E<'a> {
+    e.mode = mode;
+    e
+}
+
+#[test]
+fn attack_directory_replaced_by_symlink_cannot_chmod_the_target() {
+    // The critical hole: `d` (07777), then `d -> <host file>`; the final
+    // directory pass used to chmod the link's target.
+    for to in [
+        "../outside/secret",
+        "../outside",
+        "/nonexistent-berth-canary",
+    ] {
+        let (t, r) = extract(&[with_mode(d("d/"), 0o7777), sym("d", to)]);
+        assert!(
+            matches!(r, Err(UnpackError::ThroughSymlink { ref entry, .. }) if entry == "d/"),
+            "{to}: {r:?}"
+        );
+        outside_untouched(t.path());
+    }
+    // The same with an absolute link to the canary's real path.
+    let t0 = tempfile::tempdir().unwrap();
+    let canary = t0.path().join("canary");
+    fs::write(&canary, b"keep").unwrap();
+    fs::set_permissions(&canary, fs::Permissions::from_mode(0o600)).unwrap();
+    let to = canary.to_str().unwrap().to_string();
+    let (t, r) = extract(&[with_mode(d("a/b/"), 0o7777), d("a/"), sym("a/b", &to)]);
+    assert!(r.is_err(), "{r:?}");
+    outside_untouched(t.path());
+    assert_eq!(
+        fs::metadata(&canary).unwrap().permissions().mode() & 0o7777,
+        0o600
+    );
+    // A parent replaced by a symlink: its child's mode must not land either.
+    let (t, r) = extract(&[
+        d("p/"),
+        with_mode(d("p/c/"), 0o7777),
+        sym("p", "../outside"),
+    ]);
+    assert!(r.is_err(), "{r:?}");
+    outside_untouched(t.path());
+}
+
+#[test]
+fn attack_directory_replaced_by_file_keeps_the_file() {
+    // Not an attack, the legitimate cousin: a later non-directory entry wins
+    // and the directory's metadata is dropped.
+    let (t, r) = extract(&[with_mode(d("d/"), 0o700), with_mode(f("d", b"x"), 0o640)]);
+    r.unwrap();
+    let m = fs::symlink_metadata(t.path().join("root/d")).unwrap();
+    assert!(m.is_file());
+    assert_eq!(m.permissions().mode() & 0o7777, 0o640);
+    outside_untouched(t.path());
+}
+
+#[test]
+fn attack_xattrs_and_times_on_a_symlink_stay_on_the_link() {
+    let data = {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("SCHILY.xattr.user.evil", &b"x"[..])])
+            .unwrap();
+        let mut h = hdr("l", EntryType::Symlink, 0o777, 0);
+        h.set_link_name("../outside/secret").unwrap();
+        h.set_cksum();
+        b.append(&h, &b""[..]).unwrap();
+        b.into_inner().unwrap()
+    };
+    let t = tempfile::tempdir().unwrap();
+    fs::create_dir(t.path().join("root")).unwrap();
+    fs::create_dir(t.path().join("outside")).unwrap();
+    fs::set_permissions(t.path().join("outside"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(t.path().join("outside/secret"), b"keep").unwrap();
+    fs::set_permissions(
+        t.path().join("outside/secret"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    apply_tar(
+        &mut tar::Archive::new(&data[..]),
+        &t.path().join("root"),
+        caps(),
+        UnpackLimits::default(),
+    )
+    .unwrap();
+    outside_untouched(t.path());
+}
+
+#[test]
+fn attack_whiteout_of_dot_or_dotdot_is_refused() {
+    for name in [".wh..", ".wh...", "a/.wh..", "a/.wh..."] {
+        let (t, r) = extract(&[d("a/"), f("a/keep", b"1"), f(name, b"")]);
+        assert!(
+            matches!(r, Err(UnpackError::BadWhiteout { .. })),
+            "{name}: {r:?}"
+        );
+        outside_untouched(t.path());
+        assert_eq!(fs::read(t.path().join("root/a/keep")).unwrap(), b"1");
+    }
+}
+
+#[test]
+fn attack_layer_over_its_size_limit_is_refused_while_streaming() {
+    let big = vec![0u8; 64 * 1024];
+    let entries: Vec<E<'_>> = (0..4)
+        .map(|i| f(["f0", "f1", "f2", "f3"][i], &big))
+        .collect();
+    let data = build(&entries);
+    let t = tempfile::tempdir().unwrap();
+    let limits = UnpackLimits {
+        max_bytes: 100 * 1024,
+        max_entries: 100,
+    };
+    let r = apply_tar(&mut tar::Archive::new(&data[..]), t.path(), caps(), limits);
+    assert!(
+        matches!(r, Err(UnpackError::TooLarge { ref entry, max }) if entry == "f1" && max == 100 * 1024),
+        "{r:?}"
+    );
+    assert!(!t.path().join("f1").exists(), "refused before writing");
+    let limits = UnpackLimits {
+        max_bytes: 1 << 30,
+        max_entries: 3,
+    };
+    let r = apply_tar(&mut tar::Archive::new(&data[..]), t.path(), caps(), limits);
+    assert!(
+        matches!(r, Err(UnpackError::TooManyEntries { max: 3 })),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn attack_deep_paths_are_refused() {
+    let deep = "a/".repeat(MAX_DEPTH + 1) + "f";
+    let data = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = hdr("x", EntryType::Regular, 0o644, 1);
+        b.append_data(&mut h, &deep, &b"z"[..]).unwrap();
+        b.into_inner().unwrap()
+    };
+    let t = tempfile::tempdir().unwrap();
+    let r = apply_tar(
+        &mut tar::Archive::new(&data[..]),
+        t.path(),
+        caps(),
+        UnpackLimits::default(),
+    );
+    assert!(matches!(r, Err(UnpackError::TooDeep { .. })), "{r:?}");
+}
+
+#[test]
+fn attack_refused_layer_leaves_no_trace_in_the_store() {
+    let t = tempfile::tempdir().unwrap();
+    let data = build(&[with_mode(d("d/"), 0o7777), sym("d", "/etc/passwd")]);
+    let blob = t.path().join("blob");
+    fs::write(&blob, &data).unwrap();
+    let bd = Digest::of(&data);
+    let tmp = t.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let dst = t.path().join("layer");
+    let r = unpack_layer(&blob, &bd, &bd, &dst, &tmp, caps(), UnpackLimits::default());
+    assert!(
+        matches!(r, Err(UnpackError::ThroughSymlink { .. })),
+        "{r:?}"
+    );
+    assert!(!dst.exists());
+    assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0, "scratch removed");
 }
