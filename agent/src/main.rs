@@ -13,6 +13,7 @@
 
 mod api;
 mod config;
+mod dirs;
 mod logging;
 mod sources;
 mod validate_cmd;
@@ -82,7 +83,7 @@ fn main() -> ExitCode {
 
 async fn run(cfg: Config) -> Result<()> {
     for d in [&cfg.state_dir, &cfg.run_dir] {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        dirs::ensure_private_dir(d).with_context(|| format!("preparing {}", d.display()))?;
     }
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (desired_tx, desired_rx) = berth_reconciler::desired_channel();
