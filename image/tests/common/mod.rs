@@ -7,29 +7,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// Skip (with the reason printed) unless root and the tools exist.
+/// Skip (with the reason printed) unless root and the tools exist; with
+/// `BERTH_E2E_REQUIRED=1` (CI) a missing precondition fails the test.
 pub fn preconditions() -> bool {
+    let mut missing = Vec::new();
     if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "SKIPPED: needs root (chroot for the fixture, ownership and whiteouts on unpack)"
+        missing.push(
+            "needs root (chroot for the fixture, ownership and whiteouts on unpack)".to_string(),
         );
-        return false;
     }
     for t in ["docker-registry", "skopeo", "umoci"] {
-        if !Command::new("sh")
+        let found = Command::new("sh")
             .args(["-c", &format!("command -v {t}")])
             .stdout(Stdio::null())
             .status()
-            .unwrap()
-            .success()
-        {
-            eprintln!(
-                "SKIPPED: {t} not installed (apt-get install -y docker-registry skopeo umoci busybox-static)"
-            );
-            return false;
+            .is_ok_and(|s| s.success());
+        if !found {
+            missing.push(format!(
+                "{t} not installed (apt-get install -y docker-registry skopeo umoci busybox-static)"
+            ));
         }
     }
-    true
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("SKIPPED: {}", missing.join("; "));
+    let required = std::env::var("BERTH_E2E_REQUIRED").is_ok_and(|v| v == "1");
+    assert!(!required, "{msg} (BERTH_E2E_REQUIRED=1)");
+    eprintln!("{msg}");
+    false
 }
 
 pub fn run(cmd: &mut Command) {

@@ -14,10 +14,39 @@ pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
 
+/// Whether a missing precondition fails the test (CI) instead of skipping it.
+pub fn required() -> bool {
+    std::env::var("BERTH_E2E_REQUIRED").is_ok_and(|v| v == "1")
+}
+
+/// Skip (locally) or fail (with `BERTH_E2E_REQUIRED=1`) unless root and `nft`/`ip` exist.
+pub fn preconditions() -> bool {
+    let mut missing = Vec::new();
+    if !is_root() {
+        missing.push("needs root (creates bridges, netns and nft tables)".to_string());
+    }
+    for tool in ["nft", "ip"] {
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            missing.push(format!("{tool} not installed"));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("skipped: {}", missing.join("; "));
+    assert!(!required(), "{msg} (BERTH_E2E_REQUIRED=1)");
+    eprintln!("{msg}");
+    false
+}
+
 macro_rules! require_root {
     () => {
-        if !common::is_root() {
-            eprintln!("skipped: needs root (creates bridges, netns and nft tables)");
+        if !common::preconditions() {
             return;
         }
     };
