@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Build berth's Debian package: the agent, the shim and the supervisor
+# (linked statically), a systemd unit, /etc/berth/config.yaml (a conffile)
+# and /var/lib/berth (0700, made by postinst). Prints the .deb's path as
+# its last line.
+#
+#   ./scripts/package.sh            # for this machine's architecture
+#
+# Other architectures (not buildable on this machine: no other Rust target
+# can be installed here) go the same way with a cross toolchain, e.g. on a
+# host with `rustup target add aarch64-unknown-linux-gnu` and Debian's
+# gcc-aarch64-linux-gnu + libseccomp-dev:arm64:
+#   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+#   BERTH_TARGET=aarch64-unknown-linux-gnu ./scripts/package.sh
+# (armhf: armv7-unknown-linux-gnueabihf with gcc-arm-linux-gnueabihf).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+./scripts/install-deps.sh >&2
+command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked >&2
+
+target_args=()
+out=target/release
+if [ -n "${BERTH_TARGET:-}" ]; then
+    target_args=(--target "$BERTH_TARGET")
+    out="target/$BERTH_TARGET/release"
+fi
+cargo build --release "${target_args[@]}" -p berth -p berth-runtime --bins >&2
+cargo rustc --release "${target_args[@]}" -p berth-supervise --bin berth-supervise \
+    -- -C target-feature=+crt-static >&2
+# The supervisor must not need a dynamic loader (it runs beside containers
+# for their whole life, across upgrades of the host's libc).
+if readelf -l "$out/berth-supervise" | grep -q "Requesting program interpreter"; then
+    echo "error: $out/berth-supervise is not statically linked" >&2
+    exit 1
+fi
+rm -rf target/debian
+cargo deb -p berth --no-build "${target_args[@]}" --output target/debian >&2
+deb=$(ls target/debian/berth_*.deb)
+echo "$deb"
