@@ -125,7 +125,7 @@ pub fn import_archive(
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
             Compression::Zstd => Box::new(zstd::Decoder::new(r).map_err(io_err("zstd", archive))?),
         };
-        let mut ar = tar::Archive::new(reader);
+        let mut ar = tar::Archive::new(crate::targuard::TarGuard::new(reader));
         ar.set_preserve_permissions(false);
         ar.set_unpack_xattrs(false);
         // Entry by entry, so the declared sizes are checked before anything

@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod pull;
 pub mod reference;
 pub mod store;
+pub mod targuard;
 pub mod unpack;
 
 pub use archive::ImportReport;

@@ -62,6 +62,7 @@ use tar::EntryType;
 
 use crate::content::Digest;
 use crate::fsutil::{fsync_dir, unique_name};
+use crate::targuard::TarGuard;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
@@ -251,10 +252,10 @@ pub fn unpack_layer(
                 inner: dec,
                 h: &mut uh,
             };
-            let mut ar = tar::Archive::new(ur);
+            let mut ar = tar::Archive::new(TarGuard::new(ur));
             let stats = apply_tar(&mut ar, &work, caps, limits)?;
             // Hash everything, including padding after the end-of-archive marker.
-            io::copy(&mut ar.into_inner(), &mut io::sink())
+            io::copy(&mut ar.into_inner().into_inner(), &mut io::sink())
                 .map_err(|source| UnpackError::Tar { source })?;
             stats
         };
