@@ -33,6 +33,11 @@ use crate::workloads::start_workloads;
 
 /// How long stopping sources and the API may take before we exit anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Watch and log-follow streams one API client may hold open.
+const API_STREAMS_PER_CLIENT: usize = 32;
+/// Streams of all clients together (half the connection cap, so streams
+/// never hold every connection).
+const API_STREAMS_TOTAL: usize = 128;
 
 fn main() -> ExitCode {
     let cli = match config::parse_cli(std::env::args_os()) {
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cfg.log_format);
+    raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -78,6 +84,21 @@ fn main() -> ExitCode {
             tracing::error!(error = format!("{e:#}"), "berth stopped");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raise the soft limit on open files to the hard limit: containers, image
+/// layers, watches and API clients all need descriptors, and the API's
+/// connection cap is meant to sit far below this limit.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => tracing::warn!(soft, hard, error = %e, "cannot raise the open-file limit"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
     }
 }
 
@@ -146,16 +167,14 @@ async fn run(cfg: Config) -> Result<()> {
             .and_then(|g| g.webhook_secret.as_deref())
             .map(Into::into),
         shutdown: shutdown.clone(),
+        streams: api::limits::StreamLimiter::new(API_STREAMS_PER_CLIENT, API_STREAMS_TOTAL),
     };
-    let mut sd = shutdown.clone();
-    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
-        sources::stopped(&mut sd).await;
-    });
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "HTTP API stopped");
-        }
-    }));
+    tasks.push(tokio::spawn(api::serve::serve(
+        listener,
+        api::router(state),
+        api::serve::Limits::default(),
+        shutdown.clone(),
+    )));
     tracing::info!(instance = %cfg.instance, listen = %addr, node = %cfg.node_name, sources = cfg.manifests.len() + usize::from(cfg.git.is_some()), "berth agent started");
 
     // workloads

@@ -33,7 +33,7 @@ pub fn check(paths: &[PathBuf]) -> (usize, usize, Vec<Diagnostic>) {
                 Ok(found) => files.extend(found),
                 Err(e) => diags.push(err(format!("cannot read directory: {e}"))),
             },
-            Ok(_) => files.push((p.clone(), std::fs::read_to_string(p))),
+            Ok(_) => files.push((p.clone(), crate::sources::scan::read_manifest(p))),
         }
     }
     let mut objects = Vec::new();

@@ -27,14 +27,104 @@ pub const SUPPORTED: &str = "v1 Pod, apps/v1 Deployment, v1 Service, v1 ConfigMa
 /// and column), so the result is deterministic for a given text.
 pub fn parse_str(file: &str, text: &str) -> Parsed {
     let mut out = Parsed::default();
+    if text.len() > MAX_FILE_BYTES {
+        out.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            location: loc(file, 1, 1),
+            object: None,
+            path: None,
+            message: format!(
+                "file is {} bytes, more than the limit of {} bytes for one manifest file: split it",
+                text.len(),
+                MAX_FILE_BYTES
+            ),
+        });
+        return out;
+    }
     // editors on Windows may write a byte order mark; the YAML parser
     // mistakes a document starting with one for a second document
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for doc in yaml::split_documents(text) {
-        parse_document(file, &doc, &mut out);
+        if bounded(file, &doc, &mut out) {
+            parse_document(file, &doc, &mut out);
+        }
     }
     out.diagnostics.sort();
+    cap_diagnostics(file, &mut out.diagnostics);
     out
+}
+
+/// Largest file [`parse_str`] reads, in bytes (several objects fit).
+pub const MAX_FILE_BYTES: usize = 4 << 20;
+/// Largest single object (one YAML document or `List` item), in bytes:
+/// Kubernetes refuses requests above about 1.5 MiB.
+pub const MAX_OBJECT_BYTES: usize = 3 << 19;
+/// Deepest nesting of mappings and sequences in a document. Manifests nest
+/// about 10 levels; the YAML parser's cost grows with the square of the depth.
+pub const MAX_DEPTH: usize = 100;
+/// At most this many diagnostics are reported per file (the rest are counted).
+pub const MAX_DIAGNOSTICS: usize = 200;
+/// At most this many findings (unknown fields, rule violations) are placed
+/// at their line per object; the others point at the object's start.
+const MAX_FINDINGS_PER_OBJECT: usize = 100;
+
+/// Size and depth checks of one document before the YAML parser sees it.
+/// Returns whether the document may be parsed.
+fn bounded(file: &str, doc: &Document<'_>, out: &mut Parsed) -> bool {
+    let refuse = |out: &mut Parsed, line: usize, column: usize, message: String| {
+        out.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            location: loc(file, line, column),
+            object: None,
+            path: None,
+            message,
+        });
+        false
+    };
+    // a List is measured per item, after parsing (up to the file limit)
+    let list = || doc.text.lines().any(|l| l.trim_end() == "kind: List");
+    if doc.text.len() > MAX_OBJECT_BYTES && !list() {
+        return refuse(
+            out,
+            doc.content_line(),
+            1,
+            format!(
+                "object is {} bytes, more than Kubernetes' limit of {} bytes for one object",
+                doc.text.len(),
+                MAX_OBJECT_BYTES
+            ),
+        );
+    }
+    if let Some((line, column)) = yaml::too_deep(doc.text, MAX_DEPTH) {
+        return refuse(
+            out,
+            line + doc.first_line - 1,
+            column,
+            format!("nested more than {MAX_DEPTH} levels deep"),
+        );
+    }
+    true
+}
+
+/// Keep the first [`MAX_DIAGNOSTICS`] (errors sort first) and say how many more there were.
+fn cap_diagnostics(file: &str, diags: &mut Vec<Diagnostic>) {
+    if diags.len() <= MAX_DIAGNOSTICS {
+        return;
+    }
+    let more = diags.len() - MAX_DIAGNOSTICS;
+    let errors = diags.iter().any(|d| d.severity == Severity::Error);
+    diags.truncate(MAX_DIAGNOSTICS);
+    diags.push(Diagnostic {
+        severity: if errors {
+            Severity::Error
+        } else {
+            Severity::Warning
+        },
+        location: loc(file, 1, 1),
+        object: None,
+        path: None,
+        message: format!("{more} more findings in this file are not shown"),
+    });
 }
 
 fn loc(file: &str, line: usize, column: usize) -> Location {
@@ -79,6 +169,19 @@ fn parse_document(file: &str, doc: &Document<'_>, out: &mut Parsed) {
             let prefix = format!("items[{i}]");
             let (line, col) = yaml::locate(doc, &prefix);
             let at = loc(file, line, col);
+            let size = serde_json::to_vec(item).map_or(0, |v| v.len());
+            if size > MAX_OBJECT_BYTES {
+                out.diagnostics.push(Diagnostic {
+                    severity: Severity::Error,
+                    location: at,
+                    object: None,
+                    path: Some(prefix),
+                    message: format!(
+                        "object is {size} bytes (as JSON), more than Kubernetes' limit of {MAX_OBJECT_BYTES} bytes for one object"
+                    ),
+                });
+                continue;
+            }
             parse_one(file, doc, &prefix, at, item, false, out);
         }
         return;
@@ -132,7 +235,15 @@ fn parse_one(
         });
         return;
     };
+    // placing a finding costs a pass over the document: past a limit,
+    // findings point at the object's start
+    let placed = std::cell::Cell::new(0usize);
+    let object_start = start.clone();
     let locate = |p: &str| {
+        if placed.get() >= MAX_FINDINGS_PER_OBJECT {
+            return object_start.clone();
+        }
+        placed.set(placed.get() + 1);
         let (l, c) = yaml::locate(doc, &yaml::join_path(prefix, p));
         loc(file, l, c)
     };

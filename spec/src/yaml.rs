@@ -8,6 +8,10 @@
 
 use serde::de::DeserializeOwned;
 
+mod depth;
+
+pub use depth::too_deep;
+
 /// One document of a stream: its text and the 1-based line it starts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document<'a> {

@@ -20,6 +20,11 @@ pub async fn metrics(State(st): State<ApiState>) -> impl IntoResponse {
     let mut o = String::new();
     let _ = writeln!(
         o,
+        "# HELP berth_api_streams_open Watch and log-follow streams open now.\n# TYPE berth_api_streams_open gauge\nberth_api_streams_open {}",
+        st.streams.open()
+    );
+    let _ = writeln!(
+        o,
         "# HELP berth_source_info A configured manifest source and its applied revision.\n# TYPE berth_source_info gauge"
     );
     for s in &view.sources {

@@ -26,12 +26,17 @@
 //! with `status` from the reconciler's snapshot when it has one; pods that
 //! exist only in the snapshot (Deployment replicas) are served as observed.
 //! Any other method answers 405: berth is declarative.
+//!
+//! The server ([`serve`]) bounds connections (count, header and write
+//! timeouts); [`limits`] bounds watch and follow streams per client (429).
 
 mod discovery;
+pub mod limits;
 mod logs;
 mod metrics;
 mod objects;
 mod selector;
+pub mod serve;
 mod status;
 mod table;
 mod watch;
@@ -66,6 +71,8 @@ pub struct ApiState {
     pub webhook_secret: Option<Arc<str>>,
     /// Turns true at shutdown: ends watch and follow streams.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Open watch and follow streams per client ([`limits`]).
+    pub streams: Arc<limits::StreamLimiter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +98,8 @@ pub enum ApiError {
     },
     #[error("no Git source is configured")]
     NoGitSource,
+    #[error("too many open watch or follow streams from this client (at most {limit})")]
+    TooManyStreams { limit: usize },
     #[error("reading log {path}")]
     Log {
         path: String,
@@ -110,6 +119,7 @@ impl ApiError {
             ApiError::BadParam { .. } | ApiError::ContainerRequired { .. } => {
                 (StatusCode::BAD_REQUEST, "BadRequest")
             }
+            ApiError::TooManyStreams { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             ApiError::Log { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
     }
@@ -148,6 +158,10 @@ pub fn router(state: ApiState) -> Router {
             get(logs::pod_log),
         )
         .fallback(|| async { ApiError::NoRoute })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_streams,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
@@ -170,11 +184,13 @@ async fn guard(State(st): State<ApiState>, req: Request, next: Next) -> Response
     next.run(req).await
 }
 
-/// Tokens presented in `Authorization: Bearer` and `X-Berth-Token`.
+/// Tokens presented in `Authorization: Bearer` (the scheme is
+/// case-insensitive, RFC 9110) and `X-Berth-Token`.
 fn presented(h: &HeaderMap) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
-        && let Some(t) = v.strip_prefix("Bearer ")
+        && let Some((scheme, t)) = v.trim_start().split_once([' ', '\t'])
+        && scheme.eq_ignore_ascii_case("bearer")
     {
         out.push(t.trim().to_string());
     }

@@ -48,6 +48,7 @@ fn fixture(token: Option<&str>) -> Fixture {
         git_sync: Some(Arc::new(Notify::new())),
         webhook_secret: Some("hook".into()),
         shutdown,
+        streams: super::limits::StreamLimiter::new(2, 3),
     };
     Fixture {
         state,
@@ -416,4 +417,64 @@ async fn pod_logs_from_cri_files() {
         .0,
         StatusCode::NOT_FOUND
     );
+}
+
+/// Issue 14: the auth scheme is case-insensitive (RFC 9110).
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let f = fixture(Some("tok"));
+    for ok in ["bearer tok", "BEARER tok", "Bearer  tok", "bEaReR\ttok"] {
+        let (code, body) = call(&f.state, "GET", "/api/v1/pods", &[("authorization", ok)]).await;
+        assert_eq!(code, StatusCode::OK, "{ok:?}: {body}");
+    }
+    for bad in ["bearertok", "Basic tok", "tok", "bearer tokx"] {
+        let (code, _) = call(&f.state, "GET", "/api/v1/pods", &[("authorization", bad)]).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED, "{bad:?}");
+    }
+}
+
+/// Issue 14: watch and follow streams are capped per client (the fixture
+/// allows 2 per client, 3 in total); a finished stream frees its slot.
+#[tokio::test]
+async fn streams_are_capped_per_client() {
+    let f = fixture(None);
+    let open = |ip: &'static str| {
+        let st = f.state.clone();
+        async move {
+            let mut req = Request::get("/api/v1/pods?watch=true")
+                .body(Body::empty())
+                .unwrap();
+            req.extensions_mut()
+                .insert(super::limits::ClientAddr(ip.parse().unwrap()));
+            router(st).oneshot(req).await.unwrap()
+        }
+    };
+    let a1 = open("127.0.0.1").await;
+    let a2 = open("127.0.0.1").await;
+    assert_eq!(a1.status(), StatusCode::OK);
+    assert_eq!(a2.status(), StatusCode::OK);
+    let a3 = open("127.0.0.1").await;
+    assert_eq!(a3.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body = a3.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains("too many open watch or follow streams"),
+        "{body:?}"
+    );
+    // plain requests are not streams
+    assert_eq!(
+        call(&f.state, "GET", "/api/v1/pods", &[]).await.0,
+        StatusCode::OK
+    );
+    let b1 = open("127.0.0.2").await;
+    assert_eq!(b1.status(), StatusCode::OK);
+    assert_eq!(
+        open("127.0.0.2").await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "total"
+    );
+    assert_eq!(f.state.streams.open(), 3);
+    drop(a1);
+    assert_eq!(f.state.streams.open(), 2);
+    assert_eq!(open("127.0.0.1").await.status(), StatusCode::OK);
+    drop((a2, b1));
 }

@@ -18,6 +18,13 @@
 //! run: after an agent restart its objects may still be running, and pruning
 //! them because the file is broken now would tear them down.
 //!
+//! The scan is bounded ([`super::scan`]): a symlink loop is an error entry
+//! (the source stays incomplete, so nothing is pruned, until it is removed);
+//! a tree beyond the file, directory or byte bounds is an error for the
+//! whole source, keeping the previous objects. notify watches the tree
+//! without following symlinks; changes below a symlinked directory are seen
+//! at the next periodic re-read.
+//!
 //! Debouncing is done here rather than with `notify-debouncer-full`: that
 //! crate's thread wakes every timeout/4 forever (50 ms at 200 ms), and berth
 //! must not use CPU while nothing changes. We re-scan the whole tree on every
@@ -174,7 +181,7 @@ fn read_failed(path: &Path, e: &io::Error, old: Option<FileState>) -> FileState 
         },
         object: None,
         path: None,
-        message: format!("cannot read file: {e}"),
+        message: format!("cannot read: {e}"),
     };
     let mut st = old.unwrap_or(FileState {
         hash: [0; 32],
@@ -282,7 +289,7 @@ fn watch(
     root: &Path,
     tx: mpsc::UnboundedSender<Change>,
 ) -> notify::Result<notify::RecommendedWatcher> {
-    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+    let handler = move |res: notify::Result<notify::Event>| match res {
         Ok(ev) if relevant(&ev.kind) => {
             let _ = tx.send(Some(ev));
         }
@@ -290,7 +297,12 @@ fn watch(
         Err(_) => {
             let _ = tx.send(None); // e.g. queue overflow: re-scan
         }
-    })?;
+    };
+    // notify's recursive watch walks the tree itself; following symlinks
+    // there would be unbounded (a diamond of links, issue 14). Changes below
+    // a symlinked directory are picked up by the periodic re-read.
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut w = notify::RecommendedWatcher::new(handler, config)?;
     w.watch(root, RecursiveMode::Recursive)?;
     Ok(w)
 }

@@ -15,6 +15,8 @@ use git2::{
 };
 use serde::Serialize;
 
+use super::scan;
+
 const REFSPECS: [&str; 2] = [
     "+refs/heads/*:refs/remotes/origin/*",
     "+refs/tags/*:refs/tags/*",
@@ -42,6 +44,12 @@ pub enum GitError {
         commit: String,
         #[source]
         source: git2::Error,
+    },
+    #[error("commit {commit} has more than {limit} {what} under the configured paths")]
+    TooLarge {
+        commit: String,
+        what: &'static str,
+        limit: u64,
     },
     #[error("saving the applied commit in {path}")]
     SaveApplied {
@@ -213,6 +221,7 @@ pub fn read_tree(
     let root = repo.find_commit(oid).and_then(|c| c.tree()).map_err(cerr)?;
     let mut files: Vec<TreeFile> = Vec::new();
     let mut missing = Vec::new();
+    let mut bytes = 0u64;
     for p in paths {
         let (tree, prefix) = if p.is_empty() {
             (root.clone(), String::new())
@@ -223,35 +232,89 @@ pub fn read_tree(
                     continue;
                 }
                 Ok(entry) if entry.kind() == Some(git2::ObjectType::Blob) => {
-                    files.push((p.clone(), read_blob(repo, entry.id())));
+                    files.push((p.clone(), read_blob(repo, entry.id(), &mut bytes)));
                     continue;
                 }
                 Ok(entry) => (repo.find_tree(entry.id()).map_err(cerr)?, format!("{p}/")),
             }
         };
+        // a tree may name one subtree many times (a "git bomb"): the walk
+        // is bounded by entries looked at, depth, files and bytes
         let mut found = Vec::new();
+        let mut entries = 0usize;
+        let mut over: Option<(&'static str, usize)> = None;
         tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            entries += 1;
+            if entries > scan::MAX_ENTRIES {
+                over = Some(("tree entries", scan::MAX_ENTRIES));
+                return git2::TreeWalkResult::Abort;
+            }
             let name = entry.name().unwrap_or("");
             if name.starts_with('.') {
                 return git2::TreeWalkResult::Skip;
             }
-            if entry.kind() == Some(git2::ObjectType::Blob) && super::scan::is_manifest_name(name) {
-                found.push((format!("{prefix}{dir}{name}"), entry.id()));
+            let is_tree = entry.kind() == Some(git2::ObjectType::Tree);
+            if is_tree && dir.matches('/').count() >= scan::MAX_DEPTH {
+                found.push((format!("{prefix}{dir}{name}"), None));
+                return git2::TreeWalkResult::Skip;
+            }
+            if entry.kind() == Some(git2::ObjectType::Blob) && scan::is_manifest_name(name) {
+                if found.len() >= scan::MAX_FILES {
+                    over = Some(("manifest files", scan::MAX_FILES));
+                    return git2::TreeWalkResult::Abort;
+                }
+                found.push((format!("{prefix}{dir}{name}"), Some(entry.id())));
             }
             git2::TreeWalkResult::Ok
         })
+        .or_else(|e| if over.is_some() { Ok(()) } else { Err(e) })
         .map_err(cerr)?;
+        if let Some((what, limit)) = over {
+            return Err(GitError::TooLarge {
+                commit: oid.to_string(),
+                what,
+                limit: limit as u64,
+            });
+        }
         for (path, id) in found {
-            if !files.iter().any(|(f, _)| *f == path) {
-                files.push((path, read_blob(repo, id)));
+            if files.iter().any(|(f, _)| *f == path) {
+                continue;
             }
+            let text = match id {
+                Some(id) => read_blob(repo, id, &mut bytes),
+                None => Err(format!(
+                    "more than {} directory levels (not read)",
+                    scan::MAX_DEPTH
+                )),
+            };
+            if bytes > scan::MAX_TOTAL_BYTES {
+                return Err(GitError::TooLarge {
+                    commit: oid.to_string(),
+                    what: "bytes of manifests",
+                    limit: scan::MAX_TOTAL_BYTES,
+                });
+            }
+            files.push((path, text));
         }
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     Ok((files, missing))
 }
 
-fn read_blob(repo: &Repository, id: Oid) -> Result<String, String> {
+/// A blob's text, if it is at most [`scan::MAX_FILE_BYTES`] (checked from
+/// its header, before it is loaded); its size is added to `bytes`.
+fn read_blob(repo: &Repository, id: Oid, bytes: &mut u64) -> Result<String, String> {
+    let (size, _) = repo
+        .odb()
+        .and_then(|odb| odb.read_header(id))
+        .map_err(|e| e.message().to_string())?;
+    if size as u64 > scan::MAX_FILE_BYTES {
+        return Err(format!(
+            "file is larger than {} bytes (not read)",
+            scan::MAX_FILE_BYTES
+        ));
+    }
+    *bytes += size as u64;
     let blob = repo.find_blob(id).map_err(|e| e.message().to_string())?;
     String::from_utf8(blob.content().to_vec()).map_err(|_| "not UTF-8 text".to_string())
 }

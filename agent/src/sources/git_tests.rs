@@ -414,3 +414,32 @@ fn an_empty_revision_is_refused() {
         Evaluation::Refused { .. }
     ));
 }
+
+/// Issue 14: a commit whose tree names one subtree many times (a "git
+/// bomb") is refused after a bounded walk instead of reading 10^6 files.
+#[test]
+fn a_git_bomb_is_refused_after_a_bounded_walk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = git2::Repository::init_bare(tmp.path()).unwrap();
+    let blob = repo.blob(pod("p", "busybox").as_bytes()).unwrap();
+    let mut b = repo.treebuilder(None).unwrap();
+    b.insert("p.yaml", blob, 0o100644).unwrap();
+    let mut tree = b.write().unwrap();
+    for _ in 0..6 {
+        let mut b = repo.treebuilder(None).unwrap();
+        for i in 0..10 {
+            b.insert(format!("d{i}"), tree, 0o040000).unwrap();
+        }
+        tree = b.write().unwrap();
+    }
+    let sig = git2::Signature::now("t", "t@example.com").unwrap();
+    let tree = repo.find_tree(tree).unwrap();
+    let commit = repo.commit(None, &sig, &sig, "bomb", &tree, &[]).unwrap();
+    let t0 = std::time::Instant::now();
+    let e = git_repo::read_tree(&repo, commit, &[String::new()]).unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert!(
+        e.to_string().contains("has more than 10000 manifest files"),
+        "{e}"
+    );
+}
