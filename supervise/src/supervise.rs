@@ -104,6 +104,9 @@ pub fn run(
         return 2;
     };
     let _ = nix::sys::prctl::set_child_subreaper(true);
+    // whatever this process creates (socket, logs, status) is root-only from
+    // the start; it creates nothing the container sees
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cg = Cgroups::detect(Path::new("/sys/fs/cgroup"));
     join_pod_cgroup(&cg, &spec.cgroup_path);
     let log = match LogWriter::open(&spec.log_path, spec.log_max_bytes, spec.log_max_files) {
