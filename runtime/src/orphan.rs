@@ -26,7 +26,7 @@ use crate::{ShimRuntime, shim_process};
 
 /// Reason of the [`ContainerState::Failed`] that `wait` returns when the
 /// container's supervisor died before the container's end was recorded.
-pub const SUPERVISOR_LOST: &str = "SupervisorLost";
+pub const SUPERVISOR_LOST: &str = berth_reconciler::pod::REASON_SUPERVISOR_LOST;
 
 /// How long the orphaned processes get to die after SIGKILL.
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
