@@ -178,7 +178,8 @@ impl ShimRuntime {
             run_dir: cfg.run_dir.clone(),
             state_dir: cfg.state_dir.clone(),
         };
-        crate::layout::private_dir(&layout.containers()).map_err(io("-", "creating the run dir"))?;
+        crate::layout::private_dir(&layout.containers())
+            .map_err(io("-", "creating the run dir"))?;
         let cg = Cgroups::detect(&cfg.cgroup_root);
         Ok(Self { cfg, layout, cg })
     }
@@ -374,11 +375,17 @@ impl Runtime for ShimRuntime {
                 id: id.clone(),
                 kind: ErrorKind::Invalid,
                 reason: "CreateContainerConfigError".into(),
-                message: format!("pod key {pod_key:?} or container name {name:?} is not a plain name"),
+                message: format!(
+                    "pod key {pod_key:?} or container name {name:?} is not a plain name"
+                ),
             });
         }
         let log_dir = self.cfg.log_dir.join(&pod_key).join(&name);
-        for d in [&self.cfg.log_dir, &self.cfg.log_dir.join(&pod_key), &log_dir] {
+        for d in [
+            &self.cfg.log_dir,
+            &self.cfg.log_dir.join(&pod_key),
+            &log_dir,
+        ] {
             crate::layout::private_dir(d).map_err(io(&id, "creating the log dir"))?;
         }
         // only this run's and the previous run's logs stay, within the cap

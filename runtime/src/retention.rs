@@ -92,11 +92,7 @@ pub fn prepare(dir: &Path, run: u32, max_bytes: u64, max_files: u32) -> io::Resu
             remove(&f.2)?;
         }
     }
-    let current: u64 = kept
-        .iter()
-        .filter(|f| f.0 == run)
-        .map(|f| size(&f.2))
-        .sum();
+    let current: u64 = kept.iter().filter(|f| f.0 == run).map(|f| size(&f.2)).sum();
     let left = cap.saturating_sub(prev_total).saturating_sub(current);
     Ok(LogBudget {
         max_bytes: (left / max_files as u64).clamp(MIN_FILE, max_bytes),
@@ -121,7 +117,10 @@ fn keep_tail(p: &Path, keep: u64) -> io::Result<()> {
     f.seek(SeekFrom::Start(len - keep))?;
     let mut tail = Vec::with_capacity(keep as usize);
     f.take(keep).read_to_end(&mut tail)?;
-    let start = tail.iter().position(|b| *b == b'\n').map_or(tail.len(), |i| i + 1);
+    let start = tail
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(tail.len(), |i| i + 1);
     berth_supervise::layout::write_atomic_in(p, &tail[start..], 0o600)
 }
 

@@ -388,13 +388,17 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
         .map_err(|e| fail("CreateContainerError", format!("writing config.json: {e}")))?;
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(bundle.join("config.json"), fs::Permissions::from_mode(0o600))
-            .map_err(|e| fail("CreateContainerError", format!("config.json mode: {e}")))?;
+        fs::set_permissions(
+            bundle.join("config.json"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .map_err(|e| fail("CreateContainerError", format!("config.json mode: {e}")))?;
     }
     let (out_r, out_w) = std::io::pipe().map_err(|e| fail("RunContainerError", e.to_string()))?;
     let (err_r, err_w) = std::io::pipe().map_err(|e| fail("RunContainerError", e.to_string()))?;
     let youki_root = layout.youki_root();
-    crate::layout::private_dir(&youki_root).map_err(|e| fail("RunContainerError", e.to_string()))?;
+    crate::layout::private_dir(&youki_root)
+        .map_err(|e| fail("RunContainerError", e.to_string()))?;
     let run_err =
         |e: libcontainer::error::LibcontainerError| fail("RunContainerError", err_chain(&e));
     let mut c = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())

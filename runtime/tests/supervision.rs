@@ -152,7 +152,10 @@ async fn killed_supervisor_is_noticed_and_its_container_replaced() {
     while alive(init) && t0.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(!alive(init), "the orphaned container init {init} still runs");
+    assert!(
+        !alive(init),
+        "the orphaned container init {init} still runs"
+    );
     assert!(
         !h.cgroup_dir("memory", &format!("{}/{}", pod.key(), c.id))
             .exists()
@@ -176,7 +179,10 @@ async fn killed_supervisor_is_noticed_and_its_container_replaced() {
     let st = h.rt().run(&next).await.unwrap().state;
     assert!(matches!(st, ContainerState::Running { .. }), "{st:?}");
     h.rt().stop(&next.id, Duration::ZERO).await.unwrap();
-    assert!(matches!(h.wait(&next.id).await, ContainerState::Exited { .. }));
+    assert!(matches!(
+        h.wait(&next.id).await,
+        ContainerState::Exited { .. }
+    ));
     h.rt().remove(&next.id).await.unwrap();
     h.rt().remove_sandbox(&pod).await.unwrap();
     assert!(
@@ -245,8 +251,7 @@ async fn crash_loop_keeps_two_runs_of_logs_and_pod_removal_drops_them() {
     for n in 0..5u32 {
         let mut c = h.container(&sb, "crashy", &["/bin/sh", "-c", script]);
         c.id = format!("{}_crashy_{n}", sb.pod.key());
-        c.labels
-            .insert("berth.dev/restarts".into(), n.to_string());
+        c.labels.insert("berth.dev/restarts".into(), n.to_string());
         c.env.push(format!("RUN={n}"));
         match h.run_to_end(&c).await {
             ContainerState::Exited { exit_code: 1, .. } => {}

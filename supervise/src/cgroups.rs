@@ -184,7 +184,11 @@ impl Cgroups {
     /// pids). Returns how many hierarchies it joined; an error when none.
     pub fn join_supervisor_leaf(&self, pod: &str, pid: u32) -> std::io::Result<usize> {
         let rel = pod.trim_matches('/');
-        if rel.is_empty() || rel.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
+        if rel.is_empty()
+            || rel
+                .split('/')
+                .any(|c| c == ".." || c == "." || c.is_empty())
+        {
             return Err(std::io::Error::other(format!("bad pod cgroup {pod:?}")));
         }
         let bases: Vec<PathBuf> = match self.version {
@@ -315,7 +319,10 @@ mod tests {
 
     #[test]
     fn supervisor_leaf_on_fake_trees() {
-        assert_eq!(Cgroups::pod_of("/btx/default_p_1/c1"), Some("/btx/default_p_1"));
+        assert_eq!(
+            Cgroups::pod_of("/btx/default_p_1/c1"),
+            Some("/btx/default_p_1")
+        );
         assert_eq!(Cgroups::pod_of("/btx/c1"), None);
         assert_eq!(Cgroups::pod_of("c1"), None);
         // v2: the leaf is made below the pod and the pid written into it

@@ -108,16 +108,19 @@ spec:
     let t0 = Instant::now();
     let cgroups = loop {
         let c = std::fs::read_to_string(format!("/proc/{sup}/cgroup"))?;
-        let joined = c.lines().any(|l| {
-            l.contains("memory:/btsup1/default_sup_") && l.ends_with("/supervisor")
-        }) || c.lines().any(|l| l.starts_with("0::/btsup1/default_sup_"));
+        let joined = c
+            .lines()
+            .any(|l| l.contains("memory:/btsup1/default_sup_") && l.ends_with("/supervisor"))
+            || c.lines().any(|l| l.starts_with("0::/btsup1/default_sup_"));
         if joined || t0.elapsed() > Duration::from_secs(5) {
             break c;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(
-        cgroups.lines().any(|l| l.contains("/btsup1/default_sup_") && l.ends_with("/supervisor")),
+        cgroups
+            .lines()
+            .any(|l| l.contains("/btsup1/default_sup_") && l.ends_with("/supervisor")),
         "supervisor {sup} not in the pod's cgroup:\n{cgroups}"
     );
     // root-only files
@@ -131,16 +134,25 @@ spec:
         nix::unistd::Pid::from_raw(sup as i32),
         nix::sys::signal::Signal::SIGKILL,
     )?;
-    a.wait_for("restart after the supervisor died", Duration::from_secs(30), |v| {
-        running_with_restarts(v, "sup", 1).then_some(())
-    })?;
+    a.wait_for(
+        "restart after the supervisor died",
+        Duration::from_secs(30),
+        |v| running_with_restarts(v, "sup", 1).then_some(()),
+    )?;
     let ev = a.get_json("/api/v1/events")?.to_string();
-    assert!(ev.contains("SupervisorLost"), "no SupervisorLost event: {ev}");
+    assert!(
+        ev.contains("SupervisorLost"),
+        "no SupervisorLost event: {ev}"
+    );
     let t0 = Instant::now();
     while alive(before[0]) && t0.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!alive(before[0]), "orphaned container {} still runs", before[0]);
+    assert!(
+        !alive(before[0]),
+        "orphaned container {} still runs",
+        before[0]
+    );
     let after = pgrep("sleep 7161");
     assert_eq!(after.len(), 1, "exactly the replacement runs: {after:?}");
     assert_ne!(after[0], before[0]);
@@ -175,7 +187,11 @@ spec:
     while logs.exists() && t0.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!logs.exists(), "logs of the removed pod stay: {}", logs.display());
+    assert!(
+        !logs.exists(),
+        "logs of the removed pod stay: {}",
+        logs.display()
+    );
     assert!(pgrep("sleep 7161").is_empty());
     a.shutdown_clean()
 }
@@ -248,7 +264,10 @@ spec:
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert!(!log.contains("WROTE"), "wrote into a projected volume:\n{log}");
+    assert!(
+        !log.contains("WROTE"),
+        "wrote into a projected volume:\n{log}"
+    );
     let erofs = log.matches("Read-only file system").count();
     assert!(erofs >= 4, "writes did not fail with EROFS:\n{log}");
     assert!(log.contains("fast") && log.contains("hunter2"), "{log}");

@@ -104,7 +104,10 @@ pub type Prepared = BTreeMap<String, PreparedVolume>;
 
 /// `dir` and its missing parents exist; `dir` itself is 0700 whatever it was.
 fn private_dir(dir: &Path) -> std::io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
@@ -192,14 +195,22 @@ fn prepare_one(
                 .and_then(|q| berth_spec::quantity::parse_bytes(&q.0).ok());
             let base = dirs.pod_run(pod);
             let p = base.join("empty-dir").join(name);
-            let private = [dirs.run_dir.join("pods"), base.clone(), base.join("empty-dir")];
+            let private = [
+                dirs.run_dir.join("pods"),
+                base.clone(),
+                base.join("empty-dir"),
+            ];
             dir_below_private(&p, &private).map_err(io(name, &p))?;
             return Ok((MountKind::Tmpfs { size_bytes: size }, p));
         }
         // 0777 as kubelet's, for any user in the container; below 0700 dirs on the host
         let base = dirs.pod_state(pod);
         let p = base.join("empty-dir").join(name);
-        let private = [dirs.state_dir.join("pods"), base.clone(), base.join("empty-dir")];
+        let private = [
+            dirs.state_dir.join("pods"),
+            base.clone(),
+            base.join("empty-dir"),
+        ];
         dir_below_private(&p, &private).map_err(io(name, &p))?;
         fs::set_permissions(&p, fs::Permissions::from_mode(0o777)).map_err(io(name, &p))?;
         return Ok((MountKind::Bind, p));
@@ -276,7 +287,11 @@ fn prepare_one(
 /// `<run>/pods/<pod key>/volumes/<name>`, below root-only dirs.
 fn projection_dir(dirs: &VolumeDirs, pod: &PodRef, name: &str) -> std::io::Result<PathBuf> {
     let base = dirs.pod_run(pod);
-    let private = [dirs.run_dir.join("pods"), base.clone(), base.join("volumes")];
+    let private = [
+        dirs.run_dir.join("pods"),
+        base.clone(),
+        base.join("volumes"),
+    ];
     for p in &private {
         private_dir(p)?;
     }
@@ -551,8 +566,7 @@ mod tests {
             serde_json::from_value(serde_json::json!({"data": {"k": "v"}})).unwrap();
         let sec: Secret =
             serde_json::from_value(serde_json::json!({"data": {"pw": "aHVudGVyMg=="}})).unwrap();
-        objs.config_maps
-            .insert(("default".into(), "cm".into()), cm);
+        objs.config_maps.insert(("default".into(), "cm".into()), cm);
         objs.secrets.insert(("default".into(), "s".into()), sec);
         let claims = [("default".to_string(), "d".to_string())].into();
         let prepared = prepare(&dirs, &pod, &spec, &claims, &objs).unwrap();
