@@ -18,8 +18,9 @@
 //! outlive agent restarts; a container whose supervisor dies is killed and
 //! replaced ([`orphan`]). Logs keep the current and the previous run within
 //! a cap per container and go with the pod ([`retention`]). Everything the
-//! runtime writes is root-only (files 0600, dirs 0700). Pod sandboxes (shared IPC/UTS namespaces, hosts
-//! files) are in [`sandbox`]; pod cgroups, usage and OOM counts in [`cgroups`].
+//! runtime writes is root-only (files 0600, dirs 0700). Pod sandboxes
+//! (shared IPC/UTS namespaces, hosts files) are in [`sandbox`]; pod cgroups,
+//! usage and OOM counts in [`cgroups`].
 //!
 //! Not here: images (`berth-image` hands over unpacked layer dirs), networks
 //! (`berth-net` hands over a netns path), deciding what runs (the reconciler).
@@ -363,7 +364,6 @@ impl Runtime for ShimRuntime {
         if dir.exists() {
             self.purge(&id);
         }
-        crate::layout::private_dir(&dir).map_err(io(&id, "creating the container dir"))?;
         let restarts: u32 = cfg
             .labels
             .get("berth.dev/restarts")
@@ -380,6 +380,7 @@ impl Runtime for ShimRuntime {
                 ),
             });
         }
+        crate::layout::private_dir(&dir).map_err(io(&id, "creating the container dir"))?;
         let log_dir = self.cfg.log_dir.join(&pod_key).join(&name);
         for d in [
             &self.cfg.log_dir,
