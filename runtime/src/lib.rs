@@ -15,8 +15,12 @@
 //! socket ([`control`]: status, wait, stop), waits for the init and records
 //! how it ended. Files in the container's run dir
 //! ([`layout`]) are the source of truth, so containers, logs and exit codes
-//! outlive agent restarts. Pod sandboxes (shared IPC/UTS namespaces, hosts
-//! files) are in [`sandbox`]; pod cgroups, usage and OOM counts in [`cgroups`].
+//! outlive agent restarts; a container whose supervisor dies is killed and
+//! replaced ([`orphan`]). Logs keep the current and the previous run within
+//! a cap per container and go with the pod ([`retention`]). Everything the
+//! runtime writes is root-only (files 0600, dirs 0700). Pod sandboxes
+//! (shared IPC/UTS namespaces, hosts files) are in [`sandbox`]; pod cgroups,
+//! usage and OOM counts in [`cgroups`].
 //!
 //! Not here: images (`berth-image` hands over unpacked layer dirs), networks
 //! (`berth-net` hands over a netns path), deciding what runs (the reconciler).
@@ -27,7 +31,9 @@ pub mod control;
 pub mod layout;
 pub use berth_supervise::logs;
 pub mod oci;
+pub mod orphan;
 pub mod precheck;
+pub mod retention;
 pub mod sandbox;
 pub mod seccomp;
 pub mod shim;
@@ -173,7 +179,8 @@ impl ShimRuntime {
             run_dir: cfg.run_dir.clone(),
             state_dir: cfg.state_dir.clone(),
         };
-        std::fs::create_dir_all(layout.containers()).map_err(io("-", "creating the run dir"))?;
+        crate::layout::private_dir(&layout.containers())
+            .map_err(io("-", "creating the run dir"))?;
         let cg = Cgroups::detect(&cfg.cgroup_root);
         Ok(Self { cfg, layout, cg })
     }
@@ -337,7 +344,17 @@ impl Runtime for ShimRuntime {
             step: "removing the pod dir",
             message: e.to_string(),
         })?;
-        self.cg.remove(&self.pod_cgroup(pod));
+        // the containers are gone; a supervisor may still be on its way out
+        // of the pod's `supervisor` leaf: wait for it (briefly) before rmdir
+        let (cg, path) = (self.cg.clone(), self.pod_cgroup(pod));
+        let _ = tokio::task::spawn_blocking(move || cg.kill_and_remove(&path)).await;
+        retention::remove_pod(&self.cfg.log_dir, &pod.key()).map_err(|e| {
+            RuntimeError::Sandbox {
+                pod: pod.key(),
+                step: "removing the pod's logs",
+                message: e.to_string(),
+            }
+        })?;
         Ok(())
     }
 
@@ -347,31 +364,60 @@ impl Runtime for ShimRuntime {
         if dir.exists() {
             self.purge(&id);
         }
-        std::fs::create_dir_all(&dir).map_err(io(&id, "creating the container dir"))?;
-        let restarts = cfg
+        let restarts: u32 = cfg
             .labels
             .get("berth.dev/restarts")
-            .cloned()
-            .unwrap_or_else(|| "0".into());
-        let log_path = self
-            .cfg
-            .log_dir
-            .join(cfg.pod.key())
-            .join(&cfg.name)
-            .join(format!("{restarts}.log"));
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        let (pod_key, name) = (cfg.pod.key(), cfg.name.clone());
+        if !retention::is_component(&pod_key) || !retention::is_component(&name) {
+            return Err(RuntimeError::Setup {
+                id: id.clone(),
+                kind: ErrorKind::Invalid,
+                reason: "CreateContainerConfigError".into(),
+                message: format!(
+                    "pod key {pod_key:?} or container name {name:?} is not a plain name"
+                ),
+            });
+        }
+        crate::layout::private_dir(&dir).map_err(io(&id, "creating the container dir"))?;
+        let log_dir = self.cfg.log_dir.join(&pod_key).join(&name);
+        for d in [
+            &self.cfg.log_dir,
+            &self.cfg.log_dir.join(&pod_key),
+            &log_dir,
+        ] {
+            crate::layout::private_dir(d).map_err(io(&id, "creating the log dir"))?;
+        }
+        // only this run's and the previous run's logs stay, within the cap
+        let budget = retention::prepare(
+            &log_dir,
+            restarts,
+            self.cfg.log_max_bytes,
+            self.cfg.log_max_files,
+        )
+        .map_err(io(&id, "pruning old logs"))?;
         let spec = ShimSpec {
             config: cfg.clone(),
             run_dir: self.cfg.run_dir.clone(),
             state_dir: self.cfg.state_dir.clone(),
-            log_path,
-            log_max_bytes: self.cfg.log_max_bytes,
-            log_max_files: self.cfg.log_max_files,
+            log_path: log_dir.join(format!("{restarts}.log")),
+            log_max_bytes: budget.max_bytes,
+            log_max_files: budget.max_files,
             cgroup_path: format!("{}/{}", self.pod_cgroup(&cfg.pod), id),
             default_pids_limit: self.cfg.default_pids_limit,
         };
         write_json(&dir.join("spec.json"), &spec).map_err(io(&id, "writing spec.json"))?;
-        let shim_log =
-            std::fs::File::create(dir.join("shim.log")).map_err(io(&id, "creating shim.log"))?;
+        let shim_log = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(dir.join("shim.log"))
+                .map_err(io(&id, "creating shim.log"))?
+        };
         let shim_log2 = shim_log.try_clone().map_err(io(&id, "creating shim.log"))?;
         // `run` forks the supervisor off and exits at once: the agent never
         // holds a running shim as its child (it survives `kill -9` of the agent)
@@ -476,6 +522,11 @@ impl Runtime for ShimRuntime {
         loop {
             if !dir.join("spec.json").exists() {
                 return Err(RuntimeError::NotFound { id: id.into() });
+            }
+            // the supervisor died without recording the end: kill what is
+            // left and say so (see `orphan`)
+            if self.supervisor_gone(&dir) {
+                return Ok(self.replace_lost(id).await);
             }
             match self.state_of(&dir) {
                 s @ (ContainerState::Exited { .. } | ContainerState::Failed { .. }) => {

@@ -81,7 +81,11 @@ pub fn ensure(
         let pod = cfg.pod.key();
         move |message: String| RuntimeError::Sandbox { pod, step, message }
     };
-    fs::create_dir_all(dir).map_err(|e| err("creating the pod dir")(e.to_string()))?;
+    // root-only: the pod's files and volumes below are for its containers only
+    if let Some(pods) = dir.parent() {
+        crate::layout::private_dir(pods).map_err(|e| err("creating the pod dir")(e.to_string()))?;
+    }
+    crate::layout::private_dir(dir).map_err(|e| err("creating the pod dir")(e.to_string()))?;
     let mut hosts =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     if let Some(ip) = cfg.network.ip {
@@ -93,7 +97,9 @@ pub fn ensure(
         ("resolv.conf", resolv_conf(&cfg.network)),
     ];
     for (name, content) in files {
-        crate::layout::write_atomic(&dir.join(name), content.as_bytes())
+        // readable by any user inside the container (bind-mounted as /etc/...);
+        // the pod dir above keeps other host users out
+        crate::layout::write_atomic_in(&dir.join(name), content.as_bytes(), 0o644)
             .map_err(|e| err("writing pod files")(e.to_string()))?;
     }
     let ipc = dir.join("ipc");

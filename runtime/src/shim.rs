@@ -105,6 +105,14 @@ fn mount_rootfs(spec: &ShimSpec, layout: &Layout, rootfs: &Path) -> Result<(), F
     let upper_base = layout.upper(id);
     let upper = upper_base.join("upper");
     let work = upper_base.join("work");
+    // root-only above the upper dir; the upper dir itself keeps the usual
+    // mode, as it becomes the container's `/`
+    crate::layout::private_dir(&upper_base).map_err(|e| {
+        fail(
+            "CreateContainerError",
+            format!("creating {}: {e}", upper_base.display()),
+        )
+    })?;
     for d in [&upper, &work, &rootfs.to_path_buf()] {
         fs::create_dir_all(d).map_err(|e| {
             fail(
@@ -371,17 +379,26 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
     crate::caps::finish(&mut value, &cfg.security, bounding)
         .map_err(|m| fail("CreateContainerConfigError", m))?;
     let bundle = dir.join("bundle");
-    fs::create_dir_all(&bundle).map_err(|e| fail("CreateContainerError", e.to_string()))?;
+    crate::layout::private_dir(&bundle).map_err(|e| fail("CreateContainerError", e.to_string()))?;
     let parsed: oci_spec::runtime::Spec = serde_json::from_value(value)
         .map_err(|e| fail("CreateContainerError", format!("OCI spec: {e}")))?;
     mark("spec built");
     parsed
         .save(bundle.join("config.json"))
         .map_err(|e| fail("CreateContainerError", format!("writing config.json: {e}")))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(
+            bundle.join("config.json"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .map_err(|e| fail("CreateContainerError", format!("config.json mode: {e}")))?;
+    }
     let (out_r, out_w) = std::io::pipe().map_err(|e| fail("RunContainerError", e.to_string()))?;
     let (err_r, err_w) = std::io::pipe().map_err(|e| fail("RunContainerError", e.to_string()))?;
     let youki_root = layout.youki_root();
-    fs::create_dir_all(&youki_root).map_err(|e| fail("RunContainerError", e.to_string()))?;
+    crate::layout::private_dir(&youki_root)
+        .map_err(|e| fail("RunContainerError", e.to_string()))?;
     let run_err =
         |e: libcontainer::error::LibcontainerError| fail("RunContainerError", err_chain(&e));
     let mut c = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())

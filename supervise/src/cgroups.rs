@@ -161,6 +161,84 @@ impl Cgroups {
     }
 }
 
+/// The cgroup beside a pod's containers where their supervisors live
+/// (`<instance>/<pod key>/supervisor`): a leaf, as v2 allows processes only
+/// in leaves once the pod enables controllers for its children.
+pub const SUPERVISOR_LEAF: &str = "supervisor";
+
+/// The v1 hierarchies a supervisor joins: what its log copying costs
+/// (memory, CPU time) and its one pid count against the pod.
+const SUPERVISOR_V1: [&str; 4] = ["memory", "cpu", "cpuacct", "pids"];
+
+impl Cgroups {
+    /// The pod cgroup of a container cgroup path (`/<instance>/<pod>/<id>`
+    /// -> `/<instance>/<pod>`); `None` when that would be the root or the
+    /// instance's own cgroup.
+    pub fn pod_of(container: &str) -> Option<&str> {
+        let (pod, id) = container.trim_end_matches('/').rsplit_once('/')?;
+        (!id.is_empty() && pod.trim_matches('/').contains('/')).then_some(pod)
+    }
+
+    /// Move process `pid` into the pod's [`SUPERVISOR_LEAF`], in every
+    /// hierarchy where the pod's cgroup exists (v1: memory, cpu, cpuacct,
+    /// pids). Returns how many hierarchies it joined; an error when none.
+    pub fn join_supervisor_leaf(&self, pod: &str, pid: u32) -> std::io::Result<usize> {
+        let rel = pod.trim_matches('/');
+        if rel.is_empty()
+            || rel
+                .split('/')
+                .any(|c| c == ".." || c == "." || c.is_empty())
+        {
+            return Err(std::io::Error::other(format!("bad pod cgroup {pod:?}")));
+        }
+        let bases: Vec<PathBuf> = match self.version {
+            Version::V2 => vec![self.root.clone()],
+            Version::V1 => {
+                let mut seen = Vec::new();
+                for c in SUPERVISOR_V1 {
+                    // cpu and cpuacct are often one hierarchy under two names
+                    if let Ok(real) = fs::canonicalize(self.root.join(c))
+                        && !seen.contains(&real)
+                    {
+                        seen.push(real);
+                    }
+                }
+                seen
+            }
+        };
+        let mut joined = 0;
+        let mut last = None;
+        for b in bases {
+            let pod_dir = b.join(rel);
+            if !pod_dir.is_dir() {
+                continue;
+            }
+            let leaf = pod_dir.join(SUPERVISOR_LEAF);
+            let r = match fs::create_dir(&leaf) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+                _ => fs::write(leaf.join("cgroup.procs"), pid.to_string()),
+            };
+            match r {
+                Ok(()) => joined += 1,
+                Err(e) => {
+                    last = Some(std::io::Error::new(
+                        e.kind(),
+                        format!("joining {}: {e}", leaf.display()),
+                    ))
+                }
+            }
+        }
+        match (joined, last) {
+            (0, Some(e)) => Err(e),
+            (0, None) => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("pod cgroup {pod} not found"),
+            )),
+            (n, _) => Ok(n),
+        }
+    }
+}
+
 fn remove_tree(d: &Path) {
     if let Ok(rd) = fs::read_dir(d) {
         for e in rd.flatten() {
@@ -237,6 +315,44 @@ mod tests {
         let cg = Cgroups::detect(r);
         assert_eq!(cg.version, Version::V1);
         assert_eq!(cg.oom_kills("/berth/c"), 2);
+    }
+
+    #[test]
+    fn supervisor_leaf_on_fake_trees() {
+        assert_eq!(
+            Cgroups::pod_of("/btx/default_p_1/c1"),
+            Some("/btx/default_p_1")
+        );
+        assert_eq!(Cgroups::pod_of("/btx/c1"), None);
+        assert_eq!(Cgroups::pod_of("c1"), None);
+        // v2: the leaf is made below the pod and the pid written into it
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        fs::write(r.join("cgroup.controllers"), "cpu memory pids").unwrap();
+        fs::create_dir_all(r.join("btx/pod")).unwrap();
+        let cg = Cgroups::detect(r);
+        assert_eq!(cg.join_supervisor_leaf("/btx/pod", 42).unwrap(), 1);
+        assert_eq!(
+            fs::read_to_string(r.join("btx/pod/supervisor/cgroup.procs")).unwrap(),
+            "42"
+        );
+        assert!(cg.join_supervisor_leaf("/btx/gone", 42).is_err());
+        assert!(cg.join_supervisor_leaf("/btx/../x", 42).is_err());
+        // v1: memory, cpu (= cpuacct through a symlink) and pids; not cpuset
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for c in ["memory", "cpu,cpuacct", "pids", "cpuset"] {
+            fs::create_dir_all(r.join(c).join("btx/pod")).unwrap();
+        }
+        std::os::unix::fs::symlink("cpu,cpuacct", r.join("cpu")).unwrap();
+        std::os::unix::fs::symlink("cpu,cpuacct", r.join("cpuacct")).unwrap();
+        let cg = Cgroups::detect(r);
+        assert_eq!(cg.join_supervisor_leaf("/btx/pod", 7).unwrap(), 3);
+        for c in ["memory", "cpu,cpuacct", "pids"] {
+            let f = r.join(c).join("btx/pod/supervisor/cgroup.procs");
+            assert_eq!(fs::read_to_string(f).unwrap(), "7");
+        }
+        assert!(!r.join("cpuset/btx/pod/supervisor").exists());
     }
 
     #[test]

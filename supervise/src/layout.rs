@@ -1,5 +1,6 @@
 //! Where a container's files live, and the small JSON files the agent and the
-//! shim exchange. Everything is written atomically (temp + fsync + rename).
+//! shim exchange. Everything is written atomically (temp + fsync + rename)
+//! and root-only: files 0600, the dirs berth creates 0700.
 //!
 //! ```text
 //! <run>/containers/<id>/spec.json     ShimSpec: what to run (agent -> shim)
@@ -10,11 +11,12 @@
 //!                      /bundle/config.json, /rootfs (overlay mount point)
 //! <run>/youki/<id>/                   libcontainer's state
 //! <state>/containers/<id>/{upper,work} overlayfs upper and work dirs
-//! <state>/logs/<pod key>/<container>/<restarts>.log   CRI-format logs
+//! <state>/logs/<pod key>/<container>/<restarts>.log   CRI-format logs (this run's and the previous one's)
 //! ```
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -101,9 +103,17 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
     serde_json::from_slice(&data).ok()
 }
 
+/// Write `path` atomically, root-only (0600); missing parents are created 0700.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    create_private_dirs(dir)?;
+    write_atomic_in(path, data, 0o600)
+}
+
+/// Write `path` atomically with `mode`, in a directory that must exist
+/// already (a container dir removed meanwhile is not brought back).
+pub fn write_atomic_in(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
     // per-process temp name: the agent and the shim may write the same file
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
@@ -111,12 +121,37 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         std::process::id()
     ));
     {
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // a temp file left by a crash keeps its old mode: set it again
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(data)?;
         f.sync_all()?;
     }
     fs::rename(&tmp, path)?;
     fs::File::open(dir)?.sync_all()
+}
+
+/// Create `dir` and its missing parents with mode 0700 (parents that exist
+/// keep their mode).
+pub fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// `dir` exists and is root-only (0700), whatever its mode was.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    create_private_dirs(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
 /// Start time of a process (field 22 of `/proc/<pid>/stat`, clock ticks since

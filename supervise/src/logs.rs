@@ -1,9 +1,11 @@
 //! Container logs in the CRI format kubelet writes:
 //! `<RFC3339Nano> <stdout|stderr> <F|P> <message>` — `P` marks a partial line
-//! (a chunk of a longer line), `F` the end of a line. Files rotate by size.
+//! (a chunk of a longer line), `F` the end of a line. Files rotate by size
+//! and are root-only (0600, in 0700 dirs).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Longest line chunk written as one record.
@@ -20,9 +22,15 @@ pub struct LogWriter {
 impl LogWriter {
     pub fn open(path: &Path, max_bytes: u64, max_files: u32) -> io::Result<Self> {
         if let Some(d) = path.parent() {
-            fs::create_dir_all(d)?;
+            crate::layout::create_private_dirs(d)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        // root-only even when an older berth made it readable to others
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
         let size = file.metadata()?.len();
         Ok(Self {
             path: path.to_path_buf(),
@@ -61,6 +69,7 @@ impl LogWriter {
             .create(true)
             .write(true)
             .truncate(true)
+            .mode(0o600)
             .open(&self.path)?;
         self.size = 0;
         Ok(())
@@ -140,6 +149,10 @@ mod tests {
         // rotated: at most 3 files, the current one small
         assert!(fs::metadata(&p).unwrap().len() <= 2048 + MAX_CHUNK as u64 + 64);
         assert!(!Path::new(&format!("{}.3", p.display())).exists());
+        for f in [p.clone(), PathBuf::from(format!("{}.1", p.display()))] {
+            let mode = fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", f.display());
+        }
         let first = fs::read_to_string(&p).unwrap();
         let ts = first.split(' ').next().unwrap();
         assert!(ts.ends_with('Z') && ts.contains('T'), "{ts}");

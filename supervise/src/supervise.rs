@@ -17,7 +17,9 @@
 //!
 //! Signals go to the init only while it has not been reaped, and reaping
 //! happens on the same thread, so a signal never reaches a process that
-//! reused the pid. When the init has ended and both pipes are at EOF, the
+//! reused the pid. The supervisor runs in the pod's cgroup, in the leaf
+//! `supervisor` beside the containers (see [`crate::cgroups::SUPERVISOR_LEAF`]).
+//! When the init has ended and both pipes are at EOF, the
 //! supervisor removes what the container left (cgroup, rootfs mounts,
 //! libcontainer's state dir), writes `status.json` atomically, answers the
 //! waiters, removes the socket and exits 0.
@@ -25,6 +27,7 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -101,6 +104,11 @@ pub fn run(
         return 2;
     };
     let _ = nix::sys::prctl::set_child_subreaper(true);
+    // whatever this process creates (socket, logs, status) is root-only from
+    // the start; it creates nothing the container sees
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let cg = Cgroups::detect(Path::new("/sys/fs/cgroup"));
+    join_pod_cgroup(&cg, &spec.cgroup_path);
     let log = match LogWriter::open(&spec.log_path, spec.log_max_bytes, spec.log_max_files) {
         Ok(l) => l,
         Err(e) => {
@@ -123,7 +131,12 @@ pub fn run(
     let sock = dir.join("shim.sock");
     let listener = if sock.as_os_str().len() <= MAX_SOCK_PATH {
         let _ = fs::remove_file(&sock);
-        match UnixListener::bind(&sock).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
+        let bound = UnixListener::bind(&sock).and_then(|l| {
+            // only root may connect (the container dir is 0700 as well)
+            fs::set_permissions(&sock, fs::Permissions::from_mode(0o600))?;
+            l.set_nonblocking(true).map(|_| l)
+        });
+        match bound {
             Ok(l) => Some(l),
             Err(e) => {
                 eprintln!(
@@ -137,7 +150,7 @@ pub fn run(
     };
     let mut s = Supervisor {
         pid,
-        cg: Cgroups::detect(Path::new("/sys/fs/cgroup")),
+        cg,
         cgroup: spec.cgroup_path.clone(),
         oom_before,
         ended: None,
@@ -182,6 +195,21 @@ pub fn run(
         let _ = fs::remove_file(&sock);
     }
     0
+}
+
+/// Move this process into the pod's supervisor cgroup (beside the pod's
+/// containers, below the pod's limits), so that copying the container's
+/// output is paid for by the pod and not by the host. The OOM killer takes
+/// the container's processes before the supervisor, which is small and
+/// records how they ended.
+fn join_pod_cgroup(cg: &Cgroups, container_cgroup: &str) {
+    let _ = fs::write("/proc/self/oom_score_adj", "-998");
+    let Some(pod) = Cgroups::pod_of(container_cgroup) else {
+        return;
+    };
+    if let Err(e) = cg.join_supervisor_leaf(pod, std::process::id()) {
+        eprintln!("berth-supervise: staying outside the pod cgroup: {e}");
+    }
 }
 
 /// What a container leaves behind once its init has ended: processes still

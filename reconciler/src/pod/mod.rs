@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use crate::container::ConfigObjects;
 use crate::traits::{ContainerInfo, PodRef};
 
-pub use worker::spawn;
+pub use worker::{REASON_SUPERVISOR_LOST, spawn};
 
 /// A pod berth wants on this host, after Deployment expansion.
 #[derive(Debug, Clone, PartialEq)]

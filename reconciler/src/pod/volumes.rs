@@ -9,12 +9,20 @@
 //! ```
 //!
 //! Projections are swapped atomically by renaming the `..data` symlink, so a
-//! container sees the old or the new set of files, never a mix.
+//! container sees the old or the new set of files, never a mix; containers
+//! get them read-only, as from kubelet.
+//!
+//! Other host users never reach a volume: the dirs above each one
+//! (`<state>/pods/<pod key>`, `<state>/pods/<pod key>/empty-dir`,
+//! `<run>/pods/<pod key>/volumes`, `<state>/volumes/<ns>`) are 0700. The
+//! volume dirs themselves keep the modes containers expect (an emptyDir is
+//! 0777, projected files have their `defaultMode`), as they are what the
+//! container sees.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use berth_spec::k8s_openapi::api::core::v1::{KeyToPath, PodSpec, Volume as PodVolume};
@@ -82,8 +90,35 @@ impl VolumeDirs {
     }
 }
 
+/// A pod volume on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedVolume {
+    pub kind: MountKind,
+    pub path: PathBuf,
+    /// Mounted read-only whatever the volumeMount says (configMap, secret).
+    pub read_only: bool,
+}
+
 /// Host paths of each pod volume, by volume name.
-pub type Prepared = BTreeMap<String, (MountKind, PathBuf)>;
+pub type Prepared = BTreeMap<String, PreparedVolume>;
+
+/// `dir` and its missing parents exist; `dir` itself is 0700 whatever it was.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// `dir` exists below root-only parents: each of `private` (ancestors of
+/// `dir`, outermost first) is made 0700.
+fn dir_below_private(dir: &Path, private: &[PathBuf]) -> std::io::Result<()> {
+    for p in private {
+        private_dir(p)?;
+    }
+    fs::create_dir_all(dir)
+}
 
 fn io(volume: &str, path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError {
     let volume = volume.to_string();
@@ -107,7 +142,18 @@ pub fn prepare(
     let mut out = Prepared::new();
     for v in spec.volumes.iter().flatten() {
         let (kind, path) = prepare_one(dirs, pod, v, claims, objs)?;
-        out.insert(v.name.clone(), (kind, path));
+        let read_only = v.config_map.is_some()
+            || v.secret.is_some()
+            || v.downward_api.is_some()
+            || v.projected.is_some();
+        out.insert(
+            v.name.clone(),
+            PreparedVolume {
+                kind,
+                path,
+                read_only,
+            },
+        );
     }
     Ok(out)
 }
@@ -129,7 +175,11 @@ fn prepare_one(
             });
         }
         let p = dirs.claim_dir(&pod.namespace, &pvc.claim_name);
-        fs::create_dir_all(&p).map_err(io(name, &p))?;
+        let private = [
+            dirs.state_dir.join("volumes"),
+            dirs.state_dir.join("volumes").join(&pod.namespace),
+        ];
+        dir_below_private(&p, &private).map_err(io(name, &p))?;
         return Ok((MountKind::Bind, p));
     }
     if let Some(hp) = &v.host_path {
@@ -143,12 +193,25 @@ fn prepare_one(
                 .size_limit
                 .as_ref()
                 .and_then(|q| berth_spec::quantity::parse_bytes(&q.0).ok());
-            let p = dirs.pod_run(pod).join("empty-dir").join(name);
-            fs::create_dir_all(&p).map_err(io(name, &p))?;
+            let base = dirs.pod_run(pod);
+            let p = base.join("empty-dir").join(name);
+            let private = [
+                dirs.run_dir.join("pods"),
+                base.clone(),
+                base.join("empty-dir"),
+            ];
+            dir_below_private(&p, &private).map_err(io(name, &p))?;
             return Ok((MountKind::Tmpfs { size_bytes: size }, p));
         }
-        let p = dirs.pod_state(pod).join("empty-dir").join(name);
-        fs::create_dir_all(&p).map_err(io(name, &p))?;
+        // 0777 as kubelet's, for any user in the container; below 0700 dirs on the host
+        let base = dirs.pod_state(pod);
+        let p = base.join("empty-dir").join(name);
+        let private = [
+            dirs.state_dir.join("pods"),
+            base.clone(),
+            base.join("empty-dir"),
+        ];
+        dir_below_private(&p, &private).map_err(io(name, &p))?;
         fs::set_permissions(&p, fs::Permissions::from_mode(0o777)).map_err(io(name, &p))?;
         return Ok((MountKind::Bind, p));
     }
@@ -186,7 +249,7 @@ fn prepare_one(
             cm.items.as_deref(),
             mode,
         )?;
-        let p = dirs.pod_run(pod).join("volumes").join(name);
+        let p = projection_dir(dirs, pod, name).map_err(io(name, &dirs.pod_run(pod)))?;
         project(&p, &files).map_err(io(name, &p))?;
         return Ok((MountKind::Bind, p));
     }
@@ -212,13 +275,27 @@ fn prepare_one(
         };
         let mode = sec.default_mode.unwrap_or(0o644) as u32;
         let files = select_items(name, "secret", &sname, &data, sec.items.as_deref(), mode)?;
-        let p = dirs.pod_run(pod).join("volumes").join(name);
+        let p = projection_dir(dirs, pod, name).map_err(io(name, &dirs.pod_run(pod)))?;
         project(&p, &files).map_err(io(name, &p))?;
         return Ok((MountKind::Bind, p));
     }
     Err(VolumeError::Unsupported {
         volume: name.into(),
     })
+}
+
+/// `<run>/pods/<pod key>/volumes/<name>`, below root-only dirs.
+fn projection_dir(dirs: &VolumeDirs, pod: &PodRef, name: &str) -> std::io::Result<PathBuf> {
+    let base = dirs.pod_run(pod);
+    let private = [
+        dirs.run_dir.join("pods"),
+        base.clone(),
+        base.join("volumes"),
+    ];
+    for p in &private {
+        private_dir(p)?;
+    }
+    Ok(base.join("volumes").join(name))
 }
 
 fn check_host_path(volume: &str, p: &Path, type_: &str) -> Result<(), VolumeError> {
@@ -390,17 +467,17 @@ pub fn mounts_for(
 ) -> Result<Vec<MountSpec>, VolumeError> {
     let mut out = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
-        let Some((kind, path)) = prepared.get(&m.name) else {
+        let Some(v) = prepared.get(&m.name) else {
             return Err(VolumeError::NoSuchVolume {
                 mount: m.name.clone(),
             });
         };
         out.push(MountSpec {
-            kind: kind.clone(),
-            source: path.clone(),
+            kind: v.kind.clone(),
+            source: v.path.clone(),
             destination: m.mount_path.clone(),
             sub_path: m.sub_path.clone().filter(|s| !s.is_empty()),
-            read_only: m.read_only.unwrap_or(false),
+            read_only: v.read_only || m.read_only.unwrap_or(false),
         });
     }
     Ok(out)
@@ -453,6 +530,80 @@ mod tests {
         project(&dir, &vec![("../escape".into(), b"x".to_vec(), 0o644)]).unwrap();
         assert!(!dir.parent().unwrap().join("escape").exists());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn projections_are_read_only_and_host_dirs_private() {
+        use berth_spec::k8s_openapi::api::core::v1::{ConfigMap, Container, Secret};
+        let t = std::env::temp_dir().join(format!("berth-vol-ro-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&t);
+        let dirs = VolumeDirs {
+            state_dir: t.join("state"),
+            run_dir: t.join("run"),
+        };
+        let pod = PodRef {
+            namespace: "default".into(),
+            name: "p".into(),
+            uid: "1".into(),
+        };
+        let spec: PodSpec = serde_json::from_value(serde_json::json!({
+            "containers": [{"name": "c", "volumeMounts": [
+                {"name": "cfg", "mountPath": "/cfg", "readOnly": false},
+                {"name": "sec", "mountPath": "/sec"},
+                {"name": "scratch", "mountPath": "/scratch"},
+                {"name": "data", "mountPath": "/data"},
+            ]}],
+            "volumes": [
+                {"name": "cfg", "configMap": {"name": "cm"}},
+                {"name": "sec", "secret": {"secretName": "s", "defaultMode": 0o400}},
+                {"name": "scratch", "emptyDir": {}},
+                {"name": "data", "persistentVolumeClaim": {"claimName": "d"}},
+            ],
+        }))
+        .unwrap();
+        let mut objs = ConfigObjects::default();
+        let cm: ConfigMap =
+            serde_json::from_value(serde_json::json!({"data": {"k": "v"}})).unwrap();
+        let sec: Secret =
+            serde_json::from_value(serde_json::json!({"data": {"pw": "aHVudGVyMg=="}})).unwrap();
+        objs.config_maps.insert(("default".into(), "cm".into()), cm);
+        objs.secrets.insert(("default".into(), "s".into()), sec);
+        let claims = [("default".to_string(), "d".to_string())].into();
+        let prepared = prepare(&dirs, &pod, &spec, &claims, &objs).unwrap();
+        let c: Container = spec.containers[0].clone();
+        let mounts = mounts_for(&c, &prepared).unwrap();
+        let ro: BTreeMap<&str, bool> = mounts
+            .iter()
+            .map(|m| (m.destination.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            ro,
+            BTreeMap::from([
+                ("/cfg", true),
+                ("/sec", true),
+                ("/scratch", false),
+                ("/data", false)
+            ])
+        );
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let run = dirs.pod_run(&pod);
+        let state = dirs.pod_state(&pod);
+        for d in [
+            dirs.run_dir.join("pods"),
+            run.clone(),
+            run.join("volumes"),
+            dirs.state_dir.join("pods"),
+            state.clone(),
+            state.join("empty-dir"),
+            dirs.state_dir.join("volumes"),
+            dirs.state_dir.join("volumes/default"),
+        ] {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+        }
+        assert_eq!(mode(&state.join("empty-dir/scratch")), 0o777);
+        assert_eq!(mode(&run.join("volumes/sec/pw")), 0o400);
+        assert_eq!(fs::read(run.join("volumes/sec/pw")).unwrap(), b"hunter2");
+        fs::remove_dir_all(&t).unwrap();
     }
 
     #[test]

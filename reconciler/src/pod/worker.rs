@@ -34,6 +34,11 @@ pub const LABEL_RESTARTS: &str = "berth.dev/restarts";
 pub const LABEL_INIT: &str = "berth.dev/init";
 pub const LABEL_SPEC_HASH: &str = "berth.dev/spec-hash";
 
+/// Reason of the `ContainerState::Failed` a runtime's `wait` returns when the
+/// container's supervisor died before it recorded the end: the runtime has
+/// killed what was left and recorded the end, which `status` then reports.
+pub const REASON_SUPERVISOR_LOST: &str = "SupervisorLost";
+
 /// Start a worker task.
 pub fn spawn<I: Images, R: Runtime, N: Network>(init: WorkerInit<I, R, N>) -> WorkerHandle {
     let (stop_tx, stop_rx) = watch::channel(None);
@@ -774,6 +779,28 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             });
         let Some((i, init)) = pos else { return };
         let now = SystemTime::now();
+        // a lost supervisor: say so, then go on with the end the runtime recorded
+        let mut lost = None;
+        let st = match st {
+            Some(ContainerState::Failed { reason, message })
+                if reason == REASON_SUPERVISOR_LOST =>
+            {
+                let name = self.ctr(i, init).spec.name.clone();
+                tracing::warn!(pod = %self.d.name, container = %name, %message, "supervisor lost");
+                self.event(
+                    true,
+                    REASON_SUPERVISOR_LOST,
+                    format!("Container {name}: {message}"),
+                )
+                .await;
+                lost = Some(format!("{REASON_SUPERVISOR_LOST}: {message}"));
+                match self.deps.runtime.status(id).await.map(|i| i.state) {
+                    Ok(s @ ContainerState::Exited { .. }) => Some(s),
+                    _ => None,
+                }
+            }
+            other => other,
+        };
         let (exit_code, signal, oom, started_at, finished_at, msg) = match st {
             Some(ContainerState::Exited {
                 exit_code,
@@ -802,6 +829,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 "container state unknown (shim gone)".to_string(),
             ),
         };
+        let msg = lost.unwrap_or(msg);
         let restart = self.should_restart(init, exit_code);
         let pod_name = self.d.name.clone();
         let c = self.ctr(i, init);

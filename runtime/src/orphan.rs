@@ -1,0 +1,116 @@
+//! A container whose supervisor died.
+//!
+//! The supervisor owns its container: it is the init's parent, the only
+//! reader of its output and the only one who learns how it ended. If it is
+//! killed (by a user, the OOM killer, a bug), the container runs on
+//! unsupervised: nobody copies its logs (its next write meets a closed pipe),
+//! nobody can reap it, its exit code would be lost. [`ShimRuntime::wait`]
+//! notices it (the control socket hangs up, `shim.pid` names no live process,
+//! and no `status.json` was written) and hands the container here: every
+//! process left in its cgroup is killed by pid, what the supervisor would have
+//! removed is removed, and the end is recorded in `status.json` (the same
+//! record the supervisor writes: 137/SIGKILL when the container still ran,
+//! 255 when it had already ended unobserved). The caller learns it as
+//! [`ContainerState::Failed`] with reason [`SUPERVISOR_LOST`]; `status` then
+//! reports the recorded exit, and the restart policy starts a new container.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use berth_reconciler::traits::ContainerState;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::layout::{Exit, ShimSpec, Started, ns_of, read_json};
+use crate::{ShimRuntime, shim_process};
+
+/// Reason of the [`ContainerState::Failed`] that `wait` returns when the
+/// container's supervisor died before the container's end was recorded.
+pub const SUPERVISOR_LOST: &str = berth_reconciler::pod::REASON_SUPERVISOR_LOST;
+
+/// How long the orphaned processes get to die after SIGKILL.
+const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl ShimRuntime {
+    /// The container in `dir` was started, its supervisor is gone, and the
+    /// supervisor recorded no end (it writes `status.json` before it exits,
+    /// so checking the process first and the file second is never early).
+    pub(crate) fn supervisor_gone(&self, dir: &Path) -> bool {
+        dir.join("state.json").exists()
+            && shim_process(dir).is_none()
+            && !dir.join("status.json").exists()
+    }
+
+    /// Kill what is left of a container whose supervisor is gone, clean up
+    /// after it and record its end; the `Failed { reason: SupervisorLost }`
+    /// state for the caller.
+    pub(crate) async fn replace_lost(&self, id: &str) -> ContainerState {
+        let dir = self.layout.dir(id);
+        let spec = read_json::<ShimSpec>(&dir.join("spec.json"));
+        let started = read_json::<Started>(&dir.join("state.json"));
+        let init = started.as_ref().map(|s| s.pid);
+        let was_running = init.is_some_and(|p| self.init_in_cgroup(&dir, p));
+        let cgroup = spec.as_ref().map(|s| s.cgroup_path.clone());
+        let mut killed = Vec::new();
+        if let Some(cg) = &cgroup {
+            let t0 = tokio::time::Instant::now();
+            loop {
+                let pids = self.cg.pids(cg);
+                if pids.is_empty() {
+                    break;
+                }
+                if t0.elapsed() > KILL_TIMEOUT {
+                    tracing::warn!(container = %id, ?pids, "orphaned processes did not die");
+                    break;
+                }
+                for p in pids {
+                    if kill(Pid::from_raw(p), Signal::SIGKILL).is_ok() && !killed.contains(&p) {
+                        killed.push(p);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // what the supervisor removes after its container: cgroup, libcontainer's state, mounts
+        let (layout, cg, rootfs, owned_id) = (
+            self.layout.clone(),
+            self.cg.clone(),
+            dir.join("rootfs"),
+            id.to_string(),
+        );
+        let path = cgroup.clone().unwrap_or_default();
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::supervise::cleanup(&layout, &owned_id, &rootfs, &cg, &path)
+        })
+        .await;
+        let exit = Exit {
+            exit_code: if was_running { 137 } else { 255 },
+            signal: was_running.then_some(Signal::SIGKILL as i32),
+            oom_killed: false,
+            started_at_ns: started.as_ref().map(|s| s.started_at_ns),
+            finished_at_ns: ns_of(SystemTime::now()),
+        };
+        // only into the container dir as it is: a removal meanwhile wins
+        if !dir.join("status.json").exists()
+            && let Ok(data) = serde_json::to_vec(&exit)
+            && let Err(e) = crate::layout::write_atomic_in(&dir.join("status.json"), &data, 0o600)
+        {
+            tracing::warn!(container = %id, %e, "recording the end of an orphaned container");
+        }
+        let _ = std::fs::remove_file(dir.join("shim.sock"));
+        let message = match (was_running, init) {
+            (true, Some(pid)) => format!(
+                "the container's supervisor died while the container (pid {pid}) ran; \
+                 killed it and its processes {killed:?}"
+            ),
+            _ => "the container's supervisor died; the container had ended unobserved, \
+                  its exit code is lost"
+                .to_string(),
+        };
+        tracing::warn!(container = %id, %message, "supervisor lost");
+        ContainerState::Failed {
+            reason: SUPERVISOR_LOST.into(),
+            message,
+        }
+    }
+}
