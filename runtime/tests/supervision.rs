@@ -117,6 +117,11 @@ async fn killed_supervisor_is_noticed_and_its_container_replaced() {
         assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
     }
     assert_eq!(mode(&info.log_path), 0o600);
+    // what containers read as /etc/hosts etc. stays readable inside them
+    let pod_dir = h.cfg.run_dir.join("pods").join(pod.key());
+    for f in ["hosts", "hostname", "resolv.conf"] {
+        assert_eq!(mode(&pod_dir.join(f)), 0o644, "{f}");
+    }
 
     // kill the supervisor: the waiting agent learns it at once
     let waiter = {
