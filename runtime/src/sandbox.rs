@@ -6,6 +6,7 @@
 //! for them to stay).
 
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use berth_reconciler::traits::{PodNetwork, Sandbox, SandboxConfig};
@@ -30,7 +31,14 @@ fn hold_namespaces(ipc: &Path, uts: &Path, hostname: &str) -> Result<(), String>
     }
     for p in [ipc, uts] {
         if !p.exists() {
-            fs::File::create(p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+            // a mount point for the namespace; root-only like the rest
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(p)
+                .map_err(|e| format!("creating {}: {e}", p.display()))?;
         }
     }
     let (ipc, uts, hostname) = (ipc.to_path_buf(), uts.to_path_buf(), hostname.to_string());

@@ -117,6 +117,11 @@ async fn killed_supervisor_is_noticed_and_its_container_replaced() {
         assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
     }
     assert_eq!(mode(&info.log_path), 0o600);
+    // what containers read as /etc/hosts etc. stays readable inside them
+    let pod_dir = h.cfg.run_dir.join("pods").join(pod.key());
+    for f in ["hosts", "hostname", "resolv.conf"] {
+        assert_eq!(mode(&pod_dir.join(f)), 0o644, "{f}");
+    }
 
     // kill the supervisor: the waiting agent learns it at once
     let waiter = {
@@ -287,4 +292,54 @@ async fn crash_loop_keeps_two_runs_of_logs_and_pod_removal_drops_them() {
         !h.cfg.log_dir.join(pod.key()).exists(),
         "the removed pod's logs stay"
     );
+}
+
+/// CPU time (user + system, in clock ticks) of a process so far.
+fn cpu_ticks(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = s.rsplit_once(')').unwrap().1;
+    // after the comm: utime is field 14, stime 15 (1-based over the whole line)
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// A container limited to 100m that floods stdout: the supervisor copying
+/// it runs inside the pod's limit, so it cannot burn a host core.
+#[tokio::test(flavor = "multi_thread")]
+async fn log_copying_counts_against_the_pod_cpu_limit() {
+    require_root!();
+    let h = Harness::with("btrt33", |c| {
+        c.log_max_bytes = 256 * 1024;
+        c.log_max_files = 2;
+    });
+    let pod = h.pod("flood");
+    let limit = Resources {
+        cpu_limit_millis: Some(100),
+        ..Default::default()
+    };
+    let sb = h.sandbox_with(&pod, None, limit.clone()).await;
+    let mut c = h.container(&sb, "yes", &["/bin/yes", "flooding the log"]);
+    c.resources = limit;
+    h.rt().run(&c).await.unwrap();
+    let sup = shim_pid(&h.cfg.run_dir.join("containers").join(&c.id));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .unwrap()
+        .unwrap_or(100) as u64;
+    let before = cpu_ticks(sup);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = (cpu_ticks(sup) - before) as f64 / ticks as f64;
+    let share = used / t0.elapsed().as_secs_f64();
+    // the pod may use 10% of a core, container and supervisor together
+    assert!(
+        share < 0.2,
+        "supervisor used {:.0}% of a core",
+        share * 100.0
+    );
+    assert!(
+        !h.log_lines(&c.id, "stdout").await.is_empty(),
+        "the flood was not logged"
+    );
+    h.rt().stop(&c.id, Duration::ZERO).await.unwrap();
 }

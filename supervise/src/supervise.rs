@@ -131,7 +131,11 @@ pub fn run(
     let sock = dir.join("shim.sock");
     let listener = if sock.as_os_str().len() <= MAX_SOCK_PATH {
         let _ = fs::remove_file(&sock);
-        let bound = UnixListener::bind(&sock).and_then(|l| {
+        // a socket takes its mode from the umask: 0600 from the start
+        let umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+        let bound = UnixListener::bind(&sock);
+        nix::sys::stat::umask(umask);
+        let bound = bound.and_then(|l| {
             // only root may connect (the container dir is 0700 as well)
             fs::set_permissions(&sock, fs::Permissions::from_mode(0o600))?;
             l.set_nonblocking(true).map(|_| l)
