@@ -74,7 +74,8 @@ pub(crate) fn check(o: &mut Out, obj: &Object) {
             return;
         }
     };
-    if name.len() > max {
+    // an invalid name already has its own error
+    if name.len() > max && super::is_dns1123_subdomain(name) {
         o.err(
             "metadata.name",
             format!(
