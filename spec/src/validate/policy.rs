@@ -212,22 +212,28 @@ pub fn check(policy: &Policy, obj: &Object) -> Vec<Problem> {
     o.0
 }
 
-/// [`check`] over a set of objects, as diagnostics at each object's location.
+/// [`check`] as diagnostics at the object's location (its first line: the
+/// field is named by the diagnostic's path).
+pub fn check_sourced(policy: &Policy, s: &Sourced) -> Vec<Diagnostic> {
+    let name = s.object.metadata().name.clone().unwrap_or_default();
+    check(policy, &s.object)
+        .into_iter()
+        .map(|p| Diagnostic {
+            severity: Severity::Error,
+            location: s.location.clone(),
+            object: Some((s.object.kind(), name.clone())),
+            path: p.path,
+            message: p.message,
+        })
+        .collect()
+}
+
+/// [`check_sourced`] over a set of objects.
 pub fn check_objects(policy: &Policy, objects: &[Sourced]) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    for s in objects {
-        let name = s.object.metadata().name.clone().unwrap_or_default();
-        for p in check(policy, &s.object) {
-            out.push(Diagnostic {
-                severity: Severity::Error,
-                location: s.location.clone(),
-                object: Some((s.object.kind(), name.clone())),
-                path: p.path,
-                message: p.message,
-            });
-        }
-    }
-    out
+    objects
+        .iter()
+        .flat_map(|s| check_sourced(policy, s))
+        .collect()
 }
 
 fn pod_spec(o: &mut Out, policy: &Policy, base: &str, s: &PodSpec) {
