@@ -163,6 +163,8 @@ impl SourceHandle {
 }
 
 impl Hub {
+    /// A hub without an operator policy (tests; the agent uses [`Hub::with_policy`]).
+    #[cfg(test)]
     pub fn new(desired_tx: DesiredTx, node: NodeInfo) -> Arc<Self> {
         Self::with_policy(desired_tx, node, None)
     }
