@@ -235,8 +235,14 @@ fn policy_from_flag_env_or_file() {
 fn a_policy_that_cannot_be_used_stops_the_agent() {
     let files = HashMap::from([
         ("/empty.yaml", "\n"),
-        ("/typo.yaml", "apiVersion: berth.dev/v1alpha1\nkind: Policy\nspec:\n  hostNetwrk: true\n"),
-        ("/wrong.yaml", "apiVersion: berth.dev/v1alpha1\nkind: Policy\nspec:\n  allowedHostPaths: [{pathPrefix: etc}]\n"),
+        (
+            "/typo.yaml",
+            "apiVersion: berth.dev/v1alpha1\nkind: Policy\nspec:\n  hostNetwrk: true\n",
+        ),
+        (
+            "/wrong.yaml",
+            "apiVersion: berth.dev/v1alpha1\nkind: Policy\nspec:\n  allowedHostPaths: [{pathPrefix: etc}]\n",
+        ),
     ]);
     let none = HashMap::new();
     let err = |args: &[&str], env: &HashMap<&'static str, &'static str>| {
@@ -248,7 +254,10 @@ fn a_policy_that_cannot_be_used_stops_the_agent() {
     let m = err(&["--manifests", "/m", "--policy", "/empty.yaml"], &none);
     assert!(m.starts_with("policy file /empty.yaml is empty"), "{m}");
     let m = err(&["--manifests", "/m", "--policy", "/typo.yaml"], &none);
-    assert!(m.starts_with("policy file /typo.yaml: ") && m.contains("hostNetwrk"), "{m}");
+    assert!(
+        m.starts_with("policy file /typo.yaml: ") && m.contains("hostNetwrk"),
+        "{m}"
+    );
     let m = err(&["--manifests", "/m", "--policy", "/wrong.yaml"], &none);
     assert!(m.contains("spec.allowedHostPaths[0].pathPrefix"), "{m}");
     // set but empty is not "no policy"

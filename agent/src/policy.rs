@@ -32,7 +32,9 @@ pub enum PolicyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("policy file {path} is empty (write apiVersion: berth.dev/v1alpha1, kind: Policy and a spec)")]
+    #[error(
+        "policy file {path} is empty (write apiVersion: berth.dev/v1alpha1, kind: Policy and a spec)"
+    )]
     Empty { path: String },
     #[error("policy file {path}: {message}")]
     Parse { path: String, message: String },
@@ -123,7 +125,8 @@ mod tests {
         let msg = |text: &str| parse("p.yaml", text).unwrap_err().to_string();
         assert!(msg("").contains("p.yaml is empty"), "{}", msg(""));
         assert!(msg("  \n# only a comment\n").contains("is empty"));
-        let m = msg("apiVersion: berth.dev/v1alpha1\nkind: Policy\nspec:\n  privileged: yes please\n");
+        let m =
+            msg("apiVersion: berth.dev/v1alpha1\nkind: Policy\nspec:\n  privileged: yes please\n");
         assert!(m.starts_with("policy file p.yaml: "), "{m}");
         let m = msg("apiVersion: berth.dev/v1alpha1\nkind: Policy\nspec:\n  priviliged: true\n");
         assert!(m.contains("priviliged"), "{m}");
@@ -148,7 +151,11 @@ mod tests {
         let e = load(&dir.path().join("missing.yaml")).unwrap_err();
         assert!(e.to_string().contains("missing.yaml"), "{e}");
         let ok = dir.path().join("ok.yaml");
-        std::fs::write(&ok, "apiVersion: berth.dev/v1alpha1\nkind: Policy\nspec: {}\n").unwrap();
+        std::fs::write(
+            &ok,
+            "apiVersion: berth.dev/v1alpha1\nkind: Policy\nspec: {}\n",
+        )
+        .unwrap();
         assert_eq!(load(&ok).unwrap().policy, Policy::default());
     }
 }

@@ -451,7 +451,7 @@ fn events(view: &View, snap: &Snapshot) -> Vec<Value> {
     out.extend(view.refused.iter().map(|r| {
         let k = &r.key;
         json!({
-            "metadata": {"name": format!("{}.policy", k.name), "namespace": k.namespace, "creationTimestamp": r.since},
+            "metadata": {"name": format!("{}.{}.policy", k.name, k.kind.as_str().to_ascii_lowercase()), "namespace": k.namespace, "creationTimestamp": r.since},
             "involvedObject": {"kind": k.kind.as_str(), "namespace": k.namespace, "name": k.name},
             "reason": "PolicyViolation", "message": r.reasons.join("; "), "type": "Warning",
             "firstTimestamp": r.since, "lastTimestamp": r.since, "count": 1,

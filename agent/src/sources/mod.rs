@@ -378,7 +378,9 @@ fn police(
             continue;
         }
         if let Some(&i) = owner.get(&s.location) {
-            sources[i].diagnostics.extend(diags.iter().map(DiagView::from));
+            sources[i]
+                .diagnostics
+                .extend(diags.iter().map(DiagView::from));
         }
         out.push(Refused {
             key: key.clone(),

@@ -52,7 +52,9 @@ fn a_refused_object_is_left_out_and_the_others_are_applied() {
     assert_eq!(r.location, "/m/a.yaml:10:1");
     assert_eq!(
         r.reasons,
-        ["/m/a.yaml:10:1: Pod \"root\": spec.containers[0].securityContext.privileged: refused by policy (privileged): privileged containers are not allowed"]
+        [
+            "/m/a.yaml:10:1: Pod \"root\": spec.containers[0].securityContext.privileged: refused by policy (privileged): privileged containers are not allowed"
+        ]
     );
     // the source shows it like its other per-object errors
     let d = &m.sources[0].diagnostics;
@@ -88,7 +90,10 @@ fn a_refused_change_keeps_the_previous_definition() {
         Some(&p),
     );
     assert_eq!(m.refused.len(), 1);
-    assert_eq!(m.desired.objects, prev.objects, "the running definition stays");
+    assert_eq!(
+        m.desired.objects, prev.objects,
+        "the running definition stays"
+    );
 }
 
 #[test]
@@ -125,7 +130,10 @@ fn the_hub_lists_refusals_with_a_stable_time() {
     assert!(!since.is_empty());
     assert_eq!(pods(&rx.borrow()), ["ok"]);
     std::thread::sleep(std::time::Duration::from_millis(5));
-    h.publish(report("/m/a.yaml", &format!("{text}---\n{}", pod("more", "y"))));
+    h.publish(report(
+        "/m/a.yaml",
+        &format!("{text}---\n{}", pod("more", "y")),
+    ));
     let v = hub.view().borrow().clone();
     assert_eq!(v.refused[0].since, since, "the same refusal keeps its time");
     // fixed: the refusal goes away

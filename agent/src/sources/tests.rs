@@ -30,7 +30,12 @@ fn image(d: &DesiredState, name: &str) -> Option<String> {
 fn the_same_object_from_two_sources_keeps_the_running_definition() {
     let node = NodeInfo::default();
     let a = report("directory", "/m/a.yaml", &pod("web", "img:1"));
-    let m = merge(&[Some(a.clone()), None], &DesiredState::default(), &node, None);
+    let m = merge(
+        &[Some(a.clone()), None],
+        &DesiredState::default(),
+        &node,
+        None,
+    );
     assert!(!m.desired.complete, "one source has not reported yet");
     let m = merge(
         &[

@@ -90,8 +90,15 @@ async fn a_failed_pod_setup_releases_its_ip() {
 
     // every failed attempt gives the address back before it reports
     until(&mut status, "first failed setup", |s| failed_setups(s) >= 1).await;
-    assert_eq!(net.pod_count(), 0, "IP still allocated after a failed setup");
-    until(&mut status, "a retried failed setup", |s| failed_setups(s) >= 3).await;
+    assert_eq!(
+        net.pod_count(),
+        0,
+        "IP still allocated after a failed setup"
+    );
+    until(&mut status, "a retried failed setup", |s| {
+        failed_setups(s) >= 3
+    })
+    .await;
     assert_eq!(net.pod_count(), 0, "IP still allocated after a retry");
     assert!(rt.sandboxes.lock().unwrap().is_empty());
 
@@ -137,7 +144,10 @@ async fn a_pod_deleted_while_its_setup_fails_leaves_no_ip() {
         status_tx,
     );
     let task = tokio::spawn(r.run(desired_rx, stop_rx));
-    until(&mut status, "failed setups of both", |s| failed_setups(s) >= 2).await;
+    until(&mut status, "failed setups of both", |s| {
+        failed_setups(s) >= 2
+    })
+    .await;
     desired_tx.send_replace(desired(&[]));
     until(&mut status, "pods gone", |s| s.pods.is_empty()).await;
     assert_eq!(net.pod_count(), 0);

@@ -58,7 +58,10 @@ pub fn pod_hostname(name: &str) -> &str {
 /// Length rules for the kinds whose names reach host file names.
 pub(crate) fn check(o: &mut Out, obj: &Object) {
     let m = obj.metadata();
-    let (Some(name), ns) = (m.name.as_deref(), m.namespace.as_deref().unwrap_or("default")) else {
+    let (Some(name), ns) = (
+        m.name.as_deref(),
+        m.namespace.as_deref().unwrap_or("default"),
+    ) else {
         return;
     };
     let (max, why) = match obj {

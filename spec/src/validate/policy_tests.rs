@@ -42,15 +42,21 @@ fn a_plain_pod_passes_the_strictest_policy() {
 
 #[test]
 fn privileged_is_refused_unless_allowed() {
-    let s = pod(&format!("{CTR}    securityContext:\n      privileged: true\n"));
+    let s = pod(&format!(
+        "{CTR}    securityContext:\n      privileged: true\n"
+    ));
     let f = findings(&Policy::default(), &s);
     assert_eq!(
         f,
-        ["spec.containers[0].securityContext.privileged: refused by policy (privileged): privileged containers are not allowed"]
+        [
+            "spec.containers[0].securityContext.privileged: refused by policy (privileged): privileged containers are not allowed"
+        ]
     );
     assert!(findings(&spec_policy("  privileged: true\n"), &s).is_empty());
     // privileged: false is fine
-    let s = pod(&format!("{CTR}    securityContext:\n      privileged: false\n"));
+    let s = pod(&format!(
+        "{CTR}    securityContext:\n      privileged: false\n"
+    ));
     assert!(findings(&Policy::default(), &s).is_empty());
 }
 
@@ -111,7 +117,9 @@ fn host_paths_are_refused_by_default() {
     let s = host_path_pod("/", None, None);
     assert_eq!(
         findings(&Policy::default(), &s),
-        ["spec.volumes[0].hostPath.path: refused by policy (allowedHostPaths): hostPath \"/\": hostPath volumes are not allowed"]
+        [
+            "spec.volumes[0].hostPath.path: refused by policy (allowedHostPaths): hostPath \"/\": hostPath volumes are not allowed"
+        ]
     );
 }
 
@@ -154,7 +162,9 @@ fn read_only_host_paths_need_read_only_mounts() {
         let f = findings(&p, &host_path_pod("/srv/a", ro, None));
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(
-            f[0].starts_with("spec.containers[0].volumeMounts[0].readOnly: refused by policy (allowedHostPaths)"),
+            f[0].starts_with(
+                "spec.containers[0].volumeMounts[0].readOnly: refused by policy (allowedHostPaths)"
+            ),
             "{f:?}"
         );
     }
@@ -187,7 +197,9 @@ fn added_capabilities_are_refused_unless_listed() {
     let s = cap_pod("[SYS_ADMIN]");
     assert_eq!(
         findings(&Policy::default(), &s),
-        ["spec.containers[0].securityContext.capabilities.add[0]: refused by policy (allowedCapabilities): adding capability \"SYS_ADMIN\" is not allowed (no capability may be added)"]
+        [
+            "spec.containers[0].securityContext.capabilities.add[0]: refused by policy (allowedCapabilities): adding capability \"SYS_ADMIN\" is not allowed (no capability may be added)"
+        ]
     );
     let p = spec_policy("  allowedCapabilities: [CAP_NET_ADMIN, net_bind_service]\n");
     assert!(findings(&p, &cap_pod("[NET_ADMIN, CAP_NET_BIND_SERVICE]")).is_empty());
@@ -223,9 +235,12 @@ fn host_ports_below_1024_are_refused_by_default() {
     let s = port_pod(false, "    - containerPort: 80\n      hostPort: 80\n");
     assert_eq!(
         findings(&Policy::default(), &s),
-        ["spec.containers[0].ports[0].hostPort: refused by policy (allowedHostPorts): host port 80 is not allowed (allowed: 1024-65535)"]
+        [
+            "spec.containers[0].ports[0].hostPort: refused by policy (allowedHostPorts): host port 80 is not allowed (allowed: 1024-65535)"
+        ]
     );
-    let p = spec_policy("  allowedHostPorts:\n  - {min: 80, max: 80}\n  - {min: 8000, max: 9000}\n");
+    let p =
+        spec_policy("  allowedHostPorts:\n  - {min: 80, max: 80}\n  - {min: 8000, max: 9000}\n");
     assert!(findings(&p, &s).is_empty());
     let s = port_pod(false, "    - containerPort: 80\n      hostPort: 9001\n");
     assert_eq!(findings(&p, &s).len(), 1);
