@@ -85,7 +85,12 @@ fn main() -> ExitCode {
 
 async fn run(cfg: Config) -> Result<()> {
     for d in [&cfg.state_dir, &cfg.run_dir] {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        // root-only: pod files, secrets, logs and image content live below
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(d)
+            .with_context(|| format!("creating {}", d.display()))?;
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .with_context(|| format!("making {} root-only", d.display()))?;
     }
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (desired_tx, desired_rx) = berth_reconciler::desired_channel();

@@ -38,6 +38,8 @@ spec:
     image: {IMAGE}
     imagePullPolicy: IfNotPresent
     command: ["sh", "-c", "exec sleep 7175"]
+    securityContext:
+      runAsUser: 1000
 ---
 apiVersion: v1
 kind: Pod
@@ -116,11 +118,15 @@ fn policy_refuses_a_privileged_pod_and_runs_a_compliant_one() -> anyhow::Result<
     a.write_manifest("pods.yaml", &manifests())?;
     a.start()?;
     let long = long_name();
-    a.wait_for("fine and the long-named pod Running", Duration::from_secs(90), |v| {
-        (phase(v, "fine").as_deref() == Some("Running")
-            && phase(v, &long).as_deref() == Some("Running"))
-        .then_some(())
-    })?;
+    a.wait_for(
+        "fine and the long-named pod Running",
+        Duration::from_secs(90),
+        |v| {
+            (phase(v, "fine").as_deref() == Some("Running")
+                && phase(v, &long).as_deref() == Some("Running"))
+            .then_some(())
+        },
+    )?;
     assert!(a.log().contains("operator policy in force"), "{}", a.log());
 
     // the refused pods: per-object errors with file:line and the rule
@@ -128,11 +134,11 @@ fn policy_refuses_a_privileged_pod_and_runs_a_compliant_one() -> anyhow::Result<
     let diags = texts(&st["sources"][0]["diagnostics"]);
     let file = a.manifests.join("pods.yaml").display().to_string();
     let want_root = format!(
-        "{file}:13:1: Pod \"root\": spec.containers[0].securityContext.privileged: refused by policy (privileged): privileged containers are not allowed"
+        "{file}:15:1: Pod \"root\": spec.containers[0].securityContext.privileged: refused by policy (privileged): privileged containers are not allowed"
     );
     assert!(diags.contains(&want_root), "{diags:#?}");
     assert!(
-        diags.iter().any(|d| d.starts_with(&format!("{file}:27:1: Pod \"hostfs\": spec.volumes[0].hostPath.path: refused by policy (allowedHostPaths)"))),
+        diags.iter().any(|d| d.starts_with(&format!("{file}:29:1: Pod \"hostfs\": spec.volumes[0].hostPath.path: refused by policy (allowedHostPaths)"))),
         "{diags:#?}"
     );
     let refused: Vec<&str> = st["refused"]
@@ -171,6 +177,11 @@ fn policy_refuses_a_privileged_pod_and_runs_a_compliant_one() -> anyhow::Result<
     assert!(pgrep("sleep 7176").is_empty(), "the privileged pod runs");
     assert!(pgrep("sleep 7177").is_empty(), "the hostPath pod runs");
     assert_eq!(pgrep("sleep 7175").len(), 1);
+    // the agent's own dirs are root-only (and a non-root container still runs)
+    for d in [&a.state_dir, &a.run_dir] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(d)?.permissions());
+        assert_eq!(mode & 0o777, 0o700, "{}", d.display());
+    }
 
     // berth validate --policy reports the same, and exits 1
     let out = Command::new(berth_bin())
