@@ -66,6 +66,8 @@ pub struct FakeRuntime {
     pub runs: Mutex<Vec<ContainerConfig>>,
     pub removed: Mutex<Vec<String>>,
     pub sandboxes: Mutex<Vec<String>>,
+    /// While set, `ensure_sandbox` fails with this message.
+    pub fail_sandbox: Mutex<Option<String>>,
 }
 
 impl FakeRuntime {
@@ -109,6 +111,9 @@ impl Runtime for FakeRuntime {
     type Error = FakeError;
 
     async fn ensure_sandbox(&self, cfg: &SandboxConfig) -> Result<Sandbox, FakeError> {
+        if let Some(m) = self.fail_sandbox.lock().unwrap().clone() {
+            return Err(FakeError(m, ErrorKind::Internal));
+        }
         self.sandboxes.lock().unwrap().push(cfg.pod.key());
         Ok(Sandbox {
             pod: cfg.pod.clone(),

@@ -41,5 +41,6 @@ pub async fn agent_status(State(st): State<ApiState>) -> Json<Value> {
         "errors": errors,
         "conflicts": view.conflicts,
         "notScheduled": view.unscheduled,
+        "refused": view.refused,
     }))
 }

@@ -239,6 +239,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 }
                 Err((reason, msg)) => {
                     tracing::warn!(pod = %self.pod.key(), %reason, %msg, "pod setup failed");
+                    self.release_setup().await;
                     self.event(true, &reason, msg.clone()).await;
                     self.message = Some((reason, msg));
                     self.publish().await;
@@ -319,7 +320,8 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         if self.sandbox.is_none() {
             let cfg = SandboxConfig {
                 pod: self.pod.clone(),
-                hostname: self.d.name.clone(),
+                // at most 63 bytes, as kubelet (the kernel refuses more than 64)
+                hostname: berth_spec::validate::names::pod_hostname(&self.d.name).to_string(),
                 network: self.net.clone().unwrap_or(PodNetwork {
                     netns: None,
                     ip: None,
@@ -337,6 +339,26 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             self.sandbox = Some(sb);
         }
         self.prepare_volumes()
+    }
+
+    /// After a failed setup, give back the sandbox and the network (the pod's
+    /// IP and hostPorts above all): a pod that cannot start holds no address,
+    /// whichever step failed, and the next attempt starts clean. Nothing is
+    /// given back while containers of this pod instance run (adopted after an
+    /// agent restart): they still use both. A failed release is retried by
+    /// the next attempt and by termination.
+    async fn release_setup(&mut self) {
+        if !self.adopted.is_empty() {
+            return;
+        }
+        self.sandbox = None;
+        if let Err(e) = self.deps.runtime.remove_sandbox(&self.pod).await {
+            tracing::warn!(pod = %self.pod.key(), err = %error_chain(&e), "releasing the sandbox after a failed setup");
+        }
+        self.net = None;
+        if let Err(e) = self.deps.net.remove_pod(&self.pod).await {
+            tracing::warn!(pod = %self.pod.key(), err = %error_chain(&e), "releasing the network after a failed setup");
+        }
     }
 
     fn prepare_volumes(&mut self) -> Result<(), (String, String)> {
