@@ -239,7 +239,7 @@ phase_after_crash() {
     fail crash.agent-starts "$(systemctl status --no-pager berth.service 2>&1 | head -15 | tr '\n' ' ')"
   fi
   info crash.manifests "$(cd "$M" && for f in *; do echo -n "$f:$(stat -c %s "$f") "; done)"
-  info crash.source-errors "$(api /api/v1/status | jq -c '[.. | objects | select(has("errors")) | .errors] | flatten' 2>/dev/null)"
+  info crash.source-status "$(api /api/v1/status | head -c 600)"
   info crash.fs "$(dmesg | grep -E 'EXT4-fs \(vda\)' | tr '\n' ' ')"
   if wait_until 480 all_running; then
     t=$(up)
