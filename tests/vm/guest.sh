@@ -191,6 +191,7 @@ phase_after_reboot() {
   first=$(cat "$KEEP/vol-first" 2>/dev/null); count=$(cat "$KEEP/vol-count" 2>/dev/null || echo 0)
   check reboot.volume-intact "first line before '$first', now '$(vol_first)'; lines before $count, now $(vol_count)" \
     test -n "$first" -a "$first" = "$(vol_first)" -a "$(vol_count)" -ge "$count"
+  info reboot.berth-shutdown "previous boot: $(journalctl -b -1 -u berth-shutdown.service --no-pager -o cat 2>/dev/null | tr '\n' ' ')"
   c2=$(vol_count)
   check reboot.volume-appended "the worker writes again: $c2 lines, then $(wait_until 20 vol_has $((c2 + 1)); vol_count)" \
     test "$(vol_count)" -gt "$c2"

@@ -158,6 +158,22 @@ else
 fi
 stop_vm
 T1=$(( $(date +%s) - TB ))
+# The reboot: how long the shutdown took (guest kernel timestamps on the
+# console), and whether systemd-shutdown had to wait for container processes
+# (its 90 s timeout: nothing stopped them before the final kill).
+c1=$WORK/console-1.log
+r_at=$(sed -n 's/.*INFO reboot: systemctl reboot at uptime \([0-9.]*\)s.*/\1/p' "$SH/results.txt" | head -1)
+r_end=$(grep -a 'reboot: Restarting system' "$c1" | head -1 | sed 's/^\[ *\([0-9.]*\)\].*/\1/')
+waited=$(grep -a -m1 'systemd-shutdown\[1\]: Waiting for process' "$c1" | sed 's/^\[[^]]*\] //' || true)
+if [ -n "$r_at" ] && [ -n "$r_end" ]; then
+  shut=$(awk -v a="$r_at" -v b="$r_end" 'BEGIN{printf "%.1f", b-a}')
+  HOSTRES+=("TIME reboot-shutdown: $shut")
+  if [ -z "$waited" ]; then
+    HOSTRES+=("PASS reboot.containers-stopped: shutdown took ${shut}s; systemd-shutdown found no container process left to wait for")
+  else
+    HOSTRES+=("FAIL reboot.containers-stopped: shutdown took ${shut}s; $waited (its 90 s timeout)")
+  fi
+fi
 
 # ---------------------------------------------------------------- boot after the power cut
 if [ "$(cat "$SH/phase")" = after-crash ]; then
@@ -178,7 +194,7 @@ TV=$(( $(date +%s) - TB ))
 # ---------------------------------------------------------------- verdict
 EXPECTED=(guest.cgroup-v2-only package.install package.files unit.settings agent.started-by-package
   pods.ready stop.keeps-containers start.api-ready restart.same-pids restart.same-containers volume.written
-  reboot.pods-ready reboot.agent-active reboot.volume-intact reboot.volume-appended power-off.during-burst
+  reboot.containers-stopped reboot.pods-ready reboot.agent-active reboot.volume-intact reboot.volume-appended power-off.during-burst
   crash.agent-starts crash.pods-run crash.agent-stable crash.volume-intact crash.converges)
 ALL=$WORK/all-results.txt
 { cat "$SH/results.txt"; printf '%s\n' "${HOSTRES[@]+"${HOSTRES[@]}"}"; } > "$ALL"
