@@ -48,7 +48,9 @@ for t in "${targets[@]}"; do
         -rss_limit_mb=4096 -print_final_stats=1)
     # with -jobs, libFuzzer runs children that log to fuzz-N.log
     [ "$jobs" -gt 1 ] && flags+=(-jobs="$jobs" -workers="$jobs")
-    if ! cargo fuzz run --fuzz-dir fuzz "$t" "${dirs[@]}" -- "${flags[@]}"; then
+    tdir=()
+    [ -n "${FUZZ_TARGET_DIR:-}" ] && tdir=(--target-dir "$FUZZ_TARGET_DIR")
+    if ! cargo fuzz run --fuzz-dir fuzz "${tdir[@]}" "$t" "${dirs[@]}" -- "${flags[@]}"; then
         failed+=("$t")
     fi
 done
