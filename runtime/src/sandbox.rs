@@ -93,7 +93,8 @@ pub fn ensure(
         ("resolv.conf", resolv_conf(&cfg.network)),
     ];
     for (name, content) in files {
-        crate::layout::write_atomic(&dir.join(name), content.as_bytes())
+        // bind-mounted into containers that may run as any user
+        berth_state::write_atomic_mode(&dir.join(name), content.as_bytes(), 0o644)
             .map_err(|e| err("writing pod files")(e.to_string()))?;
     }
     let ipc = dir.join("ipc");

@@ -2,7 +2,7 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,25 +25,36 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
 /// # Caveats
 /// The new file is 0600 whatever the old one was.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, data, 0o600)
+}
+
+/// [`write_atomic`] for a file processes other than root must read (e.g. a
+/// pod's `/etc/hosts` and `resolv.conf`, bind-mounted into containers that
+/// run as any user): the file gets `mode` instead of 0600.
+pub fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     create_private_dir(dir)?;
     let tmp = temp_name(dir, path);
-    let res = write_then_rename(&tmp, path, data).and_then(|()| File::open(dir)?.sync_all());
+    let res = write_then_rename(&tmp, path, data, mode).and_then(|()| File::open(dir)?.sync_all());
     if res.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     res
 }
 
-fn write_then_rename(tmp: &Path, path: &Path, data: &[u8]) -> io::Result<()> {
+fn write_then_rename(tmp: &Path, path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(tmp)?;
+    // not through open's mode, which the umask would narrow
+    if mode != 0o600 {
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
     f.write_all(data)?;
     f.sync_all()?;
     drop(f);
@@ -67,8 +78,6 @@ fn temp_name(dir: &Path, path: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
     use super::*;
 
     fn tempdir(tag: &str) -> PathBuf {
@@ -94,6 +103,18 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("file.json")]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn files_containers_read_keep_their_mode() {
+        let d = tempdir("mode");
+        let p = d.join("resolv.conf");
+        write_atomic_mode(&p, b"nameserver 10.0.0.1\n", 0o644).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 
