@@ -225,9 +225,11 @@ spec:
     let v = a.get_json("/api/v1/pods")?;
     assert_eq!(v["items"].as_array().map(Vec::len), Some(0), "{v}");
     let run = a.run_dir.display().to_string();
-    let left: Vec<String> = mounts_under(&format!("{run}/containers"))
+    // per-pod and per-container mounts (below the dirs, not the dirs themselves)
+    let left: Vec<String> = mounts_under(&format!("{run}/containers/"))
         .into_iter()
-        .chain(mounts_under(&format!("{run}/pods")))
+        .chain(mounts_under(&format!("{run}/pods/")))
+        .chain(mounts_under(&format!("{run}/netns/")))
         .collect();
     assert!(left.is_empty(), "mounts left: {left:?}");
     let containers = std::fs::read_dir(a.run_dir.join("containers"))
