@@ -226,14 +226,27 @@ impl RecordStore {
                 }],
                 version: 0,
             },
-            Err(e) => LoadedRecords {
-                records: Vec::new(),
-                problems: vec![RecordProblem::Unreadable {
-                    path: self.path.clone(),
-                    cause: error_chain(&e),
-                }],
-                version: 0,
-            },
+            // not readable at all (permissions, I/O): move it aside too, so
+            // the next save does not overwrite what could not be read
+            Err(e) => {
+                let cause = error_chain(&e);
+                let problem = match berth_state::quarantine(&self.path, e) {
+                    Ok(q) => RecordProblem::Quarantined {
+                        path: q.path,
+                        moved_to: q.moved_to,
+                        cause,
+                    },
+                    Err(_) => RecordProblem::Unreadable {
+                        path: self.path.clone(),
+                        cause,
+                    },
+                };
+                LoadedRecords {
+                    records: Vec::new(),
+                    problems: vec![problem],
+                    version: 0,
+                }
+            }
         }
     }
 

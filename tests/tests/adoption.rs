@@ -292,3 +292,104 @@ fn crash_loop_keeps_its_back_off_across_an_agent_restart() -> anyhow::Result<()>
     })?;
     a.shutdown_clean()
 }
+
+/// An upgrade: pods started by the previous release's binaries (unversioned
+/// `spec.json`, version 1 records) are all adopted by this build, none
+/// replaced. Needs the previous `berth`, `berth-shim` and `berth-supervise`
+/// in one directory, named by `BERTH_PREV_BIN_DIR` (e.g. built from a git
+/// worktree of main before this change), so it only runs when asked:
+/// `BERTH_PREV_BIN_DIR=/tmp/berth-prev cargo test -p berth-e2e --test adoption -- --ignored`.
+#[test]
+#[ignore = "needs the previous release's binaries in BERTH_PREV_BIN_DIR"]
+fn upgrade_adopts_every_pod_of_the_previous_release() -> anyhow::Result<()> {
+    if !preconditions("upgrade_adopts_every_pod_of_the_previous_release") {
+        return Ok(());
+    }
+    let prev = std::path::PathBuf::from(
+        std::env::var("BERTH_PREV_BIN_DIR")
+            .map_err(|_| anyhow::anyhow!("BERTH_PREV_BIN_DIR is not set"))?,
+    );
+    let mut a = Agent::new(AgentOpts {
+        instance: "btadopt4",
+        net: 44,
+        port: 17144,
+        with_image: true,
+    })?;
+    let markers = ["sleep 7441", "sleep 7442"];
+    for (i, m) in markers.iter().enumerate() {
+        a.write_manifest(
+            &format!("p{i}.yaml"),
+            &pod_yaml(&format!("u{i}"), &format!("exec {m}")),
+        )?;
+    }
+    a.write_manifest(
+        "d.yaml",
+        &format!(
+            r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: web
+        image: {IMAGE}
+        imagePullPolicy: IfNotPresent
+        command: ["sh", "-c", "exec sleep 7443"]
+"#
+        ),
+    )?;
+    // the previous release
+    let log = std::fs::File::create(a.dir.join("prev.log"))?;
+    let mut old = std::process::Command::new(prev.join("berth"))
+        .args(a.args())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let started = a.wait_for(
+        "4 running under the previous release",
+        Duration::from_secs(120),
+        |v| (running(v) == 4).then_some(()),
+    );
+    let _ = old.kill();
+    let _ = old.wait();
+    started?;
+    let spec = std::fs::read_dir(a.run_dir.join("containers"))?
+        .flatten()
+        .next()
+        .map(|e| std::fs::read_to_string(e.path().join("spec.json")))
+        .transpose()?
+        .unwrap_or_default();
+    assert!(
+        !spec.contains("\"version\""),
+        "the previous release wrote a versioned spec.json"
+    );
+    let before = (pids(&markers), pgrep("sleep 7443"));
+    assert_eq!(before.1.len(), 2);
+    // this build on the same state
+    a.start()?;
+    a.wait_ready(Duration::from_secs(60))?;
+    a.wait_for(
+        "4 running after the upgrade",
+        Duration::from_secs(60),
+        |v| (running(v) == 4).then_some(()),
+    )?;
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        (pids(&markers), pgrep("sleep 7443")),
+        before,
+        "a container was replaced"
+    );
+    let st = a.get_json("/api/v1/status")?;
+    assert!(
+        !st["conditions"].to_string().contains("PodRecordsReadable"),
+        "records of the previous release were not read: {st}"
+    );
+    let records = std::fs::read_to_string(a.state_dir.join("reconciler/pods.json"))?;
+    assert!(records.contains("\"version\":2"), "{records}");
+    a.shutdown_clean()
+}
