@@ -24,6 +24,8 @@ impl Classify for FakeError {
 pub struct FakeImages {
     pub pulls: Mutex<Vec<String>>,
     pub fail: Mutex<Vec<String>>,
+    /// Images whose `ensure` panics (a bug inside a pod worker).
+    pub panic: Mutex<Vec<String>>,
 }
 
 impl Images for FakeImages {
@@ -31,6 +33,9 @@ impl Images for FakeImages {
 
     async fn ensure(&self, image: &str, _policy: PullPolicy) -> Result<ImageInfo, FakeError> {
         self.pulls.lock().unwrap().push(image.to_string());
+        if self.panic.lock().unwrap().iter().any(|f| f == image) {
+            panic!("fake panic pulling {image}");
+        }
         if self.fail.lock().unwrap().iter().any(|f| f == image) {
             return Err(FakeError(format!("pull {image}"), ErrorKind::Transient));
         }

@@ -3,7 +3,8 @@
 //!
 //! Endpoints (all GET unless said otherwise):
 //! - `/healthz` -> `ok` (never needs the token); `/readyz` -> `ok` once every
-//!   source synced and the reconciler finished its first pass, else 503
+//!   source synced and the reconciler finished its first pass and no agent
+//!   condition blocks readiness (a failed pod worker), else 503
 //! - `/version`, `/api`, `/api/v1`, `/apis`, `/apis/apps/v1`,
 //!   `/apis/berth.dev/v1alpha1`: discovery for kubectl
 //! - `/api/v1/status`: agent version, instance, node, sources (type, location,
@@ -237,10 +238,14 @@ async fn readyz(State(st): State<ApiState>) -> Response {
     if !snap.ready {
         missing.push("the reconciler has not finished its first pass");
     }
-    if missing.is_empty() {
+    // e.g. a pod worker that failed and waits to be started again
+    let conditions = snap.not_ready_reasons();
+    if missing.is_empty() && conditions.is_empty() {
         "ok".into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, missing.join("; ")).into_response()
+        let mut msg: Vec<&str> = missing;
+        msg.extend(conditions.iter().map(String::as_str));
+        (StatusCode::SERVICE_UNAVAILABLE, msg.join("; ")).into_response()
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::status::{self, CState, ContainerView, Terminated};
 use super::volumes::{self, Prepared, VolumeDirs};
 use super::{Deps, DesiredPod, WorkerHandle, WorkerInit, WorkerMsg, WorkerSettings, World};
-use crate::backoff::ResetAfter;
+use crate::backoff::{BackoffRecord, BackoffWait, ResetAfter};
 use crate::container::{self, PodFields};
 use crate::probe::{self, ProbeEvent, ProbeKind, ProbeTarget};
 use crate::traits::{
@@ -39,10 +39,22 @@ pub const LABEL_SPEC_HASH: &str = "berth.dev/spec-hash";
 /// killed what was left and recorded the end, which `status` then reports.
 pub const REASON_SUPERVISOR_LOST: &str = "SupervisorLost";
 
-/// Start a worker task.
+/// Start a worker task, supervised: if it panics, the controller gets a
+/// [`WorkerMsg::Crashed`] (and starts a new worker after a back-off).
 pub fn spawn<I: Images, R: Runtime, N: Network>(init: WorkerInit<I, R, N>) -> WorkerHandle {
     let (stop_tx, stop_rx) = watch::channel(None);
-    let task = tokio::spawn(Worker::new(init, stop_rx).run());
+    let pod = init.pod.clone();
+    let tx = init.tx.clone();
+    let inner = tokio::spawn(Worker::new(init, stop_rx).run());
+    let task = tokio::spawn(async move {
+        if let Err(e) = inner.await
+            && e.is_panic()
+        {
+            let message = crate::controller::panic_message(e.into_panic().as_ref());
+            tracing::error!(pod = %pod.key(), %message, "pod worker panicked");
+            let _ = tx.send(WorkerMsg::Crashed { pod, message }).await;
+        }
+    });
     WorkerHandle {
         stop: stop_tx,
         task,
@@ -67,6 +79,8 @@ struct Ctr {
     done: bool,
     log_path: Option<std::path::PathBuf>,
     tasks: Vec<AbortHandle>,
+    /// Back-off saved by an earlier agent, until the exit it waits after is seen.
+    persisted: Option<BackoffRecord>,
 }
 
 impl Ctr {
@@ -94,7 +108,15 @@ impl Ctr {
             done: false,
             log_path: None,
             tasks: Vec::new(),
+            persisted: None,
         }
+    }
+
+    /// Continue the back-off an earlier agent saved.
+    fn resume(&mut self, saved: &BackoffRecord) {
+        self.backoff = ResetAfter::resume_kubernetes(Duration::from_millis(saved.next_delay_ms));
+        self.restarts = self.restarts.max(saved.restarts);
+        self.persisted = Some(saved.clone());
     }
 
     fn abort_tasks(&mut self) {
@@ -159,7 +181,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         let (exit_tx, exit_rx) = mpsc::channel(64);
         let (probe_tx, probe_rx) = mpsc::channel(64);
         let spec = &init.desired.spec;
-        Self {
+        let mut w = Self {
             init: spec
                 .init_containers
                 .iter()
@@ -192,7 +214,13 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             message: None,
             last_status: None,
             stray: Vec::new(),
+        };
+        for c in w.init.iter_mut().chain(w.main.iter_mut()) {
+            if let Some(saved) = init.backoff.get(&c.spec.name) {
+                c.resume(saved);
+            }
         }
+        w
     }
 
     fn dirs(&self) -> VolumeDirs {
@@ -232,6 +260,12 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         self.publish().await;
         let mut delay = Duration::from_millis(500);
         loop {
+            // a pod deleted before it was set up (e.g. adopted and pruned in
+            // the same pass) is only taken down, never set up first
+            let stop = *self.stop_rx.borrow();
+            if let Some(grace) = stop {
+                return self.terminate(grace).await;
+            }
             match self.prepare().await {
                 Ok(()) => {
                     self.message = None;
@@ -470,6 +504,26 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         for (id, st) in adopted_exits {
             self.on_exit(&id, st).await;
         }
+        // a container that failed to start, waiting out its back-off when
+        // the agent stopped: it keeps waiting
+        let now = SystemTime::now();
+        for c in self.init.iter_mut().chain(self.main.iter_mut()) {
+            if c.id.is_some() || c.done {
+                continue;
+            }
+            if let Some(left) = c
+                .persisted
+                .take()
+                .and_then(|p| p.remaining_for(None, now))
+                .filter(|d| !d.is_zero())
+            {
+                c.restart_at = Some(Instant::now() + left);
+                c.state = CState::waiting(
+                    "CrashLoopBackOff",
+                    format!("back-off {}s restarting failed container", left.as_secs()),
+                );
+            }
+        }
     }
 
     // === driving ===
@@ -665,6 +719,17 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                     c.state = CState::waiting(reason, msg);
                     c.restart_at = Some(Instant::now() + delay);
                     let _ = pod_name;
+                    let saved = BackoffRecord {
+                        restarts: c.restarts,
+                        next_delay_ms: c.backoff.peek().as_millis() as u64,
+                        waiting: Some(BackoffWait {
+                            container_id: cfg.id.clone(),
+                            until: now + delay,
+                            exit_code: 128,
+                        }),
+                    };
+                    let name = c.spec.name.clone();
+                    self.save_backoff(name, saved).await;
                 } else {
                     c.state = CState::Terminated(term);
                     c.done = true;
@@ -878,7 +943,25 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             return;
         }
         if restart {
-            let delay = c.backoff.delay_after_run(ran_for);
+            // an exit an earlier agent already saw: wait out what is left of
+            // the back-off it started, rather than restarting at once
+            let resumed = c
+                .persisted
+                .take()
+                .and_then(|p| p.remaining_for(Some(id), now));
+            let delay = match resumed {
+                Some(left) => left,
+                None => c.backoff.delay_after_run(ran_for),
+            };
+            let saved = BackoffRecord {
+                restarts: c.restarts,
+                next_delay_ms: c.backoff.peek().as_millis() as u64,
+                waiting: Some(BackoffWait {
+                    container_id: id.to_string(),
+                    until: now + delay,
+                    exit_code,
+                }),
+            };
             c.last = Some(CState::Terminated(term.clone()));
             c.restart_at = Some(Instant::now() + delay);
             if delay.is_zero() {
@@ -896,6 +979,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 )
                 .await;
             }
+            self.save_backoff(name, saved).await;
         } else {
             c.state = CState::Terminated(term);
             c.done = true;
@@ -968,7 +1052,13 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
     // === termination ===
 
     async fn terminate(mut self, grace: Duration) {
-        let ids: Vec<String> = self
+        // containers adopted but not yet taken over (the pod was deleted
+        // before its set-up finished) are the pod's too
+        let adopted: Vec<String> = std::mem::take(&mut self.adopted)
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let mut ids: Vec<String> = self
             .init
             .iter_mut()
             .chain(self.main.iter_mut())
@@ -977,6 +1067,11 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 c.id.clone()
             })
             .collect();
+        // nothing known to this worker: ask the runtime at once, not only on a retry
+        let unknown = ids.is_empty() || !adopted.is_empty();
+        ids.extend(adopted);
+        ids.sort();
+        ids.dedup();
         for c in &self.main {
             if matches!(c.state, CState::Running { .. }) {
                 self.event(
@@ -1004,7 +1099,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         for attempt in 0..3u32 {
             let mut failed = Vec::new();
             let mut all = known.clone();
-            if attempt > 0
+            if (attempt > 0 || unknown)
                 && let Ok(list) = rt.list().await
             {
                 all.extend(
@@ -1041,6 +1136,17 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             .tx
             .send(WorkerMsg::Gone {
                 pod: self.pod.clone(),
+            })
+            .await;
+    }
+
+    async fn save_backoff(&self, container: String, state: BackoffRecord) {
+        let _ = self
+            .tx
+            .send(WorkerMsg::Backoff {
+                pod: self.pod.clone(),
+                container,
+                state,
             })
             .await;
     }
