@@ -219,7 +219,7 @@ function timeline(s) {
     ? 'No rollout history yet: the agent records no health or rollback per revision; revisions applied while this page is open appear here.'
     : 'Revisions seen by this page since ' + new Date(S.since).toLocaleTimeString() + ' (the agent keeps no rollout history yet).');
   if (!pts.length) return note;
-  const W = 600, y = 22, x0 = 20, step = pts.length > 1 ? (W - 2 * x0) / (pts.length - 1) : 0;
+  const W = 400, y = 22, x0 = 20, step = pts.length > 1 ? (W - 2 * x0) / (pts.length - 1) : 0;
   const g = svg('svg', { class: 'timeline', viewBox: `0 0 ${W} 60`, preserveAspectRatio: 'xMinYMid meet', role: 'img', 'aria-label': 'revision timeline' },
     svg('line', { x1: x0, y1: y, x2: pts.length > 1 ? W - x0 : x0, y2: y, stroke: 'currentColor', 'stroke-opacity': '.3' }));
   pts.forEach((p, i) => {
