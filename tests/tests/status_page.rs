@@ -55,7 +55,10 @@ fn browser_tools() -> Result<PathBuf> {
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     let dir = workspace_root().join("tests/browser");
-    if !dir.join("node_modules/playwright-core/package.json").exists() {
+    if !dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
         run(Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir)
@@ -120,10 +123,7 @@ fn status_page_in_a_real_browser() -> Result<()> {
     let token_file = a.dir.join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n"))?;
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))?;
-    a.extra_args = vec![
-        "--api-token-file".into(),
-        token_file.display().to_string(),
-    ];
+    a.extra_args = vec!["--api-token-file".into(), token_file.display().to_string()];
     example_manifests(&a)?;
     a.start()?;
 

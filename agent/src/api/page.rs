@@ -58,7 +58,10 @@ impl Default for PageCtx {
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/", get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }))
+        .route(
+            "/",
+            get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
         .route(
             "/ui/app.js",
             get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
@@ -67,7 +70,10 @@ pub fn routes() -> Router<ApiState> {
             "/ui/style.css",
             get(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }),
         )
-        .route("/ui/live", get(|st: State<ApiState>| async move { live::stream(st.0) }))
+        .route(
+            "/ui/live",
+            get(|st: State<ApiState>| async move { live::stream(st.0) }),
+        )
 }
 
 /// The page may talk to this origin only and never be framed.
@@ -77,9 +83,18 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }

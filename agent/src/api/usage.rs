@@ -200,10 +200,16 @@ mod tests {
     fn bounded_in_samples_and_series_and_gone_containers_drop_out() {
         let r = UsageRing::default();
         for i in 0..(SAMPLES as u64 + 25) {
-            r.record(at(i * 10), vec![(key("a"), usage(i, 1)), (key("b"), usage(i, 1))]);
+            r.record(
+                at(i * 10),
+                vec![(key("a"), usage(i, 1)), (key("b"), usage(i, 1))],
+            );
         }
         let j = r.to_json();
-        assert_eq!(j["containers"][0]["points"].as_array().unwrap().len(), SAMPLES);
+        assert_eq!(
+            j["containers"][0]["points"].as_array().unwrap().len(),
+            SAMPLES
+        );
         r.record(at(10_000), vec![(key("b"), usage(1, 1))]);
         let j = r.to_json();
         assert_eq!(j["containers"].as_array().unwrap().len(), 1);
@@ -212,7 +218,10 @@ mod tests {
             .map(|i| (key(&format!("p{i}")), usage(0, 0)))
             .collect();
         r.record(at(10_010), many);
-        assert_eq!(r.to_json()["containers"].as_array().unwrap().len(), MAX_SERIES);
+        assert_eq!(
+            r.to_json()["containers"].as_array().unwrap().len(),
+            MAX_SERIES
+        );
     }
 
     #[test]

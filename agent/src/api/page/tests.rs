@@ -42,8 +42,10 @@ fn fixture(token: Option<&str>) -> Fixture {
     });
     let (status_tx, status) = berth_reconciler::status_channel();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let mut page = super::PageCtx::default();
-    page.node_labels = Arc::new([("zone".to_string(), "lab".to_string())].into());
+    let page = super::PageCtx {
+        node_labels: Arc::new([("zone".to_string(), "lab".to_string())].into()),
+        ..Default::default()
+    };
     let state = ApiState {
         view: hub.view(),
         status,
@@ -119,11 +121,17 @@ async fn the_token_rule_holds_for_the_page_and_browsers_can_send_it_as_basic() {
         let r = get(&f.state, uri, None).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{uri}");
         let challenge = r.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
-        assert!(challenge.starts_with("Basic realm=\"berth\""), "{challenge}");
+        assert!(
+            challenge.starts_with("Basic realm=\"berth\""),
+            "{challenge}"
+        );
     }
     let good = format!("Basic {}", b64("anyone:s3cret"));
     let bad = format!("Basic {}", b64("s3cret:wrong"));
-    assert_eq!(get(&f.state, "/", Some(&good)).await.status(), StatusCode::OK);
+    assert_eq!(
+        get(&f.state, "/", Some(&good)).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(
         get(&f.state, "/api/v1/pods", Some(&good)).await.status(),
         StatusCode::OK
