@@ -228,7 +228,7 @@ function timeline(s) {
     g.append(svg('circle', { cx: x, cy: y, r: p.state === 'applied' ? 7 : 5, fill: col },
       svg('title', {}, `${p.state}: ${p.rev}${p.subject ? ' — ' + p.subject : ''}${p.at ? ' (' + p.at + ')' : ''}`)));
     g.append(svg('text', { x, y: y + 22, 'text-anchor': pts.length === 1 ? 'start' : i === 0 ? 'start' : i === pts.length - 1 ? 'end' : 'middle' },
-      short(p.rev).slice(0, 8) + ' ' + p.state));
+      short(p.rev).slice(0, 7) + (p.state === 'superseded' ? '' : ' ' + p.state)));
   });
   return h('div', { class: 'timeline-box', 'data-revisions': String(pts.length) }, g, note);
 }
