@@ -178,7 +178,21 @@ async fn run(cfg: Config) -> Result<()> {
             .map(Into::into),
         shutdown: shutdown.clone(),
         streams: api::limits::StreamLimiter::new(API_STREAMS_PER_CLIENT, API_STREAMS_TOTAL),
+        page: api::PageCtx {
+            node_labels: Arc::new(cfg.node_labels.clone()),
+            ..Default::default()
+        },
     };
+    tasks.push(tokio::spawn(api::usage::run(
+        berth_runtime::ShimRuntime::new(berth_runtime::RuntimeConfig::new(
+            &cfg.instance,
+            &cfg.run_dir,
+            &cfg.state_dir,
+        ))
+        .context("opening the container runtime for usage sampling")?,
+        state.page.usage.clone(),
+        shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(api::serve::serve(
         listener,
         api::router(state),

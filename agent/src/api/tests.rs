@@ -49,6 +49,7 @@ fn fixture(token: Option<&str>) -> Fixture {
         webhook_secret: Some("hook".into()),
         shutdown,
         streams: super::limits::StreamLimiter::new(2, 3),
+        page: Default::default(),
     };
     Fixture {
         state,
