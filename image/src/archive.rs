@@ -433,6 +433,14 @@ impl ImportState {
         s.path = path;
         s
     }
+    /// Archives whose last import failed, as (file name, error).
+    pub fn failures(&self) -> Vec<(String, String)> {
+        self.files
+            .iter()
+            .filter_map(|(name, r)| r.error.clone().map(|e| (name.clone(), e)))
+            .collect()
+    }
+
     fn save(&self) {
         let data = serde_json::to_vec_pretty(self).expect("serialises");
         if let Err(err) = atomic_write(&self.path, &data) {

@@ -462,6 +462,18 @@ impl Images for ImageStore {
     fn gc(&self, in_use: &[String]) -> impl Future<Output = Result<GcReport, ImageError>> + Send {
         self.gc_with(in_use, false)
     }
+
+    fn import_failures(&self) -> Option<Vec<(String, String)>> {
+        let st = self.imports.try_lock().ok()?;
+        let dir = self.cfg.import_dir.as_ref()?;
+        // an archive removed from the import dir no longer fails
+        Some(
+            st.failures()
+                .into_iter()
+                .filter(|(name, _)| dir.join(name).exists())
+                .collect(),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -108,6 +108,8 @@ pub struct Reconciler<I, R, N> {
     reaping: BTreeMap<String, (PodRef, WorkerHandle)>,
     /// (reason, message) of each problem reading the records at start.
     record_problems: Vec<(String, String)>,
+    /// Image archives whose import failed, as last reported by the store.
+    import_failures: Vec<(String, String)>,
     /// The conditions last published.
     pub(crate) last_conditions: Vec<AgentCondition>,
 }
@@ -155,6 +157,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             orphans: BTreeMap::new(),
             reaping: BTreeMap::new(),
             record_problems: Vec::new(),
+            import_failures: Vec::new(),
             last_conditions: Vec::new(),
         }
     }
@@ -171,6 +174,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         loop {
             let desired = desired_rx.borrow_and_update().clone();
             self.pass(&desired).await;
+            self.check_imports();
             self.publish(&desired);
             let retry = self.next_worker_retry();
             tokio::select! {
@@ -240,6 +244,29 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             let out = dirs.into_iter().map(|(k, d)| (k, dir_size(&d))).collect();
             let _ = tx.try_send(out);
         });
+    }
+
+    /// Report image archives that failed to import (an `ImportFailed` event
+    /// per new failure, and a condition while any remains).
+    fn check_imports(&mut self) {
+        let Some(now) = self.deps.images.import_failures() else {
+            return;
+        };
+        if now == self.import_failures {
+            return;
+        }
+        for (file, err) in &now {
+            if !self
+                .import_failures
+                .iter()
+                .any(|(f, e)| f == file && e == err)
+            {
+                let msg = format!("image archive {file}: {err}");
+                self.node_event(true, "ImportFailed", &msg);
+            }
+        }
+        self.import_failures = now;
+        self.version += 1;
     }
 
     fn spawn_image_gc(&self) {

@@ -142,6 +142,12 @@ pub trait Images: Send + Sync + 'static {
     /// Drop images and layers not named in `in_use` (normalised references or
     /// image ids) when disk usage passes the high threshold.
     fn gc(&self, in_use: &[String]) -> impl Future<Output = Result<GcReport, Self::Error>> + Send;
+
+    /// Image archives whose import failed, as (file name, error): the
+    /// current set, or `None` when it cannot be read without waiting.
+    fn import_failures(&self) -> Option<Vec<(String, String)>> {
+        Some(Vec::new())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

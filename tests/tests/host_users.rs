@@ -147,3 +147,83 @@ spec:
     a.shutdown_clean()?;
     Ok(())
 }
+
+/// Issue 14, item 9: an image archive that fails to import is shown in
+/// `/api/v1/status` (a condition), as an `ImportFailed` event and in
+/// `/metrics`, not only in the agent's log.
+#[test]
+fn attack_bad_image_archive_is_reported_in_status_events_and_metrics() -> anyhow::Result<()> {
+    if !preconditions("attack_bad_image_archive_is_reported_in_status_events_and_metrics") {
+        return Ok(());
+    }
+    let mut a = Agent::new(AgentOpts {
+        instance: "btusr2",
+        net: 41,
+        port: 17141,
+        with_image: false,
+    })?;
+    // not an image archive at all
+    let bad = a.image_dir.join("evil.tar");
+    std::fs::write(&bad, vec![0x5au8; 4096])?;
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&bad)?
+        .set_modified(old)?;
+    a.write_manifest("empty.yaml", "# nothing\n")?;
+    a.start()?;
+    let t0 = std::time::Instant::now();
+    loop {
+        let st = a.get_json("/api/v1/status")?;
+        let cond = st["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "ImageImportsSucceeded");
+        if let Some(c) = cond {
+            assert_eq!(c["status"], "False");
+            assert!(
+                c["message"].as_str().unwrap_or("").contains("evil.tar"),
+                "{c}"
+            );
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no import condition in status: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ev = a.get_json("/api/v1/events")?;
+    let found = ev["items"].as_array().into_iter().flatten().any(|e| {
+        e["reason"] == "ImportFailed" && e["message"].as_str().unwrap_or("").contains("evil.tar")
+    });
+    assert!(found, "ImportFailed event: {ev}");
+    let (code, m) = a.get("/metrics")?;
+    assert_eq!(code, 200);
+    assert!(
+        m.contains("berth_agent_condition{type=\"ImageImportsSucceeded\",status=\"False\""),
+        "{m}"
+    );
+    // removing the archive clears the condition
+    std::fs::remove_file(&bad)?;
+    let t0 = std::time::Instant::now();
+    loop {
+        let st = a.get_json("/api/v1/status")?;
+        let still = st["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "ImageImportsSucceeded");
+        if !still {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "condition stays after the archive is gone: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    a.stop();
+    Ok(())
+}

@@ -25,6 +25,19 @@ pub async fn metrics(State(st): State<ApiState>) -> impl IntoResponse {
     );
     let _ = writeln!(
         o,
+        "# HELP berth_agent_condition An agent-level problem (e.g. ImageImportsSucceeded False: an image archive failed to import).\n# TYPE berth_agent_condition gauge"
+    );
+    for c in &snap.conditions {
+        let _ = writeln!(
+            o,
+            "berth_agent_condition{{type=\"{}\",status=\"{}\",reason=\"{}\"}} 1",
+            esc(&c.type_),
+            esc(&c.status),
+            esc(&c.reason)
+        );
+    }
+    let _ = writeln!(
+        o,
         "# HELP berth_source_info A configured manifest source and its applied revision.\n# TYPE berth_source_info gauge"
     );
     for s in &view.sources {

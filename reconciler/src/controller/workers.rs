@@ -211,6 +211,20 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 blocks_ready: true,
             });
         }
+        if !self.import_failures.is_empty() {
+            out.push(AgentCondition {
+                type_: "ImageImportsSucceeded".into(),
+                status: "False".into(),
+                reason: "ImportFailed".into(),
+                message: self
+                    .import_failures
+                    .iter()
+                    .map(|(f, e)| format!("{f}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                blocks_ready: false,
+            });
+        }
         if !self.orphans.is_empty() {
             let names: Vec<String> = self.orphans.values().map(|o| o.pod.key()).collect();
             out.push(AgentCondition {
