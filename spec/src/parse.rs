@@ -41,6 +41,21 @@ pub fn parse_str(file: &str, text: &str) -> Parsed {
         });
         return out;
     }
+    if text.is_empty() {
+        // What a power cut leaves of a file being written (delayed
+        // allocation), and what `kubectl apply` refuses too ("no objects
+        // passed to apply"): never read as "this file names nothing", which
+        // would prune what it defined. A file meant to name nothing says so
+        // with a comment.
+        out.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            location: loc(file, 1, 1),
+            object: None,
+            path: None,
+            message: "file is empty (0 bytes): the objects it defined before keep running; to remove them delete the file, or leave a comment in it".to_string(),
+        });
+        return out;
+    }
     // editors on Windows may write a byte order mark; the YAML parser
     // mistakes a document starting with one for a second document
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);

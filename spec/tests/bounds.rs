@@ -114,3 +114,21 @@ fn a_flood_of_findings_is_capped() {
     assert!(!p.has_errors(), "unknown fields stay warnings");
     assert_eq!(p.objects.len(), 1);
 }
+
+/// A zero-byte file is what a power cut leaves of a file being written: an
+/// error (the objects it defined keep running), not "this file names nothing".
+#[test]
+fn empty_file_is_an_error_not_an_empty_set() {
+    let p = parse_str("cut.yaml", "");
+    assert!(p.objects.is_empty());
+    assert!(
+        p.diagnostics
+            .iter()
+            .any(|d| d.to_string().contains("cut.yaml:1:1") && d.to_string().contains("empty")),
+        "{:?}",
+        p.diagnostics
+    );
+    // a comment-only file still names nothing, without an error
+    let p = parse_str("none.yaml", "# nothing\n");
+    assert!(p.objects.is_empty() && p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+}
