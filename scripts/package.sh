@@ -38,4 +38,5 @@ fi
 rm -rf "$tdir/debian"
 cargo deb -p berth --no-build "${target_args[@]}" --output "$tdir/debian" >&2
 deb=$(ls "$tdir"/debian/berth_*.deb)
-echo "$deb"
+# an absolute path, so `apt install "$(scripts/package.sh | tail -n 1)"` works
+realpath "$deb"
