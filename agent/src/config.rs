@@ -131,6 +131,12 @@ pub struct AgentArgs {
     /// Mirror for a registry, host=url (repeatable)
     #[arg(long, env = "BERTH_REGISTRY_MIRROR", value_name = "HOST=URL")]
     pub registry_mirror: Vec<String>,
+    /// Largest unpacked image layer (bytes of file content, e.g. 8Gi)
+    #[arg(long, env = "BERTH_MAX_LAYER_SIZE", value_name = "BYTES")]
+    pub max_layer_size: Option<String>,
+    /// Largest size an image archive may expand to when imported (e.g. 16Gi)
+    #[arg(long, env = "BERTH_MAX_ARCHIVE_SIZE", value_name = "BYTES")]
+    pub max_archive_size: Option<String>,
     /// Operator policy (berth.dev/v1alpha1 Policy): what manifests may ask of the host
     #[arg(long, env = "BERTH_POLICY", value_name = "FILE")]
     pub policy: Option<String>,
@@ -163,6 +169,8 @@ struct FileConfig {
     registry_config: Option<String>,
     insecure_registry: Option<Vec<String>>,
     registry_mirror: Option<Vec<String>>,
+    max_layer_size: Option<String>,
+    max_archive_size: Option<String>,
     policy: Option<String>,
 }
 
@@ -254,6 +262,10 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// `host=url` entries, validated.
     pub registry_mirrors: Vec<String>,
+    /// Bound on one unpacked layer's file content, in bytes.
+    pub max_layer_bytes: u64,
+    /// Bound on what one image archive expands to, in bytes.
+    pub max_archive_bytes: u64,
     /// The operator's policy; None: manifests get what kubelet would give them.
     pub policy: Option<LoadedPolicy>,
 }
@@ -352,6 +364,8 @@ fn env_layer(cli: &AgentArgs, env: &dyn Fn(&str) -> Option<String>) -> AgentArgs
         registry_config: one(&cli.registry_config, "registry-config"),
         insecure_registry: many(&cli.insecure_registry, "insecure-registry"),
         registry_mirror: many(&cli.registry_mirror, "registry-mirror"),
+        max_layer_size: one(&cli.max_layer_size, "max-layer-size"),
+        max_archive_size: one(&cli.max_archive_size, "max-archive-size"),
         // set but empty is an error later, never "no policy"
         policy: cli.policy.clone().or_else(|| env(&env_name("policy"))),
     }
@@ -398,6 +412,8 @@ fn file_layer(a: AgentArgs, f: FileConfig) -> AgentArgs {
         registry_config: a.registry_config.or(f.registry_config),
         insecure_registry: many(a.insecure_registry, f.insecure_registry),
         registry_mirror: many(a.registry_mirror, f.registry_mirror),
+        max_layer_size: a.max_layer_size.or(f.max_layer_size),
+        max_archive_size: a.max_archive_size.or(f.max_archive_size),
         policy: a.policy.or(f.policy),
     }
 }
@@ -537,6 +553,27 @@ fn build(a: AgentArgs, host: &Host<'_>) -> Result<Config, ConfigError> {
         Some("json") => LogFormat::Json,
         Some(other) => return Err(invalid("--log-format", other, "expected text or json")),
     };
+    let size = |flag: &'static str, v: &Option<String>, default: u64| match v {
+        None => Ok(default),
+        Some(v) => match berth_spec::quantity::parse_bytes(v) {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(invalid(
+                flag,
+                v,
+                "expected a positive size such as 8Gi or 500M",
+            )),
+        },
+    };
+    let max_layer_bytes = size(
+        "--max-layer-size",
+        &a.max_layer_size,
+        berth_image::unpack::UnpackLimits::default().max_bytes,
+    )?;
+    let max_archive_bytes = size(
+        "--max-archive-size",
+        &a.max_archive_size,
+        berth_image::archive::ArchiveLimits::default().max_bytes,
+    )?;
     for m in &a.registry_mirror {
         match m.split_once('=') {
             Some((h, u))
@@ -603,6 +640,8 @@ fn build(a: AgentArgs, host: &Host<'_>) -> Result<Config, ConfigError> {
         registry_config: a.registry_config.map(PathBuf::from),
         insecure_registries: a.insecure_registry,
         registry_mirrors: a.registry_mirror,
+        max_layer_bytes,
+        max_archive_bytes,
         policy,
     })
 }

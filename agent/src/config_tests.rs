@@ -267,3 +267,30 @@ fn a_policy_that_cannot_be_used_stops_the_agent() {
     let m = err(&["--manifests", "/m"], &env);
     assert!(m.contains("--policy"), "{m}");
 }
+
+#[test]
+fn image_size_limits_default_and_parse() {
+    let (env, files) = (HashMap::new(), HashMap::new());
+    let h = host(&env, &files);
+    let c = resolve(&cli(&["--manifests", "/m"]), &h).unwrap();
+    assert_eq!(c.max_layer_bytes, 8 << 30);
+    assert_eq!(c.max_archive_bytes, 16 << 30);
+    let c = resolve(
+        &cli(&[
+            "--manifests",
+            "/m",
+            "--max-layer-size",
+            "512Mi",
+            "--max-archive-size",
+            "2G",
+        ]),
+        &h,
+    )
+    .unwrap();
+    assert_eq!(c.max_layer_bytes, 512 << 20);
+    assert_eq!(c.max_archive_bytes, 2_000_000_000);
+    let e = resolve(&cli(&["--manifests", "/m", "--max-layer-size", "huge"]), &h)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--max-layer-size") && e.contains("huge"), "{e}");
+}

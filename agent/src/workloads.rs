@@ -36,6 +36,8 @@ pub async fn start_workloads(
         }
     }
     icfg.mirrors = mirrors;
+    icfg.layer_limits.max_bytes = cfg.max_layer_bytes;
+    icfg.archive_limits.max_bytes = cfg.max_archive_bytes;
     let images = Arc::new(
         ImageStore::open(icfg)
             .await

@@ -130,5 +130,9 @@ fn empty_file_is_an_error_not_an_empty_set() {
     );
     // a comment-only file still names nothing, without an error
     let p = parse_str("none.yaml", "# nothing\n");
-    assert!(p.objects.is_empty() && p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    assert!(
+        p.objects.is_empty() && p.diagnostics.is_empty(),
+        "{:?}",
+        p.diagnostics
+    );
 }
