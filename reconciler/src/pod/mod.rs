@@ -2,6 +2,8 @@
 //! sandbox, volumes, init containers, containers, restarts, probes,
 //! termination) and reports Kubernetes status to the controller.
 
+pub mod error;
+pub mod plan;
 pub mod status;
 pub mod volumes;
 mod worker;

@@ -1,4 +1,5 @@
-//! The pod worker: a small state machine per pod instance.
+//! The pod worker: executes the pod planner's actions ([`super::plan`]) for
+//! one pod instance, through the host traits, inside a `pod` tracing span.
 //!
 //! ```text
 //! prepare (net, sandbox, volumes) --retry--> adopt existing containers
@@ -17,16 +18,19 @@ use berth_spec::k8s_openapi::api::core::v1::{Container, PodStatus};
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
+use super::error::{self, Decision, MIN_RETRY, PodError, Policy, Reason, Step, schedule};
+use super::plan::{self, CtrRef, CtrState, InitPhase, PodAction, RestartPolicy};
 use super::status::{self, CState, ContainerView, Terminated};
 use super::volumes::{self, Prepared, VolumeDirs};
 use super::{Deps, DesiredPod, WorkerHandle, WorkerInit, WorkerMsg, WorkerSettings, World};
-use crate::backoff::ResetAfter;
+use crate::backoff::{Backoff, ResetAfter};
 use crate::container::{self, PodFields};
 use crate::probe::{self, ProbeEvent, ProbeKind, ProbeTarget};
 use crate::traits::{
-    ContainerConfig, ContainerInfo, ContainerState, Images, Network, PodNetRequest, PodNetwork,
-    PodRef, PullPolicy, Runtime, Sandbox, SandboxConfig, error_chain,
+    Classify, ContainerConfig, ContainerInfo, ContainerState, Images, Network, PodNetRequest,
+    PodNetwork, PodRef, PullPolicy, Runtime, Sandbox, SandboxConfig, error_chain,
 };
 
 pub const LABEL_CONTAINER: &str = "berth.dev/container";
@@ -42,7 +46,8 @@ pub const REASON_SUPERVISOR_LOST: &str = "SupervisorLost";
 /// Start a worker task.
 pub fn spawn<I: Images, R: Runtime, N: Network>(init: WorkerInit<I, R, N>) -> WorkerHandle {
     let (stop_tx, stop_rx) = watch::channel(None);
-    let task = tokio::spawn(Worker::new(init, stop_rx).run());
+    let span = tracing::info_span!("pod", pod = %init.pod.key());
+    let task = tokio::spawn(Worker::new(init, stop_rx).run().instrument(span));
     WorkerHandle {
         stop: stop_tx,
         task,
@@ -51,47 +56,40 @@ pub fn spawn<I: Images, R: Runtime, N: Network>(init: WorkerInit<I, R, N>) -> Wo
 
 struct Ctr {
     spec: Container,
+    init: bool,
     id: Option<String>,
     restarts: u32,
-    state: CState,
-    last: Option<CState>,
-    ready: bool,
-    started: bool,
+    state: CtrState,
+    last: Option<Terminated>,
+    /// Restarts after exits and failed runs.
     backoff: ResetAfter,
     /// Image pull retries back off on their own, so they don't eat the crash back-off.
-    pull_backoff: ResetAfter,
-    restart_at: Option<Instant>,
+    pull_backoff: Backoff,
+    config_backoff: Backoff,
     image_id: String,
-    running_since: Option<SystemTime>,
-    /// Init: exited 0. Main: terminated and not restarting.
-    done: bool,
     log_path: Option<std::path::PathBuf>,
     tasks: Vec<AbortHandle>,
+}
+
+impl AsRef<CtrState> for Ctr {
+    fn as_ref(&self) -> &CtrState {
+        &self.state
+    }
 }
 
 impl Ctr {
     fn new(spec: Container, init: bool) -> Self {
         Self {
             spec,
+            init,
             id: None,
             restarts: 0,
-            state: CState::waiting(
-                if init {
-                    "PodInitializing"
-                } else {
-                    "ContainerCreating"
-                },
-                "",
-            ),
+            state: CtrState::initial(init),
             last: None,
-            ready: false,
-            started: false,
             backoff: ResetAfter::kubernetes(),
-            pull_backoff: ResetAfter::kubernetes(),
-            restart_at: None,
+            pull_backoff: schedule::pull(),
+            config_backoff: schedule::config(),
             image_id: String::new(),
-            running_since: None,
-            done: false,
             log_path: None,
             tasks: Vec::new(),
         }
@@ -103,16 +101,16 @@ impl Ctr {
         }
     }
 
-    fn view(&self) -> ContainerView {
+    fn view(&self, pod: &str) -> ContainerView {
         ContainerView {
             name: self.spec.name.clone(),
             image: self.spec.image.clone().unwrap_or_default(),
             image_id: self.image_id.clone(),
             container_id: self.id.clone(),
-            state: self.state.clone(),
-            last_state: self.last.clone(),
-            ready: self.ready,
-            started: self.started,
+            state: self.state.view(self.init, &self.spec.name, pod),
+            last_state: self.last.clone().map(CState::Terminated),
+            ready: self.state.ready(),
+            started: self.state.started(),
             restart_count: self.restarts as i32,
         }
     }
@@ -141,14 +139,15 @@ struct Worker<I, R, N> {
     prepared: Prepared,
     init: Vec<Ctr>,
     main: Vec<Ctr>,
-    init_done: bool,
-    init_failed: bool,
+    policy: RestartPolicy,
+    /// Network, sandbox and volumes are set up (the pod may initialize).
+    set_up: bool,
     exit_tx: mpsc::Sender<(String, Option<ContainerState>)>,
     exit_rx: mpsc::Receiver<(String, Option<ContainerState>)>,
     probe_tx: mpsc::Sender<ProbeEvent>,
     probe_rx: mpsc::Receiver<ProbeEvent>,
     start_time: SystemTime,
-    message: Option<(String, String)>,
+    message: Option<PodError>,
     last_status: Option<PodStatus>,
     /// Containers of this pod whose removal failed earlier (removed again at the end).
     stray: Vec<String>,
@@ -171,6 +170,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 .iter()
                 .map(|c| Ctr::new(c.clone(), false))
                 .collect(),
+            policy: RestartPolicy::from_spec(spec.restart_policy.as_deref()),
             deps: init.deps,
             settings: init.settings,
             pod: init.pod,
@@ -182,8 +182,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             net: None,
             sandbox: None,
             prepared: Prepared::new(),
-            init_done: false,
-            init_failed: false,
+            set_up: false,
             exit_tx,
             exit_rx,
             probe_tx,
@@ -212,10 +211,6 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         )
     }
 
-    fn restart_policy(&self) -> &str {
-        self.d.spec.restart_policy.as_deref().unwrap_or("Always")
-    }
-
     async fn event(&self, warning: bool, reason: &str, message: String) {
         let _ = self
             .tx
@@ -230,32 +225,37 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
 
     async fn run(mut self) {
         self.publish().await;
-        let mut delay = Duration::from_millis(500);
+        let mut retry = schedule::setup();
         loop {
-            match self.prepare().await {
+            let delay = match self.prepare().await {
                 Ok(()) => {
                     self.message = None;
                     break;
                 }
-                Err((reason, msg)) => {
-                    tracing::warn!(pod = %self.pod.key(), %reason, %msg, "pod setup failed");
-                    self.event(true, &reason, msg.clone()).await;
-                    self.message = Some((reason, msg));
+                Err(e) => {
+                    tracing::warn!(pod = %self.pod.key(), reason = %e.reason, msg = %e.message, "pod setup failed");
+                    self.event(true, e.reason.as_str(), e.message.clone()).await;
+                    let policy = error::error_policy(Step::Setup, e.kind, &mut retry);
+                    self.message = Some(e);
                     self.publish().await;
+                    match policy {
+                        Policy::Retry(after) => after,
+                        Policy::Fail(_) | Policy::Done => MIN_RETRY,
+                    }
                 }
-            }
+            };
             match self.wait(Some(Instant::now() + delay)).await {
                 Wake::Stop(grace) => return self.terminate(grace).await,
                 Wake::Detach => return,
                 _ => {}
             }
-            delay = (delay * 2).min(Duration::from_secs(30));
         }
+        self.set_up = true;
         self.adopt().await;
         loop {
             self.drive().await;
             self.publish().await;
-            let next = self.next_wake();
+            let next = plan::next_wake(&self.init, &self.main);
             match self.wait(next).await {
                 Wake::Stop(grace) => return self.terminate(grace).await,
                 Wake::Detach => {
@@ -267,8 +267,8 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 Wake::Exit(id, st) => self.on_exit(&id, st).await,
                 Wake::Probe(ev) => self.on_probe(ev).await,
                 Wake::World => {
-                    if let Err((reason, msg)) = self.prepare_volumes() {
-                        self.event(true, &reason, msg).await;
+                    if let Err(e) = self.prepare_volumes() {
+                        self.event(true, e.reason.as_str(), e.message).await;
                     }
                 }
                 Wake::Timer => {}
@@ -300,7 +300,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
 
     // === prepare ===
 
-    async fn prepare(&mut self) -> Result<(), (String, String)> {
+    async fn prepare(&mut self) -> Result<(), PodError> {
         let host_network = self.d.spec.host_network.unwrap_or(false);
         if self.net.is_none() {
             let req = PodNetRequest {
@@ -309,9 +309,10 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 host_ports: crate::service::host_ports(&self.d.spec),
             };
             let net = self.deps.net.ensure_pod(&req).await.map_err(|e| {
-                (
-                    "FailedCreatePodSandBox".to_string(),
+                PodError::new(
+                    Reason::FailedCreatePodSandBox,
                     format!("network: {}", error_chain(&e)),
+                    Some(e.kind()),
                 )
             })?;
             self.net = Some(net);
@@ -328,18 +329,19 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 }),
                 resources: container::pod_resources(&self.d.spec),
             };
-            let sb = self
-                .deps
-                .runtime
-                .ensure_sandbox(&cfg)
-                .await
-                .map_err(|e| ("FailedCreatePodSandBox".to_string(), error_chain(&e)))?;
+            let sb = self.deps.runtime.ensure_sandbox(&cfg).await.map_err(|e| {
+                PodError::new(
+                    Reason::FailedCreatePodSandBox,
+                    error_chain(&e),
+                    Some(e.kind()),
+                )
+            })?;
             self.sandbox = Some(sb);
         }
         self.prepare_volumes()
     }
 
-    fn prepare_volumes(&mut self) -> Result<(), (String, String)> {
+    fn prepare_volumes(&mut self) -> Result<(), PodError> {
         let world = self.world.borrow_and_update().clone();
         let p = volumes::prepare(
             &self.dirs(),
@@ -348,7 +350,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             &world.claims,
             &world.objs,
         )
-        .map_err(|e| ("FailedMount".to_string(), error_chain(&e)))?;
+        .map_err(|e| PodError::new(Reason::FailedMount, error_chain(&e), None))?;
         self.prepared = p;
         Ok(())
     }
@@ -406,8 +408,12 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 .unwrap_or_default();
             match info.state {
                 ContainerState::Running { started_at, .. } => {
-                    ctr.state = CState::Running { started_at };
-                    ctr.running_since = Some(started_at);
+                    ctr.state = plan::on_started(
+                        is_init,
+                        started_at,
+                        ctr.spec.startup_probe.is_some(),
+                        ctr.spec.readiness_probe.is_some(),
+                    );
                 }
                 other => adopted_exits.push((info.id, Some(other))),
             }
@@ -419,8 +425,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         }
         if any_main {
             for c in &mut self.init {
-                c.done = true;
-                c.state = CState::Terminated(Terminated {
+                c.state = CtrState::Terminated(Terminated {
                     exit_code: 0,
                     signal: None,
                     reason: "Completed".into(),
@@ -430,20 +435,24 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                     container_id: c.id.clone().unwrap_or_default(),
                 });
             }
-            self.init_done = true;
         }
         // watch the adopted running ones
-        let running: Vec<(usize, bool)> = self
+        let running: Vec<CtrRef> = self
             .init
             .iter()
             .enumerate()
-            .map(|(i, c)| (i, true, c))
-            .chain(self.main.iter().enumerate().map(|(i, c)| (i, false, c)))
-            .filter(|(_, _, c)| matches!(c.state, CState::Running { .. }))
-            .map(|(i, init, _)| (i, init))
+            .map(|(i, c)| (CtrRef::init(i), c))
+            .chain(
+                self.main
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (CtrRef::main(i), c)),
+            )
+            .filter(|(_, c)| c.state.is_running())
+            .map(|(r, _)| r)
             .collect();
-        for (i, init) in running {
-            self.watch_container(i, init);
+        for r in running {
+            self.watch_container(r);
         }
         for (id, st) in adopted_exits {
             self.on_exit(&id, st).await;
@@ -452,49 +461,54 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
 
     // === driving ===
 
-    fn next_wake(&self) -> Option<Instant> {
-        self.init
-            .iter()
-            .chain(self.main.iter())
-            .filter(|c| !c.done)
-            .filter_map(|c| c.restart_at)
-            .min()
+    /// Start what the planner says may start now.
+    async fn drive(&mut self) {
+        for action in plan::plan_pod(&self.init, &self.main, Instant::now()) {
+            if let PodAction::Start(r) = action {
+                if !r.init && self.stop_requested() {
+                    return;
+                }
+                self.start(r).await;
+            }
+        }
     }
 
-    async fn drive(&mut self) {
-        if self.init_failed {
-            return;
-        }
-        let now = Instant::now();
-        if !self.init_done {
-            for i in 0..self.init.len() {
-                let c = &self.init[i];
-                if c.done {
-                    continue;
-                }
-                if matches!(c.state, CState::Running { .. }) {
+    /// Execute a planned action other than a start.
+    async fn act(&mut self, action: PodAction) {
+        match action {
+            PodAction::Start(r) => self.start(r).await,
+            PodAction::StartProbes(r) => {
+                let rt = self.deps.runtime.clone();
+                let tx = self.probe_tx.clone();
+                let ip = self.pod_ip().unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+                let c = self.ctr(r);
+                let Some(id) = c.id.clone() else { return };
+                let target = ProbeTarget {
+                    container: c.spec.name.clone(),
+                    container_id: id,
+                    ip,
+                    ports: c.spec.ports.clone().unwrap_or_default(),
+                };
+                start_after_startup(c, rt, target, tx);
+            }
+            PodAction::Stop { ctr, grace } => {
+                let Some(id) = self.ctr(ctr).id.clone() else {
                     return;
-                }
-                if c.restart_at.is_some_and(|t| t > now) {
-                    return;
-                }
-                self.start(i, true).await;
-                return;
+                };
+                let rt = self.deps.runtime.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = rt.stop(&id, grace).await {
+                        tracing::warn!(container = %id, err = %error_chain(&e), "stopping unhealthy container");
+                    }
+                });
             }
-            self.init_done = true;
-        }
-        for i in 0..self.main.len() {
-            let c = &self.main[i];
-            if c.done || matches!(c.state, CState::Running { .. }) {
-                continue;
-            }
-            if c.restart_at.is_some_and(|t| t > now) {
-                continue;
-            }
-            if self.stop_requested() {
-                return;
-            }
-            self.start(i, false).await;
+            // termination is carried out by `terminate`
+            PodAction::StopAll { .. } => {}
+            PodAction::Event {
+                warning,
+                reason,
+                message,
+            } => self.event(warning, reason, message).await,
         }
     }
 
@@ -502,16 +516,27 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         self.stop_rx.borrow().is_some()
     }
 
-    fn ctr(&mut self, i: usize, init: bool) -> &mut Ctr {
-        if init {
-            &mut self.init[i]
+    fn ctr(&mut self, r: CtrRef) -> &mut Ctr {
+        if r.init {
+            &mut self.init[r.index]
         } else {
-            &mut self.main[i]
+            &mut self.main[r.index]
         }
     }
 
-    async fn start(&mut self, i: usize, init: bool) {
-        let spec = self.ctr(i, init).spec.clone();
+    fn find(&self, id: &str) -> Option<CtrRef> {
+        let pos = |list: &[Ctr]| list.iter().position(|c| c.id.as_deref() == Some(id));
+        pos(&self.init)
+            .map(CtrRef::init)
+            .or_else(|| pos(&self.main).map(CtrRef::main))
+    }
+
+    async fn start(&mut self, r: CtrRef) {
+        let spec = {
+            let c = self.ctr(r);
+            c.state = CtrState::Starting;
+            c.spec.clone()
+        };
         let image_ref = spec.image.clone().unwrap_or_default();
         let policy = match spec.image_pull_policy.as_deref() {
             Some("Always") => PullPolicy::Always,
@@ -522,35 +547,23 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         let image = match self.deps.images.ensure(&image_ref, policy).await {
             Ok(img) => img,
             Err(e) => {
-                let reason = match I::failure_reason(&e) {
-                    crate::traits::ImageFailureReason::InvalidImageName => "InvalidImageName",
-                    crate::traits::ImageFailureReason::ErrImageNeverPull => "ErrImageNeverPull",
-                    crate::traits::ImageFailureReason::ErrImagePull => "ErrImagePull",
-                };
-                let msg = error_chain(&e);
+                let err = PodError::new(
+                    I::failure_reason(&e).into(),
+                    error_chain(&e),
+                    Some(e.kind()),
+                );
                 self.event(
                     true,
                     "Failed",
-                    format!("Failed to pull image \"{image_ref}\": {msg}"),
+                    format!("Failed to pull image \"{image_ref}\": {}", err.message),
                 )
                 .await;
-                let c = self.ctr(i, init);
-                let delay = c
-                    .pull_backoff
-                    .delay_after_run(Duration::ZERO)
-                    .max(Duration::from_secs(1));
-                c.restart_at = Some(Instant::now() + delay);
-                c.state = CState::waiting(
-                    if c.image_id.is_empty()
-                        && reason == "ErrImagePull"
-                        && delay > Duration::from_secs(1)
-                    {
-                        "ImagePullBackOff"
-                    } else {
-                        reason
-                    },
-                    msg,
-                );
+                let c = self.ctr(r);
+                let after = match error::error_policy(Step::Pull, err.kind, &mut c.pull_backoff) {
+                    Policy::Retry(after) => after,
+                    Policy::Fail(_) | Policy::Done => MIN_RETRY,
+                };
+                c.state = plan::on_retry(&err, after, !c.image_id.is_empty(), Instant::now());
                 return;
             }
         };
@@ -563,10 +576,10 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             ),
         )
         .await;
-        self.ctr(i, init).pull_backoff = ResetAfter::kubernetes();
+        self.ctr(r).pull_backoff = schedule::pull();
         // the previous attempt's container goes before the new one starts
         let had_run = {
-            let c = self.ctr(i, init);
+            let c = self.ctr(r);
             c.image_id = image.image_id.clone();
             c.id.take()
         };
@@ -577,19 +590,24 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             self.stray.push(old.clone());
         }
         let restarts = {
-            let c = self.ctr(i, init);
+            let c = self.ctr(r);
             if had_run.is_some() {
                 c.restarts += 1;
             }
             c.restarts
         };
-        let cfg = match self.container_config(&spec, image, init, restarts) {
+        let cfg = match self.container_config(&spec, image, r.init, restarts) {
             Ok(cfg) => cfg,
-            Err((reason, msg)) => {
-                self.event(true, "Failed", format!("Error: {msg}")).await;
-                let c = self.ctr(i, init);
-                c.state = CState::waiting(&reason, msg);
-                c.restart_at = Some(Instant::now() + Duration::from_secs(10));
+            Err(err) => {
+                self.event(true, "Failed", format!("Error: {}", err.message))
+                    .await;
+                let c = self.ctr(r);
+                let after = match error::error_policy(Step::Config, err.kind, &mut c.config_backoff)
+                {
+                    Policy::Retry(after) => after,
+                    Policy::Fail(_) | Policy::Done => MIN_RETRY,
+                };
+                c.state = plan::on_retry(&err, after, true, Instant::now());
                 return;
             }
         };
@@ -599,56 +617,47 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                     ContainerState::Running { started_at, .. } => started_at,
                     _ => SystemTime::now(),
                 };
-                let c = self.ctr(i, init);
+                let c = self.ctr(r);
                 c.id = Some(info.id.clone());
                 c.log_path = Some(info.log_path.clone());
-                c.state = CState::Running { started_at };
-                c.running_since = Some(started_at);
-                c.restart_at = None;
+                c.state = plan::on_started(
+                    r.init,
+                    started_at,
+                    c.spec.startup_probe.is_some(),
+                    c.spec.readiness_probe.is_some(),
+                );
                 let name = c.spec.name.clone();
                 self.event(false, "Created", format!("Created container {name}"))
                     .await;
                 self.event(false, "Started", format!("Started container {name}"))
                     .await;
-                self.watch_container(i, init);
+                self.watch_container(r);
             }
             Err(e) => {
-                let msg = error_chain(&e);
-                let reason = match crate::traits::Classify::kind(&e) {
-                    crate::traits::ErrorKind::Invalid => "CreateContainerError",
-                    _ => "RunContainerError",
+                let kind = e.kind();
+                let reason = match error::decide(Step::Run, Some(kind)) {
+                    Decision::Fail(reason) => reason,
+                    Decision::Retry { .. } | Decision::Done => Reason::RunContainerError,
                 };
-                self.event(true, "Failed", format!("Error: {msg}")).await;
-                let now = SystemTime::now();
-                let term = Terminated {
-                    exit_code: 128,
-                    signal: None,
-                    reason: "ContainerCannotRun".into(),
-                    message: msg.clone(),
-                    started_at: None,
-                    finished_at: now,
-                    container_id: cfg.id.clone(),
-                };
+                let err = PodError::new(reason, error_chain(&e), Some(kind));
+                self.event(true, "Failed", format!("Error: {}", err.message))
+                    .await;
                 // nothing ran: keep no id, but count it as a failed run for back-off
-                let restart = self.should_restart(init, 128);
-                let pod_name = self.d.name.clone();
-                let c = self.ctr(i, init);
+                let policy = self.policy;
+                let c = self.ctr(r);
                 c.id = None;
-                if restart {
-                    let delay = c
-                        .backoff
-                        .delay_after_run(Duration::ZERO)
-                        .max(Duration::from_secs(1));
-                    c.last = Some(CState::Terminated(term));
-                    c.state = CState::waiting(reason, msg);
-                    c.restart_at = Some(Instant::now() + delay);
-                    let _ = pod_name;
-                } else {
-                    c.state = CState::Terminated(term);
-                    c.done = true;
-                    if init {
-                        self.init_failed = true;
-                    }
+                let out = plan::on_run_failed(
+                    r.init,
+                    policy,
+                    &err,
+                    &cfg.id,
+                    &mut c.backoff,
+                    SystemTime::now(),
+                    Instant::now(),
+                );
+                c.state = out.state;
+                if let Some(last) = out.last {
+                    c.last = Some(last);
                 }
             }
         }
@@ -660,8 +669,8 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         image: crate::traits::ImageInfo,
         init: bool,
         restarts: u32,
-    ) -> Result<ContainerConfig, (String, String)> {
-        let cfg_err = |m: String| ("CreateContainerConfigError".to_string(), m);
+    ) -> Result<ContainerConfig, PodError> {
+        let cfg_err = |m: String| PodError::new(Reason::CreateContainerConfigError, m, None);
         let world = self.world.borrow().clone();
         let fields = PodFields {
             namespace: &self.d.namespace,
@@ -685,7 +694,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         let mut resources = container::resources(spec).map_err(|e| cfg_err(e.to_string()))?;
         resources.pids_limit = None;
         let mounts = volumes::mounts_for(spec, &self.prepared)
-            .map_err(|e| ("FailedMount".to_string(), e.to_string()))?;
+            .map_err(|e| PodError::new(Reason::FailedMount, e.to_string(), None))?;
         let sandbox = self
             .sandbox
             .clone()
@@ -714,12 +723,12 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
     }
 
     /// Start the exit watcher and the probes of a running container.
-    fn watch_container(&mut self, i: usize, init: bool) {
+    fn watch_container(&mut self, r: CtrRef) {
         let rt = self.deps.runtime.clone();
         let exit_tx = self.exit_tx.clone();
         let ip = self.pod_ip().unwrap_or(std::net::Ipv4Addr::LOCALHOST);
         let probe_tx = self.probe_tx.clone();
-        let c = self.ctr(i, init);
+        let c = self.ctr(r);
         let Some(id) = c.id.clone() else { return };
         c.abort_tasks();
         let wid = id.clone();
@@ -729,8 +738,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             let _ = exit_tx.send((wid, st)).await;
         });
         c.tasks.push(h.abort_handle());
-        c.ready = false;
-        if init {
+        if r.init {
             return;
         }
         let target = ProbeTarget {
@@ -740,7 +748,6 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             ports: c.spec.ports.clone().unwrap_or_default(),
         };
         if let Some(p) = c.spec.startup_probe.clone() {
-            c.started = false;
             let h = tokio::spawn(probe::run_probe(
                 rt,
                 ProbeKind::Startup,
@@ -750,42 +757,21 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             ));
             c.tasks.push(h.abort_handle());
         } else {
-            c.started = true;
             start_after_startup(c, rt, target, probe_tx);
         }
     }
 
     // === events ===
 
-    fn should_restart(&self, init: bool, exit_code: i32) -> bool {
-        match self.restart_policy() {
-            "Never" => false,
-            "OnFailure" => exit_code != 0,
-            _ => !init || exit_code != 0,
-        }
-    }
-
     async fn on_exit(&mut self, id: &str, st: Option<ContainerState>) {
-        let pos = self
-            .init
-            .iter()
-            .position(|c| c.id.as_deref() == Some(id))
-            .map(|i| (i, true))
-            .or_else(|| {
-                self.main
-                    .iter()
-                    .position(|c| c.id.as_deref() == Some(id))
-                    .map(|i| (i, false))
-            });
-        let Some((i, init)) = pos else { return };
-        let now = SystemTime::now();
+        let Some(r) = self.find(id) else { return };
         // a lost supervisor: say so, then go on with the end the runtime recorded
         let mut lost = None;
         let st = match st {
             Some(ContainerState::Failed { reason, message })
                 if reason == REASON_SUPERVISOR_LOST =>
             {
-                let name = self.ctr(i, init).spec.name.clone();
+                let name = self.ctr(r).spec.name.clone();
                 tracing::warn!(pod = %self.d.name, container = %name, %message, "supervisor lost");
                 self.event(
                     true,
@@ -801,145 +787,69 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             }
             other => other,
         };
-        let (exit_code, signal, oom, started_at, finished_at, msg) = match st {
-            Some(ContainerState::Exited {
-                exit_code,
-                signal,
-                oom_killed,
-                started_at,
-                finished_at,
-            }) => (
-                exit_code,
-                signal,
-                oom_killed,
-                started_at,
-                finished_at,
-                String::new(),
-            ),
-            Some(ContainerState::Failed { reason, message }) => {
-                (128, None, false, None, now, format!("{reason}: {message}"))
-            }
-            Some(ContainerState::Running { .. }) | Some(ContainerState::Created) => return,
-            None => (
-                255,
-                None,
-                false,
-                None,
-                now,
-                "container state unknown (shim gone)".to_string(),
-            ),
-        };
-        let msg = lost.unwrap_or(msg);
-        let restart = self.should_restart(init, exit_code);
-        let pod_name = self.d.name.clone();
-        let c = self.ctr(i, init);
-        c.abort_tasks();
-        c.ready = false;
-        let started_at = started_at.or(c.running_since);
-        let ran_for = started_at
-            .and_then(|s| finished_at.duration_since(s).ok())
-            .unwrap_or_default();
-        let term = Terminated {
-            exit_code,
-            signal,
-            reason: status::exit_reason(exit_code, oom).to_string(),
-            message: msg,
-            started_at,
-            finished_at,
-            container_id: id.to_string(),
-        };
-        let name = c.spec.name.clone();
-        tracing::info!(pod = %pod_name, container = %name, exit_code, oom, restart, "container exited");
-        if init && exit_code == 0 {
-            c.state = CState::Terminated(term);
-            c.done = true;
+        let Some(mut exit) = plan::Exit::from_state(st, SystemTime::now()) else {
             return;
+        };
+        if let Some(lost) = lost {
+            exit.message = lost;
         }
-        if restart {
-            let delay = c.backoff.delay_after_run(ran_for);
-            c.last = Some(CState::Terminated(term.clone()));
-            c.restart_at = Some(Instant::now() + delay);
-            if delay.is_zero() {
-                c.state = CState::Terminated(term);
-            } else {
-                let m = format!(
-                    "back-off {}s restarting failed container={name} pod={pod_name}",
-                    delay.as_secs()
-                );
-                c.state = CState::waiting("CrashLoopBackOff", m.clone());
-                self.event(
-                    true,
-                    "BackOff",
-                    format!("Back-off restarting failed container {name}"),
-                )
-                .await;
-            }
-        } else {
-            c.state = CState::Terminated(term);
-            c.done = true;
-            if init {
-                self.init_failed = true;
-            }
+        let (exit_code, oom) = (exit.exit_code, exit.oom_killed);
+        let policy = self.policy;
+        let pod_name = self.d.name.clone();
+        let c = self.ctr(r);
+        c.abort_tasks();
+        let out = plan::on_exit(
+            &c.state,
+            r.init,
+            policy,
+            exit,
+            id,
+            &mut c.backoff,
+            Instant::now(),
+        );
+        let name = c.spec.name.clone();
+        let restart = out.restart;
+        tracing::info!(pod = %pod_name, container = %name, exit_code, oom, restart, "container exited");
+        let backing_off =
+            matches!(out.state, CtrState::BackingOff { delay, .. } if !delay.is_zero());
+        c.state = out.state;
+        if let Some(last) = out.last {
+            c.last = Some(last);
+        }
+        if backing_off {
+            self.event(
+                true,
+                "BackOff",
+                format!("Back-off restarting failed container {name}"),
+            )
+            .await;
         }
     }
 
     async fn on_probe(&mut self, ev: ProbeEvent) {
         let grace = self.grace();
-        let Some(c) = self
+        let Some(index) = self
             .main
-            .iter_mut()
-            .find(|c| c.id.as_deref() == Some(ev.container_id.as_str()))
+            .iter()
+            .position(|c| c.id.as_deref() == Some(ev.container_id.as_str()))
         else {
             return;
         };
-        match (ev.kind, ev.ok) {
-            (ProbeKind::Startup, true) => {
-                c.started = true;
-                let target = ProbeTarget {
-                    container: c.spec.name.clone(),
-                    container_id: ev.container_id.clone(),
-                    ip: self
-                        .net
-                        .as_ref()
-                        .and_then(|n| n.ip)
-                        .unwrap_or(std::net::Ipv4Addr::LOCALHOST),
-                    ports: c.spec.ports.clone().unwrap_or_default(),
-                };
-                start_after_startup(c, self.deps.runtime.clone(), target, self.probe_tx.clone());
-            }
-            (ProbeKind::Readiness, ok) => {
-                c.ready = ok;
-                if !ok {
-                    let m = format!("Readiness probe failed: {}", ev.message);
-                    self.event(true, "Unhealthy", m).await;
-                }
-            }
-            (ProbeKind::Liveness, true) => {}
-            (kind @ (ProbeKind::Liveness | ProbeKind::Startup), false) => {
-                let name = c.spec.name.clone();
-                let rt = self.deps.runtime.clone();
-                let id = ev.container_id.clone();
-                self.event(
-                    true,
-                    "Unhealthy",
-                    format!("{} probe failed: {}", kind.as_str(), ev.message),
-                )
-                .await;
-                self.event(
-                    false,
-                    "Killing",
-                    format!(
-                        "Container {name} failed {} probe, will be restarted",
-                        kind.as_str().to_lowercase()
-                    ),
-                )
-                .await;
-                tokio::spawn(async move {
-                    if let Err(e) = rt.stop(&id, grace).await {
-                        tracing::warn!(container = %id, err = %error_chain(&e), "stopping unhealthy container");
-                    }
-                });
-            }
+        let c = &mut self.main[index];
+        let name = c.spec.name.clone();
+        let readiness = c.spec.readiness_probe.is_some();
+        let actions = plan::on_probe(
+            &mut c.state,
+            CtrRef::main(index),
+            &name,
+            ev.kind,
+            ev.ok,
+            &ev.message,
+            readiness,
+            grace,
+        );
+        for a in actions {
+            self.act(a).await;
         }
     }
 
@@ -955,31 +865,34 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 c.id.clone()
             })
             .collect();
-        for c in &self.main {
-            if matches!(c.state, CState::Running { .. }) {
-                self.event(
-                    false,
-                    "Killing",
-                    format!("Stopping container {}", c.spec.name),
-                )
-                .await;
+        let actions = {
+            let names: Vec<&str> = self.main.iter().map(|c| c.spec.name.as_str()).collect();
+            plan::plan_termination(&self.main, &names, grace)
+        };
+        let rt = self.deps.runtime.clone();
+        for action in actions {
+            match action {
+                PodAction::StopAll { grace } => {
+                    let stops = ids.iter().map(|id| {
+                        let rt = rt.clone();
+                        async move {
+                            if let Err(e) = rt.stop(id, grace).await {
+                                tracing::warn!(container = %id, err = %error_chain(&e), "stop");
+                            }
+                        }
+                    });
+                    futures::future::join_all(stops).await;
+                }
+                other => self.act(other).await,
             }
         }
-        let rt = self.deps.runtime.clone();
-        let stops = ids.iter().map(|id| {
-            let rt = rt.clone();
-            async move {
-                if let Err(e) = rt.stop(id, grace).await {
-                    tracing::warn!(container = %id, err = %error_chain(&e), "stop");
-                }
-            }
-        });
-        futures::future::join_all(stops).await;
         // remove everything, retrying a few times; leftovers are found again at adoption.
         // The runtime's full list (every container's files) is read only on a
         // retry: with many pods going at once, one list per pod is O(n^2).
         let known: Vec<String> = ids.iter().chain(&self.stray).cloned().collect();
-        for attempt in 0..3u32 {
+        let mut retry = schedule::cleanup();
+        let gone = |kind| error::decide(Step::Cleanup, Some(kind)) == Decision::Done;
+        for attempt in 0..schedule::CLEANUP_ATTEMPTS {
             let mut failed = Vec::new();
             let mut all = known.clone();
             if attempt > 0
@@ -994,14 +907,20 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             all.sort();
             all.dedup();
             for id in &all {
-                if let Err(e) = rt.remove(id).await {
+                if let Err(e) = rt.remove(id).await
+                    && !gone(e.kind())
+                {
                     failed.push(format!("container {id}: {}", error_chain(&e)));
                 }
             }
-            if let Err(e) = rt.remove_sandbox(&self.pod).await {
+            if let Err(e) = rt.remove_sandbox(&self.pod).await
+                && !gone(e.kind())
+            {
                 failed.push(format!("sandbox: {}", error_chain(&e)));
             }
-            if let Err(e) = self.deps.net.remove_pod(&self.pod).await {
+            if let Err(e) = self.deps.net.remove_pod(&self.pod).await
+                && !gone(e.kind())
+            {
                 failed.push(format!("network: {}", error_chain(&e)));
             }
             if let Err(e) = volumes::remove_pod(&self.dirs(), &self.pod) {
@@ -1013,7 +932,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             let m = failed.join("; ");
             tracing::warn!(pod = %self.pod.key(), attempt, err = %m, "pod cleanup incomplete");
             self.event(true, "FailedKillPod", m).await;
-            tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+            tokio::time::sleep(retry.next().unwrap_or(Duration::from_secs(1))).await;
         }
         let _ = self
             .tx
@@ -1024,27 +943,31 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
     }
 
     async fn publish(&mut self) {
-        let init: Vec<ContainerView> = self.init.iter().map(Ctr::view).collect();
-        let main: Vec<ContainerView> = self.main.iter().map(Ctr::view).collect();
-        let policy = self.restart_policy();
+        let pod = self.d.name.as_str();
+        let init: Vec<ContainerView> = self.init.iter().map(|c| c.view(pod)).collect();
+        let main: Vec<ContainerView> = self.main.iter().map(|c| c.view(pod)).collect();
+        let init_phase = plan::init_phase(&self.init);
+        let init_done = self.set_up && init_phase == InitPhase::Done;
         let phase = status::phase(
-            self.init_done,
-            self.init_failed,
+            init_done,
+            init_phase == InitPhase::Failed,
             &main,
-            policy == "Never",
-            policy == "OnFailure",
+            self.policy == RestartPolicy::Never,
+            self.policy == RestartPolicy::OnFailure,
         );
         let st = status::pod_status(
             self.last_status.as_ref(),
             phase,
             &init,
             &main,
-            self.init_done,
+            init_done,
             self.pod_ip(),
             self.settings.host_ip,
             self.start_time,
             SystemTime::now(),
-            self.message.clone(),
+            self.message
+                .as_ref()
+                .map(|e| (e.reason.as_str().to_string(), e.message.clone())),
         );
         if self.last_status.as_ref() == Some(&st) {
             return;
@@ -1083,11 +1006,9 @@ fn start_after_startup<R: Runtime>(
         ));
         c.tasks.push(h.abort_handle());
     }
-    match c.spec.readiness_probe.clone() {
-        Some(p) => {
-            let h = tokio::spawn(probe::run_probe(rt, ProbeKind::Readiness, p, target, tx));
-            c.tasks.push(h.abort_handle());
-        }
-        None => c.ready = true,
+    // without a readiness probe the planner made the container ready
+    if let Some(p) = c.spec.readiness_probe.clone() {
+        let h = tokio::spawn(probe::run_probe(rt, ProbeKind::Readiness, p, target, tx));
+        c.tasks.push(h.abort_handle());
     }
 }
