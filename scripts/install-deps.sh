@@ -10,6 +10,7 @@ PKGS=(
   busybox-static umoci skopeo jq                                  # building the local busybox image
   docker-registry                                                 # a real registry for image tests
   git python3 python3-pip procps psmisc curl ca-certificates      # tests: repos, kubernetes-validate, pgrep
+  chromium                                                        # tests: the status page in a headless browser (node + playwright-core: tests/browser)
 )
 # missing PKG... -> those of PKG not installed
 missing() {

@@ -20,10 +20,11 @@ export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked >&2
 
 target_args=()
-out=target/release
+tdir=${CARGO_TARGET_DIR:-target}
+out=$tdir/release
 if [ -n "${BERTH_TARGET:-}" ]; then
     target_args=(--target "$BERTH_TARGET")
-    out="target/$BERTH_TARGET/release"
+    out="$tdir/$BERTH_TARGET/release"
 fi
 cargo build --release "${target_args[@]}" -p berth -p berth-runtime --bins >&2
 cargo rustc --release "${target_args[@]}" -p berth-supervise --bin berth-supervise \
@@ -34,7 +35,7 @@ if readelf -l "$out/berth-supervise" | grep -q "Requesting program interpreter";
     echo "error: $out/berth-supervise is not statically linked" >&2
     exit 1
 fi
-rm -rf target/debian
-cargo deb -p berth --no-build "${target_args[@]}" --output target/debian >&2
-deb=$(ls target/debian/berth_*.deb)
+rm -rf "$tdir/debian"
+cargo deb -p berth --no-build "${target_args[@]}" --output "$tdir/debian" >&2
+deb=$(ls "$tdir"/debian/berth_*.deb)
 echo "$deb"

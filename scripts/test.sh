@@ -11,3 +11,9 @@ cargo build --workspace --bins
 # In CI, a missing precondition of a privileged test is a failure, not a skip.
 export BERTH_E2E_REQUIRED="${BERTH_E2E_REQUIRED:-1}"
 cargo test --workspace --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-2}"
+
+# A short bounded fuzz run of every target (layer unpacker, manifest parser):
+# a crash fails the suite. FUZZ_SECONDS=0 skips it.
+if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
+    FUZZ_SECONDS="${FUZZ_SECONDS:-30}" ./scripts/fuzz.sh
+fi

@@ -20,8 +20,13 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::policy::{LoadedPolicy, MAX_POLICY_BYTES, PolicyError, read_bounded};
+
 /// Exit code for bad configuration (EX_USAGE).
 pub const EXIT_CONFIG: i32 = 64;
+
+/// Files the configuration names (config, token, secrets, policy) are read up to this size.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +48,9 @@ pub enum Command {
     Validate {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Also apply this operator policy (as the agent would with --policy)
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
     },
     /// Print the JSON Schema of berth manifests (for yaml-language-server).
     Schema,
@@ -123,6 +131,9 @@ pub struct AgentArgs {
     /// Mirror for a registry, host=url (repeatable)
     #[arg(long, env = "BERTH_REGISTRY_MIRROR", value_name = "HOST=URL")]
     pub registry_mirror: Vec<String>,
+    /// Operator policy (berth.dev/v1alpha1 Policy): what manifests may ask of the host
+    #[arg(long, env = "BERTH_POLICY", value_name = "FILE")]
+    pub policy: Option<String>,
 }
 
 /// The `--config` file: the flag names as keys.
@@ -152,6 +163,7 @@ struct FileConfig {
     registry_config: Option<String>,
     insecure_registry: Option<Vec<String>>,
     registry_mirror: Option<Vec<String>>,
+    policy: Option<String>,
 }
 
 /// `node-labels` in the file may be a map or the flag's `k=v,...` string.
@@ -195,6 +207,9 @@ pub enum ConfigError {
     EmptySecret { key: &'static str, path: String },
     #[error("cannot determine the node name (give --node-name)")]
     NoNodeName,
+    /// `--policy`: unreadable, unparsable or invalid (never "allow all").
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +254,8 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// `host=url` entries, validated.
     pub registry_mirrors: Vec<String>,
+    /// The operator's policy; None: manifests get what kubelet would give them.
+    pub policy: Option<LoadedPolicy>,
 }
 
 /// What the outside world provides besides the three layers (kept injectable for tests).
@@ -253,7 +270,7 @@ impl Host<'static> {
     pub fn real() -> Self {
         Host {
             env: &|k| std::env::var(k).ok(),
-            read_file: &|p| std::fs::read_to_string(p),
+            read_file: &|p| read_bounded(std::path::Path::new(p), MAX_FILE_BYTES),
             hostname: &default_hostname,
         }
     }
@@ -335,6 +352,8 @@ fn env_layer(cli: &AgentArgs, env: &dyn Fn(&str) -> Option<String>) -> AgentArgs
         registry_config: one(&cli.registry_config, "registry-config"),
         insecure_registry: many(&cli.insecure_registry, "insecure-registry"),
         registry_mirror: many(&cli.registry_mirror, "registry-mirror"),
+        // set but empty is an error later, never "no policy"
+        policy: cli.policy.clone().or_else(|| env(&env_name("policy"))),
     }
 }
 
@@ -379,6 +398,7 @@ fn file_layer(a: AgentArgs, f: FileConfig) -> AgentArgs {
         registry_config: a.registry_config.or(f.registry_config),
         insecure_registry: many(a.insecure_registry, f.insecure_registry),
         registry_mirror: many(a.registry_mirror, f.registry_mirror),
+        policy: a.policy.or(f.policy),
     }
 }
 
@@ -534,6 +554,11 @@ fn build(a: AgentArgs, host: &Host<'_>) -> Result<Config, ConfigError> {
         None => None,
         Some(url) => Some(git_config(url, &a, &node_name, host)?),
     };
+    let policy = a
+        .policy
+        .as_deref()
+        .map(|path| load_policy(path, host))
+        .transpose()?;
     for key in [
         "git-branch",
         "git-interval",
@@ -578,7 +603,30 @@ fn build(a: AgentArgs, host: &Host<'_>) -> Result<Config, ConfigError> {
         registry_config: a.registry_config.map(PathBuf::from),
         insecure_registries: a.insecure_registry,
         registry_mirrors: a.registry_mirror,
+        policy,
     })
+}
+
+/// Read and check `--policy`; an empty path is an error, not "no policy".
+fn load_policy(path: &str, host: &Host<'_>) -> Result<LoadedPolicy, ConfigError> {
+    if path.trim().is_empty() {
+        return Err(invalid("--policy", path, "expected a file name"));
+    }
+    let text = (host.read_file)(path).map_err(|source| PolicyError::Read {
+        path: path.to_string(),
+        source,
+    })?;
+    if text.len() as u64 > MAX_POLICY_BYTES {
+        return Err(PolicyError::Read {
+            path: path.to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("larger than {MAX_POLICY_BYTES} bytes"),
+            ),
+        }
+        .into());
+    }
+    Ok(crate::policy::parse(path, &text)?)
 }
 
 fn git_config(

@@ -190,10 +190,80 @@ fn clap_never_reads_the_environment() {
 #[test]
 fn subcommands_parse() {
     let c = parse_cli(["berth", "validate", "a", "b"]).unwrap();
-    assert!(matches!(c.command, Some(Command::Validate { ref paths }) if paths.len() == 2));
+    assert!(
+        matches!(c.command, Some(Command::Validate { ref paths, policy: None }) if paths.len() == 2)
+    );
+    let c = parse_cli(["berth", "validate", "--policy", "p.yaml", "a"]).unwrap();
+    assert!(matches!(
+        c.command,
+        Some(Command::Validate { policy: Some(ref p), .. }) if p == std::path::Path::new("p.yaml")
+    ));
     assert!(matches!(
         parse_cli(["berth", "schema"]).unwrap().command,
         Some(Command::Schema)
     ));
     assert!(parse_cli(["berth", "validate"]).is_err());
+}
+
+const POLICY: &str = "apiVersion: berth.dev/v1alpha1\nkind: Policy\nspec:\n  hostNetwork: true\n";
+
+#[test]
+fn policy_from_flag_env_or_file() {
+    let files = HashMap::from([
+        ("/p.yaml", POLICY),
+        ("/c.yaml", "manifests: [/m]\npolicy: /p.yaml\n"),
+    ]);
+    let none = HashMap::new();
+    let c = resolve(&cli(&["--manifests", "/m"]), &host(&none, &files)).unwrap();
+    assert!(c.policy.is_none(), "no policy unless one is given");
+    let c = resolve(
+        &cli(&["--manifests", "/m", "--policy", "/p.yaml"]),
+        &host(&none, &files),
+    )
+    .unwrap();
+    let p = c.policy.unwrap();
+    assert_eq!(p.path, PathBuf::from("/p.yaml"));
+    assert!(p.policy.host_network && !p.policy.privileged);
+    let env = HashMap::from([("BERTH_POLICY", "/p.yaml")]);
+    let c = resolve(&cli(&["--manifests", "/m"]), &host(&env, &files)).unwrap();
+    assert!(c.policy.is_some());
+    let c = resolve(&cli(&["--config", "/c.yaml"]), &host(&none, &files)).unwrap();
+    assert!(c.policy.is_some());
+}
+
+#[test]
+fn a_policy_that_cannot_be_used_stops_the_agent() {
+    let files = HashMap::from([
+        ("/empty.yaml", "\n"),
+        (
+            "/typo.yaml",
+            "apiVersion: berth.dev/v1alpha1\nkind: Policy\nspec:\n  hostNetwrk: true\n",
+        ),
+        (
+            "/wrong.yaml",
+            "apiVersion: berth.dev/v1alpha1\nkind: Policy\nspec:\n  allowedHostPaths: [{pathPrefix: etc}]\n",
+        ),
+    ]);
+    let none = HashMap::new();
+    let err = |args: &[&str], env: &HashMap<&'static str, &'static str>| {
+        let e = resolve(&cli(args), &host(env, &files)).unwrap_err();
+        crate::sources::git::error_chain(&e)
+    };
+    let m = err(&["--manifests", "/m", "--policy", "/missing.yaml"], &none);
+    assert_eq!(m, "reading policy file /missing.yaml: no such file");
+    let m = err(&["--manifests", "/m", "--policy", "/empty.yaml"], &none);
+    assert!(m.starts_with("policy file /empty.yaml is empty"), "{m}");
+    let m = err(&["--manifests", "/m", "--policy", "/typo.yaml"], &none);
+    assert!(
+        m.starts_with("policy file /typo.yaml: ") && m.contains("hostNetwrk"),
+        "{m}"
+    );
+    let m = err(&["--manifests", "/m", "--policy", "/wrong.yaml"], &none);
+    assert!(m.contains("spec.allowedHostPaths[0].pathPrefix"), "{m}");
+    // set but empty is not "no policy"
+    let m = err(&["--manifests", "/m", "--policy", ""], &none);
+    assert!(m.contains("--policy"), "{m}");
+    let env = HashMap::from([("BERTH_POLICY", "")]);
+    let m = err(&["--manifests", "/m"], &env);
+    assert!(m.contains("--policy"), "{m}");
 }

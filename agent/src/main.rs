@@ -15,6 +15,7 @@ mod api;
 mod config;
 mod dirs;
 mod logging;
+mod policy;
 mod sources;
 mod validate_cmd;
 mod workloads;
@@ -48,7 +49,9 @@ fn main() -> ExitCode {
         }
     };
     match &cli.command {
-        Some(Command::Validate { paths }) => return ExitCode::from(validate_cmd::run(paths) as u8),
+        Some(Command::Validate { paths, policy }) => {
+            return ExitCode::from(validate_cmd::run(paths, policy.as_deref()) as u8);
+        }
         Some(Command::Schema) => {
             println!(
                 "{}",
@@ -109,13 +112,20 @@ async fn run(cfg: Config) -> Result<()> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (desired_tx, desired_rx) = berth_reconciler::desired_channel();
     let (status_tx, status_rx) = berth_reconciler::status_channel();
-    let hub = Hub::new(
+    let hub = Hub::with_policy(
         desired_tx,
         NodeInfo {
             name: cfg.node_name.clone(),
             labels: cfg.node_labels.clone(),
         },
+        cfg.policy.as_ref().map(|p| Arc::new(p.policy.clone())),
     );
+    match &cfg.policy {
+        Some(p) => tracing::info!(policy = %p.path.display(), "operator policy in force"),
+        None => tracing::warn!(
+            "no --policy: manifests may use privileged containers, hostPath, hostNetwork and added capabilities (whoever writes them is root on this host)"
+        ),
+    }
 
     // sources: register all before any publishes, so `complete` waits for every one
     let mut tasks = Vec::new();
@@ -168,7 +178,21 @@ async fn run(cfg: Config) -> Result<()> {
             .map(Into::into),
         shutdown: shutdown.clone(),
         streams: api::limits::StreamLimiter::new(API_STREAMS_PER_CLIENT, API_STREAMS_TOTAL),
+        page: api::PageCtx {
+            node_labels: Arc::new(cfg.node_labels.clone()),
+            ..Default::default()
+        },
     };
+    tasks.push(tokio::spawn(api::usage::run(
+        berth_runtime::ShimRuntime::new(berth_runtime::RuntimeConfig::new(
+            &cfg.instance,
+            &cfg.run_dir,
+            &cfg.state_dir,
+        ))
+        .context("opening the container runtime for usage sampling")?,
+        state.page.usage.clone(),
+        shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(api::serve::serve(
         listener,
         api::router(state),

@@ -1,15 +1,19 @@
-//! `berth validate PATH...`: read files and directories (recursively), print
-//! every finding as `file:line:col: ...`, a summary, exit 1 on any error.
+//! `berth validate [--policy FILE] PATH...`: read files and directories
+//! (recursively), print every finding as `file:line:col: ...`, a summary,
+//! exit 1 on any error. With `--policy`, objects the operator policy refuses
+//! are errors too (as the agent would refuse them; nodeSelectors are not
+//! considered); a policy file that cannot be used exits 64.
 //! Never touches the host beyond reading the given paths.
 
 use std::path::{Path, PathBuf};
 
+use berth_spec::validate::policy::{Policy, check_objects};
 use berth_spec::{Diagnostic, Location, Severity};
 
 use crate::sources::scan::scan_dir;
 
 /// Everything found under `paths`: (files read, objects, diagnostics sorted by place).
-pub fn check(paths: &[PathBuf]) -> (usize, usize, Vec<Diagnostic>) {
+pub fn check(paths: &[PathBuf], policy: Option<&Policy>) -> (usize, usize, Vec<Diagnostic>) {
     let mut files: Vec<(PathBuf, std::io::Result<String>)> = Vec::new();
     let mut diags = Vec::new();
     for p in paths {
@@ -59,6 +63,9 @@ pub fn check(paths: &[PathBuf]) -> (usize, usize, Vec<Diagnostic>) {
         }
     }
     diags.extend(berth_spec::validate_set(&objects));
+    if let Some(p) = policy {
+        diags.extend(check_objects(p, &objects));
+    }
     diags.sort_by(|a, b| a.location.cmp(&b.location).then(a.message.cmp(&b.message)));
     diags.dedup();
     (n_files, objects.len(), diags)
@@ -69,8 +76,15 @@ fn display(p: &Path) -> String {
 }
 
 /// Run the subcommand; returns the process exit code.
-pub fn run(paths: &[PathBuf]) -> i32 {
-    let (files, objects, diags) = check(paths);
+pub fn run(paths: &[PathBuf], policy: Option<&Path>) -> i32 {
+    let policy = match policy.map(crate::policy::load).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("berth: {}", crate::sources::git::error_chain(&e));
+            return crate::config::EXIT_CONFIG;
+        }
+    };
+    let (files, objects, diags) = check(paths, policy.as_ref().map(|p| &p.policy));
     for d in &diags {
         println!("{d}");
     }

@@ -1,8 +1,8 @@
 //! Small durable-write helpers (G11): temp file -> fsync -> rename -> fsync dir.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Fsync a directory so a rename inside it is durable.
@@ -38,23 +38,9 @@ pub fn restrict_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Replace `path` atomically with `data`.
+/// (berth-state's one atomic writer: 0600 temp, fsync, rename, fsync dir.)
 pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp: PathBuf = dir.join(format!(
-        ".{}.tmp",
-        unique_name(&path.file_name().unwrap_or_default().to_string_lossy())
-    ));
-    let res = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fsync_dir(dir)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res
+    berth_state::write_atomic(path, data)
 }
 
 /// Total bytes of regular files under `p` (not following symlinks).

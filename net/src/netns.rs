@@ -166,8 +166,13 @@ fn in_thread(
 
 /// Unmount and unlink; a namespace that is already gone is fine.
 pub fn remove(path: &Path) -> Result<(), NetnsError> {
+    // ENAMETOOLONG: a name that long was never created, so there is nothing
+    // to remove (and the pod's IP must still be released after it)
     match nix::mount::umount2(path, MntFlags::MNT_DETACH) {
-        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+        Ok(())
+        | Err(nix::Error::EINVAL)
+        | Err(nix::Error::ENOENT)
+        | Err(nix::Error::ENAMETOOLONG) => {}
         Err(source) => {
             return Err(NetnsError::Unmount {
                 path: path.to_path_buf(),
@@ -178,6 +183,7 @@ pub fn remove(path: &Path) -> Result<(), NetnsError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => Ok(()),
         Err(source) => Err(NetnsError::Unlink {
             path: path.to_path_buf(),
             source,
@@ -209,4 +215,16 @@ pub fn list(dir: &Path) -> Result<Vec<String>, NetnsError> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    // Regression (issue 14): a pod key longer than a file name made removal
+    // fail, so the pod's IP was never released.
+    #[test]
+    fn removing_a_name_too_long_to_exist_is_done() {
+        let dir = std::env::temp_dir();
+        let p = dir.join("x".repeat(300));
+        super::remove(&p).expect("nothing to remove");
+    }
 }

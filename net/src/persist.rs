@@ -1,7 +1,6 @@
 //! Atomic, versioned JSON files (G11): temp file, fsync, rename, fsync dir.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -9,27 +8,8 @@ use serde::de::DeserializeOwned;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
-    #[error("create state directory {path}")]
-    CreateDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("write temporary file {path}")]
-    WriteTemp {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("rename {from} to {to}")]
-    Rename {
-        from: PathBuf,
-        to: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("fsync directory {path}")]
-    SyncDir {
+    #[error("write state file {path}")]
+    Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -60,42 +40,17 @@ pub enum PersistError {
     },
 }
 
-/// Write `value` to `path` so that a crash leaves either the old or the new file.
+/// Write `value` to `path` so that a crash leaves either the old or the new
+/// file (berth-state's one atomic writer: 0600 temp, fsync, rename, fsync dir).
 pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), PersistError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|source| PersistError::CreateDir {
-        path: dir.to_path_buf(),
-        source,
-    })?;
     let bytes = serde_json::to_vec_pretty(value).map_err(|source| PersistError::Encode {
         path: path.to_path_buf(),
         source,
     })?;
-    let tmp = path.with_extension("json.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()
-    };
-    write().map_err(|source| PersistError::WriteTemp {
-        path: tmp.clone(),
+    berth_state::write_atomic(path, &bytes).map_err(|source| PersistError::Write {
+        path: path.to_path_buf(),
         source,
-    })?;
-    fs::rename(&tmp, path).map_err(|source| PersistError::Rename {
-        from: tmp.clone(),
-        to: path.to_path_buf(),
-        source,
-    })?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| PersistError::SyncDir {
-            path: dir.to_path_buf(),
-            source,
-        })
+    })
 }
 
 /// Read a JSON state file; `Ok(None)` when it does not exist.

@@ -3,9 +3,13 @@
 //! Kubernetes' kubelet restarts a crashed container at once the first time,
 //! then waits 10 s, doubling up to 5 min; the delay resets once a container has
 //! run for 10 min. [`Backoff`] yields the delays; [`ResetAfter`] applies the
-//! "quiet period" rule.
+//! "quiet period" rule. [`BackoffRecord`] is what survives an agent restart
+//! (saved with the pod records), so a crash-looping container keeps waiting
+//! out its back-off instead of being started at once by the new agent.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
 
 /// Yields 0, then `initial`, doubling up to `max`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +109,50 @@ impl ResetAfter {
     pub fn peek(&self) -> Duration {
         self.inner.peek()
     }
+
+    /// Kubernetes' back-off resumed where a saved one stood: the next
+    /// failure waits `next` (clamped to the bounds).
+    pub fn resume_kubernetes(next: Duration) -> Self {
+        let mut r = Self::kubernetes();
+        r.inner.next = if next.is_zero() {
+            Duration::ZERO
+        } else {
+            next.clamp(r.inner.initial, r.inner.max)
+        };
+        r
+    }
+}
+
+/// A container's back-off as saved with its pod's record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackoffRecord {
+    pub restarts: u32,
+    /// What the next failure will wait ([`ResetAfter::peek`]), in milliseconds.
+    pub next_delay_ms: u64,
+    /// Set while the container waits out a back-off after an exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<BackoffWait>,
+}
+
+/// The exit a back-off is waiting after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackoffWait {
+    /// The exited container (still on the host until it is restarted).
+    pub container_id: String,
+    /// Not restarted before this wall-clock time.
+    pub until: SystemTime,
+    pub exit_code: i32,
+}
+
+impl BackoffRecord {
+    /// Time left to wait at `now` if the back-off waits after `container_id`.
+    pub fn remaining_for(&self, container_id: Option<&str>, now: SystemTime) -> Option<Duration> {
+        let w = self.waiting.as_ref()?;
+        if container_id.is_some_and(|id| id != w.container_id) {
+            return None;
+        }
+        Some(w.until.duration_since(now).unwrap_or(Duration::ZERO))
+    }
 }
 
 #[cfg(test)]
@@ -148,6 +196,55 @@ mod tests {
             Err(BackoffError::InvalidBounds)
         );
         assert!(Backoff::try_new(Duration::from_secs(1), Duration::from_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn resumed_backoff_continues_the_sequence() {
+        let mut r = ResetAfter::resume_kubernetes(Duration::from_secs(40));
+        assert_eq!(r.peek(), Duration::from_secs(40));
+        assert_eq!(
+            r.delay_after_run(Duration::from_secs(1)),
+            Duration::from_secs(40)
+        );
+        assert_eq!(r.peek(), Duration::from_secs(80));
+        // out-of-range saved values are clamped, zero stays "at once"
+        assert_eq!(
+            ResetAfter::resume_kubernetes(Duration::from_secs(9999)).peek(),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            ResetAfter::resume_kubernetes(Duration::from_millis(1)).peek(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            ResetAfter::resume_kubernetes(Duration::ZERO).peek(),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn remaining_wait_only_for_the_same_exit() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let r = BackoffRecord {
+            restarts: 2,
+            next_delay_ms: 40_000,
+            waiting: Some(BackoffWait {
+                container_id: "c-2".into(),
+                until: now + Duration::from_secs(15),
+                exit_code: 1,
+            }),
+        };
+        assert_eq!(
+            r.remaining_for(Some("c-2"), now),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(r.remaining_for(Some("c-3"), now), None);
+        assert_eq!(r.remaining_for(None, now), Some(Duration::from_secs(15)));
+        assert_eq!(
+            r.remaining_for(None, now + Duration::from_secs(60)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(BackoffRecord::default().remaining_for(None, now), None);
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! starts and stops workers, syncs Services, and publishes a status snapshot.
 //! Triggers (a new desired set, a worker message, the resync timer) only make
 //! the next pass come sooner.
+//!
+//! Adoption after a restart is in [`adoption`]; failed workers in [`workers`].
+
+mod adoption;
+mod workers;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -28,10 +33,14 @@ use crate::pod::{
 use crate::record::{PodRecord, RecordStore};
 use crate::service;
 use crate::snapshot;
+use crate::status::AgentCondition;
 use crate::status::{Snapshot, StatusWriter};
 use crate::traits::{
     ContainerInfo, Images, Network, PodRef, Runtime, ServiceAssigned, ServiceEntry, error_chain,
 };
+use adoption::Orphan;
+use workers::WorkerCrash;
+pub(crate) use workers::panic_message;
 
 pub const LABEL_TEMPLATE_HASH: &str = "pod-template-hash";
 
@@ -54,6 +63,12 @@ pub(crate) struct PodEntry {
     pub status: Option<PodStatus>,
     pub logs: Vec<(String, PathBuf)>,
     pub terminating: Option<SystemTime>,
+    /// Set when the pod's worker failed (see [`workers`]).
+    pub crash: Option<WorkerCrash>,
+    /// Adopted at start: the containers its worker takes over. The worker
+    /// starts after the first pass decided whether the pod stays, so a pod
+    /// deleted while the agent was down is only taken down, never set up.
+    pub adopting: Option<Vec<ContainerInfo>>,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +102,14 @@ pub struct Reconciler<I, R, N> {
     version: u64,
     /// A pod ended since the records were last saved (saved once per burst).
     records_dirty: bool,
+    /// Pods on the host with no readable record, by uid (see [`adoption`]).
+    orphans: BTreeMap<String, Orphan>,
+    /// Unrecorded pods being removed, by uid, with their workers.
+    reaping: BTreeMap<String, (PodRef, WorkerHandle)>,
+    /// (reason, message) of each problem reading the records at start.
+    record_problems: Vec<(String, String)>,
+    /// The conditions last published.
+    pub(crate) last_conditions: Vec<AgentCondition>,
 }
 
 impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
@@ -129,6 +152,10 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             passes: 0,
             version: 0,
             records_dirty: false,
+            orphans: BTreeMap::new(),
+            reaping: BTreeMap::new(),
+            record_problems: Vec::new(),
+            last_conditions: Vec::new(),
         }
     }
 
@@ -145,6 +172,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             let desired = desired_rx.borrow_and_update().clone();
             self.pass(&desired).await;
             self.publish(&desired);
+            let retry = self.next_worker_retry();
             tokio::select! {
                 r = shutdown.changed() => {
                     if r.is_err() || *shutdown.borrow() {
@@ -167,6 +195,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     }
                 }
                 _ = resync.tick() => {}
+                _ = sleep_until_some(retry) => {}
                 _ = gc.tick() => self.spawn_image_gc(),
                 _ = usage.tick() => self.spawn_volume_usage(&desired, usage_tx.clone()),
                 Some(u) = usage_rx.recv() => {
@@ -238,77 +267,12 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         });
     }
 
-    // === adoption ===
-
-    async fn adopt(&mut self) {
-        let records = match self.records.load() {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(err = %error_chain(&e), "pod records unreadable; starting without them");
-                Vec::new()
-            }
-        };
-        let mut containers: Vec<ContainerInfo> = Vec::new();
-        for attempt in 0..3 {
-            match self.deps.runtime.list().await {
-                Ok(c) => {
-                    containers = c;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(attempt, err = %error_chain(&e), "listing containers");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-        let mut by_uid: BTreeMap<String, Vec<ContainerInfo>> = BTreeMap::new();
-        for c in containers {
-            by_uid.entry(c.pod.uid.clone()).or_default().push(c);
-        }
-        let known: BTreeSet<String> = records.iter().map(|r| r.pod.uid.clone()).collect();
-        for rec in records {
-            let adopted = by_uid.remove(&rec.pod.uid).unwrap_or_default();
-            tracing::info!(pod = %rec.pod.key(), containers = adopted.len(), "adopting pod");
-            let key = (rec.pod.namespace.clone(), rec.pod.name.clone());
-            let desired = desired_from_record(&rec);
-            let handle = self.spawn_worker(rec.pod.clone(), desired, adopted);
-            self.pods.insert(
-                key,
-                PodEntry {
-                    record: rec,
-                    annotations: BTreeMap::new(),
-                    handle: Some(handle),
-                    status: None,
-                    logs: Vec::new(),
-                    terminating: None,
-                },
-            );
-        }
-        // containers of pods berth has no record of: half-done work of a crash
-        for (uid, list) in by_uid {
-            for c in list {
-                tracing::warn!(container = %c.id, pod_uid = %uid, "removing unrecorded container");
-                if let Err(e) = self.deps.runtime.remove(&c.id).await {
-                    tracing::warn!(container = %c.id, err = %error_chain(&e), "removing unrecorded container");
-                }
-            }
-        }
-        if let Ok(net_pods) = self.deps.net.list_pods().await {
-            for p in net_pods.into_iter().filter(|p| !known.contains(&p.uid)) {
-                tracing::warn!(pod = %p.key(), "removing unrecorded pod network and sandbox");
-                let _ = self.deps.runtime.remove_sandbox(&p).await;
-                if let Err(e) = self.deps.net.remove_pod(&p).await {
-                    tracing::warn!(pod = %p.key(), err = %error_chain(&e), "removing pod network");
-                }
-            }
-        }
-    }
-
     fn spawn_worker(
         &self,
         pod: PodRef,
         desired: DesiredPod,
         adopted: Vec<ContainerInfo>,
+        backoff: &BTreeMap<String, crate::backoff::BackoffRecord>,
     ) -> WorkerHandle {
         pod::spawn(WorkerInit {
             deps: self.deps.clone(),
@@ -318,6 +282,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             world: self.world_tx.subscribe(),
             tx: self.worker_tx.clone(),
             adopted,
+            backoff: backoff.clone(),
         })
     }
 
@@ -355,6 +320,21 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     SystemTime::now(),
                 );
             }
+            WorkerMsg::Backoff {
+                pod,
+                container,
+                state,
+            } => {
+                if let Some(e) = self.entry_for(&pod) {
+                    e.record.backoff.insert(container, state);
+                    self.records_dirty = true;
+                }
+            }
+            WorkerMsg::Crashed { pod, message } => self.on_worker_crashed(pod, message),
+            WorkerMsg::Gone { pod } if self.reaping.contains_key(&pod.uid) => {
+                self.reaping.remove(&pod.uid);
+                tracing::info!(pod = %pod.key(), "unrecorded pod removed");
+            }
             WorkerMsg::Gone { pod } => {
                 let key = (pod.namespace.clone(), pod.name.clone());
                 if self
@@ -384,6 +364,8 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         self.passes += 1;
         self.update_world(desired);
         self.sync_volumes(desired);
+        self.resolve_orphans(desired);
+        self.restart_failed_workers().await;
         let now = SystemTime::now();
         let mut want: Vec<DesiredPod> = Vec::new();
         let mut names: BTreeSet<(String, String)> = BTreeSet::new();
@@ -415,13 +397,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             if e.terminating.is_some() {
                 continue;
             }
-            let grace = Duration::from_secs(
-                e.record
-                    .spec
-                    .termination_grace_period_seconds
-                    .unwrap_or(30)
-                    .max(0) as u64,
-            );
+            let grace = grace_of(&e.record.spec);
             match &e.record.owner {
                 None => match want
                     .iter()
@@ -445,12 +421,18 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         for (key, grace) in to_delete {
             self.delete_pod(&key, grace, "Killing");
         }
+        self.start_adopted();
         for d in want {
             self.ensure_pod(d);
         }
         self.start_pending();
         self.blocked.retain(|k, _| names.contains(k));
         self.sync_services(desired).await;
+        let conditions = self.conditions();
+        if conditions != self.last_conditions {
+            self.last_conditions = conditions;
+            self.version += 1;
+        }
     }
 
     fn plan_deployment(
@@ -510,21 +492,10 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         }
         for name in &p.delete {
             if let Some(e) = self.pods.get(&(key.0.clone(), name.clone())) {
-                let grace = Duration::from_secs(
-                    e.record
-                        .spec
-                        .termination_grace_period_seconds
-                        .unwrap_or(30)
-                        .max(0) as u64,
-                );
+                let grace = grace_of(&e.record.spec);
                 self.delete_pod(&(key.0.clone(), name.clone()), grace, "Killing");
             }
         }
-        let template = &spec.template;
-        let meta = template.metadata.clone().unwrap_or_default();
-        let mut labels = meta.labels.clone().unwrap_or_default();
-        labels.insert(LABEL_TEMPLATE_HASH.to_string(), hash.clone());
-        let pod_spec = template.spec.clone().unwrap_or_default();
         // keep the current-template pods that exist (so the pass doesn't prune them)
         let mut n = 0u32;
         let mut created = 0;
@@ -541,16 +512,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             {
                 continue;
             }
-            want.push(DesiredPod {
-                namespace: key.0.clone(),
-                name,
-                owner: Some(key.1.clone()),
-                template_hash: Some(hash.clone()),
-                labels: labels.clone(),
-                annotations: meta.annotations.clone().unwrap_or_default(),
-                spec: pod_spec.clone(),
-                spec_hash: hash.clone(),
-            });
+            want.push(adoption::deployment_pod(d, &key.0, &key.1, &hash, name));
             created += 1;
         }
     }
@@ -574,6 +536,10 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
     /// Create the pod unless it exists (same name) or its hostPorts are taken.
     fn ensure_pod(&mut self, d: DesiredPod) {
         let key = (d.namespace.clone(), d.name.clone());
+        if !self.pods.contains_key(&key) && self.name_held_by_orphan(&key.0, &key.1) {
+            // an unrecorded instance still runs or is being removed
+            return;
+        }
         if let Some(e) = self.pods.get_mut(&key) {
             if e.record.spec_hash == d.spec_hash
                 && e.terminating.is_none()
@@ -651,6 +617,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             labels: d.labels.clone(),
             spec: d.spec.clone(),
             created: now,
+            backoff: BTreeMap::new(),
         };
         tracing::info!(pod = %pod.key(), "creating pod");
         self.pods.insert(
@@ -662,11 +629,41 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 status: None,
                 logs: Vec::new(),
                 terminating: None,
+                crash: None,
+                adopting: None,
             },
         );
         // the worker starts after the pass has saved the records (see `pass`)
         self.pending.push((pod, d));
         self.version += 1;
+    }
+
+    /// Start the workers of adopted pods, told to stop at once if this pass
+    /// deleted them.
+    fn start_adopted(&mut self) {
+        let keys: Vec<(String, String)> = self
+            .pods
+            .iter()
+            .filter(|(_, e)| e.adopting.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let Some(e) = self.pods.get_mut(&key) else {
+                continue;
+            };
+            let adopted = e.adopting.take().unwrap_or_default();
+            let mut d = desired_from_record(&e.record);
+            d.annotations = e.annotations.clone();
+            let (pod, backoff) = (e.record.pod.clone(), e.record.backoff.clone());
+            let grace = e.terminating.map(|_| grace_of(&e.record.spec));
+            let handle = self.spawn_worker(pod, d, adopted, &backoff);
+            if let Some(g) = grace {
+                let _ = handle.stop.send(Some(g));
+            }
+            if let Some(e) = self.pods.get_mut(&key) {
+                e.handle = Some(handle);
+            }
+        }
     }
 
     /// Save the records of pods created in this pass, then start their workers:
@@ -678,7 +675,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         self.save_records();
         for (pod, d) in std::mem::take(&mut self.pending) {
             let key = (pod.namespace.clone(), pod.name.clone());
-            let handle = self.spawn_worker(pod, d, Vec::new());
+            let handle = self.spawn_worker(pod, d, Vec::new(), &BTreeMap::new());
             if let Some(e) = self.pods.get_mut(&key) {
                 e.handle = Some(handle);
             }
@@ -843,6 +840,18 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
     }
 }
 
+/// `terminationGracePeriodSeconds`, Kubernetes' 30 s when unset.
+pub(crate) fn grace_of(spec: &berth_spec::k8s_openapi::api::core::v1::PodSpec) -> Duration {
+    Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64)
+}
+
+async fn sleep_until_some(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Bytes used by regular files under `dir` (symlinks not followed).
 fn dir_size(dir: &std::path::Path) -> u64 {
     let mut total = 0;
@@ -893,7 +902,7 @@ pub(crate) fn pod_obs(e: &PodEntry) -> PodObs {
     }
 }
 
-fn desired_from_pod(p: &berth_spec::k8s_openapi::api::core::v1::Pod) -> DesiredPod {
+pub(crate) fn desired_from_pod(p: &berth_spec::k8s_openapi::api::core::v1::Pod) -> DesiredPod {
     let spec = p.spec.clone().unwrap_or_default();
     DesiredPod {
         namespace: p

@@ -26,4 +26,4 @@ pub mod traits;
 
 pub use controller::{Reconciler, ReconcilerConfig};
 pub use desired::{DesiredRx, DesiredState, DesiredTx, desired_channel};
-pub use status::{Event, Snapshot, StatusReader, StatusWriter, status_channel};
+pub use status::{AgentCondition, Event, Snapshot, StatusReader, StatusWriter, status_channel};

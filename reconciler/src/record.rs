@@ -1,28 +1,41 @@
 //! What berth created, persisted so a restarted agent can adopt or prune it.
 //!
-//! On-disk format (`<state-dir>/reconciler/pods.json`), written atomically
-//! (temp + fsync + rename + fsync dir):
+//! On-disk format (`<state-dir>/reconciler/pods.json`), written with
+//! berth-state's atomic writer and versioned envelope:
 //!
 //! ```text
-//! { "version": 1, "pods": [ PodRecord, ... ] }
+//! version 2: { "version": 2, "pods": [ PodRecord, ... ] }
+//!            PodRecord = { pod, owner, template_hash, spec_hash, labels, spec,
+//!                          created, backoff: { "<container>": BackoffRecord } }
+//! version 1: the same without "backoff" (berth before back-off was saved)
 //! ```
 //!
 //! A record is written *before* anything of the pod is created on the host, and
 //! removed only after everything of it is gone, so nothing berth creates is
 //! ever unrecorded.
+//!
+//! Reading never turns a problem into "no pods": a file that cannot be
+//! decoded is quarantined (moved aside, see `berth_state`), an entry that
+//! cannot be decoded is dropped from the set while a copy of the whole file is
+//! kept, and each problem is returned so the controller reports it and
+//! recovers the affected pods from what the runtime observes.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use berth_spec::k8s_openapi::api::core::v1::PodSpec;
+use berth_state::{DecodeError, Loaded, StateError, Versioned};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::traits::PodRef;
+use crate::backoff::BackoffRecord;
+use crate::traits::{PodRef, error_chain};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// The version this berth writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// Far above what a host's pods need (a record is a few KiB).
+const MAX_BYTES: u64 = 64 << 20;
 
 /// One pod instance berth created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,36 +49,131 @@ pub struct PodRecord {
     pub labels: BTreeMap<String, String>,
     pub spec: PodSpec,
     pub created: SystemTime,
+    /// Restart back-off per container name (version 2).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backoff: BTreeMap<String, BackoffRecord>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct FileFormat {
-    version: u32,
+#[derive(Debug, Serialize)]
+struct FileBody<'a> {
+    pods: &'a [PodRecord],
+}
+
+/// The decoded file: good entries, and why the others were dropped.
+struct RecordFile {
     pods: Vec<PodRecord>,
+    bad: Vec<String>,
+}
+
+impl Versioned for RecordFile {
+    const WHAT: &'static str = "pod records";
+    const CURRENT: u32 = FORMAT_VERSION;
+    const MAX_BYTES: u64 = MAX_BYTES;
+
+    fn decode(version: u32, doc: Value) -> Result<Self, DecodeError> {
+        #[derive(Deserialize)]
+        struct Entries {
+            pods: Vec<Value>,
+        }
+        match version {
+            // version 1 differs only by the missing `backoff` (defaulted)
+            1 | 2 => {
+                let entries: Entries = serde_json::from_value(doc)
+                    .map_err(|source| DecodeError::Invalid { version, source })?;
+                let mut out = RecordFile {
+                    pods: Vec::new(),
+                    bad: Vec::new(),
+                };
+                for (i, e) in entries.pods.into_iter().enumerate() {
+                    let name = pod_name_of(&e);
+                    match serde_json::from_value::<PodRecord>(e) {
+                        Ok(r) => out.pods.push(r),
+                        Err(err) => out.bad.push(format!("entry {i} ({name}): {err}")),
+                    }
+                }
+                Ok(out)
+            }
+            found => Err(DecodeError::UnknownVersion {
+                found,
+                newest: Self::CURRENT,
+            }),
+        }
+    }
+}
+
+fn pod_name_of(v: &Value) -> String {
+    let p = &v["pod"];
+    match (p["namespace"].as_str(), p["name"].as_str()) {
+        (Some(ns), Some(n)) => format!("{ns}/{n}"),
+        _ => "unnamed".into(),
+    }
+}
+
+/// Something wrong with the records, for an event and a status condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordProblem {
+    /// The file could not be decoded and was moved aside.
+    Quarantined {
+        path: PathBuf,
+        moved_to: PathBuf,
+        cause: String,
+    },
+    /// The file could not be read (or not moved aside); it is left in place.
+    Unreadable { path: PathBuf, cause: String },
+    /// Some entries could not be decoded; the file was copied aside first.
+    EntriesDropped {
+        path: PathBuf,
+        copy: Option<PathBuf>,
+        entries: Vec<String>,
+    },
+}
+
+impl RecordProblem {
+    pub fn message(&self) -> String {
+        match self {
+            RecordProblem::Quarantined {
+                path,
+                moved_to,
+                cause,
+            } => format!(
+                "pod records {} could not be read ({cause}); moved aside to {}; pods are recovered from the running containers",
+                path.display(),
+                moved_to.display()
+            ),
+            RecordProblem::Unreadable { path, cause } => format!(
+                "pod records {} could not be read ({cause}); pods are recovered from the running containers",
+                path.display()
+            ),
+            RecordProblem::EntriesDropped {
+                path,
+                copy,
+                entries,
+            } => format!(
+                "{} of the pod records in {} could not be read ({}); copy kept at {}; those pods are recovered from the running containers",
+                entries.len(),
+                path.display(),
+                entries.join("; "),
+                copy.as_ref()
+                    .map(|c| c.display().to_string())
+                    .unwrap_or_else(|| "nowhere (copy failed)".into())
+            ),
+        }
+    }
+}
+
+/// What loading found.
+#[derive(Debug, Default)]
+pub struct LoadedRecords {
+    pub records: Vec<PodRecord>,
+    pub problems: Vec<RecordProblem>,
+    /// Version of the file as found (0: no file).
+    pub version: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("reading pod records {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("pod records {path} are corrupt")]
-    Corrupt {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("pod records {path} have format version {found}, this berth reads {FORMAT_VERSION}")]
-    Version { path: PathBuf, found: u32 },
-    #[error("writing pod records {path}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("saving pod records")]
+    Save(#[source] StateError),
 }
 
 /// The record file of one instance.
@@ -81,102 +189,87 @@ impl RecordStore {
         }
     }
 
-    pub fn load(&self) -> Result<Vec<PodRecord>, RecordError> {
-        let data = match fs::read(&self.path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(RecordError::Read {
-                    path: self.path.clone(),
-                    source,
-                });
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read the records, migrating older versions.
+    ///
+    /// # Guarantees
+    /// Never loses a file: what cannot be decoded is moved or copied aside
+    /// and named in `problems`. `records` holds every entry that could be
+    /// decoded; an empty `records` with problems means "unknown", not "none".
+    pub fn load(&self) -> LoadedRecords {
+        match berth_state::read_versioned::<RecordFile>(&self.path) {
+            Ok(Loaded::Missing) => LoadedRecords::default(),
+            Ok(Loaded::Found { value, version }) => {
+                let mut problems = Vec::new();
+                if !value.bad.is_empty() {
+                    problems.push(RecordProblem::EntriesDropped {
+                        path: self.path.clone(),
+                        copy: self.keep_copy(),
+                        entries: value.bad,
+                    });
+                }
+                LoadedRecords {
+                    records: value.pods,
+                    problems,
+                    version,
+                }
             }
-        };
-        let f: FileFormat =
-            serde_json::from_slice(&data).map_err(|source| RecordError::Corrupt {
-                path: self.path.clone(),
-                source,
-            })?;
-        if f.version != FORMAT_VERSION {
-            return Err(RecordError::Version {
-                path: self.path.clone(),
-                found: f.version,
-            });
+            Ok(Loaded::Quarantined(q)) => LoadedRecords {
+                records: Vec::new(),
+                problems: vec![RecordProblem::Quarantined {
+                    path: q.path,
+                    moved_to: q.moved_to,
+                    cause: error_chain(&q.cause),
+                }],
+                version: 0,
+            },
+            // not readable at all (permissions, I/O): move it aside too, so
+            // the next save does not overwrite what could not be read
+            Err(e) => {
+                let cause = error_chain(&e);
+                let problem = match berth_state::quarantine(&self.path, e) {
+                    Ok(q) => RecordProblem::Quarantined {
+                        path: q.path,
+                        moved_to: q.moved_to,
+                        cause,
+                    },
+                    Err(_) => RecordProblem::Unreadable {
+                        path: self.path.clone(),
+                        cause,
+                    },
+                };
+                LoadedRecords {
+                    records: Vec::new(),
+                    problems: vec![problem],
+                    version: 0,
+                }
+            }
         }
-        Ok(f.pods)
     }
 
+    /// Copy the file aside before entries of it are dropped by the next save.
+    fn keep_copy(&self) -> Option<PathBuf> {
+        let data = std::fs::read(&self.path).ok()?;
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let copy = self
+            .path
+            .with_file_name(format!("pods.json.partial-{secs}"));
+        berth_state::write_atomic(&copy, &data).ok()?;
+        Some(copy)
+    }
+
+    /// Write all records (atomically; an encode error writes nothing).
     pub fn save(&self, pods: &[PodRecord]) -> Result<(), RecordError> {
-        let body = serde_json::to_vec_pretty(&FileFormat {
-            version: FORMAT_VERSION,
-            pods: pods.to_vec(),
-        })
-        .unwrap_or_default();
-        write_atomic(&self.path, &body).map_err(|source| RecordError::Write {
-            path: self.path.clone(),
-            source,
-        })
+        berth_state::write_versioned(&self.path, FORMAT_VERSION, &FileBody { pods })
+            .map_err(RecordError::Save)
     }
-}
-
-/// temp file + fsync + rename + fsync of the directory.
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
-    ));
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rec(name: &str) -> PodRecord {
-        PodRecord {
-            pod: PodRef {
-                namespace: "default".into(),
-                name: name.into(),
-                uid: "abc".into(),
-            },
-            owner: None,
-            template_hash: None,
-            spec_hash: "h".into(),
-            labels: BTreeMap::new(),
-            spec: PodSpec::default(),
-            created: SystemTime::UNIX_EPOCH,
-        }
-    }
-
-    #[test]
-    fn roundtrip_and_missing_file() {
-        let dir = std::env::temp_dir().join(format!("berth-rec-{}", std::process::id()));
-        let store = RecordStore::new(&dir);
-        assert!(store.load().unwrap().is_empty());
-        store.save(&[rec("a"), rec("b")]).unwrap();
-        let back = store.load().unwrap();
-        assert_eq!(back.len(), 2);
-        assert_eq!(back[1].pod.name, "b");
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn wrong_version_is_refused() {
-        let dir = std::env::temp_dir().join(format!("berth-recv-{}", std::process::id()));
-        let store = RecordStore::new(&dir);
-        write_atomic(&store.path, br#"{"version": 99, "pods": []}"#).unwrap();
-        assert!(matches!(
-            store.load(),
-            Err(RecordError::Version { found: 99, .. })
-        ));
-        fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;

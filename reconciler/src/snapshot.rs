@@ -104,6 +104,7 @@ pub(crate) fn build<I, R, N>(
         logs,
         reconcile_passes: passes,
         ready: true,
+        conditions: r.last_conditions.clone(),
     }
 }
 

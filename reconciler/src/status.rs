@@ -26,6 +26,22 @@ pub struct Event {
     pub count: u32,
 }
 
+/// A condition of the agent itself (not of one object), Kubernetes-shaped:
+/// unreadable state files, failed pod workers, pods running without a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True` or `False`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    /// `/readyz` fails while this condition holds.
+    #[serde(skip)]
+    pub blocks_ready: bool,
+}
+
 /// Everything the API shows about workloads, as Kubernetes objects with `status` filled.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -41,6 +57,19 @@ pub struct Snapshot {
     pub reconcile_passes: u64,
     /// True once the first pass after start (including adoption) finished.
     pub ready: bool,
+    /// Conditions of the agent (see [`AgentCondition`]).
+    pub conditions: Vec<AgentCondition>,
+}
+
+impl Snapshot {
+    /// Why the agent is not ready beyond the first pass, if anything says so.
+    pub fn not_ready_reasons(&self) -> Vec<String> {
+        self.conditions
+            .iter()
+            .filter(|c| c.blocks_ready)
+            .map(|c| format!("{}: {}", c.type_, c.message))
+            .collect()
+    }
 }
 
 pub type StatusReader = watch::Receiver<Arc<Snapshot>>;

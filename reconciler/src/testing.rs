@@ -24,6 +24,8 @@ impl Classify for FakeError {
 pub struct FakeImages {
     pub pulls: Mutex<Vec<String>>,
     pub fail: Mutex<Vec<String>>,
+    /// Images whose `ensure` panics (a bug inside a pod worker).
+    pub panic: Mutex<Vec<String>>,
 }
 
 impl Images for FakeImages {
@@ -31,6 +33,9 @@ impl Images for FakeImages {
 
     async fn ensure(&self, image: &str, _policy: PullPolicy) -> Result<ImageInfo, FakeError> {
         self.pulls.lock().unwrap().push(image.to_string());
+        if self.panic.lock().unwrap().iter().any(|f| f == image) {
+            panic!("fake panic pulling {image}");
+        }
         if self.fail.lock().unwrap().iter().any(|f| f == image) {
             return Err(FakeError(format!("pull {image}"), ErrorKind::Transient));
         }
@@ -66,6 +71,8 @@ pub struct FakeRuntime {
     pub runs: Mutex<Vec<ContainerConfig>>,
     pub removed: Mutex<Vec<String>>,
     pub sandboxes: Mutex<Vec<String>>,
+    /// While set, `ensure_sandbox` fails with this message.
+    pub fail_sandbox: Mutex<Option<String>>,
 }
 
 impl FakeRuntime {
@@ -109,6 +116,9 @@ impl Runtime for FakeRuntime {
     type Error = FakeError;
 
     async fn ensure_sandbox(&self, cfg: &SandboxConfig) -> Result<Sandbox, FakeError> {
+        if let Some(m) = self.fail_sandbox.lock().unwrap().clone() {
+            return Err(FakeError(m, ErrorKind::Internal));
+        }
         self.sandboxes.lock().unwrap().push(cfg.pod.key());
         Ok(Sandbox {
             pod: cfg.pod.clone(),

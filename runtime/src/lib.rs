@@ -37,6 +37,7 @@ pub mod retention;
 pub mod sandbox;
 pub mod seccomp;
 pub mod shim;
+pub mod spec_file;
 pub mod subpath;
 pub use berth_supervise::supervise;
 mod sys;
@@ -53,7 +54,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::cgroups::{Cgroups, PodCgroup};
-use crate::layout::{Exit, Layout, SetupError, ShimSpec, Started, read_json, time_of, write_json};
+use crate::layout::{Layout, SetupError, ShimSpec, Started, read_json, time_of};
+use crate::spec_file::{SpecRead, read_exit, read_spec, write_spec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -84,6 +86,18 @@ pub enum RuntimeError {
     },
     #[error("container {id}: exec failed: {message}")]
     Exec { id: String, message: String },
+    #[error("container {id}: its spec.json cannot be read")]
+    SpecRead {
+        id: String,
+        #[source]
+        source: berth_state::StateError,
+    },
+    #[error("container {id}: writing spec.json")]
+    SpecWrite {
+        id: String,
+        #[source]
+        source: berth_state::StateError,
+    },
 }
 
 impl Classify for RuntimeError {
@@ -94,7 +108,9 @@ impl Classify for RuntimeError {
             RuntimeError::ShimTimeout { .. }
             | RuntimeError::Io { .. }
             | RuntimeError::Exec { .. } => ErrorKind::Transient,
-            RuntimeError::Sandbox { .. } => ErrorKind::Internal,
+            RuntimeError::Sandbox { .. }
+            | RuntimeError::SpecRead { .. }
+            | RuntimeError::SpecWrite { .. } => ErrorKind::Internal,
         }
     }
 }
@@ -197,21 +213,36 @@ impl ShimRuntime {
     /// Container as the files in its dir describe it.
     fn info(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
         let dir = self.layout.dir(id);
-        let spec: ShimSpec = read_json(&dir.join("spec.json"))
-            .ok_or_else(|| RuntimeError::NotFound { id: id.into() })?;
+        // a spec.json this berth cannot decode in full is not "not found":
+        // the container still runs and is identified from its stable fields
+        let read = read_spec(&dir.join("spec.json"));
+        let spec = match (read.identity(), read) {
+            (Some(s), SpecRead::Identity { why, .. }) => {
+                tracing::warn!(container = %id, err = %berth_reconciler::traits::error_chain(&why), "spec.json read by its identity only");
+                s
+            }
+            (Some(s), _) => s,
+            (None, SpecRead::Unreadable(source)) => {
+                return Err(RuntimeError::SpecRead {
+                    id: id.into(),
+                    source,
+                });
+            }
+            (None, _) => return Err(RuntimeError::NotFound { id: id.into() }),
+        };
         let state = self.state_of(&dir);
         Ok(ContainerInfo {
             id: id.to_string(),
-            pod: spec.config.pod.clone(),
-            name: spec.config.name.clone(),
-            labels: spec.config.labels.clone(),
+            pod: spec.config.pod,
+            name: spec.config.name,
+            labels: spec.config.labels,
             state,
             log_path: spec.log_path,
         })
     }
 
     fn state_of(&self, dir: &Path) -> ContainerState {
-        if let Some(e) = read_json::<Exit>(&dir.join("status.json")) {
+        if let Some(e) = read_exit(dir) {
             return ContainerState::Exited {
                 exit_code: e.exit_code,
                 signal: e.signal,
@@ -257,7 +288,8 @@ impl ShimRuntime {
     /// reused by another process since the container ended).
     fn init_in_cgroup(&self, dir: &Path, pid: i32) -> bool {
         alive(pid)
-            && read_json::<ShimSpec>(&dir.join("spec.json"))
+            && read_spec(&dir.join("spec.json"))
+                .identity()
                 .is_some_and(|s| self.cg.pids(&s.cgroup_path).contains(&pid))
     }
 
@@ -273,7 +305,9 @@ impl ShimRuntime {
     }
 
     fn cgroup_of(&self, id: &str) -> Option<String> {
-        read_json::<ShimSpec>(&self.layout.dir(id).join("spec.json")).map(|s| s.cgroup_path)
+        read_spec(&self.layout.dir(id).join("spec.json"))
+            .identity()
+            .map(|s| s.cgroup_path)
     }
 
     fn exited(&self, id: &str) -> bool {
@@ -407,7 +441,10 @@ impl Runtime for ShimRuntime {
             cgroup_path: format!("{}/{}", self.pod_cgroup(&cfg.pod), id),
             default_pids_limit: self.cfg.default_pids_limit,
         };
-        write_json(&dir.join("spec.json"), &spec).map_err(io(&id, "writing spec.json"))?;
+        write_spec(&dir.join("spec.json"), &spec).map_err(|source| RuntimeError::SpecWrite {
+            id: id.clone(),
+            source,
+        })?;
         let shim_log = {
             use std::os::unix::fs::OpenOptionsExt;
             std::fs::OpenOptions::new()

@@ -107,7 +107,7 @@ pub fn ensure(
     for (name, content) in files {
         // readable by any user inside the container (bind-mounted as /etc/...);
         // the pod dir above keeps other host users out
-        crate::layout::write_atomic_in(&dir.join(name), content.as_bytes(), 0o644)
+        berth_state::write_atomic_mode(&dir.join(name), content.as_bytes(), 0o644)
             .map_err(|e| err("writing pod files")(e.to_string()))?;
     }
     let ipc = dir.join("ipc");

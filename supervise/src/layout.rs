@@ -15,8 +15,7 @@
 //! ```
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -103,38 +102,7 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
     serde_json::from_slice(&data).ok()
 }
 
-/// Write `path` atomically, root-only (0600); missing parents are created 0700.
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    create_private_dirs(dir)?;
-    write_atomic_in(path, data, 0o600)
-}
-
-/// Write `path` atomically with `mode`, in a directory that must exist
-/// already (a container dir removed meanwhile is not brought back).
-pub fn write_atomic_in(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // per-process temp name: the agent and the shim may write the same file
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
-        std::process::id()
-    ));
-    {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // a temp file left by a crash keeps its old mode: set it again
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    fs::File::open(dir)?.sync_all()
-}
+pub use berth_state::{write_atomic, write_atomic_in};
 
 /// Create `dir` and its missing parents with mode 0700 (parents that exist
 /// keep their mode).

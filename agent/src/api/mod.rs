@@ -3,7 +3,8 @@
 //!
 //! Endpoints (all GET unless said otherwise):
 //! - `/healthz` -> `ok` (never needs the token); `/readyz` -> `ok` once every
-//!   source synced and the reconciler finished its first pass, else 503
+//!   source synced and the reconciler finished its first pass and no agent
+//!   condition blocks readiness (a failed pod worker), else 503
 //! - `/version`, `/api`, `/api/v1`, `/apis`, `/apis/apps/v1`,
 //!   `/apis/berth.dev/v1alpha1`: discovery for kubectl
 //! - `/api/v1/status`: agent version, instance, node, sources (type, location,
@@ -19,6 +20,7 @@
 //!   Secrets never carry their data (the keys are listed in an annotation).
 //! - `/api/v1/namespaces/{ns}/pods/{name}/log?container=&tailLines=&follow=`
 //! - `/metrics`: Prometheus text format
+//! - `/`: the status page ([`page`]; its assets and stream under `/ui/`)
 //! - `POST /api/v1/sources/git/sync`: trigger a Git fetch (webhook); accepts
 //!   the API token or the webhook secret (`X-Berth-Token` or `Authorization: Bearer`)
 //!
@@ -35,10 +37,13 @@ pub mod limits;
 mod logs;
 mod metrics;
 mod objects;
+mod page;
+pub use page::PageCtx;
 mod selector;
 pub mod serve;
 mod status;
 mod table;
+pub mod usage;
 mod watch;
 
 use std::sync::Arc;
@@ -73,6 +78,8 @@ pub struct ApiState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Open watch and follow streams per client ([`limits`]).
     pub streams: Arc<limits::StreamLimiter>,
+    /// The status page's usage ring and host facts.
+    pub page: page::PageCtx,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +145,13 @@ impl IntoResponse for ApiError {
             "kind": "Status", "apiVersion": "v1", "metadata": {},
             "status": "Failure", "message": message, "reason": reason, "code": code.as_u16(),
         });
-        (code, Json(body)).into_response()
+        let mut r = (code, Json(body)).into_response();
+        if code == StatusCode::UNAUTHORIZED {
+            // lets a browser ask for the token (as the password) on the status page
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, page::challenge());
+        }
+        r
     }
 }
 
@@ -153,6 +166,7 @@ pub fn router(state: ApiState) -> Router {
         .route(SYNC_PATH, post(git_sync))
         .merge(discovery::routes())
         .merge(objects::routes())
+        .merge(page::routes())
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}/log",
             get(logs::pod_log),
@@ -185,14 +199,20 @@ async fn guard(State(st): State<ApiState>, req: Request, next: Next) -> Response
 }
 
 /// Tokens presented in `Authorization: Bearer` (the scheme is
-/// case-insensitive, RFC 9110) and `X-Berth-Token`.
+/// case-insensitive, RFC 9110), `X-Berth-Token`, or as the password of
+/// `Authorization: Basic` (what a browser sends for the status page).
 fn presented(h: &HeaderMap) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
         && let Some((scheme, t)) = v.trim_start().split_once([' ', '\t'])
-        && scheme.eq_ignore_ascii_case("bearer")
     {
-        out.push(t.trim().to_string());
+        if scheme.eq_ignore_ascii_case("bearer") {
+            out.push(t.trim().to_string());
+        } else if scheme.eq_ignore_ascii_case("basic")
+            && let Some(pass) = page::basic_password(t.trim())
+        {
+            out.push(pass);
+        }
     }
     if let Some(v) = h.get("x-berth-token").and_then(|v| v.to_str().ok()) {
         out.push(v.trim().to_string());
@@ -237,10 +257,14 @@ async fn readyz(State(st): State<ApiState>) -> Response {
     if !snap.ready {
         missing.push("the reconciler has not finished its first pass");
     }
-    if missing.is_empty() {
+    // e.g. a pod worker that failed and waits to be started again
+    let conditions = snap.not_ready_reasons();
+    if missing.is_empty() && conditions.is_empty() {
         "ok".into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, missing.join("; ")).into_response()
+        let mut msg: Vec<&str> = missing;
+        msg.extend(conditions.iter().map(String::as_str));
+        (StatusCode::SERVICE_UNAVAILABLE, msg.join("; ")).into_response()
     }
 }
 

@@ -315,7 +315,7 @@ fn key_of(v: &Value) -> (String, String) {
 /// The objects of one resource, sorted by namespace and name.
 pub fn collect(res: Res, view: &View, snap: &Snapshot) -> Vec<Value> {
     let mut out = match res {
-        Res::Events => events(snap),
+        Res::Events => events(view, snap),
         Res::Namespaces => namespaces(view, snap),
         _ => {
             let observed: Vec<Value> = match res {
@@ -430,8 +430,9 @@ fn redact_secret(v: &mut Value) {
         json!(keys.into_iter().collect::<Vec<_>>().join(","));
 }
 
-fn events(snap: &Snapshot) -> Vec<Value> {
-    snap.events
+fn events(view: &View, snap: &Snapshot) -> Vec<Value> {
+    let mut out: Vec<Value> = snap
+        .events
         .iter()
         .enumerate()
         .map(|(i, e)| {
@@ -445,7 +446,19 @@ fn events(snap: &Snapshot) -> Vec<Value> {
                 "source": {"component": "berth"},
             })
         })
-        .collect()
+        .collect();
+    // objects the operator's policy refused (they never reach the reconciler)
+    out.extend(view.refused.iter().map(|r| {
+        let k = &r.key;
+        json!({
+            "metadata": {"name": format!("{}.{}.policy", k.name, k.kind.as_str().to_ascii_lowercase()), "namespace": k.namespace, "creationTimestamp": r.since},
+            "involvedObject": {"kind": k.kind.as_str(), "namespace": k.namespace, "name": k.name},
+            "reason": "PolicyViolation", "message": r.reasons.join("; "), "type": "Warning",
+            "firstTimestamp": r.since, "lastTimestamp": r.since, "count": 1,
+            "source": {"component": "berth"},
+        })
+    }));
+    out
 }
 
 fn namespaces(view: &View, snap: &Snapshot) -> Vec<Value> {

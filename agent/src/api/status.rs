@@ -34,6 +34,7 @@ pub async fn agent_status(State(st): State<ApiState>) -> Json<Value> {
         "revision": view.desired.revision,
         "complete": view.desired.complete,
         "ready": snap.ready,
+        "conditions": snap.conditions,
         "sources": view.sources,
         "objects": counts,
         "observed": {"pods": snap.pods.len(), "deployments": snap.deployments.len(), "services": snap.services.len(), "volumes": snap.volumes.len()},
@@ -41,5 +42,6 @@ pub async fn agent_status(State(st): State<ApiState>) -> Json<Value> {
         "errors": errors,
         "conflicts": view.conflicts,
         "notScheduled": view.unscheduled,
+        "refused": view.refused,
     }))
 }

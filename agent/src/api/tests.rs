@@ -49,6 +49,7 @@ fn fixture(token: Option<&str>) -> Fixture {
         webhook_secret: Some("hook".into()),
         shutdown,
         streams: super::limits::StreamLimiter::new(2, 3),
+        page: Default::default(),
     };
     Fixture {
         state,
@@ -219,6 +220,45 @@ async fn readyz_waits_for_the_reconciler() {
     let (code, body) = call(&f.state, "GET", "/readyz", &[]).await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("reconciler"));
+}
+
+#[tokio::test]
+async fn readyz_and_status_show_agent_conditions() {
+    let f = fixture(None);
+    let cond = |blocks_ready| berth_reconciler::AgentCondition {
+        type_: if blocks_ready {
+            "PodWorkersHealthy"
+        } else {
+            "PodRecordsReadable"
+        }
+        .into(),
+        status: "False".into(),
+        reason: "R".into(),
+        message: "default/a: boom".into(),
+        blocks_ready,
+    };
+    // a quarantined records file is reported but does not make the agent unready
+    f.status_tx.send_replace(Arc::new(Snapshot {
+        ready: true,
+        conditions: vec![cond(false)],
+        ..Default::default()
+    }));
+    let (code, _) = call(&f.state, "GET", "/readyz", &[]).await;
+    assert_eq!(code, StatusCode::OK);
+    let st = json(&f.state, "/api/v1/status").await;
+    assert_eq!(st["conditions"][0]["type"], "PodRecordsReadable");
+    // a failed pod worker does
+    f.status_tx.send_replace(Arc::new(Snapshot {
+        ready: true,
+        conditions: vec![cond(false), cond(true)],
+        ..Default::default()
+    }));
+    let (code, body) = call(&f.state, "GET", "/readyz", &[]).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body.contains("PodWorkersHealthy: default/a: boom"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -328,20 +328,9 @@ pub fn load_applied(repo: &Repository, dir: &Path) -> Option<Oid> {
 
 /// Persist the applied commit: temp file, fsync, rename, fsync the directory.
 pub fn save_applied(dir: &Path, oid: Oid) -> Result<(), GitError> {
-    use std::io::Write;
     let path = dir.join(APPLIED_FILE);
-    let err = |source| GitError::SaveApplied {
-        path: path.clone(),
-        source,
-    };
-    let tmp = dir.join(format!("{APPLIED_FILE}.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
-    f.write_all(format!("{oid}\n").as_bytes()).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, &path).map_err(err)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)
+    berth_state::write_atomic(&path, format!("{oid}\n").as_bytes())
+        .map_err(|source| GitError::SaveApplied { path, source })
 }
 
 /// `scheme://user:pass@host/...` -> `scheme://***@host/...`.

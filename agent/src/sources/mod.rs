@@ -11,6 +11,10 @@
 //!   published definition of that key stays, or it stays absent;
 //! - Pods and Deployments whose `nodeSelector` does not match this node are
 //!   left out and listed as not scheduled here (not an error);
+//! - with an operator policy (`--policy`), a Pod or Deployment the policy
+//!   refuses is an error of its own source and is listed as refused (status,
+//!   events); like a set-level error it is not changed: its previous
+//!   definition stays, or it stays absent. The other objects are applied;
 //! - the result goes to the reconciler through the desired-state watch (only
 //!   when something changed) and to the API through a [`View`] watch.
 //!
@@ -27,6 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use berth_reconciler::{DesiredState, DesiredTx};
+use berth_spec::validate::policy::{self as policy_rules, Policy};
 use berth_spec::{Diagnostic, Location, ObjectKey, Severity, Sourced};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -91,6 +96,21 @@ pub struct Unscheduled {
     pub reason: String,
 }
 
+/// An object the operator's policy refused.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Refused {
+    #[serde(skip)]
+    pub key: ObjectKey,
+    /// `Kind/namespace/name`.
+    pub object: String,
+    /// `file:line:col` of the object.
+    pub location: String,
+    /// Each violation as `file:line:col: Kind "name": field: refused by policy (rule): ...`.
+    pub reasons: Vec<String>,
+    /// RFC 3339 time this agent first refused the object for these reasons.
+    pub since: String,
+}
+
 /// Everything the API needs from the sources side, replaced as a unit.
 #[derive(Debug, Clone, Default)]
 pub struct View {
@@ -101,6 +121,8 @@ pub struct View {
     /// Set-level errors (duplicates, clashes) over all sources.
     pub conflicts: Vec<DiagView>,
     pub unscheduled: Vec<Unscheduled>,
+    /// Objects the operator's policy refused.
+    pub refused: Vec<Refused>,
     /// When each desired object was first seen by this agent (its `creationTimestamp`).
     pub first_seen: BTreeMap<ObjectKey, jiff::Timestamp>,
     /// True once every source has reported at least once.
@@ -115,6 +137,7 @@ pub struct Hub {
     desired_tx: DesiredTx,
     view_tx: watch::Sender<Arc<View>>,
     node: NodeInfo,
+    policy: Option<Arc<Policy>>,
 }
 
 #[derive(Default)]
@@ -122,6 +145,8 @@ struct HubInner {
     reports: Vec<Option<SourceReport>>,
     first_seen: BTreeMap<ObjectKey, jiff::Timestamp>,
     generation: u64,
+    /// Policy refusals still in force: their reasons and since when.
+    refused_since: BTreeMap<ObjectKey, (Vec<String>, jiff::Timestamp)>,
 }
 
 /// A source's slot in the hub.
@@ -138,13 +163,25 @@ impl SourceHandle {
 }
 
 impl Hub {
+    /// A hub without an operator policy (tests; the agent uses [`Hub::with_policy`]).
+    #[cfg(test)]
     pub fn new(desired_tx: DesiredTx, node: NodeInfo) -> Arc<Self> {
+        Self::with_policy(desired_tx, node, None)
+    }
+
+    /// A hub that applies the operator's `policy` to every Pod and pod template.
+    pub fn with_policy(
+        desired_tx: DesiredTx,
+        node: NodeInfo,
+        policy: Option<Arc<Policy>>,
+    ) -> Arc<Self> {
         let (view_tx, _) = watch::channel(Arc::new(View::default()));
         Arc::new(Hub {
             inner: Mutex::new(HubInner::default()),
             desired_tx,
             view_tx,
             node,
+            policy,
         })
     }
 
@@ -166,7 +203,12 @@ impl Hub {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.reports[idx] = Some(report);
         let previous = self.desired_tx.borrow().clone();
-        let merged = merge(&inner.reports, &previous, &self.node);
+        let merged = merge(
+            &inner.reports,
+            &previous,
+            &self.node,
+            self.policy.as_deref(),
+        );
         let now = jiff::Timestamp::now();
         let first_seen = std::mem::take(&mut inner.first_seen);
         inner.first_seen = merged
@@ -185,6 +227,24 @@ impl Hub {
             }
             changed
         });
+        let before = std::mem::take(&mut inner.refused_since);
+        let mut refused = Vec::new();
+        for r in merged.refused {
+            let since = match before.get(&r.key) {
+                Some((reasons, t)) if *reasons == r.reasons => *t,
+                _ => {
+                    tracing::warn!(object = %r.object, reasons = ?r.reasons, "refused by policy");
+                    now
+                }
+            };
+            inner
+                .refused_since
+                .insert(r.key.clone(), (r.reasons.clone(), since));
+            refused.push(Refused {
+                since: since.to_string(),
+                ..r
+            });
+        }
         inner.generation += 1;
         let view = View {
             generation: inner.generation,
@@ -192,6 +252,7 @@ impl Hub {
             sources: merged.sources,
             conflicts: merged.conflicts,
             unscheduled: merged.unscheduled,
+            refused,
             first_seen: inner.first_seen.clone(),
             synced: inner.reports.iter().all(Option::is_some),
         };
@@ -204,10 +265,17 @@ struct Merged {
     sources: Vec<SourceStatus>,
     conflicts: Vec<DiagView>,
     unscheduled: Vec<Unscheduled>,
+    /// `since` not filled in yet.
+    refused: Vec<Refused>,
 }
 
 /// The pure merge (see module docs). `previous` is the last published desired state.
-fn merge(reports: &[Option<SourceReport>], previous: &DesiredState, node: &NodeInfo) -> Merged {
+fn merge(
+    reports: &[Option<SourceReport>],
+    previous: &DesiredState,
+    node: &NodeInfo,
+    policy: Option<&Policy>,
+) -> Merged {
     let mut all: Vec<Sourced> = Vec::new();
     let mut owner: HashMap<Location, usize> = HashMap::new();
     for (i, r) in reports.iter().enumerate() {
@@ -260,6 +328,10 @@ fn merge(reports: &[Option<SourceReport>], previous: &DesiredState, node: &NodeI
             false
         }
     });
+    let refused = match policy {
+        Some(p) => police(p, &mut objects, previous, &owner, &mut sources),
+        None => Vec::new(),
+    };
     let revision = reports
         .iter()
         .flatten()
@@ -285,7 +357,50 @@ fn merge(reports: &[Option<SourceReport>], previous: &DesiredState, node: &NodeI
         sources,
         conflicts,
         unscheduled,
+        refused,
     }
+}
+
+/// Apply the operator's policy to the objects about to be desired: each
+/// refused object's findings go to its source's diagnostics, and the object
+/// keeps its previous definition (it passed this same policy) or is left out.
+fn police(
+    policy: &Policy,
+    objects: &mut BTreeMap<ObjectKey, Sourced>,
+    previous: &DesiredState,
+    owner: &HashMap<Location, usize>,
+    sources: &mut [SourceStatus],
+) -> Vec<Refused> {
+    let mut out = Vec::new();
+    for (key, s) in objects.iter() {
+        let diags = policy_rules::check_sourced(policy, s);
+        if diags.is_empty() {
+            continue;
+        }
+        if let Some(&i) = owner.get(&s.location) {
+            sources[i]
+                .diagnostics
+                .extend(diags.iter().map(DiagView::from));
+        }
+        out.push(Refused {
+            key: key.clone(),
+            object: key.to_string(),
+            location: s.location.to_string(),
+            reasons: diags.iter().map(ToString::to_string).collect(),
+            since: String::new(),
+        });
+    }
+    for r in &out {
+        let prev = previous
+            .objects
+            .get(&r.key)
+            .filter(|p| policy_rules::check(policy, &p.object).is_empty());
+        match prev {
+            Some(p) => objects.insert(r.key.clone(), p.clone()),
+            None => objects.remove(&r.key),
+        };
+    }
+    out
 }
 
 fn short(rev: &str) -> &str {
@@ -304,5 +419,7 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
         .unwrap_or_default()
 }
 
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 mod tests;

@@ -30,7 +30,12 @@ fn image(d: &DesiredState, name: &str) -> Option<String> {
 fn the_same_object_from_two_sources_keeps_the_running_definition() {
     let node = NodeInfo::default();
     let a = report("directory", "/m/a.yaml", &pod("web", "img:1"));
-    let m = merge(&[Some(a.clone()), None], &DesiredState::default(), &node);
+    let m = merge(
+        &[Some(a.clone()), None],
+        &DesiredState::default(),
+        &node,
+        None,
+    );
     assert!(!m.desired.complete, "one source has not reported yet");
     let m = merge(
         &[
@@ -39,12 +44,13 @@ fn the_same_object_from_two_sources_keeps_the_running_definition() {
         ],
         &DesiredState::default(),
         &node,
+        None,
     );
     assert!(m.desired.complete);
     let prev = m.desired;
     // the git source now defines web too: an error on both, the running definition stays
     let b = report("git", "apps/web.yaml", &pod("web", "img:2"));
-    let m = merge(&[Some(a.clone()), Some(b.clone())], &prev, &node);
+    let m = merge(&[Some(a.clone()), Some(b.clone())], &prev, &node, None);
     assert_eq!(image(&m.desired, "web").as_deref(), Some("img:1"));
     assert!(
         m.sources[0]
@@ -64,7 +70,7 @@ fn the_same_object_from_two_sources_keeps_the_running_definition() {
         "the git source's report replaced its old objects"
     );
     // a key that never ran stays absent while it is in conflict
-    let m = merge(&[Some(a), Some(b)], &DesiredState::default(), &node);
+    let m = merge(&[Some(a), Some(b)], &DesiredState::default(), &node, None);
     assert!(image(&m.desired, "web").is_none());
 }
 
@@ -79,6 +85,7 @@ fn node_selector_mismatch_is_left_out_not_an_error() {
         &[Some(report("directory", "/m/d.yaml", text))],
         &DesiredState::default(),
         &node,
+        None,
     );
     assert!(m.desired.objects.is_empty());
     assert_eq!(m.unscheduled.len(), 1);

@@ -16,18 +16,18 @@ use crate::desired::{DesiredState, desired_channel};
 use crate::status::{Snapshot, status_channel};
 use crate::testing::{FakeImages, FakeNetwork, FakeRuntime, until};
 
-struct Harness {
-    images: Arc<FakeImages>,
-    rt: Arc<FakeRuntime>,
-    net: Arc<FakeNetwork>,
-    state: std::path::PathBuf,
-    desired_tx: crate::desired::DesiredTx,
-    status: crate::status::StatusReader,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+pub(super) struct Harness {
+    pub(super) images: Arc<FakeImages>,
+    pub(super) rt: Arc<FakeRuntime>,
+    pub(super) net: Arc<FakeNetwork>,
+    pub(super) state: std::path::PathBuf,
+    pub(super) desired_tx: crate::desired::DesiredTx,
+    pub(super) status: crate::status::StatusReader,
+    pub(super) stop: watch::Sender<bool>,
+    pub(super) task: tokio::task::JoinHandle<()>,
 }
 
-fn sourced(o: Object) -> Sourced {
+pub(super) fn sourced(o: Object) -> Sourced {
     Sourced {
         object: o,
         location: Location {
@@ -38,7 +38,7 @@ fn sourced(o: Object) -> Sourced {
     }
 }
 
-fn state(objs: Vec<Object>, complete: bool) -> DesiredState {
+pub(super) fn state(objs: Vec<Object>, complete: bool) -> DesiredState {
     let objects: BTreeMap<_, _> = objs.into_iter().map(|o| (o.key(), sourced(o))).collect();
     DesiredState {
         revision: "r".into(),
@@ -47,7 +47,7 @@ fn state(objs: Vec<Object>, complete: bool) -> DesiredState {
     }
 }
 
-fn pod(name: &str, restart: &str) -> Object {
+pub(super) fn pod(name: &str, restart: &str) -> Object {
     let p: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
@@ -57,7 +57,7 @@ fn pod(name: &str, restart: &str) -> Object {
     Object::Pod(Box::new(p))
 }
 
-fn deployment(name: &str, replicas: i32, image: &str) -> Object {
+pub(super) fn deployment(name: &str, replicas: i32, image: &str) -> Object {
     let d: Deployment = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": "default"},
@@ -75,7 +75,7 @@ fn deployment(name: &str, replicas: i32, image: &str) -> Object {
     Object::Deployment(Box::new(d))
 }
 
-fn service(name: &str, app: &str) -> Object {
+pub(super) fn service(name: &str, app: &str) -> Object {
     let s: Service = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": name, "namespace": "default"},
@@ -85,7 +85,7 @@ fn service(name: &str, app: &str) -> Object {
     Object::Service(Box::new(s))
 }
 
-fn start(
+pub(super) fn start(
     dir: &std::path::Path,
     images: Arc<FakeImages>,
     rt: Arc<FakeRuntime>,
@@ -118,21 +118,21 @@ fn start(
     }
 }
 
-fn tmp(name: &str) -> std::path::PathBuf {
+pub(super) fn tmp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("berth-ctl-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
-fn phase(s: &Snapshot, name: &str) -> Option<String> {
+pub(super) fn phase(s: &Snapshot, name: &str) -> Option<String> {
     s.pods
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some(name))
         .and_then(|p| p.status.as_ref()?.phase.clone())
 }
 
-fn restarts(s: &Snapshot, name: &str) -> i32 {
+pub(super) fn restarts(s: &Snapshot, name: &str) -> i32 {
     s.pods
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some(name))
@@ -147,7 +147,7 @@ fn restarts(s: &Snapshot, name: &str) -> i32 {
         .unwrap_or(-1)
 }
 
-fn waiting_reason(s: &Snapshot, name: &str) -> Option<String> {
+pub(super) fn waiting_reason(s: &Snapshot, name: &str) -> Option<String> {
     s.pods
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some(name))?

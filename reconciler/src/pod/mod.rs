@@ -4,9 +4,11 @@
 
 pub mod error;
 pub mod plan;
+#[cfg(test)]
+mod setup_tests;
 pub mod status;
 pub mod volumes;
-mod worker;
+pub(crate) mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -83,6 +85,14 @@ pub enum WorkerMsg {
         reason: String,
         message: String,
     },
+    /// A container's restart back-off changed (saved with the pod's record).
+    Backoff {
+        pod: PodRef,
+        container: String,
+        state: crate::backoff::BackoffRecord,
+    },
+    /// The worker's task panicked (sent by its supervisor in [`spawn`]).
+    Crashed { pod: PodRef, message: String },
     /// Everything of the pod is gone from the host.
     Gone { pod: PodRef },
 }
@@ -103,4 +113,6 @@ pub struct WorkerInit<I, R, N> {
     pub world: watch::Receiver<Arc<World>>,
     pub tx: mpsc::Sender<WorkerMsg>,
     pub adopted: Vec<ContainerInfo>,
+    /// Saved back-off per container name (from the pod's record).
+    pub backoff: BTreeMap<String, crate::backoff::BackoffRecord>,
 }

@@ -3,13 +3,17 @@
 //!
 //! One file per concern: `workload` (Deployment and pod specs), `container`
 //! (containers, resources, probes), `service`, `set` (across objects),
-//! [`unsupported`] (valid Kubernetes berth cannot honour).
+//! [`unsupported`] (valid Kubernetes berth cannot honour), [`names`] (names
+//! the host can hold), [`policy`] (the operator's policy, applied by the
+//! agent on top of these rules).
 
 use crate::diag::{Diagnostic, Severity};
 use crate::object::{Object, Sourced};
 use crate::quantity;
 
 mod container;
+pub mod names;
+pub mod policy;
 mod service;
 mod set;
 pub mod unsupported;
@@ -203,6 +207,7 @@ pub fn object(obj: &Object) -> Vec<Problem> {
             }
         }
     }
+    names::check(&mut o, obj);
     o.0
 }
 

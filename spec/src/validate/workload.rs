@@ -209,6 +209,9 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
         if let Some(hp) = &v.host_path {
             if !hp.path.starts_with('/') {
                 o.err(format!("{p}.hostPath.path"), "must be an absolute path");
+            } else if hp.path.split('/').any(|c| c == "..") {
+                // as kube-apiserver: no back-steps in a host path
+                o.err(format!("{p}.hostPath.path"), "must not contain '..'");
             }
             match hp.type_.as_deref() {
                 None

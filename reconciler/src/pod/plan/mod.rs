@@ -322,6 +322,9 @@ pub struct Exit {
     pub started_at: Option<SystemTime>,
     pub finished_at: SystemTime,
     pub message: String,
+    /// An earlier agent saw this very exit and started a back-off after it:
+    /// what is left of that wait, waited out instead of a new back-off step.
+    pub resumed_wait: Option<Duration>,
 }
 
 impl Exit {
@@ -342,6 +345,7 @@ impl Exit {
                 started_at,
                 finished_at,
                 message: String::new(),
+                resumed_wait: None,
             }),
             Some(ContainerState::Failed { reason, message }) => Some(Exit {
                 exit_code: 128,
@@ -350,6 +354,7 @@ impl Exit {
                 started_at: None,
                 finished_at: now,
                 message: format!("{reason}: {message}"),
+                resumed_wait: None,
             }),
             Some(ContainerState::Running { .. }) | Some(ContainerState::Created) => None,
             None => Some(Exit {
@@ -359,6 +364,7 @@ impl Exit {
                 started_at: None,
                 finished_at: now,
                 message: "container state unknown (shim gone)".to_string(),
+                resumed_wait: None,
             }),
         }
     }
@@ -374,7 +380,8 @@ pub struct ExitOutcome {
 }
 
 /// A container ended. The restart policy decides between `BackingOff`
-/// (delay from the container's back-off, reset after a long enough run) and
+/// (delay from the container's back-off, reset after a long enough run, or
+/// the rest of a resumed wait, which leaves the back-off as it is) and
 /// `Terminated`; an init container that succeeded is `Terminated`.
 pub fn on_exit(
     current: &CtrState,
@@ -406,7 +413,10 @@ pub fn on_exit(
             restart: false,
         };
     }
-    let delay = backoff.delay_after_run(ran_for);
+    let delay = match exit.resumed_wait {
+        Some(left) => left,
+        None => backoff.delay_after_run(ran_for),
+    };
     ExitOutcome {
         state: CtrState::BackingOff {
             until: now + delay,

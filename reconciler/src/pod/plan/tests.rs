@@ -65,6 +65,7 @@ fn exit(code: i32, ran: u64) -> Exit {
         started_at: Some(T0),
         finished_at: T0 + secs(ran),
         message: String::new(),
+        resumed_wait: None,
     }
 }
 
@@ -625,4 +626,37 @@ fn termination_stops_everything_with_the_grace() {
             grace: Duration::ZERO
         }]
     );
+}
+
+#[test]
+fn a_resumed_wait_is_waited_out_and_leaves_the_back_off_alone() {
+    let now = Instant::now();
+    let mut b = ResetAfter::resume_kubernetes(secs(40));
+    let mut e = exit(1, 1);
+    e.resumed_wait = Some(secs(7));
+    let out = on_exit(
+        &running(),
+        false,
+        RestartPolicy::Always,
+        e,
+        "c-3",
+        &mut b,
+        now,
+    );
+    let CtrState::BackingOff { until, delay, .. } = out.state else {
+        panic!("not backing off")
+    };
+    assert_eq!((until, delay), (now + secs(7), secs(7)));
+    assert_eq!(b.peek(), secs(40));
+    // the next exit takes the next step of the back-off
+    let out = on_exit(
+        &running(),
+        false,
+        RestartPolicy::Always,
+        exit(1, 1),
+        "c-4",
+        &mut b,
+        now,
+    );
+    assert!(matches!(out.state, CtrState::BackingOff { delay, .. } if delay == secs(40)));
 }

@@ -38,22 +38,35 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         let (exit_code, oom) = (exit.exit_code, exit.oom_killed);
         let policy = self.policy;
         let pod_name = self.d.name.clone();
+        let (now_wall, now) = (SystemTime::now(), Instant::now());
         let c = self.ctr(r);
         c.abort_tasks();
-        let out = plan::on_exit(
-            &c.state,
-            r.init,
-            policy,
-            exit,
-            id,
-            &mut c.backoff,
-            Instant::now(),
-        );
+        // an exit an earlier agent already saw: wait out what is left of the
+        // back-off it started, rather than restarting at once
+        exit.resumed_wait = c
+            .persisted
+            .take()
+            .and_then(|p| p.remaining_for(Some(id), now_wall));
+        let out = plan::on_exit(&c.state, r.init, policy, exit, id, &mut c.backoff, now);
         let name = c.spec.name.clone();
         let restart = out.restart;
         tracing::info!(pod = %pod_name, container = %name, exit_code, oom, restart, "container exited");
         let backing_off =
             matches!(out.state, CtrState::BackingOff { delay, .. } if !delay.is_zero());
+        // the back-off is saved with the pod's record: an agent started
+        // meanwhile waits out the rest
+        let saved = match &out.state {
+            CtrState::BackingOff { until, .. } => Some(BackoffRecord {
+                restarts: c.restarts,
+                next_delay_ms: c.backoff.peek().as_millis() as u64,
+                waiting: Some(BackoffWait {
+                    container_id: id.to_string(),
+                    until: now_wall + until.saturating_duration_since(now),
+                    exit_code,
+                }),
+            }),
+            _ => None,
+        };
         c.state = out.state;
         if let Some(last) = out.last {
             c.last = Some(last);
@@ -65,6 +78,9 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 format!("Back-off restarting failed container {name}"),
             )
             .await;
+        }
+        if let Some(saved) = saved {
+            self.save_backoff(name, saved).await;
         }
     }
 

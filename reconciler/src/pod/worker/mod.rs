@@ -30,7 +30,7 @@ use super::plan::{self, CtrRef, CtrState, InitPhase, PodAction, RestartPolicy};
 use super::status::{self, CState, ContainerView, Terminated};
 use super::volumes::{self, Prepared, VolumeDirs};
 use super::{Deps, DesiredPod, WorkerHandle, WorkerInit, WorkerMsg, WorkerSettings, World};
-use crate::backoff::{Backoff, ResetAfter};
+use crate::backoff::{Backoff, BackoffRecord, BackoffWait, ResetAfter};
 use crate::container::{self, PodFields};
 use crate::probe::{self, ProbeEvent, ProbeKind, ProbeTarget};
 use crate::traits::{
@@ -48,11 +48,23 @@ pub const LABEL_SPEC_HASH: &str = "berth.dev/spec-hash";
 /// killed what was left and recorded the end, which `status` then reports.
 pub const REASON_SUPERVISOR_LOST: &str = "SupervisorLost";
 
-/// Start a worker task.
+/// Start a worker task, supervised: if it panics, the controller gets a
+/// [`WorkerMsg::Crashed`] (and starts a new worker after a back-off).
 pub fn spawn<I: Images, R: Runtime, N: Network>(init: WorkerInit<I, R, N>) -> WorkerHandle {
     let (stop_tx, stop_rx) = watch::channel(None);
     let span = tracing::info_span!("pod", pod = %init.pod.key());
-    let task = tokio::spawn(Worker::new(init, stop_rx).run().instrument(span));
+    let pod = init.pod.clone();
+    let tx = init.tx.clone();
+    let inner = tokio::spawn(Worker::new(init, stop_rx).run().instrument(span));
+    let task = tokio::spawn(async move {
+        if let Err(e) = inner.await
+            && e.is_panic()
+        {
+            let message = crate::controller::panic_message(e.into_panic().as_ref());
+            tracing::error!(pod = %pod.key(), %message, "pod worker panicked");
+            let _ = tx.send(WorkerMsg::Crashed { pod, message }).await;
+        }
+    });
     WorkerHandle {
         stop: stop_tx,
         task,
@@ -74,6 +86,8 @@ struct Ctr {
     image_id: String,
     log_path: Option<std::path::PathBuf>,
     tasks: Vec<AbortHandle>,
+    /// Back-off saved by an earlier agent, until the exit it waits after is seen.
+    persisted: Option<BackoffRecord>,
 }
 
 impl AsRef<CtrState> for Ctr {
@@ -97,7 +111,15 @@ impl Ctr {
             image_id: String::new(),
             log_path: None,
             tasks: Vec::new(),
+            persisted: None,
         }
+    }
+
+    /// Continue the back-off an earlier agent saved.
+    fn resume(&mut self, saved: &BackoffRecord) {
+        self.backoff = ResetAfter::resume_kubernetes(Duration::from_millis(saved.next_delay_ms));
+        self.restarts = self.restarts.max(saved.restarts);
+        self.persisted = Some(saved.clone());
     }
 
     fn abort_tasks(&mut self) {
@@ -163,7 +185,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         let (exit_tx, exit_rx) = mpsc::channel(64);
         let (probe_tx, probe_rx) = mpsc::channel(64);
         let spec = &init.desired.spec;
-        Self {
+        let mut w = Self {
             init: spec
                 .init_containers
                 .iter()
@@ -196,7 +218,13 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             message: None,
             last_status: None,
             stray: Vec::new(),
+        };
+        for c in w.init.iter_mut().chain(w.main.iter_mut()) {
+            if let Some(saved) = init.backoff.get(&c.spec.name) {
+                c.resume(saved);
+            }
         }
+        w
     }
 
     fn dirs(&self) -> VolumeDirs {
@@ -232,6 +260,12 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         self.publish().await;
         let mut retry = schedule::setup();
         loop {
+            // a pod deleted before it was set up (e.g. adopted and pruned in
+            // the same pass) is only taken down, never set up first
+            let stop = *self.stop_rx.borrow();
+            if let Some(grace) = stop {
+                return self.terminate(grace).await;
+            }
             let delay = match self.prepare().await {
                 Ok(()) => {
                     self.message = None;
@@ -239,6 +273,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 }
                 Err(e) => {
                     tracing::warn!(pod = %self.pod.key(), reason = %e.reason, msg = %e.message, "pod setup failed");
+                    self.release_setup().await;
                     self.event(true, e.reason.as_str(), e.message.clone()).await;
                     let policy = error::error_policy(Step::Setup, e.kind, &mut retry);
                     self.message = Some(e);
@@ -373,6 +408,19 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         pos(&self.init)
             .map(CtrRef::init)
             .or_else(|| pos(&self.main).map(CtrRef::main))
+    }
+
+    /// Save a container's back-off with the pod's record, so that an agent
+    /// started later goes on with it.
+    async fn save_backoff(&self, container: String, state: BackoffRecord) {
+        let _ = self
+            .tx
+            .send(WorkerMsg::Backoff {
+                pod: self.pod.clone(),
+                container,
+                state,
+            })
+            .await;
     }
 
     async fn publish(&mut self) {

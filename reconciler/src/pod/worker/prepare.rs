@@ -26,7 +26,8 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         if self.sandbox.is_none() {
             let cfg = SandboxConfig {
                 pod: self.pod.clone(),
-                hostname: self.d.name.clone(),
+                // at most 63 bytes, as kubelet (the kernel refuses more than 64)
+                hostname: berth_spec::validate::names::pod_hostname(&self.d.name).to_string(),
                 network: self.net.clone().unwrap_or(PodNetwork {
                     netns: None,
                     ip: None,
@@ -45,6 +46,26 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             self.sandbox = Some(sb);
         }
         self.prepare_volumes()
+    }
+
+    /// After a failed setup, give back the sandbox and the network (the pod's
+    /// IP and hostPorts above all): a pod that cannot start holds no address,
+    /// whichever step failed, and the next attempt starts clean. Nothing is
+    /// given back while containers of this pod instance run (adopted after an
+    /// agent restart): they still use both. A failed release is retried by
+    /// the next attempt and by termination.
+    pub(super) async fn release_setup(&mut self) {
+        if !self.adopted.is_empty() {
+            return;
+        }
+        self.sandbox = None;
+        if let Err(e) = self.deps.runtime.remove_sandbox(&self.pod).await {
+            tracing::warn!(pod = %self.pod.key(), err = %error_chain(&e), "releasing the sandbox after a failed setup");
+        }
+        self.net = None;
+        if let Err(e) = self.deps.net.remove_pod(&self.pod).await {
+            tracing::warn!(pod = %self.pod.key(), err = %error_chain(&e), "releasing the network after a failed setup");
+        }
     }
 
     pub(super) fn prepare_volumes(&mut self) -> Result<(), PodError> {
@@ -162,6 +183,26 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         }
         for (id, st) in adopted_exits {
             self.on_exit(&id, st).await;
+        }
+        // a container that failed to start, waiting out its back-off when
+        // the agent stopped: it keeps waiting
+        let now = SystemTime::now();
+        for c in self.init.iter_mut().chain(self.main.iter_mut()) {
+            if c.id.is_some() || c.state.is_done() {
+                continue;
+            }
+            if let Some(left) = c
+                .persisted
+                .take()
+                .and_then(|p| p.remaining_for(None, now))
+                .filter(|d| !d.is_zero())
+            {
+                c.state = CtrState::Waiting {
+                    reason: Reason::CrashLoopBackOff,
+                    message: format!("back-off {}s restarting failed container", left.as_secs()),
+                    retry_at: Some(Instant::now() + left),
+                };
+            }
         }
     }
 }

@@ -117,6 +117,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                     .await;
                 // nothing ran: keep no id, but count it as a failed run for back-off
                 let policy = self.policy;
+                let (now_wall, now) = (SystemTime::now(), Instant::now());
                 let c = self.ctr(r);
                 c.id = None;
                 let out = plan::on_run_failed(
@@ -125,12 +126,29 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                     &err,
                     &cfg.id,
                     &mut c.backoff,
-                    SystemTime::now(),
-                    Instant::now(),
+                    now_wall,
+                    now,
                 );
                 c.state = out.state;
                 if let Some(last) = out.last {
                     c.last = Some(last);
+                }
+                // a restart waits out its back-off: saved, so that an agent
+                // started meanwhile keeps waiting
+                if out.restart
+                    && let Some(retry_at) = c.state.not_before()
+                {
+                    let saved = BackoffRecord {
+                        restarts: c.restarts,
+                        next_delay_ms: c.backoff.peek().as_millis() as u64,
+                        waiting: Some(BackoffWait {
+                            container_id: cfg.id.clone(),
+                            until: now_wall + retry_at.saturating_duration_since(now),
+                            exit_code: 128,
+                        }),
+                    };
+                    let name = c.spec.name.clone();
+                    self.save_backoff(name, saved).await;
                 }
             }
         }

@@ -7,7 +7,13 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
     // === termination ===
 
     pub(super) async fn terminate(mut self, grace: Duration) {
-        let ids: Vec<String> = self
+        // containers adopted but not yet taken over (the pod was deleted
+        // before its set-up finished) are the pod's too
+        let adopted: Vec<String> = std::mem::take(&mut self.adopted)
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let mut ids: Vec<String> = self
             .init
             .iter_mut()
             .chain(self.main.iter_mut())
@@ -16,6 +22,11 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 c.id.clone()
             })
             .collect();
+        // nothing known to this worker: ask the runtime at once, not only on a retry
+        let unknown = ids.is_empty() || !adopted.is_empty();
+        ids.extend(adopted);
+        ids.sort();
+        ids.dedup();
         let actions = {
             let names: Vec<&str> = self.main.iter().map(|c| c.spec.name.as_str()).collect();
             plan::plan_termination(&self.main, &names, grace)
@@ -46,7 +57,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         for attempt in 0..schedule::CLEANUP_ATTEMPTS {
             let mut failed = Vec::new();
             let mut all = known.clone();
-            if attempt > 0
+            if (attempt > 0 || unknown)
                 && let Ok(list) = rt.list().await
             {
                 all.extend(

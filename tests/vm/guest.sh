@@ -1,0 +1,279 @@
+#!/bin/bash
+# guest.sh — the VM test's checks, run inside the guest on every boot by the
+# image's berth-vm-ctl.service (see build-image.sh) from the host's 9p share
+# mounted at /mnt/ctl. The share's `phase` file says which step this boot
+# is; each step writes the next one before it reboots (or is cut off):
+#   install       dpkg -i the package, the example pods run, stop/start and
+#                 restart keep the containers, then `systemctl reboot`
+#   after-reboot  every pod back, the Volume's data intact, then a burst of
+#                 manifest changes that the host cuts by killing the VM
+#   after-crash   the agent starts, the pods run, the state converges back
+#                 to the examples, then `systemctl poweroff`
+# Each check appends one line to /mnt/ctl/results.txt:
+#   PASS name: evidence | FAIL name: why | INFO name: text | TIME name: seconds
+# Every wait has a timeout.
+set -u
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+S=/mnt/ctl
+RES=$S/results.txt
+API=http://127.0.0.1:7070
+M=/etc/berth/manifests
+VOL=/var/lib/berth/volumes/default/worker-data/log.txt
+KEEP=/var/lib/berth-vmtest   # this test's own notes on the guest's disk
+
+boot=$(( $(cat "$S/boots" 2>/dev/null || echo 0) + 1 ))
+echo "$boot" > "$S/boots"
+phase=$(cat "$S/phase" 2>/dev/null || echo none)
+
+line() { echo "$*" >> "$RES"; echo "VMTEST: $*"; sync "$RES" 2>/dev/null; }
+pass() { line "PASS $1: $2"; }
+fail() { line "FAIL $1: $2"; }
+info() { line "INFO $1: $2"; }
+timing() { line "TIME $1: $2"; }
+check() { # check NAME EVIDENCE CMD...
+  local n=$1 e=$2; shift 2
+  if "$@"; then pass "$n" "$e"; else fail "$n" "$e"; fi
+}
+up() { cut -d' ' -f1 /proc/uptime; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
+wait_until() { # wait_until SECONDS CMD...: poll once a second
+  local t=$1 i=0; shift
+  while [ "$i" -lt "$t" ]; do "$@" && return 0; sleep 1; i=$((i + 1)); done
+  "$@"
+}
+api() { curl -fsS -m 5 "$API$1" 2>/dev/null; }
+healthy() { [ "$(api /healthz)" = ok ]; }
+ready() { [ "$(api /readyz)" = ok ]; }
+pods_json() { api /api/v1/pods || echo '{"items":[]}'; }
+# name=phase/ready for every pod
+pods_summary() {
+  pods_json | jq -r '[.items[] | "\(.metadata.name)=\(.status.phase // "-")/\(any(.status.conditions[]?; .type == "Ready" and .status == "True"))"] | sort | join(" ")'
+}
+# the examples: two web replicas and the worker, all Running and Ready, nothing else
+examples_ready() {
+  pods_json | jq -e '[.items[] | select(.status.phase == "Running" and any(.status.conditions[]?; .type == "Ready" and .status == "True"))] as $r
+    | (.items | length) == 3 and ($r | length) == 3
+    and ([$r[] | select(.metadata.name | startswith("web-"))] | length) == 2
+    and ([$r[] | select(.metadata.name == "worker")] | length) == 1' >/dev/null
+}
+# every pod the API lists Running, web and worker Ready
+all_running() {
+  pods_json | jq -e '(.items | length) >= 3
+    and all(.items[]; .status.phase == "Running")
+    and ([.items[] | select((.metadata.name | startswith("web-")) or .metadata.name == "worker")
+          | select(any(.status.conditions[]?; .type == "Ready" and .status == "True"))] | length) >= 3' >/dev/null
+}
+ids() { pods_json | jq -r '[.items[] | "\(.metadata.name)=\(.status.containerStatuses[0].containerID // "-")/\(.status.containerStatuses[0].restartCount // "-")"] | sort | join(" ")'; }
+# PIDs of the containers' main processes (httpd and the worker's shell loop)
+cpids() { pgrep -f 'httpd -f -p 8080|while true; do date' | sort -n | tr '\n' ' '; }
+alive_all() { local p; for p in $1; do kill -0 "$p" 2>/dev/null || return 1; done; [ -n "$1" ]; }
+cg_of() { local p; for p in $1; do echo -n "$p:$(cut -d: -f3 /proc/$p/cgroup 2>/dev/null) "; done; }
+agent_active() { [ "$(systemctl is-active berth.service)" = active ]; }
+up_and_healthy() { agent_active && healthy; }
+dump() { # dump TAG: artifacts for a human
+  journalctl -b -u berth.service --no-pager > "$S/journal-berth-$1.txt" 2>&1
+  journalctl -b --no-pager -p warning > "$S/journal-warnings-$1.txt" 2>&1
+  pods_json > "$S/pods-$1.json"
+  api /api/v1/status > "$S/status-$1.json"
+  systemd-cgls --no-pager > "$S/cgls-$1.txt" 2>&1
+  sync
+}
+vol_first() { head -1 "$VOL" 2>/dev/null; }
+vol_count() { wc -l < "$VOL" 2>/dev/null || echo 0; }
+vol_has() { [ "$(vol_count)" -ge "$1" ]; }
+
+echo "VMTEST: boot $boot, phase $phase, uptime $(up)s"
+info "boot.$boot" "phase $phase, userspace reached the test $(up)s after kernel start; $(systemctl is-system-running 2>&1)"
+mkdir -p -m 0700 "$KEEP"
+
+phase_install() {
+  local t0 fs v1 st before after pb pa ib ia
+  fs=$(stat -fc %T /sys/fs/cgroup)
+  v1=$(awk '$3 == "cgroup" {print $2}' /proc/mounts | tr '\n' ' ')
+  check guest.cgroup-v2-only "/sys/fs/cgroup is $fs; v1 mounts: '${v1}'; $(uname -r); $(systemctl --version | head -1)" \
+    test "$fs" = cgroup2fs -a -z "$v1"
+
+  t0=$(now)
+  if dpkg -i "$S/berth.deb" > "$S/dpkg-install.txt" 2>&1; then
+    pass package.install "dpkg -i berth.deb in $(since "$t0")s: $(dpkg-query -W -f='${Package} ${Version} ${Status}' berth)"
+  else
+    fail package.install "dpkg -i failed: $(tail -5 "$S/dpkg-install.txt" | tr '\n' ' ')"
+  fi
+  local files="" f
+  for f in /usr/bin/berth /usr/bin/berth-shim /usr/bin/berth-supervise /lib/systemd/system/berth.service /etc/berth/config.yaml; do
+    [ -e "$f" ] || files="$files $f"
+  done
+  local mode_state mode_etc conff enabled props
+  mode_state=$(stat -c %a /var/lib/berth 2>/dev/null)
+  mode_etc=$(stat -c %a /etc/berth/manifests 2>/dev/null)
+  conff=$(dpkg-query -W -f='${Conffiles}' berth 2>/dev/null | awk '{print $1}' | tr '\n' ' ')
+  check package.files "missing:'${files}' /var/lib/berth mode $mode_state, /etc/berth/manifests mode $mode_etc, conffiles: $conff" \
+    test -z "$files" -a "$mode_state" = 700 -a "$mode_etc" = 700 -a "$conff" = "/etc/berth/config.yaml "
+  enabled=$(systemctl is-enabled berth.service 2>&1)
+  props=$(systemctl show -p Delegate -p KillMode -p Restart -p LimitNOFILE -p After berth.service | tr '\n' ' ')
+  unit_ok() {
+    [ "$enabled" = enabled ] && grep -q 'Delegate=yes' <<<"$props" && grep -q 'KillMode=process' <<<"$props" &&
+      grep -q 'Restart=always' <<<"$props" && grep -q 'network-online.target' <<<"$props" && ! grep -q 'LimitNOFILE=1024 ' <<<"$props"
+  }
+  check unit.settings "is-enabled $enabled; $props" unit_ok
+  if wait_until 60 up_and_healthy; then
+    pass agent.started-by-package "active and /healthz ok $(since "$t0")s after dpkg -i began"
+  else
+    fail agent.started-by-package "$(systemctl status --no-pager berth.service 2>&1 | head -15 | tr '\n' ' ')"
+  fi
+
+  # The user's steps: an image archive into the import dir, manifests in place.
+  install -d -m 0700 /var/lib/berth/images/import
+  cp "$S/busybox-oci.tar" /var/lib/berth/images/import/
+  cp "$S"/manifests/*.yaml "$M/"
+  cp "$S"/manifests/web.yaml "$KEEP/web.yaml"
+  t0=$(now)
+  if wait_until 480 examples_ready; then
+    pass pods.ready "web x2 and worker Running and Ready $(since "$t0")s after the manifests: $(pods_summary)"
+    timing manifests-to-pods-ready "$(since "$t0")"
+  else
+    fail pods.ready "after 480s: $(pods_summary)"
+  fi
+  dump running
+
+  # systemctl stop leaves the containers; start adopts them.
+  pb=$(cpids); ib=$(ids)
+  info placement "container pids and cgroups: $(cg_of "$pb"); supervisors: $(cg_of "$(pgrep -f '^berth-supervise|/berth-supervise' | tr '\n' ' ')")"
+  systemctl stop berth.service
+  sleep 3
+  st=$(systemctl is-active berth.service)
+  check stop.keeps-containers "agent $st after systemctl stop; container pids $pb alive: $(alive_all "$pb" && echo yes || echo no)" alive_all "$pb"
+  t0=$(now)
+  systemctl start berth.service
+  if wait_until 60 healthy; then
+    timing systemctl-start-to-api-ready "$(since "$t0")"
+    pass start.api-ready "/healthz ok $(since "$t0")s after systemctl start"
+  else
+    fail start.api-ready "no /healthz 60s after systemctl start"
+  fi
+  wait_until 60 ready && timing systemctl-start-to-readyz "$(since "$t0")"
+
+  # systemctl restart keeps the same containers and processes.
+  wait_until 120 examples_ready
+  pb=$(cpids); ib=$(ids)
+  systemctl restart berth.service
+  t0=$(now)
+  wait_until 60 healthy
+  wait_until 60 ready
+  wait_until 120 examples_ready
+  sleep 10   # a few reconcile passes: a wrongly restarted container shows now
+  pa=$(cpids); ia=$(ids)
+  check restart.same-pids "before: $pb | after: $pa" test -n "$pb" -a "$pb" = "$pa"
+  check restart.same-containers "before: $ib | after: $ia" test -n "$ib" -a "$ib" = "$ia"
+  info placement-after-restart "container pids and cgroups: $(cg_of "$pa"); berth.service NRestarts=$(systemctl show -p NRestarts --value berth.service)"
+
+  # the Volume has data to compare after the reboot
+  wait_until 30 vol_has 2
+  vol_first > "$KEEP/vol-first"; vol_count > "$KEEP/vol-count"; sync
+  check volume.written "$VOL: $(vol_count) lines, first '$(vol_first)'" test "$(vol_count)" -ge 2
+  dump install
+  echo after-reboot > "$S/phase"; sync
+  info reboot "systemctl reboot at uptime $(up)s"
+  systemctl reboot
+}
+
+phase_after_reboot() {
+  local t first count c2
+  if wait_until 480 examples_ready; then
+    t=$(up)
+    pass reboot.pods-ready "$(pods_summary), $t s after kernel start"
+    timing boot-to-pods-ready "$t"
+  else
+    fail reboot.pods-ready "480s after the test started: $(pods_summary); agent $(systemctl is-active berth.service)"
+  fi
+  check reboot.agent-active "berth.service $(systemctl is-active berth.service), NRestarts=$(systemctl show -p NRestarts --value berth.service)" agent_active
+  first=$(cat "$KEEP/vol-first" 2>/dev/null); count=$(cat "$KEEP/vol-count" 2>/dev/null || echo 0)
+  check reboot.volume-intact "first line before '$first', now '$(vol_first)'; lines before $count, now $(vol_count)" \
+    test -n "$first" -a "$first" = "$(vol_first)" -a "$(vol_count)" -ge "$count"
+  info reboot.berth-shutdown "previous boot: $(journalctl -b -1 -u berth-shutdown.service --no-pager -o cat 2>/dev/null | tr '\n' ' ')"
+  c2=$(vol_count)
+  check reboot.volume-appended "the worker writes again: $c2 lines, then $(wait_until 20 vol_has $((c2 + 1)); vol_count)" \
+    test "$(vol_count)" -gt "$c2"
+  dump after-reboot
+
+  # A burst of manifest changes (non-atomic writes, removals, rescales);
+  # the host kills the VM somewhere in it.
+  echo after-crash > "$S/phase"; sync
+  local i n end web=2
+  end=$(( $(date +%s) + 240 ))
+  date +%s > "$S/burst-started"; sync
+  info burst "started at uptime $(up)s"
+  i=0
+  while [ "$(date +%s)" -lt "$end" ]; do
+    i=$((i + 1)); n=$((i % 6))
+    cat > "$M/burst-$n.yaml" <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: burst-$n
+  labels: {app: burst, round: "r$i"}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: berth.local/busybox:1.36
+    command: ["sh", "-c", "echo round $i; exec sleep 3600 # burst-sleep"]
+EOF
+    [ $((i % 3)) = 0 ] && rm -f "$M/burst-$(((i + 3) % 6)).yaml"
+    if [ $((i % 4)) = 0 ]; then
+      web=$((5 - web))   # 2 <-> 3
+      sed -i "s/^  replicas: .*/  replicas: $web/" "$M/web.yaml"
+    fi
+    echo "$i" > "$S/burst-rounds"
+    sleep 0.3
+  done
+  fail power-off.during-burst "the burst ran 240s and the host never killed the VM"
+}
+
+phase_after_crash() {
+  local t0 t first
+  t0=$(now)
+  if wait_until 180 up_and_healthy; then
+    pass crash.agent-starts "active, /healthz ok at uptime $(up)s"
+  else
+    fail crash.agent-starts "$(systemctl status --no-pager berth.service 2>&1 | head -15 | tr '\n' ' ')"
+  fi
+  info crash.manifests "$(cd "$M" && for f in *; do echo -n "$f:$(stat -c %s "$f") "; done)"
+  info crash.source-status "$(api /api/v1/status | head -c 600)"
+  info crash.fs "$(dmesg | grep -E 'EXT4-fs \(vda\)' | tr '\n' ' ')"
+  if wait_until 480 all_running; then
+    t=$(up)
+    pass crash.pods-run "$(pods_summary) at uptime $t s"
+    timing crash-boot-to-pods-running "$t"
+  else
+    fail crash.pods-run "after 480s: $(pods_summary)"
+  fi
+  check crash.agent-stable "NRestarts=$(systemctl show -p NRestarts --value berth.service), $(systemctl is-active berth.service)" \
+    test "$(systemctl show -p NRestarts --value berth.service)" = 0
+  first=$(cat "$KEEP/vol-first" 2>/dev/null)
+  check crash.volume-intact "first line before '$first', now '$(vol_first)', $(vol_count) lines" test -n "$first" -a "$first" = "$(vol_first)"
+  dump after-crash
+
+  # back to the examples: the burst's pods go, web returns to 2 replicas
+  rm -f "$M"/burst-*.yaml
+  cp "$KEEP/web.yaml" "$M/web.yaml"
+  t0=$(now)
+  converged() { examples_ready && ! pgrep -f burst-sleep >/dev/null; }
+  if wait_until 300 converged; then
+    pass crash.converges "examples only $(since "$t0")s after restoring the manifests: $(pods_summary)"
+  else
+    fail crash.converges "after 300s: $(pods_summary); burst processes: $(pgrep -f burst-sleep | tr '\n' ' ')"
+  fi
+  dump converged
+  echo done > "$S/phase"
+  date +%s > "$S/done"; sync
+  systemctl poweroff
+}
+
+case "$phase" in
+  install) phase_install ;;
+  after-reboot) phase_after_reboot ;;
+  after-crash) phase_after_crash ;;
+  *) info guest "nothing to do in phase '$phase'"; date +%s > "$S/done"; sync; systemctl poweroff ;;
+esac
