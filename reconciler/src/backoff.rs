@@ -55,6 +55,13 @@ impl Backoff {
     pub fn peek(&self) -> Duration {
         self.next
     }
+
+    /// The same schedule without the immediate first retry: `initial`,
+    /// doubling up to `max` (for retries of a step that just failed).
+    pub fn without_immediate(mut self) -> Self {
+        self.next = self.initial;
+        self
+    }
 }
 
 impl Iterator for Backoff {
@@ -167,6 +174,15 @@ mod tests {
         assert_eq!(b.peek(), Duration::from_secs(20));
         b.reset();
         assert_eq!(b.next(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn without_immediate_starts_at_initial() {
+        let b = Backoff::try_new(Duration::from_millis(500), Duration::from_secs(30))
+            .unwrap()
+            .without_immediate();
+        let v: Vec<u128> = b.take(8).map(|d| d.as_millis()).collect();
+        assert_eq!(v, vec![500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
     }
 
     #[test]

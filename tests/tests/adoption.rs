@@ -222,8 +222,11 @@ spec:
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let v = a.get_json("/api/v1/pods")?;
-    assert_eq!(v["items"].as_array().map(Vec::len), Some(0), "{v}");
+    // the pods leave the API once their network and volumes are gone too,
+    // shortly after their processes and cgroups
+    a.wait_for("no pods", Duration::from_secs(10), |v| {
+        (v["items"].as_array().map(Vec::len) == Some(0)).then_some(())
+    })?;
     let run = a.run_dir.display().to_string();
     // per-pod and per-container mounts (below the dirs, not the dirs themselves)
     let left: Vec<String> = mounts_under(&format!("{run}/containers/"))

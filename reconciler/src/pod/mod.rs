@@ -2,6 +2,8 @@
 //! sandbox, volumes, init containers, containers, restarts, probes,
 //! termination) and reports Kubernetes status to the controller.
 
+pub mod error;
+pub mod plan;
 #[cfg(test)]
 mod setup_tests;
 pub mod status;
