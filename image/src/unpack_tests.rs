@@ -97,6 +97,11 @@ fn caps() -> Caps {
 
 /// Extract into `<tmp>/root` with a sentinel dir `<tmp>/outside` next to it.
 fn extract(entries: &[E<'_>]) -> (tempfile::TempDir, Result<UnpackStats, UnpackError>) {
+    extract_raw(&build(entries))
+}
+
+/// [`extract`] for an archive built by the caller.
+fn extract_raw(data: &[u8]) -> (tempfile::TempDir, Result<UnpackStats, UnpackError>) {
     let t = tempfile::tempdir().unwrap();
     fs::create_dir(t.path().join("root")).unwrap();
     fs::create_dir(t.path().join("outside")).unwrap();
@@ -107,8 +112,7 @@ fn extract(entries: &[E<'_>]) -> (tempfile::TempDir, Result<UnpackStats, UnpackE
     )
     .unwrap();
     fs::set_permissions(t.path().join("outside"), fs::Permissions::from_mode(0o700)).unwrap();
-    let data = build(entries);
-    let mut ar = tar::Archive::new(&data[..]);
+    let mut ar = tar::Archive::new(data);
     let r = apply_tar(
         &mut ar,
         &t.path().join("root"),
@@ -662,23 +666,8 @@ fn attack_xattrs_and_times_on_a_symlink_stay_on_the_link() {
         b.append(&h, &b""[..]).unwrap();
         b.into_inner().unwrap()
     };
-    let t = tempfile::tempdir().unwrap();
-    fs::create_dir(t.path().join("root")).unwrap();
-    fs::create_dir(t.path().join("outside")).unwrap();
-    fs::set_permissions(t.path().join("outside"), fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(t.path().join("outside/secret"), b"keep").unwrap();
-    fs::set_permissions(
-        t.path().join("outside/secret"),
-        fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
-    apply_tar(
-        &mut tar::Archive::new(&data[..]),
-        &t.path().join("root"),
-        caps(),
-        UnpackLimits::default(),
-    )
-    .unwrap();
+    let (t, r) = extract_raw(&data);
+    r.unwrap();
     outside_untouched(t.path());
 }
 
