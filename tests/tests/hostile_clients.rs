@@ -107,9 +107,12 @@ fn a_connection_flood_leaves_the_agent_working() -> anyhow::Result<()> {
         "the agent ran out of descriptors:\n{}",
         berth_e2e::tail(&log, 30)
     );
-    // the flood cost at most the connection cap in descriptors
+    // the flood cost about the connection cap in descriptors, not one per
+    // flooding connection (1,500): evicted connections close on their own
+    // task, so a burst of evictions can briefly hold more than the cap (349
+    // with 18 before was seen once, 282 usually)
     assert!(
-        fds_flood < fds_before + 256 + 64,
+        fds_flood < fds_before + 2 * 256,
         "{fds_flood} descriptors during the flood ({fds_before} before)"
     );
     eprintln!("agent descriptors: {fds_before} before, {fds_flood} during the flood");
