@@ -9,12 +9,12 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
 
+use berth_contract::{Images, PullPolicy};
 use berth_image::content::{ContentStore, Digest};
 use berth_image::locks::KeyedLocks;
 use berth_image::pull::{Puller, RegistryOptions};
 use berth_image::unpack::{Caps, Compression, UnpackLimits, sniff, unpack_layer};
 use berth_image::{ImageStore, ImageStoreConfig, Reference};
-use berth_reconciler::traits::{Images, PullPolicy};
 use sha2::{Digest as _, Sha256};
 
 fn digests(blob: &Path) -> (Digest, Digest) {

@@ -520,7 +520,7 @@ impl ImageStore {
                     }
                 }
                 Err(e) => {
-                    let msg = berth_reconciler::traits::error_chain(&e);
+                    let msg = berth_contract::error_chain(&e);
                     tracing::warn!(archive = %path.display(), err = %msg, "image archive import failed");
                     report.failed.push((path.clone(), msg.clone()));
                     ImportRecord {

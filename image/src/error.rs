@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use berth_reconciler::traits::{Classify, ErrorKind};
+use berth_contract::{Classify, ErrorKind};
 
 use crate::archive::ArchiveError;
 use crate::auth::AuthError;

@@ -26,13 +26,8 @@ pub fn unique_name(prefix: &str) -> String {
 
 /// Make `dir` 0700 (owner only), saying so when it was wider.
 pub fn restrict_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(dir)?.permissions().mode() & 0o7777;
-    if mode != 0o700 {
-        if mode & 0o077 != 0 {
-            tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "directory was accessible to other users; making it 0700");
-        }
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    if let Some(mode) = berth_state::ensure_private_dir(dir)?.filter(|m| m & 0o077 != 0) {
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "directory was accessible to other users; made it 0700");
     }
     Ok(())
 }

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use berth_reconciler::traits::GcReport;
+use berth_contract::GcReport;
 
 use crate::content::Digest;
 use crate::error::ImageError;

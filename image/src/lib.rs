@@ -8,7 +8,7 @@
 //! - [`pull`]: registry pulls (oci-client), mirrors, auth, plain HTTP for loopback/insecure.
 //! - [`archive`]: `docker save` and OCI archive import, the air-gap import dir.
 //! - [`gc`]: disk-usage-triggered garbage collection.
-//! - [`store`]: [`ImageStore`], the `berth_reconciler::traits::Images` implementation.
+//! - [`store`]: [`ImageStore`], the `berth_contract::Images` implementation.
 //!
 //! Not here: mounting (runtime/ builds the overlay from `ImageInfo.layers`),
 //! pushing images, credential helpers, signature verification.

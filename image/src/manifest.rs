@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_reconciler::traits::ImageConfig;
+use berth_contract::ImageConfig;
 use serde::{Deserialize, Serialize};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

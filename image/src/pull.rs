@@ -206,7 +206,7 @@ impl Puller {
                 Ok(p) => return Ok(p),
                 Err(e) => {
                     if i + 1 < endpoints.len() {
-                        tracing::warn!(reference = %r, mirror = %ep, err = %berth_reconciler::traits::error_chain(&e), "mirror failed; trying next endpoint");
+                        tracing::warn!(reference = %r, mirror = %ep, err = %berth_contract::error_chain(&e), "mirror failed; trying next endpoint");
                     }
                     last = Some(e);
                 }

@@ -16,7 +16,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use berth_reconciler::traits::PullPolicy;
+use berth_contract::PullPolicy;
 
 /// Registry name Docker Hub images are filed under.
 pub const DOCKER_HUB: &str = "docker.io";

@@ -31,9 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use berth_reconciler::traits::{
-    GcReport, ImageFailureReason, ImageInfo, Images, PullPolicy, error_chain,
-};
+use berth_contract::{GcReport, ImageFailureReason, ImageInfo, Images, PullPolicy, error_chain};
 
 use crate::archive::ImportState;
 use crate::auth::DockerAuth;

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use berth_reconciler::traits::{Classify, ErrorKind};
+use berth_contract::{Classify, ErrorKind};
 
 use super::*;
 

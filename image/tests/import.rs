@@ -5,8 +5,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use berth_contract::{Images, PullPolicy};
 use berth_image::{ImageStore, ImageStoreConfig};
-use berth_reconciler::traits::{Images, PullPolicy};
 use common::*;
 
 fn copy_old(src: &std::path::Path, dst: &std::path::Path) {

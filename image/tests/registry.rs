@@ -5,10 +5,8 @@ mod common;
 use std::os::unix::fs::FileTypeExt;
 use std::sync::Arc;
 
+use berth_contract::{Classify, ErrorKind, ImageFailureReason, Images, PullPolicy, error_chain};
 use berth_image::{ImageError, ImageStore, ImageStoreConfig};
-use berth_reconciler::traits::{
-    Classify, ErrorKind, ImageFailureReason, Images, PullPolicy, error_chain,
-};
 use common::*;
 
 async fn store(dir: &std::path::Path) -> ImageStore {

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_net::{HostNetwork, NetConfig, cleanup_instance};
-use berth_reconciler::traits::{
+use berth_contract::{
     HostPortMapping, Network, PodNetRequest, PodRef, Protocol, ServiceEntry, ServicePort,
 };
+use berth_net::{HostNetwork, NetConfig, cleanup_instance};
 use nix::sched::CloneFlags;
 
 const BYTES: u64 = 1 << 30;

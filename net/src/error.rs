@@ -1,6 +1,6 @@
 //! The crate error and its classification (G3, G4).
 
-use berth_reconciler::traits::{Classify, ErrorKind, PodRef, Protocol};
+use berth_contract::{Classify, ErrorKind, PodRef, Protocol};
 
 use crate::bridge::BridgeError;
 use crate::cidr::CidrError;

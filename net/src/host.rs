@@ -12,9 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use berth_reconciler::traits::{
-    Network, PodNetRequest, PodNetwork, PodRef, ServiceAssigned, ServiceEntry,
-};
+use berth_contract::{Network, PodNetRequest, PodNetwork, PodRef, ServiceAssigned, ServiceEntry};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
@@ -112,9 +110,22 @@ impl NetConfig {
 /// Host facts recorded once, so an operator can restore them.
 #[derive(Debug, Serialize, Deserialize)]
 struct HostFile {
-    version: u32,
     /// `net.ipv4.ip_forward` before the first berth start.
     ip_forward_before: String,
+}
+
+impl berth_state::Versioned for HostFile {
+    const WHAT: &'static str = "host settings";
+    const CURRENT: u32 = 1;
+    const MAX_BYTES: u64 = 64 << 10;
+
+    fn decode(version: u32, doc: serde_json::Value) -> Result<Self, berth_state::DecodeError> {
+        match version {
+            1 => serde_json::from_value(doc)
+                .map_err(|source| berth_state::DecodeError::Invalid { version, source }),
+            found => Err(berth_state::DecodeError::UnknownVersion { found, newest: 1 }),
+        }
+    }
 }
 
 struct State {
@@ -152,7 +163,10 @@ impl HostNetwork {
         let mtu = uplink.as_ref().map_or(1500, |u| u.mtu);
         let host_ip = uplink.as_ref().and_then(|u| u.address);
         let sd = cfg.net_state_dir();
-        let ipam = Ipam::load(&sd, cfg.pod_cidr)?;
+        let mut ipam = Ipam::load(&sd, cfg.pod_cidr)?;
+        if ipam.take_quarantined().is_some() {
+            recover_addresses(&cfg, &mut ipam).await;
+        }
         let services = Services::load(&sd, cfg.service_cidr, cfg.node_port_range)?;
         let gateway = ipam::gateway(cfg.pod_cidr);
         let bridge = cfg.bridge();
@@ -162,14 +176,19 @@ impl HostNetwork {
         let sysctl = Sysctl::new(&cfg.sysctl_root);
         let prev = sysctl.set("net.ipv4.ip_forward", "1")?;
         let host_file = sd.join("host.json");
-        if persist::read_json::<HostFile>(&host_file)?.is_none() {
-            persist::write_atomic(
-                &host_file,
-                &HostFile {
-                    version: 1,
-                    ip_forward_before: prev.clone(),
-                },
-            )?;
+        let recorded = match persist::read::<HostFile>(&host_file)? {
+            berth_state::Loaded::Found { .. } => true,
+            berth_state::Loaded::Missing => false,
+            berth_state::Loaded::Quarantined(q) => {
+                persist::report(&q);
+                false
+            }
+        };
+        if !recorded {
+            let body = HostFile {
+                ip_forward_before: prev.clone(),
+            };
+            persist::write(&host_file, 1, &body)?;
         }
         if prev != "1" {
             info!(previous = %prev, "set net.ipv4.ip_forward=1 (previous value recorded in {})", host_file.display());
@@ -356,6 +375,43 @@ pub async fn cleanup_instance(instance: &str, run_dir: &Path) -> Result<(), NetE
     drop(handle);
     task.abort();
     Ok(())
+}
+
+/// After the IPAM file was found unreadable (and moved aside): take back
+/// the address of every pod whose network namespace still exists, from its
+/// `eth0`, so a running pod keeps its address and none is handed out twice.
+/// A namespace whose address cannot be read is left for the reconciler to
+/// list and remove (see `list_pods`).
+async fn recover_addresses(cfg: &NetConfig, ipam: &mut Ipam) {
+    let dir = cfg.netns_dir();
+    let keys = match netns::list(&dir) {
+        Ok(k) => k,
+        Err(e) => {
+            warn!(err = %berth_contract::error_chain(&e), "listing pod namespaces to recover addresses");
+            return;
+        }
+    };
+    for key in keys {
+        let Some(pod) = parse_key(&key) else { continue };
+        let path = dir.join(&key);
+        if !netns::is_netns(&path) {
+            continue;
+        }
+        let ip = match netns::handle(&path, false).await {
+            Ok(h) => netlink::first_ipv4(&h, "eth0").await.ok().flatten(),
+            Err(_) => None,
+        };
+        match ip.map(|ip| (ip, ipam.adopt(&pod, ip))) {
+            Some((ip, Ok(true))) => info!(pod = %key, %ip, "recovered pod address"),
+            Some((ip, Ok(false))) => {
+                warn!(pod = %key, %ip, "pod address outside the CIDR or taken; not recovered")
+            }
+            Some((_, Err(e))) => {
+                warn!(pod = %key, err = %berth_contract::error_chain(&e), "recording a recovered address")
+            }
+            None => warn!(pod = %key, "no address found in the pod's namespace"),
+        }
+    }
 }
 
 fn parse_key(key: &str) -> Option<PodRef> {

@@ -26,13 +26,15 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use berth_reconciler::traits::{HostPortMapping, PodRef};
+use berth_contract::{HostPortMapping, PodRef};
 use serde::{Deserialize, Serialize};
 
 use crate::cidr::Ipv4Net;
 use crate::persist::{self, PersistError};
 
 const VERSION: u32 = 1;
+/// Far above what a /16 of pods writes.
+const MAX_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {
@@ -68,10 +70,26 @@ pub struct PodAlloc {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct IpamFile {
-    version: u32,
     cidr: Ipv4Net,
     last: Option<Ipv4Addr>,
     pods: BTreeMap<String, PodAlloc>,
+}
+
+impl berth_state::Versioned for IpamFile {
+    const WHAT: &'static str = "IPAM state";
+    const CURRENT: u32 = VERSION;
+    const MAX_BYTES: u64 = MAX_BYTES;
+
+    fn decode(version: u32, doc: serde_json::Value) -> Result<Self, berth_state::DecodeError> {
+        match version {
+            1 => serde_json::from_value(doc)
+                .map_err(|source| berth_state::DecodeError::Invalid { version, source }),
+            found => Err(berth_state::DecodeError::UnknownVersion {
+                found,
+                newest: VERSION,
+            }),
+        }
+    }
 }
 
 /// Allocations from the pod CIDR, persisted in one file.
@@ -81,21 +99,29 @@ pub struct Ipam {
     cidr: Ipv4Net,
     last: Option<Ipv4Addr>,
     pods: BTreeMap<String, PodAlloc>,
+    /// The file found at load that could not be read (moved aside).
+    quarantined: Option<berth_state::Quarantine>,
 }
 
 impl Ipam {
     /// Load `<dir>/ipam.json` (or start empty).
     pub fn load(dir: &Path, cidr: Ipv4Net) -> Result<Self, IpamError> {
         let path = dir.join("ipam.json");
-        let Some(file) = persist::read_json::<IpamFile>(&path).map_err(IpamError::Persist)? else {
-            return Ok(Self {
-                path,
-                cidr,
-                last: None,
-                pods: BTreeMap::new(),
-            });
+        let empty = |path, quarantined| Self {
+            path,
+            cidr,
+            last: None,
+            pods: BTreeMap::new(),
+            quarantined,
         };
-        persist::check_version(&path, file.version, VERSION).map_err(IpamError::Persist)?;
+        let file = match persist::read::<IpamFile>(&path).map_err(IpamError::Persist)? {
+            berth_state::Loaded::Missing => return Ok(empty(path, None)),
+            berth_state::Loaded::Quarantined(q) => {
+                persist::report(&q);
+                return Ok(empty(path, Some(q)));
+            }
+            berth_state::Loaded::Found { value, .. } => value,
+        };
         if file.cidr != cidr {
             return Err(IpamError::CidrChanged {
                 path,
@@ -119,7 +145,43 @@ impl Ipam {
             cidr,
             last: file.last,
             pods: file.pods,
+            quarantined: None,
         })
+    }
+
+    /// The state file found unreadable at load (moved aside), once: the
+    /// caller then recovers the allocations from the pods' namespaces
+    /// ([`Ipam::adopt`]).
+    pub fn take_quarantined(&mut self) -> Option<berth_state::Quarantine> {
+        self.quarantined.take()
+    }
+
+    /// Record an address found in use on the host (recovery after the state
+    /// file was lost). Refused, returning false, if it is not a pod address
+    /// of the CIDR or another pod holds it. Persisted.
+    pub fn adopt(&mut self, pod: &PodRef, ip: Ipv4Addr) -> Result<bool, IpamError> {
+        let usable = self
+            .cidr
+            .offset(ip)
+            .is_some_and(|o| o >= 2 && o <= self.cidr.size() - 2);
+        if !usable || self.pods.values().any(|a| a.ip == ip) {
+            return Ok(false);
+        }
+        let key = pod.key();
+        let alloc = PodAlloc {
+            pod: pod.clone(),
+            ip,
+            host_ports: Vec::new(),
+        };
+        let before = self.pods.insert(key.clone(), alloc);
+        if let Err(e) = self.save() {
+            match before {
+                Some(b) => self.pods.insert(key, b),
+                None => self.pods.remove(&key),
+            };
+            return Err(e);
+        }
+        Ok(true)
     }
 
     pub fn get(&self, key: &str) -> Option<&PodAlloc> {
@@ -200,12 +262,11 @@ impl Ipam {
 
     fn save(&self) -> Result<(), IpamError> {
         let file = IpamFile {
-            version: VERSION,
             cidr: self.cidr,
             last: self.last,
             pods: self.pods.clone(),
         };
-        persist::write_atomic(&self.path, &file).map_err(IpamError::Persist)
+        persist::write(&self.path, VERSION, &file).map_err(IpamError::Persist)
     }
 }
 
@@ -300,11 +361,18 @@ mod tests {
         ));
         let path = dir.path().join("ipam.json");
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replace("\"version\": 1", "\"version\": 9")).unwrap();
-        assert!(matches!(
-            Ipam::load(dir.path(), cidr()),
-            Err(IpamError::Persist(PersistError::Version { found: 9, .. }))
-        ));
+        let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        doc["version"] = 9.into();
+        std::fs::write(&path, doc.to_string()).unwrap();
+        // a file of a newer berth is moved aside, never read as empty and overwritten
+        let mut ipam = Ipam::load(dir.path(), cidr()).unwrap();
+        let q = ipam.take_quarantined().expect("quarantined");
+        assert!(!path.exists());
+        assert_eq!(
+            std::fs::read_to_string(&q.moved_to).unwrap(),
+            doc.to_string()
+        );
+        assert_eq!(ipam.all().count(), 0);
         let dup = serde_json::json!({"version":1,"cidr":"10.123.0.0/29","last":null,"pods":{
             "x": {"pod":{"namespace":"d","name":"x","uid":"1"},"ip":"10.123.0.2"},
             "y": {"pod":{"namespace":"d","name":"y","uid":"1"},"ip":"10.123.0.2"}}});

@@ -9,7 +9,7 @@
 //! `<state>/net/host.json` and not restored, because other instances may rely on it).
 //!
 //! Entry point: [`HostNetwork`], which implements
-//! [`berth_reconciler::traits::Network`].
+//! [`berth_contract::Network`].
 
 mod bridge;
 mod cidr;

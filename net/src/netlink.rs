@@ -42,6 +42,27 @@ pub struct Uplink {
     pub address: Option<Ipv4Addr>,
 }
 
+/// The first IPv4 address of interface `name`, if it exists and has one.
+pub async fn first_ipv4(handle: &Handle, name: &str) -> Result<Option<Ipv4Addr>, rtnetlink::Error> {
+    let Some(index) = link_index(handle, name).await? else {
+        return Ok(None);
+    };
+    let mut addrs = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute();
+    while let Some(a) = addrs.try_next().await? {
+        if let Some(ip) = a.attributes.iter().find_map(|at| match at {
+            AddressAttribute::Address(IpAddr::V4(v4)) => Some(*v4),
+            _ => None,
+        }) {
+            return Ok(Some(ip));
+        }
+    }
+    Ok(None)
+}
+
 /// Find the default route's interface (main table, prefix length 0).
 pub async fn default_uplink(handle: &Handle) -> Result<Option<Uplink>, rtnetlink::Error> {
     let mut routes = handle

@@ -35,7 +35,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::process::Stdio;
 
-use berth_reconciler::traits::Protocol;
+use berth_contract::Protocol;
 use nftables::expr::{
     CT, Expression, Fib, FibFlag, FibResult, Map, Meta, MetaKey, NamedExpression, NgMode, Numgen,
     Payload, PayloadField, Prefix, SetItem,

@@ -1,7 +1,7 @@
 //! Golden tests of the rendered batch: the JSON is what `nft -j -f -` gets.
 
 use super::*;
-use berth_reconciler::traits::{HostPortMapping, PodRef, ServiceEntry, ServicePort};
+use berth_contract::{HostPortMapping, PodRef, ServiceEntry, ServicePort};
 
 fn golden(name: &str, actual: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

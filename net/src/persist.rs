@@ -1,86 +1,36 @@
-//! Atomic, versioned JSON files (G11): temp file, fsync, rename, fsync dir.
+//! berth-net's state files, through berth-state: versioned, written with the
+//! one atomic writer (temp file, fsync, rename, fsync dir), and moved aside
+//! (quarantined) when they cannot be read, never taken for empty.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use berth_state::{Loaded, StateError, Versioned};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
-    #[error("write state file {path}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("read state file {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("parse state file {path}")]
-    Parse {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("encode state for {path}")]
-    Encode {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("state file {path} has format version {found}, this berth understands {expected}")]
-    Version {
-        path: PathBuf,
-        found: u32,
-        expected: u32,
-    },
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
-/// Write `value` to `path` so that a crash leaves either the old or the new
-/// file (berth-state's one atomic writer: 0600 temp, fsync, rename, fsync dir).
-pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), PersistError> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|source| PersistError::Encode {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    berth_state::write_atomic(path, &bytes).map_err(|source| PersistError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+/// Write `value` (a JSON object) as format `version` of its file.
+pub fn write<T: Serialize>(path: &Path, version: u32, value: &T) -> Result<(), PersistError> {
+    Ok(berth_state::write_versioned(path, version, value)?)
 }
 
-/// Read a JSON state file; `Ok(None)` when it does not exist.
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, PersistError> {
-    match fs::read(path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| PersistError::Parse {
-                    path: path.to_path_buf(),
-                    source,
-                })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(PersistError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
+/// Read a state file, migrating older versions. A file that cannot be
+/// decoded (garbage, truncated, a newer version) comes back as
+/// [`Loaded::Quarantined`], already moved aside.
+pub fn read<T: Versioned>(path: &Path) -> Result<Loaded<T>, PersistError> {
+    Ok(berth_state::read_versioned(path)?)
 }
 
-/// Check a file's format version.
-pub fn check_version(path: &Path, found: u32, expected: u32) -> Result<(), PersistError> {
-    if found == expected {
-        Ok(())
-    } else {
-        Err(PersistError::Version {
-            path: path.to_path_buf(),
-            found,
-            expected,
-        })
-    }
+/// Warn about a quarantined file (the caller then recovers without it).
+pub fn report(q: &berth_state::Quarantine) {
+    tracing::error!(
+        file = %q.path.display(),
+        moved_to = %q.moved_to.display(),
+        err = %berth_contract::error_chain(&q.cause),
+        "state file unreadable; moved aside"
+    );
 }

@@ -11,7 +11,7 @@
 //! Two pods asking for the same host port and protocol on overlapping host
 //! addresses are refused by [`conflict`] before anything is programmed.
 
-use berth_reconciler::traits::{HostPortMapping, PodRef};
+use berth_contract::{HostPortMapping, PodRef};
 
 use crate::ipam::PodAlloc;
 use crate::nft::{S, daddr_local, dnat, dport, eq, ip, payload};
@@ -63,7 +63,7 @@ pub fn conflict<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_reconciler::traits::Protocol;
+    use berth_contract::Protocol;
     use std::net::Ipv4Addr;
 
     fn alloc(name: &str, ports: Vec<HostPortMapping>) -> PodAlloc {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use berth_reconciler::traits::{Protocol, ServiceAssigned, ServiceEntry};
+use berth_contract::{Protocol, ServiceAssigned, ServiceEntry};
 use serde::{Deserialize, Serialize};
 
 use crate::cidr::Ipv4Net;
@@ -49,9 +49,25 @@ pub struct ProgrammedService {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct ServicesFile {
-    version: u32,
     cidr: Ipv4Net,
     services: BTreeMap<String, ProgrammedService>,
+}
+
+impl berth_state::Versioned for ServicesFile {
+    const WHAT: &'static str = "Service state";
+    const CURRENT: u32 = VERSION;
+    const MAX_BYTES: u64 = 64 << 20;
+
+    fn decode(version: u32, doc: serde_json::Value) -> Result<Self, berth_state::DecodeError> {
+        match version {
+            1 => serde_json::from_value(doc)
+                .map_err(|source| berth_state::DecodeError::Invalid { version, source }),
+            found => Err(berth_state::DecodeError::UnknownVersion {
+                found,
+                newest: VERSION,
+            }),
+        }
+    }
 }
 
 /// The Service table.
@@ -74,22 +90,26 @@ impl Services {
         node_port_range: (u16, u16),
     ) -> Result<Self, ServiceError> {
         let path = dir.join("services.json");
-        let programmed = match persist::read_json::<ServicesFile>(&path)
-            .map_err(ServiceError::Persist)?
-        {
-            None => BTreeMap::new(),
-            Some(f) => {
-                persist::check_version(&path, f.version, VERSION).map_err(ServiceError::Persist)?;
-                if f.cidr != cidr {
-                    return Err(ServiceError::CidrChanged {
-                        path,
-                        found: f.cidr,
-                        configured: cidr,
-                    });
+        // unreadable: moved aside; the reconciler's next sync programs every
+        // Service again (a ClusterIP may then change)
+        let programmed =
+            match persist::read::<ServicesFile>(&path).map_err(ServiceError::Persist)? {
+                berth_state::Loaded::Missing => BTreeMap::new(),
+                berth_state::Loaded::Quarantined(q) => {
+                    persist::report(&q);
+                    BTreeMap::new()
                 }
-                f.services
-            }
-        };
+                berth_state::Loaded::Found { value: f, .. } => {
+                    if f.cidr != cidr {
+                        return Err(ServiceError::CidrChanged {
+                            path,
+                            found: f.cidr,
+                            configured: cidr,
+                        });
+                    }
+                    f.services
+                }
+            };
         Ok(Self {
             path,
             cidr,
@@ -106,11 +126,10 @@ impl Services {
     pub fn sync(&mut self, wanted: &[ServiceEntry]) -> Result<Vec<ServiceAssigned>, ServiceError> {
         let (next, assigned) = self.plan(wanted);
         let file = ServicesFile {
-            version: VERSION,
             cidr: self.cidr,
             services: next.clone(),
         };
-        persist::write_atomic(&self.path, &file).map_err(ServiceError::Persist)?;
+        persist::write(&self.path, VERSION, &file).map_err(ServiceError::Persist)?;
         self.programmed = next;
         Ok(assigned)
     }

@@ -1,5 +1,5 @@
 use super::*;
-use berth_reconciler::traits::ServicePort;
+use berth_contract::ServicePort;
 
 fn svc(ns: &str, name: &str, ip: Option<Ipv4Addr>, nodeport: bool) -> ServiceEntry {
     ServiceEntry {

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use berth_reconciler::traits::{Classify, ErrorKind, Network, Protocol, ServiceEntry, ServicePort};
+use berth_contract::{Classify, ErrorKind, Network, Protocol, ServiceEntry, ServicePort};
 use common::{Env, get_id, hp, in_ns, ns_path, require_root};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

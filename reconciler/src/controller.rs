@@ -27,6 +27,7 @@ use crate::container::ConfigObjects;
 use crate::deployment::{self, PodObs};
 use crate::desired::{DesiredRx, DesiredState};
 use crate::events::{EventInput, EventRing};
+use crate::generation::{Generation, Tracked};
 use crate::pod::{
     self, Deps, DesiredPod, WorkerHandle, WorkerInit, WorkerMsg, WorkerSettings, World,
 };
@@ -76,6 +77,8 @@ pub(crate) struct Progress {
     pub hash: String,
     pub last_change: Instant,
     pub last_counts: deployment::Counts,
+    /// The last plan found the rollout complete.
+    pub complete: bool,
     pub stalled: bool,
 }
 
@@ -84,22 +87,23 @@ pub struct Reconciler<I, R, N> {
     cfg: ReconcilerConfig,
     settings: Arc<WorkerSettings>,
     records: RecordStore,
-    pub(crate) pods: BTreeMap<(String, String), PodEntry>,
-    pub(crate) blocked: BTreeMap<(String, String), (DesiredPod, String)>,
-    pub(crate) events: EventRing,
+    pub(crate) pods: Tracked<BTreeMap<(String, String), PodEntry>>,
+    pub(crate) blocked: Tracked<BTreeMap<(String, String), (DesiredPod, String)>>,
+    pub(crate) events: Tracked<EventRing>,
     status_tx: StatusWriter,
     world_tx: watch::Sender<Arc<World>>,
     worker_tx: mpsc::Sender<WorkerMsg>,
     worker_rx: mpsc::Receiver<WorkerMsg>,
-    pub(crate) progress: BTreeMap<(String, String), Progress>,
+    pub(crate) progress: Tracked<BTreeMap<(String, String), Progress>>,
     synced_services: Option<Vec<ServiceEntry>>,
-    pub(crate) assigned: BTreeMap<(String, String), ServiceAssigned>,
+    pub(crate) assigned: Tracked<BTreeMap<(String, String), ServiceAssigned>>,
     volume_policies: BTreeMap<(String, String), berth_spec::volume::ReclaimPolicy>,
-    volume_usage: BTreeMap<(String, String), u64>,
+    volume_usage: Tracked<BTreeMap<(String, String), u64>>,
     /// Pods created in this pass whose workers start once their records are saved.
     pending: Vec<(PodRef, DesiredPod)>,
     passes: u64,
-    version: u64,
+    /// Bumps on every change of what the status shows (the tracked fields).
+    generation: Generation,
     /// A pod ended since the records were last saved (saved once per burst).
     records_dirty: bool,
     /// Pods on the host with no readable record, by uid (see [`adoption`]).
@@ -109,9 +113,9 @@ pub struct Reconciler<I, R, N> {
     /// (reason, message) of each problem reading the records at start.
     record_problems: Vec<(String, String)>,
     /// Image archives whose import failed, as last reported by the store.
-    import_failures: Vec<(String, String)>,
+    import_failures: Tracked<Vec<(String, String)>>,
     /// The conditions last published.
-    pub(crate) last_conditions: Vec<AgentCondition>,
+    pub(crate) last_conditions: Tracked<Vec<AgentCondition>>,
 }
 
 impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
@@ -124,6 +128,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
     ) -> Self {
         let (worker_tx, worker_rx) = mpsc::channel(1024);
         let (world_tx, _) = watch::channel(Arc::new(World::default()));
+        let g = Generation::default();
         Self {
             deps: Deps {
                 images,
@@ -138,27 +143,27 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             }),
             records: RecordStore::new(&cfg.state_dir),
             cfg,
-            pods: BTreeMap::new(),
-            blocked: BTreeMap::new(),
-            events: EventRing::new(crate::events::DEFAULT_CAPACITY),
+            pods: g.track(BTreeMap::new()),
+            blocked: g.track(BTreeMap::new()),
+            events: g.track(EventRing::new(crate::events::DEFAULT_CAPACITY)),
             status_tx,
             world_tx,
             worker_tx,
             worker_rx,
-            progress: BTreeMap::new(),
+            progress: g.track(BTreeMap::new()),
             synced_services: None,
-            assigned: BTreeMap::new(),
+            assigned: g.track(BTreeMap::new()),
             volume_policies: BTreeMap::new(),
-            volume_usage: BTreeMap::new(),
+            volume_usage: g.track(BTreeMap::new()),
             pending: Vec::new(),
             passes: 0,
-            version: 0,
             records_dirty: false,
             orphans: BTreeMap::new(),
             reaping: BTreeMap::new(),
             record_problems: Vec::new(),
-            import_failures: Vec::new(),
-            last_conditions: Vec::new(),
+            import_failures: g.track(Vec::new()),
+            last_conditions: g.track(Vec::new()),
+            generation: g,
         }
     }
 
@@ -203,9 +208,8 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 _ = gc.tick() => self.spawn_image_gc(),
                 _ = usage.tick() => self.spawn_volume_usage(&desired, usage_tx.clone()),
                 Some(u) = usage_rx.recv() => {
-                    if u != self.volume_usage {
-                        self.volume_usage = u;
-                        self.version += 1;
+                    if u != *self.volume_usage {
+                        *self.volume_usage = u;
                     }
                 }
             }
@@ -225,11 +229,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             .values()
             .filter_map(|s| match &s.object {
                 Object::Volume(v) => {
-                    let ns = v
-                        .metadata
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| "default".into());
+                    let ns = berth_spec::namespace_of(&v.metadata).to_string();
                     let name = v.metadata.name.clone().unwrap_or_default();
                     let dir = vd.claim_dir(&ns, &name);
                     Some(((ns, name), dir))
@@ -252,7 +252,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         let Some(now) = self.deps.images.import_failures() else {
             return;
         };
-        if now == self.import_failures {
+        if now == *self.import_failures {
             return;
         }
         for (file, err) in &now {
@@ -265,8 +265,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 self.node_event(true, "ImportFailed", &msg);
             }
         }
-        self.import_failures = now;
-        self.version += 1;
+        *self.import_failures = now;
     }
 
     fn spawn_image_gc(&self) {
@@ -321,7 +320,6 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
     }
 
     fn on_worker(&mut self, msg: WorkerMsg) {
-        self.version += 1;
         match msg {
             WorkerMsg::Status { pod, status, logs } => {
                 if let Some(e) = self.entry_for(&pod) {
@@ -406,10 +404,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 }
                 Object::Deployment(d) => {
                     let key = (
-                        d.metadata
-                            .namespace
-                            .clone()
-                            .unwrap_or_else(|| "default".into()),
+                        berth_spec::namespace_of(&d.metadata).to_string(),
                         d.metadata.name.clone().unwrap_or_default(),
                     );
                     deployments.insert(key.clone());
@@ -456,9 +451,8 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         self.blocked.retain(|k, _| names.contains(k));
         self.sync_services(desired).await;
         let conditions = self.conditions();
-        if conditions != self.last_conditions {
-            self.last_conditions = conditions;
-            self.version += 1;
+        if conditions != *self.last_conditions {
+            *self.last_conditions = conditions;
         }
     }
 
@@ -488,6 +482,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 hash: hash.clone(),
                 last_change: Instant::now(),
                 last_counts: Default::default(),
+                complete: false,
                 stalled: false,
             });
         if prog.hash != hash {
@@ -495,6 +490,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 hash: hash.clone(),
                 last_change: Instant::now(),
                 last_counts: Default::default(),
+                complete: false,
                 stalled: false,
             };
         }
@@ -503,6 +499,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             prog.last_counts = p.counts.clone();
             prog.last_change = Instant::now();
         }
+        prog.complete = p.complete;
         if !p.complete && !prog.stalled && prog.last_change.elapsed() > deadline {
             prog.stalled = true;
             self.events.record(
@@ -552,7 +549,6 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             return;
         }
         e.terminating = Some(SystemTime::now());
-        self.version += 1;
         tracing::info!(pod = %e.record.pod.key(), ?grace, "deleting pod");
         if let Some(h) = &e.handle {
             let _ = h.stop.send(Some(grace));
@@ -574,7 +570,6 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             {
                 e.record.labels = d.labels.clone();
                 e.annotations = d.annotations.clone();
-                self.version += 1;
                 self.save_records();
             } else if e.terminating.is_none() {
                 e.annotations = d.annotations.clone();
@@ -617,7 +612,6 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                         },
                         SystemTime::now(),
                     );
-                    self.version += 1;
                 }
                 self.blocked.insert(key, (d, msg));
                 return;
@@ -662,7 +656,6 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         );
         // the worker starts after the pass has saved the records (see `pass`)
         self.pending.push((pod, d));
-        self.version += 1;
     }
 
     /// Start the workers of adopted pods, told to stop at once if this pass
@@ -717,7 +710,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         for s in desired.objects.values() {
             let m = s.object.metadata();
             let key = (
-                m.namespace.clone().unwrap_or_else(|| "default".into()),
+                berth_spec::namespace_of(m).to_string(),
                 m.name.clone().unwrap_or_default(),
             );
             match &s.object {
@@ -750,11 +743,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         let mut present = BTreeSet::new();
         for s in desired.objects.values() {
             if let Object::Volume(v) = &s.object {
-                let ns = v
-                    .metadata
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| "default".into());
+                let ns = berth_spec::namespace_of(&v.metadata).to_string();
                 let name = v.metadata.name.clone().unwrap_or_default();
                 let dir = dirs.claim_dir(&ns, &name);
                 if !dir.exists()
@@ -849,7 +838,6 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                         .insert((a.namespace.clone(), a.name.clone()), a);
                 }
                 self.synced_services = Some(entries);
-                self.version += 1;
             }
             Err(e) => {
                 tracing::warn!(err = %error_chain(&e), "syncing services");
@@ -859,10 +847,13 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
 
     fn publish(&mut self, desired: &DesiredState) {
         let cur = self.status_tx.borrow().clone();
-        if cur.ready && cur.version == self.version && cur.reconcile_passes + 50 > self.passes {
+        if cur.ready
+            && cur.version == self.generation.get()
+            && cur.reconcile_passes + 50 > self.passes
+        {
             return;
         }
-        let snap: Snapshot = snapshot::build(self, desired, self.version, self.passes);
+        let snap: Snapshot = snapshot::build(self, desired, self.generation.get(), self.passes);
         self.status_tx.send_replace(Arc::new(snap));
     }
 }
@@ -932,11 +923,7 @@ pub(crate) fn pod_obs(e: &PodEntry) -> PodObs {
 pub(crate) fn desired_from_pod(p: &berth_spec::k8s_openapi::api::core::v1::Pod) -> DesiredPod {
     let spec = p.spec.clone().unwrap_or_default();
     DesiredPod {
-        namespace: p
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into()),
+        namespace: berth_spec::namespace_of(&p.metadata).to_string(),
         name: p.metadata.name.clone().unwrap_or_default(),
         owner: None,
         template_hash: None,

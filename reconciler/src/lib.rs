@@ -1,7 +1,7 @@
 //! berth's control loop.
 //!
 //! The reconciler turns the desired object set (from the agent's sources) into
-//! running pods, through the [`traits`] that `image/`, `runtime/` and `net/`
+//! running pods, through the [`traits`] (the `berth-contract` crate) that `image/`, `runtime/` and `net/`
 //! implement, and publishes Kubernetes-shaped status for the API. Planning is
 //! pure (see [`deployment::plan`], [`service::entries`], the pod phase rules in
 //! [`pod::status`]); acting goes through the traits. It does not read
@@ -13,6 +13,7 @@ pub mod controller;
 pub mod deployment;
 pub mod desired;
 pub mod events;
+mod generation;
 pub mod hash;
 pub mod pod;
 pub mod probe;
@@ -22,8 +23,10 @@ mod snapshot;
 pub mod status;
 #[cfg(test)]
 mod testing;
-pub mod traits;
 
+/// The host contract, re-exported under its old path so `crate::traits::X`
+/// and `berth_reconciler::traits::X` keep working.
+pub use berth_contract as traits;
 pub use controller::{Reconciler, ReconcilerConfig};
 pub use desired::{DesiredRx, DesiredState, DesiredTx, desired_channel};
 pub use status::{AgentCondition, Event, Snapshot, StatusReader, StatusWriter, status_channel};

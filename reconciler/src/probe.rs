@@ -3,7 +3,8 @@
 //! One task per (container attempt, probe kind) runs the probe every
 //! `periodSeconds` after `initialDelaySeconds`, applies the success/failure
 //! thresholds, and reports only *transitions* to the pod worker, which decides
-//! what they mean (Ready, restart).
+//! what they mean (Ready, restart). The reconciler decides what to check;
+//! the runtime dials it ([`crate::traits::Prober`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -11,11 +12,9 @@ use std::time::Duration;
 
 use berth_spec::k8s_openapi::api::core::v1::{ContainerPort, Probe};
 use berth_spec::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::traits::Runtime;
+use crate::traits::{CheckOutcome, NetCheck, Runtime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProbeKind {
@@ -134,53 +133,13 @@ pub async fn probe_once<R: Runtime>(rt: &R, probe: &Probe, target: &ProbeTarget)
             Err(e) => Outcome::Failure(crate::traits::error_chain(&e)),
         };
     }
-    if let Some(tcp) = &probe.tcp_socket {
-        let Some(port) = resolve_port(&tcp.port, &target.ports) else {
-            return Outcome::Failure(format!("port {:?} not found", tcp.port));
-        };
-        let ip = tcp
-            .host
-            .as_deref()
-            .and_then(|h| h.parse::<IpAddr>().ok())
-            .unwrap_or(IpAddr::V4(target.ip));
-        let addr = SocketAddr::new(ip, port);
-        return match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(_)) => Outcome::Success,
-            Ok(Err(e)) => Outcome::Failure(format!("dial tcp {addr}: {e}")),
-            Err(_) => Outcome::Failure(format!("dial tcp {addr}: timeout")),
-        };
-    }
-    if let Some(http) = &probe.http_get {
-        let Some(port) = resolve_port(&http.port, &target.ports) else {
-            return Outcome::Failure(format!("port {:?} not found", http.port));
-        };
-        if http
-            .scheme
-            .as_deref()
-            .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"))
-        {
-            return Outcome::Failure("HTTPS probes are not supported by berth yet".into());
-        }
-        let ip = http
-            .host
-            .as_deref()
-            .and_then(|h| h.parse::<IpAddr>().ok())
-            .unwrap_or(IpAddr::V4(target.ip));
-        let path = http.path.clone().unwrap_or_else(|| "/".into());
-        let headers: Vec<(String, String)> = http
-            .http_headers
-            .iter()
-            .flatten()
-            .map(|h| (h.name.clone(), h.value.clone()))
-            .collect();
-        let addr = SocketAddr::new(ip, port);
-        return match tokio::time::timeout(timeout, http_get(addr, &path, &headers)).await {
-            Ok(Ok(code)) if (200..400).contains(&code) => Outcome::Success,
-            Ok(Ok(code)) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
-            Ok(Err(e)) => Outcome::Failure(format!("Get \"http://{addr}{path}\": {e}")),
-            Err(_) => Outcome::Failure(format!(
-                "Get \"http://{addr}{path}\": context deadline exceeded"
-            )),
+    if let Some(check) = net_check(probe, target) {
+        return match check {
+            Ok(check) => match rt.check(&check, timeout).await {
+                CheckOutcome::Success => Outcome::Success,
+                CheckOutcome::Failure(m) => Outcome::Failure(m),
+            },
+            Err(m) => Outcome::Failure(m),
         };
     }
     if probe.grpc.is_some() {
@@ -189,37 +148,42 @@ pub async fn probe_once<R: Runtime>(rt: &R, probe: &Probe, target: &ProbeTarget)
     Outcome::Failure("probe has no handler".into())
 }
 
-/// Minimal HTTP/1.1 GET; returns the status code.
-async fn http_get(
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(String, String)],
-) -> std::io::Result<u16> {
-    let mut s = TcpStream::connect(addr).await?;
-    let mut req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/berth\r\nAccept: */*\r\nConnection: close\r\n"
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+/// The network check of a `tcpSocket` or `httpGet` probe (None for other
+/// handlers); Err is the failure to report without dialing.
+fn net_check(probe: &Probe, target: &ProbeTarget) -> Option<Result<NetCheck, String>> {
+    let host = |h: Option<&str>| {
+        h.and_then(|h| h.parse::<IpAddr>().ok())
+            .unwrap_or(IpAddr::V4(target.ip))
+    };
+    if let Some(tcp) = &probe.tcp_socket {
+        let Some(port) = resolve_port(&tcp.port, &target.ports) else {
+            return Some(Err(format!("port {:?} not found", tcp.port)));
+        };
+        let addr = SocketAddr::new(host(tcp.host.as_deref()), port);
+        return Some(Ok(NetCheck::Tcp { addr }));
     }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = [0u8; 64];
-    let mut got = 0;
-    while got < 12 {
-        let n = s.read(&mut buf[got..]).await?;
-        if n == 0 {
-            break;
-        }
-        got += n;
+    let http = probe.http_get.as_ref()?;
+    let Some(port) = resolve_port(&http.port, &target.ports) else {
+        return Some(Err(format!("port {:?} not found", http.port)));
+    };
+    if http
+        .scheme
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"))
+    {
+        return Some(Err("HTTPS probes are not supported by berth yet".into()));
     }
-    let head = String::from_utf8_lossy(&buf[..got]);
-    head.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response")
-        })
+    let headers = http
+        .http_headers
+        .iter()
+        .flatten()
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect();
+    Some(Ok(NetCheck::HttpGet {
+        addr: SocketAddr::new(host(http.host.as_deref()), port),
+        path: http.path.clone().unwrap_or_else(|| "/".into()),
+        headers,
+    }))
 }
 
 /// The probe loop for one container attempt. Ends when the receiver is gone.
@@ -309,20 +273,5 @@ mod tests {
             resolve_port(&IntOrString::String("nope".into()), &ports),
             None
         );
-    }
-
-    #[tokio::test]
-    async fn http_get_reads_status() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
-            let mut b = [0u8; 256];
-            let _ = s.read(&mut b).await;
-            s.write_all(b"HTTP/1.1 503 Service Unavailable\r\n\r\n")
-                .await
-                .unwrap();
-        });
-        assert_eq!(http_get(addr, "/", &[]).await.unwrap(), 503);
     }
 }

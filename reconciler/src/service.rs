@@ -73,11 +73,7 @@ pub fn entries(services: &[&Service], pods: &[EndpointPod<'_>]) -> Vec<ServiceEn
     let mut out = Vec::new();
     for s in services {
         let Some(spec) = &s.spec else { continue };
-        let ns = s
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
+        let ns = berth_spec::namespace_of(&s.metadata).to_string();
         let name = s.metadata.name.clone().unwrap_or_default();
         let selector = spec.selector.clone().unwrap_or_default();
         let members: Vec<&EndpointPod<'_>> = pods

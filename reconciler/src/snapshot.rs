@@ -1,4 +1,8 @@
 //! Building the status snapshot the API serves: Kubernetes objects with `status`.
+//!
+//! A pure projection of the desired set and the controller's observed state
+//! (pods, the last Deployment plans, Service assignments, events): nothing
+//! here plans or decides.
 
 use std::collections::BTreeMap;
 
@@ -110,29 +114,16 @@ pub(crate) fn build<I, R, N>(
 
 fn deployment_status<I, R, N>(r: &Reconciler<I, R, N>, d: &Deployment) -> Deployment {
     let mut d = d.clone();
-    let ns = d
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
+    let ns = berth_spec::namespace_of(&d.metadata).to_string();
     let name = d.metadata.name.clone().unwrap_or_default();
     let spec = d.spec.clone();
     let spec = &spec;
     let hash = deployment::template_hash(&spec.template);
-    let obs: Vec<deployment::PodObs> = r
-        .pods
-        .values()
-        .filter(|e| {
-            e.record.pod.namespace == ns && e.record.owner.as_deref() == Some(name.as_str())
-        })
-        .map(crate::controller::pod_obs)
-        .collect();
+    // the controller's last plan of this Deployment (none yet: nothing counted)
     let progress = r.progress.get(&(ns.clone(), name.clone()));
     let stalled = progress.is_some_and(|p| p.stalled);
-    let plan = deployment::plan(spec, &hash, &obs, std::time::SystemTime::now(), true);
-    let c = progress
-        .map(|p| p.last_counts.clone())
-        .unwrap_or(plan.counts);
+    let complete = progress.is_some_and(|p| p.complete && p.hash == hash);
+    let c = progress.map(|p| p.last_counts.clone()).unwrap_or_default();
     let replicas = spec.replicas.unwrap_or(1);
     let (_, max_unavail) = deployment::surge_unavailable(spec.strategy.as_ref(), replicas);
     let now = time(std::time::SystemTime::now());
@@ -152,7 +143,7 @@ fn deployment_status<I, R, N>(r: &Reconciler<I, R, N>, d: &Deployment) -> Deploy
             "ProgressDeadlineExceeded",
             format!("ReplicaSet \"{name}-{hash}\" has timed out progressing."),
         )
-    } else if plan.complete {
+    } else if complete {
         cond(
             "Progressing",
             true,
@@ -199,10 +190,7 @@ fn deployment_status<I, R, N>(r: &Reconciler<I, R, N>, d: &Deployment) -> Deploy
 fn service_status<I, R, N>(r: &Reconciler<I, R, N>, s: &Service, _pods: &[Pod]) -> Service {
     let mut s = s.clone();
     let key = (
-        s.metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into()),
+        berth_spec::namespace_of(&s.metadata).to_string(),
         s.metadata.name.clone().unwrap_or_default(),
     );
     if let (Some(a), Some(spec)) = (r.assigned.get(&key), s.spec.as_mut()) {
@@ -237,11 +225,7 @@ fn endpoints<I, R, N>(r: &Reconciler<I, R, N>, key: &(String, String)) -> Vec<St
 
 fn volume_status<I, R, N>(r: &Reconciler<I, R, N>, v: &Volume) -> Volume {
     let mut v = v.clone();
-    let ns = v
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
+    let ns = berth_spec::namespace_of(&v.metadata).to_string();
     let name = v.metadata.name.clone().unwrap_or_default();
     let path = r.volume_dirs().claim_dir(&ns, &name);
     let used_by: Vec<String> = r

@@ -10,6 +10,9 @@ use tokio::sync::watch;
 
 use crate::traits::*;
 
+mod host;
+pub use host::FakeEndpoints;
+
 #[derive(Debug, thiserror::Error)]
 #[error("fake failure: {0}")]
 pub struct FakeError(pub String, pub ErrorKind);
@@ -73,6 +76,10 @@ pub struct FakeRuntime {
     pub sandboxes: Mutex<Vec<String>>,
     /// While set, `ensure_sandbox` fails with this message.
     pub fail_sandbox: Mutex<Option<String>>,
+    /// What `tcpSocket`/`httpGet` probes find.
+    pub endpoints: Mutex<FakeEndpoints>,
+    /// Pod volumes asked for, by (pod key, volume name).
+    pub volumes: Mutex<BTreeMap<(String, String), VolumeSource>>,
 }
 
 impl FakeRuntime {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_reconciler::traits::{
+use berth_contract::{
     ContainerConfig, ImageConfig, ImageInfo, PodNetwork, PodRef, Resources, Runtime, SandboxConfig,
     Security,
 };
@@ -113,7 +113,7 @@ fn peer(rt: &str, dir: &Path, n: usize) -> Result<Vec<Duration>, String> {
 
 fn container(
     pod: &PodRef,
-    sb: &berth_reconciler::traits::Sandbox,
+    sb: &berth_contract::Sandbox,
     layer: &Path,
     name: &str,
     args: &[&str],

@@ -6,7 +6,7 @@
 //! what is available; an explicitly added capability that is not available is
 //! a configuration error naming it.
 
-use berth_reconciler::traits::Security;
+use berth_contract::Security;
 use serde_json::Value;
 
 use crate::oci::ALL_CAPS;

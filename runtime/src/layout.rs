@@ -1,7 +1,7 @@
 //! Where a container's files live and the small JSON files the agent and the
 //! shim exchange: shared with the supervisor, see `berth_supervise::layout`.
 
-use berth_reconciler::traits::ContainerConfig;
+use berth_contract::ContainerConfig;
 use serde::{Deserialize, Serialize};
 
 pub use berth_supervise::layout::*;
@@ -15,5 +15,5 @@ pub struct SetupError {
     pub message: String,
     /// How the agent should react; absent in files of older shims.
     #[serde(default)]
-    pub kind: Option<berth_reconciler::traits::ErrorKind>,
+    pub kind: Option<berth_contract::ErrorKind>,
 }

@@ -33,6 +33,7 @@ pub use berth_supervise::logs;
 pub mod oci;
 pub mod orphan;
 pub mod precheck;
+pub mod probe;
 pub mod retention;
 pub mod sandbox;
 pub mod seccomp;
@@ -41,12 +42,13 @@ pub mod spec_file;
 pub mod subpath;
 pub use berth_supervise::supervise;
 mod sys;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
-use berth_reconciler::traits::{
+use berth_contract::{
     Classify, ContainerConfig, ContainerInfo, ContainerState, ErrorKind, ExecResult, PodRef,
     Runtime, Sandbox, SandboxConfig, Usage,
 };
@@ -148,6 +150,9 @@ impl RuntimeConfig {
     }
 }
 
+/// Cheap to clone (paths and settings): blocking work takes a clone to a
+/// `spawn_blocking` thread, so the async methods never block the runtime.
+#[derive(Clone)]
 pub struct ShimRuntime {
     cfg: RuntimeConfig,
     layout: Layout,
@@ -201,6 +206,18 @@ impl ShimRuntime {
         Ok(Self { cfg, layout, cg })
     }
 
+    /// Run `f` (file reads, `/proc` and cgroup walks, libcontainer, sleeps)
+    /// on a blocking thread with a clone of this runtime.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ShimRuntime) -> T + Send + 'static,
+    ) -> T {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
     fn pod_cgroup(&self, pod: &PodRef) -> String {
         format!("/{}/{}", self.cfg.instance, pod.key())
     }
@@ -218,7 +235,7 @@ impl ShimRuntime {
         let read = read_spec(&dir.join("spec.json"));
         let spec = match (read.identity(), read) {
             (Some(s), SpecRead::Identity { why, .. }) => {
-                tracing::warn!(container = %id, err = %berth_reconciler::traits::error_chain(&why), "spec.json read by its identity only");
+                tracing::warn!(container = %id, err = %berth_contract::error_chain(&why), "spec.json read by its identity only");
                 s
             }
             (Some(s), _) => s,
@@ -317,82 +334,9 @@ impl ShimRuntime {
         )
     }
 
-    /// Everything of a container except its logs, whatever state it is in.
-    fn purge(&self, id: &str) {
-        let dir = self.layout.dir(id);
-        if let Some(p) = shim_process(&dir) {
-            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-        }
-        if let Some(cg) = self.cgroup_of(id) {
-            let pids = self.cg.pids(&cg);
-            for p in &pids {
-                let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
-            }
-            if !pids.is_empty() {
-                // let the kernel take them out of the cgroup before rmdir
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            self.cg.remove(&cg);
-        }
-        let youki = self.layout.youki_root().join(id);
-        if youki.exists() {
-            if let Ok(mut c) = libcontainer::container::Container::load(youki.clone()) {
-                let _ = c.delete(true);
-            }
-            let _ = std::fs::remove_dir_all(&youki);
-        }
-        sandbox::unmount_below(&dir);
-        let _ = std::fs::remove_dir_all(&dir);
-        let _ = std::fs::remove_dir_all(self.layout.upper(id));
-    }
-}
-
-impl Runtime for ShimRuntime {
-    type Error = RuntimeError;
-
-    async fn ensure_sandbox(&self, cfg: &SandboxConfig) -> Result<Sandbox, RuntimeError> {
-        let dir = self.layout.pod_dir(&cfg.pod.key());
-        let cg = self.pod_cgroup(&cfg.pod);
-        // the pod's cgroup with the pod-level limits; containers go below it
-        self.cg
-            .ensure_pod(&cg, &cfg.resources)
-            .map_err(|e| RuntimeError::Sandbox {
-                pod: cfg.pod.key(),
-                step: "creating the pod cgroup",
-                message: berth_reconciler::traits::error_chain(&e),
-            })?;
-        let cfg = cfg.clone();
-        tokio::task::spawn_blocking(move || sandbox::ensure(&dir, &cfg, cg))
-            .await
-            .map_err(|e| RuntimeError::Sandbox {
-                pod: "?".into(),
-                step: "task",
-                message: e.to_string(),
-            })?
-    }
-
-    async fn remove_sandbox(&self, pod: &PodRef) -> Result<(), RuntimeError> {
-        let dir = self.layout.pod_dir(&pod.key());
-        sandbox::remove(&dir).map_err(|e| RuntimeError::Sandbox {
-            pod: pod.key(),
-            step: "removing the pod dir",
-            message: e.to_string(),
-        })?;
-        // the containers are gone; a supervisor may still be on its way out
-        // of the pod's `supervisor` leaf: wait for it (briefly) before rmdir
-        let (cg, path) = (self.cg.clone(), self.pod_cgroup(pod));
-        let _ = tokio::task::spawn_blocking(move || cg.kill_and_remove(&path)).await;
-        retention::remove_pod(&self.cfg.log_dir, &pod.key()).map_err(|e| {
-            RuntimeError::Sandbox {
-                pod: pod.key(),
-                step: "removing the pod's logs",
-                message: e.to_string(),
-            }
-        })?;
-        Ok(())
-    }
-
-    async fn run(&self, cfg: &ContainerConfig) -> Result<ContainerInfo, RuntimeError> {
+    /// Everything of `run` up to the detached supervisor (blocking: purge of
+    /// a leftover, dirs, log retention, spec.json, the shim's fork).
+    fn launch(&self, cfg: &ContainerConfig) -> Result<(), RuntimeError> {
         let id = cfg.id.clone();
         let dir = self.layout.dir(&id);
         if dir.exists() {
@@ -400,7 +344,7 @@ impl Runtime for ShimRuntime {
         }
         let restarts: u32 = cfg
             .labels
-            .get("berth.dev/restarts")
+            .get(berth_contract::LABEL_RESTARTS)
             .and_then(|r| r.parse().ok())
             .unwrap_or(0);
         let (pod_key, name) = (cfg.pod.key(), cfg.name.clone());
@@ -466,17 +410,10 @@ impl Runtime for ShimRuntime {
             .stderr(shim_log2)
             .spawn()
             .map_err(io(&id, "starting berth-shim"))?;
-        let launched = tokio::task::spawn_blocking(move || {
-            let mut child = child;
-            child.wait()
-        })
-        .await
-        .map_err(|e| RuntimeError::Io {
-            id: id.clone(),
-            step: "waiting for berth-shim to detach",
-            source: std::io::Error::other(e),
-        })?
-        .map_err(io(&id, "waiting for berth-shim to detach"))?;
+        let mut child = child;
+        let launched = child
+            .wait()
+            .map_err(io(&id, "waiting for berth-shim to detach"))?;
         if !launched.success() {
             let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
             return Err(RuntimeError::Setup {
@@ -489,49 +426,11 @@ impl Runtime for ShimRuntime {
                 ),
             });
         }
-        let t0 = tokio::time::Instant::now();
-        let mut delay = Duration::from_millis(2);
-        loop {
-            match self.state_of(&dir) {
-                ContainerState::Created => {}
-                ContainerState::Failed { reason, message } => {
-                    let detail = shim_log_tail(&dir);
-                    let message = if detail.is_empty() {
-                        message
-                    } else {
-                        format!("{message} ({detail})")
-                    };
-                    // the shim recorded how to react; a shim that died
-                    // without saying is an internal problem
-                    let kind = read_json::<SetupError>(&dir.join("error.json"))
-                        .and_then(|e| e.kind)
-                        .unwrap_or(ErrorKind::Internal);
-                    break Err(RuntimeError::Setup {
-                        id: id.clone(),
-                        reason,
-                        message,
-                        kind,
-                    });
-                }
-                _ => break self.info(&id),
-            }
-            if t0.elapsed() > Duration::from_secs(60) {
-                break Err(RuntimeError::ShimTimeout {
-                    id: id.clone(),
-                    secs: 60,
-                });
-            }
-            tokio::time::sleep(delay).await;
-            // state.json is a cheap read: poll finely, start latency is what users see
-            delay = (delay * 2).min(Duration::from_millis(5));
-        }
+        Ok(())
     }
 
-    async fn status(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
-        self.info(id)
-    }
-
-    async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
+    /// Every container dir, read (blocking).
+    fn list_blocking(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
         let mut out = Vec::new();
         let rd = match std::fs::read_dir(self.layout.containers()) {
             Ok(rd) => rd,
@@ -550,6 +449,138 @@ impl Runtime for ShimRuntime {
         Ok(out)
     }
 
+    /// Everything of a container except its logs, whatever state it is in.
+    fn purge(&self, id: &str) {
+        let dir = self.layout.dir(id);
+        if let Some(p) = shim_process(&dir) {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        if let Some(cg) = self.cgroup_of(id) {
+            let pids = self.cg.pids(&cg);
+            for p in &pids {
+                let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+            }
+            if !pids.is_empty() {
+                // let the kernel take them out of the cgroup before rmdir
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            self.cg.remove(&cg);
+        }
+        let youki = self.layout.youki_root().join(id);
+        if youki.exists() {
+            if let Ok(mut c) = libcontainer::container::Container::load(youki.clone()) {
+                let _ = c.delete(true);
+            }
+            let _ = std::fs::remove_dir_all(&youki);
+        }
+        sandbox::unmount_below(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(self.layout.upper(id));
+    }
+}
+
+impl Runtime for ShimRuntime {
+    type Error = RuntimeError;
+
+    async fn ensure_sandbox(&self, cfg: &SandboxConfig) -> Result<Sandbox, RuntimeError> {
+        let cfg = cfg.clone();
+        self.blocking(move |rt| {
+            let dir = rt.layout.pod_dir(&cfg.pod.key());
+            let cg = rt.pod_cgroup(&cfg.pod);
+            // the pod's cgroup with the pod-level limits; containers go below it
+            rt.cg
+                .ensure_pod(&cg, &cfg.resources)
+                .map_err(|e| RuntimeError::Sandbox {
+                    pod: cfg.pod.key(),
+                    step: "creating the pod cgroup",
+                    message: berth_contract::error_chain(&e),
+                })?;
+            sandbox::ensure(&dir, &cfg, cg)
+        })
+        .await
+    }
+
+    async fn remove_sandbox(&self, pod: &PodRef) -> Result<(), RuntimeError> {
+        let pod = pod.clone();
+        self.blocking(move |rt| {
+            let dir = rt.layout.pod_dir(&pod.key());
+            sandbox::remove(&dir).map_err(|e| RuntimeError::Sandbox {
+                pod: pod.key(),
+                step: "removing the pod dir",
+                message: e.to_string(),
+            })?;
+            // the containers are gone; a supervisor may still be on its way out
+            // of the pod's `supervisor` leaf: wait for it (briefly) before rmdir
+            rt.cg.kill_and_remove(&rt.pod_cgroup(&pod));
+            retention::remove_pod(&rt.cfg.log_dir, &pod.key()).map_err(|e| RuntimeError::Sandbox {
+                pod: pod.key(),
+                step: "removing the pod's logs",
+                message: e.to_string(),
+            })
+        })
+        .await
+    }
+
+    async fn run(&self, cfg: &ContainerConfig) -> Result<ContainerInfo, RuntimeError> {
+        let id = cfg.id.clone();
+        let dir = self.layout.dir(&id);
+        let c = cfg.clone();
+        self.blocking(move |rt| rt.launch(&c)).await?;
+        let t0 = tokio::time::Instant::now();
+        let mut delay = Duration::from_millis(2);
+        loop {
+            let d = dir.clone();
+            match self.blocking(move |rt| rt.state_of(&d)).await {
+                ContainerState::Created => {}
+                ContainerState::Failed { reason, message } => {
+                    let d = dir.clone();
+                    let (detail, kind) = self
+                        .blocking(move |_| {
+                            let kind = read_json::<SetupError>(&d.join("error.json"));
+                            (shim_log_tail(&d), kind.and_then(|e| e.kind))
+                        })
+                        .await;
+                    let message = if detail.is_empty() {
+                        message
+                    } else {
+                        format!("{message} ({detail})")
+                    };
+                    // the shim recorded how to react; a shim that died
+                    // without saying is an internal problem
+                    let kind = kind.unwrap_or(ErrorKind::Internal);
+                    break Err(RuntimeError::Setup {
+                        id: id.clone(),
+                        reason,
+                        message,
+                        kind,
+                    });
+                }
+                _ => {
+                    let i = id.clone();
+                    break self.blocking(move |rt| rt.info(&i)).await;
+                }
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                break Err(RuntimeError::ShimTimeout {
+                    id: id.clone(),
+                    secs: 60,
+                });
+            }
+            tokio::time::sleep(delay).await;
+            // state.json is a cheap read: poll finely, start latency is what users see
+            delay = (delay * 2).min(Duration::from_millis(5));
+        }
+    }
+
+    async fn status(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
+        let id = id.to_string();
+        self.blocking(move |rt| rt.info(&id)).await
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        self.blocking(|rt| rt.list_blocking()).await
+    }
+
     async fn wait(&self, id: &str) -> Result<ContainerState, RuntimeError> {
         let dir = self.layout.dir(id);
         // The shim answers a `wait` when the container ends; the files decide
@@ -557,15 +588,24 @@ impl Runtime for ShimRuntime {
         // has re-executed), so look for it again while polling.
         let mut delay = Duration::from_millis(2);
         loop {
-            if !dir.join("spec.json").exists() {
+            let d = dir.clone();
+            let (exists, gone, state) = self
+                .blocking(move |rt| {
+                    let exists = d.join("spec.json").exists();
+                    let gone = exists && rt.supervisor_gone(&d);
+                    let state = (exists && !gone).then(|| rt.state_of(&d));
+                    (exists, gone, state)
+                })
+                .await;
+            if !exists {
                 return Err(RuntimeError::NotFound { id: id.into() });
             }
             // the supervisor died without recording the end: kill what is
             // left and say so (see `orphan`)
-            if self.supervisor_gone(&dir) {
+            if gone {
                 return Ok(self.replace_lost(id).await);
             }
-            match self.state_of(&dir) {
+            match state.unwrap_or(ContainerState::Created) {
                 s @ (ContainerState::Exited { .. } | ContainerState::Failed { .. }) => {
                     return Ok(s);
                 }
@@ -585,48 +625,66 @@ impl Runtime for ShimRuntime {
     }
 
     async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
-        if !self.layout.dir(id).join("spec.json").exists() {
+        let dir = self.layout.dir(id);
+        let exited = |id: &str| {
+            let id = id.to_string();
+            self.blocking(move |rt| rt.exited(&id))
+        };
+        let d = dir.clone();
+        if !self.blocking(move |_| d.join("spec.json").exists()).await {
             return Err(RuntimeError::NotFound { id: id.into() });
         }
-        if self.exited(id) {
+        if exited(id).await {
             return Ok(());
         }
         // the shim stops its container (SIGTERM, grace, SIGKILL to the cgroup);
         // without a shim to ask, the agent does the same itself
-        if let Some(sock) = control::sock_path(&self.layout.dir(id)) {
+        if let Some(sock) = control::sock_path(&dir) {
             let req = control::Request::Stop {
                 grace_ms: grace.as_millis() as u64,
             };
             if control::call(&sock, &req, Some(grace + Duration::from_secs(15)))
                 .await
                 .is_some()
-                || self.exited(id)
+                || exited(id).await
             {
                 return Ok(());
             }
         }
-        if let Some(pid) = self.live_init(id) {
-            let _ = kill(pid, Signal::SIGTERM);
-        }
+        let i = id.to_string();
+        self.blocking(move |rt| {
+            if let Some(pid) = rt.live_init(&i) {
+                let _ = kill(pid, Signal::SIGTERM);
+            }
+        })
+        .await;
         let t0 = tokio::time::Instant::now();
         while t0.elapsed() < grace {
-            if self.exited(id) {
+            if exited(id).await {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // every process of the container, not only its init
-        if let Some(cg) = self.cgroup_of(id) {
-            for p in self.cg.pids(&cg) {
-                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        let i = id.to_string();
+        self.blocking(move |rt| {
+            if let Some(cg) = rt.cgroup_of(&i) {
+                for p in rt.cg.pids(&cg) {
+                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                }
             }
-        }
-        if let Some(pid) = self.live_init(id) {
-            let _ = kill(pid, Signal::SIGKILL);
-        }
+            if let Some(pid) = rt.live_init(&i) {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        })
+        .await;
         let t1 = tokio::time::Instant::now();
         while t1.elapsed() < Duration::from_secs(10) {
-            if self.exited(id) || shim_process(&self.layout.dir(id)).is_none() {
+            let i = id.to_string();
+            let done = self
+                .blocking(move |rt| rt.exited(&i) || shim_process(&rt.layout.dir(&i)).is_none())
+                .await;
+            if done {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -635,13 +693,21 @@ impl Runtime for ShimRuntime {
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
-        if !self.layout.dir(id).exists() {
+        let i = id.to_string();
+        let (present, exited) = self
+            .blocking(move |rt| {
+                let present = rt.layout.dir(&i).exists();
+                (present, present && rt.exited(&i))
+            })
+            .await;
+        if !present {
             return Ok(());
         }
-        if !self.exited(id) {
+        if !exited {
             self.stop(id, Duration::ZERO).await.ok();
         }
-        self.purge(id);
+        let i = id.to_string();
+        self.blocking(move |rt| rt.purge(&i)).await;
         Ok(())
     }
 
@@ -652,7 +718,8 @@ impl Runtime for ShimRuntime {
         timeout: Duration,
     ) -> Result<ExecResult, RuntimeError> {
         let dir = self.layout.dir(id);
-        if !dir.join("state.json").exists() {
+        let d = dir.clone();
+        if !self.blocking(move |_| d.join("state.json").exists()).await {
             return Err(RuntimeError::NotFound { id: id.into() });
         }
         let child = tokio::process::Command::new(&self.cfg.shim_path)
@@ -683,13 +750,17 @@ impl Runtime for ShimRuntime {
     }
 
     async fn usage(&self, id: &str) -> Result<Usage, RuntimeError> {
-        let cg = self
-            .cgroup_of(id)
-            .ok_or_else(|| RuntimeError::NotFound { id: id.into() })?;
-        let (cpu, mem) = self.cg.usage(&cg);
-        Ok(Usage {
-            cpu_usage_nanos: cpu,
-            memory_working_set_bytes: mem,
+        let id = id.to_string();
+        self.blocking(move |rt| {
+            let cg = rt
+                .cgroup_of(&id)
+                .ok_or_else(|| RuntimeError::NotFound { id: id.clone() })?;
+            let (cpu, mem) = rt.cg.usage(&cg);
+            Ok(Usage {
+                cpu_usage_nanos: cpu,
+                memory_working_set_bytes: mem,
+            })
         })
+        .await
     }
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use berth_reconciler::traits::{ContainerConfig, MountKind};
+use berth_contract::{ContainerConfig, MountKind};
 use serde_json::{Value, json};
 
 /// Docker's default capability set.

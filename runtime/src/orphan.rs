@@ -17,7 +17,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use berth_reconciler::traits::ContainerState;
+use berth_contract::ContainerState;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -26,7 +26,7 @@ use crate::{ShimRuntime, shim_process};
 
 /// Reason of the [`ContainerState::Failed`] that `wait` returns when the
 /// container's supervisor died before the container's end was recorded.
-pub const SUPERVISOR_LOST: &str = berth_reconciler::pod::REASON_SUPERVISOR_LOST;
+pub const SUPERVISOR_LOST: &str = berth_contract::REASON_SUPERVISOR_LOST;
 
 /// How long the orphaned processes get to die after SIGKILL.
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,16 +46,25 @@ impl ShimRuntime {
     /// state for the caller.
     pub(crate) async fn replace_lost(&self, id: &str) -> ContainerState {
         let dir = self.layout.dir(id);
-        let spec = read_json::<ShimSpec>(&dir.join("spec.json"));
-        let started = read_json::<Started>(&dir.join("state.json"));
+        let d = dir.clone();
+        let (spec, started, was_running) = self
+            .blocking(move |rt| {
+                let spec = read_json::<ShimSpec>(&d.join("spec.json"));
+                let started = read_json::<Started>(&d.join("state.json"));
+                let was_running = started
+                    .as_ref()
+                    .is_some_and(|s| rt.init_in_cgroup(&d, s.pid));
+                (spec, started, was_running)
+            })
+            .await;
         let init = started.as_ref().map(|s| s.pid);
-        let was_running = init.is_some_and(|p| self.init_in_cgroup(&dir, p));
         let cgroup = spec.as_ref().map(|s| s.cgroup_path.clone());
         let mut killed = Vec::new();
         if let Some(cg) = &cgroup {
             let t0 = tokio::time::Instant::now();
             loop {
-                let pids = self.cg.pids(cg);
+                let c = cg.clone();
+                let pids = self.blocking(move |rt| rt.cg.pids(&c)).await;
                 if pids.is_empty() {
                     break;
                 }
@@ -91,13 +100,17 @@ impl ShimRuntime {
             finished_at_ns: ns_of(SystemTime::now()),
         };
         // only into the container dir as it is: a removal meanwhile wins
-        if !dir.join("status.json").exists()
-            && let Ok(data) = serde_json::to_vec(&exit)
-            && let Err(e) = crate::layout::write_atomic_in(&dir.join("status.json"), &data, 0o600)
-        {
-            tracing::warn!(container = %id, %e, "recording the end of an orphaned container");
-        }
-        let _ = std::fs::remove_file(dir.join("shim.sock"));
+        let (d, owned_id) = (dir.clone(), id.to_string());
+        self.blocking(move |_| {
+            if !d.join("status.json").exists()
+                && let Ok(data) = serde_json::to_vec(&exit)
+                && let Err(e) = crate::layout::write_atomic_in(&d.join("status.json"), &data, 0o600)
+            {
+                tracing::warn!(container = %owned_id, %e, "recording the end of an orphaned container");
+            }
+            let _ = std::fs::remove_file(d.join("shim.sock"));
+        })
+        .await;
         let message = match (was_running, init) {
             (true, Some(pid)) => format!(
                 "the container's supervisor died while the container (pid {pid}) ran; \

@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use berth_reconciler::traits::{PodNetwork, Sandbox, SandboxConfig};
+use berth_contract::{PodNetwork, Sandbox, SandboxConfig};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
 

@@ -18,7 +18,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use berth_reconciler::traits::{ErrorKind, ExecResult};
+use berth_contract::{ErrorKind, ExecResult};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
@@ -180,16 +180,7 @@ fn nofile() -> (u64, u64) {
     (hard.min(1_048_576), hard)
 }
 
-fn err_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+use berth_contract::error_chain as err_chain;
 
 /// `berth-shim run DIR`: start the supervisor (`serve DIR`) as a new process
 /// and return at once, so the agent never holds it as a child: the agent

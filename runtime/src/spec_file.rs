@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use berth_reconciler::traits::PodRef;
+use berth_contract::PodRef;
 use berth_state::{DecodeError, StateError, Versioned};
 use serde::Deserialize;
 use serde_json::Value;

@@ -9,7 +9,7 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use berth_reconciler::traits::{ContainerConfig, ContainerState, Runtime, Sandbox};
+use berth_contract::{ContainerConfig, ContainerState, Runtime, Sandbox};
 use berth_runtime::{RuntimeConfig, ShimRuntime};
 use common::{Harness, require_root};
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use berth_reconciler::traits::{Classify, ContainerState, ErrorKind, Runtime};
+use berth_contract::{Classify, ContainerState, ErrorKind, Runtime};
 use common::{Harness, require_root};
 
 fn host_ns(kind: &str) -> String {
@@ -188,7 +188,7 @@ async fn users_readonly_rootfs_workdir_and_seccomp() {
         .run(&c)
         .await
         .expect_err("runAsNonRoot with root must fail");
-    let msg = berth_reconciler::traits::error_chain(&err);
+    let msg = berth_contract::error_chain(&err);
     assert!(msg.contains("runAsNonRoot") && msg.contains(&c.id), "{msg}");
     assert_eq!(err.kind(), ErrorKind::Invalid, "{msg}");
 
@@ -196,7 +196,7 @@ async fn users_readonly_rootfs_workdir_and_seccomp() {
     let mut c = h.container(&sb, "nouser", &["/bin/true"]);
     c.image_user = Some("ghost".into());
     let err = h.rt().run(&c).await.expect_err("unknown user must fail");
-    assert!(berth_reconciler::traits::error_chain(&err).contains("ghost"));
+    assert!(berth_contract::error_chain(&err).contains("ghost"));
 
     // read-only root filesystem; /tmp-like writes fail, /dev/shm still works
     let mut c = h.container(
@@ -246,7 +246,7 @@ async fn binary_missing_and_bad_workdir_are_clear_errors() {
     let sb = h.sandbox(&pod, None).await;
     let c = h.container(&sb, "nobin", &["/bin/does-not-exist"]);
     let err = h.rt().run(&c).await.expect_err("missing binary must fail");
-    let msg = berth_reconciler::traits::error_chain(&err);
+    let msg = berth_contract::error_chain(&err);
     assert!(msg.contains(&c.id), "names the container: {msg}");
     assert!(msg.contains("does-not-exist"), "names the binary: {msg}");
     assert_eq!(err.kind(), ErrorKind::Invalid, "{msg}");
@@ -263,7 +263,7 @@ async fn binary_missing_and_bad_workdir_are_clear_errors() {
     let mut c = h.container(&sb, "badcwd", &["/bin/true"]);
     c.working_dir = "/etc/passwd".into();
     let err = h.rt().run(&c).await.expect_err("a file as cwd must fail");
-    let msg = berth_reconciler::traits::error_chain(&err);
+    let msg = berth_contract::error_chain(&err);
     assert!(
         msg.contains(&c.id) && msg.contains("not a directory"),
         "{msg}"
@@ -273,7 +273,7 @@ async fn binary_missing_and_bad_workdir_are_clear_errors() {
     // a command looked up in the image's PATH, not the host's
     let c = h.container(&sb, "nopath", &["definitely-not-here"]);
     let err = h.rt().run(&c).await.expect_err("missing command must fail");
-    let msg = berth_reconciler::traits::error_chain(&err);
+    let msg = berth_contract::error_chain(&err);
     assert!(
         msg.contains("$PATH") && msg.contains("CreateContainerError"),
         "{msg}"

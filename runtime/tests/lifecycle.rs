@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use berth_reconciler::traits::{ContainerState, Runtime};
+use berth_contract::{ContainerState, Runtime};
 use common::{Harness, require_root};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -536,7 +536,7 @@ async fn pod_cgroup_carries_pod_limits() {
     require_root!();
     let h = Harness::new("btrt14");
     let pod = h.pod("limited");
-    let res = berth_reconciler::traits::Resources {
+    let res = berth_contract::Resources {
         cpu_request_millis: Some(500),
         cpu_limit_millis: Some(1500),
         memory_request_bytes: None,

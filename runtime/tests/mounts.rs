@@ -5,7 +5,7 @@ mod common;
 
 use std::os::unix::fs::symlink;
 
-use berth_reconciler::traits::{ContainerState, MountKind, MountSpec, Runtime};
+use berth_contract::{ContainerState, MountKind, MountSpec, Runtime};
 use common::{Harness, require_root};
 
 fn bind(source: &std::path::Path, dest: &str, sub: Option<&str>, ro: bool) -> MountSpec {
@@ -113,7 +113,7 @@ async fn symlinks_in_subpath_never_lead_out_of_the_volume() {
         c.mounts = vec![bind(&vol, "/x", Some(sub), false)];
         match h.rt().run(&c).await {
             Err(e) => {
-                let msg = berth_reconciler::traits::error_chain(&e);
+                let msg = berth_contract::error_chain(&e);
                 assert!(
                     msg.contains("subPath") || msg.contains("symlink"),
                     "clear error for {sub}: {msg}"

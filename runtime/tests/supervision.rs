@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use berth_reconciler::traits::{ContainerState, Resources, Runtime};
+use berth_contract::{ContainerState, Resources, Runtime};
 use berth_runtime::orphan::SUPERVISOR_LOST;
 use common::{Harness, require_root};
 

@@ -17,7 +17,7 @@ pub const RECLAIM_ANNOTATION: &str = "berth.dev/reclaim-policy";
 pub fn apply(o: &mut Object) {
     let ns = |m: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         if m.namespace.as_deref().is_none_or(str::is_empty) {
-            m.namespace = Some("default".into());
+            m.namespace = Some(crate::object::DEFAULT_NAMESPACE.into());
         }
     };
     match o {

@@ -44,7 +44,7 @@ pub mod volume;
 mod yaml;
 
 pub use diag::{Diagnostic, Severity};
-pub use object::{Kind, Location, Object, ObjectKey, Sourced};
+pub use object::{DEFAULT_NAMESPACE, Kind, Location, Object, ObjectKey, Sourced, namespace_of};
 pub use parse::{SUPPORTED, parse_str};
 pub use schema::json_schema;
 pub use volume::Volume;

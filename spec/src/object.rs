@@ -122,10 +122,22 @@ impl Object {
         let m = self.metadata();
         ObjectKey::new(
             self.kind(),
-            m.namespace.clone().unwrap_or_else(|| "default".to_string()),
+            namespace_of(m),
             m.name.clone().unwrap_or_default(),
         )
     }
+}
+
+/// Kubernetes' namespace of an object that names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The namespace of an object. Sources set it on load ([`crate::defaults`]);
+/// this is the one place that knows the default, for objects built otherwise.
+pub fn namespace_of(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
+    m.namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(DEFAULT_NAMESPACE)
 }
 
 /// Where an object (or a diagnostic) came from: file and 1-based line/column of

@@ -13,6 +13,30 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
+/// Create `dir` (and missing parents) 0700, or tighten it to 0700 if it
+/// exists wider. Returns the mode it had when it was not 0700, for the
+/// caller to report (a mode with group or other bits is worth a warning).
+///
+/// Fails if `dir` is not a directory (a symlink included). The owner is left
+/// as it is; taking over a directory is the agent's decision.
+pub fn ensure_private_dir(dir: &Path) -> io::Result<Option<u32>> {
+    use std::os::unix::fs::MetadataExt;
+    create_private_dir(dir)?;
+    let m = fs::symlink_metadata(dir)?;
+    if !m.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    let mode = m.mode() & 0o7777;
+    if mode == 0o700 {
+        return Ok(None);
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    Ok(Some(mode))
+}
+
 /// Replace `path` with `data` so that a crash leaves the old or the new file.
 ///
 /// # Guarantees

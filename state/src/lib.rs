@@ -22,7 +22,9 @@
 mod atomic;
 mod envelope;
 
-pub use atomic::{create_private_dir, write_atomic, write_atomic_in, write_atomic_mode};
+pub use atomic::{
+    create_private_dir, ensure_private_dir, write_atomic, write_atomic_in, write_atomic_mode,
+};
 pub use envelope::{
     DecodeError, Loaded, Quarantine, StateError, Versioned, decode, quarantine, read_versioned,
     write_versioned,

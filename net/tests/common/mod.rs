@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use berth_contract::{HostPortMapping, PodNetRequest, PodNetwork, PodRef, Protocol};
 use berth_net::{HostNetwork, NetConfig, cleanup_instance};
-use berth_reconciler::traits::{HostPortMapping, PodNetRequest, PodNetwork, PodRef, Protocol};
 
 pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()

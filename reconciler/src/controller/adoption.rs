@@ -29,9 +29,10 @@ use super::{PodEntry, Reconciler, desired_from_pod};
 use crate::desired::DesiredState;
 use crate::events::EventInput;
 use crate::pod::DesiredPod;
+use crate::pod::error::{Policy, Step, error_policy, schedule};
 use crate::pod::worker::LABEL_SPEC_HASH;
 use crate::record::{PodRecord, RecordProblem};
-use crate::traits::{ContainerInfo, Images, Network, PodRef, Runtime, error_chain};
+use crate::traits::{Classify, ContainerInfo, Images, Network, PodRef, Runtime, error_chain};
 
 /// How long adoption keeps trying to list the containers before it goes on
 /// (workers of recorded pods then find their containers by their ids).
@@ -109,7 +110,7 @@ fn orphan_spec_hash(cs: &[ContainerInfo]) -> Option<String> {
 /// The desired pod of Deployment `d` if `name` is one of its current
 /// template's pods (`<deployment>-<template hash>-<suffix>`).
 fn deployment_pod_named(d: &Deployment, ns: &str, name: &str) -> Option<DesiredPod> {
-    let dns = d.metadata.namespace.as_deref().unwrap_or("default");
+    let dns = berth_spec::namespace_of(&d.metadata);
     let dname = d.metadata.name.as_deref()?;
     let hash = crate::deployment::template_hash(&d.spec.template);
     let prefix = format!("{dname}-{hash}-");
@@ -217,7 +218,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
     }
 
     async fn list_containers(&mut self) -> Vec<ContainerInfo> {
-        let mut delay = Duration::from_millis(200);
+        let mut retry = schedule::list();
         for attempt in 1..=LIST_ATTEMPTS {
             match self.deps.runtime.list().await {
                 Ok(c) => return c,
@@ -231,8 +232,10 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 }
                 Err(e) => {
                     tracing::warn!(attempt, err = %error_chain(&e), "listing containers");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    match error_policy(Step::Setup, Some(e.kind()), &mut retry) {
+                        Policy::Retry(delay) => tokio::time::sleep(delay).await,
+                        Policy::Fail(_) | Policy::Done => break,
+                    }
                 }
             }
         }
@@ -249,7 +252,6 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         };
         self.node_event(true, reason, &msg);
         self.record_problems.push((reason.to_string(), msg));
-        self.version += 1;
     }
 
     pub(super) fn node_event(&mut self, warning: bool, reason: &str, message: &str) {
@@ -279,7 +281,6 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             },
             SystemTime::now(),
         );
-        self.version += 1;
     }
 
     /// Plan every orphan against the desired set and act on the plan.

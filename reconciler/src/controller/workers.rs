@@ -11,14 +11,15 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::{Reconciler, desired_from_record};
+use crate::backoff::Backoff;
+use crate::pod::error::{MIN_RETRY, schedule};
 use crate::status::AgentCondition;
 use crate::traits::{ContainerInfo, Images, Network, PodRef, Runtime, error_chain};
 
 /// A failure counts as "recent" (not ready) this long after the worker restarted.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
-/// The failure count resets after this long without a failure.
+/// The failure count and the back-off reset after this long without a failure.
 const RESET_AFTER: Duration = Duration::from_secs(600);
-const MAX_DELAY: Duration = Duration::from_secs(300);
 
 /// A pod whose worker failed.
 #[derive(Debug, Clone)]
@@ -28,11 +29,8 @@ pub(crate) struct WorkerCrash {
     pub message: String,
     /// When the next worker starts; `None` once it has.
     pub retry_at: Option<Instant>,
-}
-
-/// Delay before the `count`-th restart of a failed worker (1 s doubling to 5 min).
-pub(crate) fn crash_delay(count: u32) -> Duration {
-    Duration::from_secs(1u64 << count.saturating_sub(1).min(9)).min(MAX_DELAY)
+    /// The restart back-off of this pod's worker.
+    pub backoff: Backoff,
 }
 
 /// The text of a panic payload.
@@ -72,17 +70,18 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         let Some(e) = self.entry_for(&pod) else {
             return;
         };
-        let count = match &e.crash {
-            Some(c) if now.duration_since(c.last) < RESET_AFTER => c.count + 1,
-            _ => 1,
+        let (count, mut backoff) = match e.crash.take() {
+            Some(c) if now.duration_since(c.last) < RESET_AFTER => (c.count + 1, c.backoff),
+            _ => (1, schedule::worker_restart()),
         };
-        let delay = crash_delay(count);
+        let delay = backoff.next().unwrap_or(MIN_RETRY);
         e.handle = None;
         e.crash = Some(WorkerCrash {
             count,
             last: now,
             message: message.clone(),
             retry_at: Some(now + delay),
+            backoff,
         });
         tracing::error!(pod = %pod.key(), %message, count, ?delay, "pod worker failed");
         let msg = format!(
@@ -100,7 +99,6 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             },
             SystemTime::now(),
         );
-        self.version += 1;
     }
 
     /// When the next failed worker is due to start again.
@@ -133,9 +131,10 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(err = %error_chain(&e), "listing containers for failed workers");
+                // a worker that could not be started counts as failed again
                 for k in &due {
                     if let Some(c) = self.pods.get_mut(k).and_then(|e| e.crash.as_mut()) {
-                        c.retry_at = Some(now + Duration::from_secs(5));
+                        c.retry_at = Some(now + c.backoff.next().unwrap_or(MIN_RETRY));
                     }
                 }
                 return;
@@ -166,7 +165,6 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     c.retry_at = None;
                 }
             }
-            self.version += 1;
         }
     }
 
@@ -248,7 +246,10 @@ mod tests {
 
     #[test]
     fn crash_delays_double_to_five_minutes() {
-        let v: Vec<u64> = (1..=11).map(|n| crash_delay(n).as_secs()).collect();
+        let v: Vec<u64> = schedule::worker_restart()
+            .take(11)
+            .map(|d| d.as_secs())
+            .collect();
         assert_eq!(v, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
     }
 

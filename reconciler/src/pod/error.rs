@@ -179,6 +179,17 @@ pub mod schedule {
         bounded(Duration::from_secs(1), Duration::from_secs(4))
     }
 
+    /// Listing the host's containers (adoption, restarting a failed
+    /// worker): 0.2 s doubling to 5 s.
+    pub fn list() -> Backoff {
+        bounded(Duration::from_millis(200), Duration::from_secs(5))
+    }
+
+    /// A failed pod worker is replaced after 1 s, doubling to 5 min.
+    pub fn worker_restart() -> Backoff {
+        bounded(Duration::from_secs(1), Duration::from_secs(300))
+    }
+
     /// Number of cleanup attempts before leftovers are left to adoption.
     pub const CLEANUP_ATTEMPTS: u32 = 3;
 

@@ -9,7 +9,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use berth_reconciler::traits::Resources;
+use berth_contract::Resources;
 
 use super::{Cgroups, Version};
 

@@ -1,5 +1,5 @@
 use super::*;
-use berth_reconciler::traits::*;
+use berth_contract::*;
 
 fn cfg() -> ContainerConfig {
     ContainerConfig {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use berth_reconciler::traits::{
+use berth_contract::{
     ContainerConfig, ContainerState, ImageConfig, ImageInfo, PodNetwork, PodRef, Resources,
     Runtime, Sandbox, SandboxConfig, Security,
 };
@@ -192,13 +192,10 @@ impl Harness {
 
     /// Run and wait (30 s at most) for the exit.
     pub async fn run_to_end(&self, c: &ContainerConfig) -> ContainerState {
-        self.rt().run(c).await.unwrap_or_else(|e| {
-            panic!(
-                "run {}: {}",
-                c.id,
-                berth_reconciler::traits::error_chain(&e)
-            )
-        });
+        self.rt()
+            .run(c)
+            .await
+            .unwrap_or_else(|e| panic!("run {}: {}", c.id, berth_contract::error_chain(&e)));
         self.wait(&c.id).await
     }
 

@@ -28,7 +28,7 @@ use tracing::Instrument;
 use super::error::{self, Decision, MIN_RETRY, PodError, Policy, Reason, Step, schedule};
 use super::plan::{self, CtrRef, CtrState, InitPhase, PodAction, RestartPolicy};
 use super::status::{self, CState, ContainerView, Terminated};
-use super::volumes::{self, Prepared, VolumeDirs};
+use super::volumes::{self, Prepared, PreparedVolume};
 use super::{Deps, DesiredPod, WorkerHandle, WorkerInit, WorkerMsg, WorkerSettings, World};
 use crate::backoff::{Backoff, BackoffRecord, BackoffWait, ResetAfter};
 use crate::container::{self, PodFields};
@@ -38,15 +38,9 @@ use crate::traits::{
     PodNetwork, PodRef, PullPolicy, Runtime, Sandbox, SandboxConfig, error_chain,
 };
 
-pub const LABEL_CONTAINER: &str = "berth.dev/container";
-pub const LABEL_RESTARTS: &str = "berth.dev/restarts";
-pub const LABEL_INIT: &str = "berth.dev/init";
-pub const LABEL_SPEC_HASH: &str = "berth.dev/spec-hash";
-
-/// Reason of the `ContainerState::Failed` a runtime's `wait` returns when the
-/// container's supervisor died before it recorded the end: the runtime has
-/// killed what was left and recorded the end, which `status` then reports.
-pub const REASON_SUPERVISOR_LOST: &str = "SupervisorLost";
+pub use berth_contract::{
+    LABEL_CONTAINER, LABEL_INIT, LABEL_RESTARTS, LABEL_SPEC_HASH, REASON_SUPERVISOR_LOST,
+};
 
 /// Start a worker task, supervised: if it panics, the controller gets a
 /// [`WorkerMsg::Crashed`] (and starts a new worker after a back-off).
@@ -227,13 +221,6 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         w
     }
 
-    fn dirs(&self) -> VolumeDirs {
-        VolumeDirs {
-            state_dir: self.settings.state_dir.clone(),
-            run_dir: self.settings.run_dir.clone(),
-        }
-    }
-
     fn grace(&self) -> Duration {
         Duration::from_secs(
             self.d
@@ -307,7 +294,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 Wake::Exit(id, st) => self.on_exit(&id, st).await,
                 Wake::Probe(ev) => self.on_probe(ev).await,
                 Wake::World => {
-                    if let Err(e) = self.prepare_volumes() {
+                    if let Err(e) = self.prepare_volumes().await {
                         self.event(true, e.reason.as_str(), e.message).await;
                     }
                 }

@@ -45,7 +45,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             })?;
             self.sandbox = Some(sb);
         }
-        self.prepare_volumes()
+        self.prepare_volumes().await
     }
 
     /// After a failed setup, give back the sandbox and the network (the pod's
@@ -68,17 +68,26 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         }
     }
 
-    pub(super) fn prepare_volumes(&mut self) -> Result<(), PodError> {
+    pub(super) async fn prepare_volumes(&mut self) -> Result<(), PodError> {
         let world = self.world.borrow_and_update().clone();
-        let p = volumes::prepare(
-            &self.dirs(),
-            &self.pod,
-            &self.d.spec,
-            &world.claims,
-            &world.objs,
-        )
-        .map_err(|e| PodError::new(Reason::FailedMount, error_chain(&e), None))?;
-        self.prepared = p;
+        let planned = volumes::plan(&self.pod, &self.d.spec, &world.claims, &world.objs)
+            .map_err(|e| PodError::new(Reason::FailedMount, error_chain(&e), None))?;
+        let mut prepared = Prepared::new();
+        for p in planned {
+            let host = self
+                .deps
+                .runtime
+                .ensure_volume(&p.request)
+                .await
+                .map_err(|e| PodError::new(Reason::FailedMount, error_chain(&e), Some(e.kind())))?;
+            let v = PreparedVolume {
+                kind: host.kind,
+                path: host.path,
+                read_only: p.read_only,
+            };
+            prepared.insert(p.request.name, v);
+        }
+        self.prepared = prepared;
         Ok(())
     }
 

@@ -85,8 +85,8 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             {
                 failed.push(format!("network: {}", error_chain(&e)));
             }
-            if let Err(e) = volumes::remove_pod(&self.dirs(), &self.pod) {
-                failed.push(format!("volumes: {e}"));
+            if let Err(e) = self.deps.runtime.remove_pod_volumes(&self.pod).await {
+                failed.push(format!("volumes: {}", error_chain(&e)));
             }
             if failed.is_empty() {
                 break;

@@ -19,11 +19,13 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+
+pub mod conformance;
 
 // === errors ===
 
@@ -60,6 +62,20 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     }
     s
 }
+
+// === names shared across the boundary ===
+
+/// Labels the reconciler puts on each [`ContainerConfig`]; runtimes read them back.
+pub const LABEL_CONTAINER: &str = "berth.dev/container";
+/// How many times this container was restarted (a runtime shows it as `restartCount`).
+pub const LABEL_RESTARTS: &str = "berth.dev/restarts";
+pub const LABEL_INIT: &str = "berth.dev/init";
+pub const LABEL_SPEC_HASH: &str = "berth.dev/spec-hash";
+
+/// Reason of the `ContainerState::Failed` a runtime's `wait` returns when the
+/// container's supervisor died before it recorded the end: the runtime has
+/// killed what was left and recorded the end, which `status` then reports.
+pub const REASON_SUPERVISOR_LOST: &str = "SupervisorLost";
 
 // === pods ===
 
@@ -389,7 +405,9 @@ pub struct Usage {
     pub memory_working_set_bytes: u64,
 }
 
-pub trait Runtime: Send + Sync + 'static {
+/// A container runtime; it also dials probes and keeps pod volumes, as both
+/// are host work the reconciler only decides.
+pub trait Runtime: Prober + Volumes + Send + Sync + 'static {
     type Error: Classify;
 
     fn ensure_sandbox(
@@ -433,4 +451,135 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ExecResult, Self::Error>> + Send;
 
     fn usage(&self, id: &str) -> impl Future<Output = Result<Usage, Self::Error>> + Send;
+}
+
+// === probes ===
+
+/// A network check of a probe (`tcpSocket`, `httpGet`), as the host dials it.
+/// Exec probes go through [`Runtime::exec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetCheck {
+    /// Succeeds when a TCP connection to `addr` opens.
+    Tcp { addr: SocketAddr },
+    /// `GET path` over HTTP/1.1; succeeds on a status in 200..400.
+    HttpGet {
+        addr: SocketAddr,
+        path: String,
+        headers: Vec<(String, String)>,
+    },
+}
+
+/// Outcome of one probe attempt; a failure carries the message kubelet would show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckOutcome {
+    Success,
+    Failure(String),
+}
+
+/// Dials probe targets from the host. Implemented host-side, never in the reconciler.
+pub trait Prober: Send + Sync + 'static {
+    /// One attempt, bounded by `timeout`.
+    fn check(
+        &self,
+        check: &NetCheck,
+        timeout: Duration,
+    ) -> impl Future<Output = CheckOutcome> + Send;
+}
+
+// === volumes ===
+
+/// `hostPath.type`, checked (or created) on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostPathType {
+    /// `""`: no check.
+    Any,
+    DirectoryOrCreate,
+    Directory,
+    FileOrCreate,
+    File,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl HostPathType {
+    /// The Kubernetes spelling; `None` for an unknown type.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "" => Self::Any,
+            "DirectoryOrCreate" => Self::DirectoryOrCreate,
+            "Directory" => Self::Directory,
+            "FileOrCreate" => Self::FileOrCreate,
+            "File" => Self::File,
+            "Socket" => Self::Socket,
+            "CharDevice" => Self::CharDevice,
+            "BlockDevice" => Self::BlockDevice,
+            _ => return None,
+        })
+    }
+}
+
+/// One file of a configMap/secret projection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectedFile {
+    /// Relative path below the volume; one that climbs out is skipped.
+    pub path: String,
+    pub content: Vec<u8>,
+    /// Permission bits (`defaultMode` / `items[].mode`).
+    pub mode: u32,
+}
+
+/// What one pod volume is, decided by the reconciler from the spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// A `Volume` (PersistentVolumeClaim) of the pod's namespace: outlives pods.
+    Claim {
+        claim: String,
+    },
+    HostPath {
+        path: PathBuf,
+        type_: HostPathType,
+    },
+    /// Gone with the pod; `memory` = tmpfs limited to `size_bytes`.
+    EmptyDir {
+        memory: bool,
+        size_bytes: Option<u64>,
+    },
+    /// A configMap or secret projection, swapped atomically when it changes.
+    Projection {
+        files: Vec<ProjectedFile>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeRequest {
+    pub pod: PodRef,
+    /// The volume's name in the pod spec.
+    pub name: String,
+    pub source: VolumeSource,
+}
+
+/// Where a pod volume is on the host, for [`MountSpec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostVolume {
+    pub kind: MountKind,
+    pub path: PathBuf,
+}
+
+/// The host side of pod volumes: directories and projected files.
+pub trait Volumes: Send + Sync + 'static {
+    type VolumeError: Classify;
+
+    /// Create or refresh one volume. Idempotent: a projection whose files are
+    /// unchanged is left alone.
+    fn ensure_volume(
+        &self,
+        req: &VolumeRequest,
+    ) -> impl Future<Output = Result<HostVolume, Self::VolumeError>> + Send;
+
+    /// Remove the pod's own volumes (emptyDir, projections). Claims are kept.
+    fn remove_pod_volumes(
+        &self,
+        pod: &PodRef,
+    ) -> impl Future<Output = Result<(), Self::VolumeError>> + Send;
 }
