@@ -8,35 +8,24 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
+#[cfg(test)]
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Create `dir` (and missing parents) 0700, or tighten it to 0700 and the
 /// agent's owner if it exists wider.
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let m = fs::symlink_metadata(dir)?;
-    if !m.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} is not a directory", dir.display()),
-        ));
+    let was = berth_state::ensure_private_dir(dir)?;
+    if let Some(mode) = was.filter(|m| m & 0o077 != 0) {
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"),
+            "directory was accessible to other users; made it 0700");
     }
+    let m = fs::symlink_metadata(dir)?;
     let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
     if m.uid() != uid.as_raw() {
         tracing::warn!(dir = %dir.display(), owner = m.uid(), "directory owned by another user; taking it over");
         nix::unistd::chown(dir, Some(uid), Some(gid)).map_err(io::Error::from)?;
-    }
-    let mode = m.mode() & 0o7777;
-    if mode != 0o700 {
-        if mode & 0o077 != 0 {
-            tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"),
-                "directory was accessible to other users; making it 0700");
-        }
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
 }

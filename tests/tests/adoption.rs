@@ -299,9 +299,10 @@ fn crash_loop_keeps_its_back_off_across_an_agent_restart() -> anyhow::Result<()>
 /// An upgrade: pods started by the previous release's binaries (unversioned
 /// `spec.json`, version 1 records) are all adopted by this build, none
 /// replaced. Needs the previous `berth`, `berth-shim` and `berth-supervise`
-/// in one directory, named by `BERTH_PREV_BIN_DIR` (e.g. built from a git
-/// worktree of main before this change), so it only runs when asked:
-/// `BERTH_PREV_BIN_DIR=/tmp/berth-prev cargo test -p berth-e2e --test adoption -- --ignored`.
+/// in one directory, named by `BERTH_PREV_BIN_DIR`; `scripts/build-prev.sh`
+/// builds them (cached by commit) and prints that directory, so it only runs
+/// when asked:
+/// `BERTH_PREV_BIN_DIR=$(scripts/build-prev.sh) cargo test -p berth-e2e --test adoption -- --ignored upgrade`.
 #[test]
 #[ignore = "needs the previous release's binaries in BERTH_PREV_BIN_DIR"]
 fn upgrade_adopts_every_pod_of_the_previous_release() -> anyhow::Result<()> {

@@ -232,17 +232,8 @@ impl GitState {
     }
 }
 
-/// `a: b: c` for an error and its sources.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+/// `a: b: c` for an error and its sources (the one in berth-contract).
+pub use berth_reconciler::traits::error_chain;
 
 /// Back-off after `failures` consecutive failed fetches: 2 s doubling, capped at `interval`.
 pub fn backoff(failures: u32, interval: Duration) -> Duration {
