@@ -185,3 +185,143 @@ pub async fn volumes<V: Volumes>(v: &V, host_path: PathBuf) {
     assert_eq!(again, s1, "a removed pod's volume can be made again");
     v.remove_pod_volumes(&a).await.expect("removing again");
 }
+
+/// A [`Runtime`]'s container lifecycle. `long` is a container that runs
+/// until stopped (its sandbox already ensured); `unknown` an id that was
+/// never run. Every wait is bounded by `timeout`.
+pub async fn runtime_lifecycle<R: Runtime>(
+    rt: &R,
+    long: &ContainerConfig,
+    unknown: &str,
+    timeout: Duration,
+) {
+    let not_found = |what: &str, kind: Option<ErrorKind>| {
+        assert_eq!(
+            kind,
+            Some(ErrorKind::NotFound),
+            "{what} of an unknown container"
+        );
+    };
+    not_found("status", rt.status(unknown).await.err().map(|e| e.kind()));
+    not_found("wait", rt.wait(unknown).await.err().map(|e| e.kind()));
+    not_found(
+        "stop",
+        rt.stop(unknown, Duration::ZERO)
+            .await
+            .err()
+            .map(|e| e.kind()),
+    );
+    rt.remove(unknown)
+        .await
+        .unwrap_or_else(|e| panic!("remove of an unknown container: {}", error_chain(&e)));
+
+    let info = rt
+        .run(long)
+        .await
+        .unwrap_or_else(|e| panic!("run: {}", error_chain(&e)));
+    assert!(
+        matches!(info.state, ContainerState::Running { .. }),
+        "run returns a running container: {:?}",
+        info.state
+    );
+    assert_eq!(
+        (&info.id, &info.pod, &info.name, &info.labels),
+        (&long.id, &long.pod, &long.name, &long.labels),
+        "run reports the container as configured"
+    );
+    let st = rt
+        .status(&long.id)
+        .await
+        .unwrap_or_else(|e| panic!("status: {}", error_chain(&e)));
+    assert!(matches!(st.state, ContainerState::Running { .. }), "{st:?}");
+    let listed = rt
+        .list()
+        .await
+        .unwrap_or_else(|e| panic!("list: {}", error_chain(&e)));
+    assert!(
+        listed
+            .iter()
+            .any(|c| c.id == long.id && c.labels == long.labels),
+        "list shows the running container with its labels"
+    );
+
+    let grace = Duration::from_secs(1);
+    rt.stop(&long.id, grace)
+        .await
+        .unwrap_or_else(|e| panic!("stop: {}", error_chain(&e)));
+    rt.stop(&long.id, grace)
+        .await
+        .unwrap_or_else(|e| panic!("stop of a stopped container: {}", error_chain(&e)));
+    let end = wait_bounded(rt.wait(&long.id), timeout)
+        .await
+        .unwrap_or_else(|| panic!("wait did not return within {timeout:?} of stop"))
+        .unwrap_or_else(|e| panic!("wait: {}", error_chain(&e)));
+    assert!(
+        matches!(end, ContainerState::Exited { .. }),
+        "a stopped container has exited: {end:?}"
+    );
+    let st = rt
+        .status(&long.id)
+        .await
+        .unwrap_or_else(|e| panic!("status after stop: {}", error_chain(&e)));
+    assert!(
+        matches!(st.state, ContainerState::Exited { .. }),
+        "status after stop: {st:?}"
+    );
+
+    rt.remove(&long.id)
+        .await
+        .unwrap_or_else(|e| panic!("remove: {}", error_chain(&e)));
+    not_found(
+        "status after remove",
+        rt.status(&long.id).await.err().map(|e| e.kind()),
+    );
+    let listed = rt
+        .list()
+        .await
+        .unwrap_or_else(|e| panic!("list: {}", error_chain(&e)));
+    assert!(
+        !listed.iter().any(|c| c.id == long.id),
+        "a removed container is not listed"
+    );
+}
+
+/// `fut`, or `None` once `timeout` passed (a timer thread, so this crate
+/// needs no async runtime of its own).
+async fn wait_bounded<F: Future>(fut: F, timeout: Duration) -> Option<F::Output> {
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::task::{Poll, Waker};
+
+    struct Timer {
+        fired: AtomicBool,
+        waker: Mutex<Option<Waker>>,
+    }
+    let timer = Arc::new(Timer {
+        fired: AtomicBool::new(false),
+        waker: Mutex::new(None),
+    });
+    let t = timer.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(timeout);
+        t.fired.store(true, Ordering::SeqCst);
+        if let Some(w) = t.waker.lock().ok().and_then(|mut w| w.take()) {
+            w.wake();
+        }
+    });
+    let mut fut = pin!(fut);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        if let Ok(mut w) = timer.waker.lock() {
+            *w = Some(cx.waker().clone());
+        }
+        if timer.fired.load(Ordering::SeqCst) {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
+}

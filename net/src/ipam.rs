@@ -348,6 +348,36 @@ mod tests {
     }
 
     #[test]
+    fn garbage_is_moved_aside_and_addresses_are_adopted_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipam.json");
+        std::fs::write(&path, b"{\"version\": 1, \"cidr\": ").unwrap();
+        let mut ipam = Ipam::load(dir.path(), cidr()).unwrap();
+        let q = ipam.take_quarantined().expect("quarantined");
+        assert_eq!(
+            std::fs::read(&q.moved_to).unwrap(),
+            b"{\"version\": 1, \"cidr\": "
+        );
+        assert!(ipam.take_quarantined().is_none(), "reported once");
+        // recovery: the address a running pod has is taken back, once
+        let ip: Ipv4Addr = "10.123.0.5".parse().unwrap();
+        assert!(ipam.adopt(&pod("a"), ip).unwrap());
+        assert!(!ipam.adopt(&pod("b"), ip).unwrap(), "taken");
+        assert!(
+            !ipam.adopt(&pod("c"), gateway(cidr())).unwrap(),
+            "the gateway"
+        );
+        assert!(
+            !ipam.adopt(&pod("c"), "10.9.9.9".parse().unwrap()).unwrap(),
+            "outside"
+        );
+        let again = Ipam::load(dir.path(), cidr()).unwrap();
+        assert_eq!(again.get(&pod("a").key()).map(|a| a.ip), Some(ip));
+        let mut again = again;
+        assert_ne!(again.allocate(&pod("d"), &[]).unwrap(), ip);
+    }
+
+    #[test]
     fn rejects_changed_cidr_duplicates_and_unknown_version() {
         let dir = tempfile::tempdir().unwrap();
         Ipam::load(dir.path(), cidr())

@@ -203,12 +203,11 @@ impl Runtime for FakeRuntime {
     }
 
     async fn stop(&self, id: &str, _grace: Duration) -> Result<(), FakeError> {
-        let running = self
-            .ctrs
-            .lock()
-            .unwrap()
-            .get(id)
-            .is_some_and(|c| matches!(c.info.state, ContainerState::Running { .. }));
+        let running = match self.ctrs.lock().unwrap().get(id) {
+            Some(c) => matches!(c.info.state, ContainerState::Running { .. }),
+            // as the real runtime: stopping what does not exist is NotFound
+            None => return Err(FakeError(id.into(), ErrorKind::NotFound)),
+        };
         if running {
             self.exit(id, 137);
         }
@@ -216,7 +215,9 @@ impl Runtime for FakeRuntime {
     }
 
     async fn remove(&self, id: &str) -> Result<(), FakeError> {
-        self.stop(id, Duration::ZERO).await?;
+        if self.stop(id, Duration::ZERO).await.is_err() {
+            return Ok(());
+        }
         if self.ctrs.lock().unwrap().remove(id).is_some() {
             self.removed.lock().unwrap().push(id.to_string());
         }

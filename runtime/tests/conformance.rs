@@ -1,15 +1,23 @@
 //! berth-contract's conformance suite against the real host implementations
-//! the runtime uses ([`HostProber`], [`VolumeDirs`]); the reconciler runs the
-//! same suite against its fakes. Neither needs root: probes dial loopback
-//! listeners this test binds, volumes live in a temp dir.
+//! the runtime uses ([`HostProber`], [`VolumeDirs`], [`ShimRuntime`]); the
+//! reconciler runs the same suite against its fakes. Probes dial loopback
+//! listeners this test binds and volumes live in a temp dir (no root); the
+//! container lifecycle is privileged.
+
+mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use berth_contract::Runtime;
 
 use berth_contract::conformance::{self, ProbeEndpoints};
 use berth_runtime::probe::HostProber;
 use berth_runtime::volumes::VolumeDirs;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+use common::{Harness, require_root};
 
 /// A loopback HTTP server answering every request with `code`, until the test ends.
 async fn http_server(code: u16) -> SocketAddr {
@@ -68,4 +76,24 @@ async fn host_volumes_conform() {
             .any(|_| true),
         "every pod's volumes were removed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shim_runtime_lifecycle_conforms() {
+    require_root!();
+    let h = Harness::new("btcore1");
+    let pod = h.pod("conformance");
+    let sb = h.sandbox(&pod, None).await;
+    let long = h.container(&sb, "long", &["/bin/sleep", "300"]);
+    conformance::runtime_lifecycle(
+        h.rt(),
+        &long,
+        &format!("{}_never-run_0", pod.key()),
+        Duration::from_secs(30),
+    )
+    .await;
+    h.rt()
+        .remove_sandbox(&pod)
+        .await
+        .expect("removing the sandbox");
 }

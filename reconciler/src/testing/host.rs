@@ -125,6 +125,53 @@ mod conformance {
     }
 
     #[tokio::test]
+    async fn fake_runtime_lifecycle_conforms() {
+        let rt = FakeRuntime::default();
+        let pod = PodRef {
+            namespace: "default".into(),
+            name: "conformance".into(),
+            uid: "u1".into(),
+        };
+        let long = ContainerConfig {
+            id: format!("{}_long_0", pod.key()),
+            pod: pod.clone(),
+            name: "long".into(),
+            labels: [("k".to_string(), "v".to_string())].into(),
+            image: ImageInfo {
+                reference: "r".into(),
+                image_id: "sha256:0".into(),
+                repo_digest: None,
+                layers: vec![],
+                config: ImageConfig::default(),
+            },
+            args: vec!["sleep".into(), "300".into()],
+            env: vec![],
+            working_dir: "/".into(),
+            image_user: None,
+            sandbox: Sandbox {
+                pod,
+                netns: None,
+                ipc_ns: None,
+                uts_ns: None,
+                hosts_file: "/h".into(),
+                hostname_file: "/n".into(),
+                resolv_conf: "/r".into(),
+                cgroup_parent: "/c".into(),
+            },
+            mounts: vec![],
+            resources: Resources::default(),
+            security: Security::default(),
+        };
+        berth_contract::conformance::runtime_lifecycle(
+            &rt,
+            &long,
+            "never-run",
+            Duration::from_secs(5),
+        )
+        .await;
+    }
+
+    #[tokio::test]
     async fn fake_volumes_conform() {
         let rt = FakeRuntime::default();
         berth_contract::conformance::volumes(&rt, "/fake-host-file-never-checked".into()).await;
