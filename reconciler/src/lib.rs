@@ -18,6 +18,7 @@ pub mod pod;
 pub mod probe;
 pub mod record;
 pub mod service;
+pub mod rollout;
 mod snapshot;
 pub mod status;
 #[cfg(test)]
