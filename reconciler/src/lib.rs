@@ -17,8 +17,8 @@ pub mod hash;
 pub mod pod;
 pub mod probe;
 pub mod record;
-pub mod service;
 pub mod rollout;
+pub mod service;
 mod snapshot;
 pub mod status;
 #[cfg(test)]

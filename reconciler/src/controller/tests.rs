@@ -488,7 +488,10 @@ async fn image_gc_keeps_the_last_healthy_revisions_images() {
     }
     let calls = h.images.gc_calls.lock().unwrap().clone();
     let last = calls.last().expect("a gc pass ran");
-    assert!(last.iter().any(|i| i == "registry.example/old:1"), "{last:?}");
+    assert!(
+        last.iter().any(|i| i == "registry.example/old:1"),
+        "{last:?}"
+    );
     assert!(last.len() >= 2, "the running pod's image too: {last:?}");
     let _ = h.stop.send(true);
     h.task.await.unwrap();

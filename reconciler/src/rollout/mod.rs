@@ -330,13 +330,7 @@ impl Tracker {
             revision: revision.to_string(),
             rollback: false,
         });
-        self.watch = Some(new_watch(
-            revision,
-            Attempt::Apply,
-            changed,
-            now,
-            settings,
-        ));
+        self.watch = Some(new_watch(revision, Attempt::Apply, changed, now, settings));
         (self, effects)
     }
 

@@ -16,9 +16,14 @@ const IMAGE_FAILURES: [&str; 4] = [
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Not all of its pods are Ready yet.
-    Progressing { pod: Option<String>, container: Option<String> },
+    Progressing {
+        pod: Option<String>,
+        container: Option<String>,
+    },
     /// All of its pods are Ready (or completed).
-    Ready { restarts: u32 },
+    Ready {
+        restarts: u32,
+    },
     Failed(Failure),
 }
 
@@ -114,7 +119,12 @@ pub fn evaluate(wl: &WorkloadRef, obs: &WorkloadObs, crash_loop: u32) -> Verdict
     let pod = pods.iter().find(|p| !done(p));
     Verdict::Progressing {
         pod: pod.map(|p| p.name.clone()),
-        container: pod.and_then(|p| p.containers.iter().find(|c| !c.ready).map(|c| c.name.clone())),
+        container: pod.and_then(|p| {
+            p.containers
+                .iter()
+                .find(|c| !c.ready)
+                .map(|c| c.name.clone())
+        }),
     }
 }
 

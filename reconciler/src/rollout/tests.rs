@@ -296,7 +296,11 @@ fn completed_pods_count_as_healthy_and_not_here_is_not_watched() {
     let mut done = pod("job", false, 0);
     done.phase = Some("Succeeded".into());
     let (tr, _) = Tracker::default().on_revision("a", changed(&["job", "other"]), t(0), &s);
-    let (tr, fx) = tr.observe(&[WorkloadObs::Pods(vec![done]), WorkloadObs::NotHere], t(1), &s);
+    let (tr, fx) = tr.observe(
+        &[WorkloadObs::Pods(vec![done]), WorkloadObs::NotHere],
+        t(1),
+        &s,
+    );
     assert!(matches!(fx[0], Effect::Healthy { .. }));
     assert_eq!(tr.last_healthy.as_deref(), Some("a"));
 }
@@ -310,7 +314,10 @@ fn deployment_needs_all_replicas_ready() {
         replicas: 2,
     };
     let one = WorkloadObs::Pods(vec![pod("web-x-1", true, 0)]);
-    assert!(matches!(evaluate(&wl, &one, 3), Verdict::Progressing { .. }));
+    assert!(matches!(
+        evaluate(&wl, &one, 3),
+        Verdict::Progressing { .. }
+    ));
     let two = WorkloadObs::Pods(vec![pod("web-x-1", true, 0), pod("web-x-2", true, 1)]);
     assert_eq!(evaluate(&wl, &two, 3), Verdict::Ready { restarts: 1 });
 }
@@ -360,7 +367,11 @@ fn a_failed_rollback_is_reported_and_not_rolled_back_again() {
         .unwrap();
     let (tr, fx) = tr.observe(&[crashing], t(103), &s);
     assert_eq!(fx.len(), 1, "{fx:?}");
-    assert_eq!(tr.failed, ["b"], "the last healthy revision is not marked failed");
+    assert_eq!(
+        tr.failed,
+        ["b"],
+        "the last healthy revision is not marked failed"
+    );
     assert_eq!(tr.history.back().unwrap().result, Outcome::Failed);
 }
 
@@ -397,14 +408,22 @@ fn history_and_failed_lists_are_bounded() {
     let s = settings();
     let mut tr = Tracker::default();
     for i in 0..(HISTORY_LIMIT + 5) {
-        tr = tr.on_revision(&format!("r{i}"), changed(&[]), t(i as u64), &s).0;
+        tr = tr
+            .on_revision(&format!("r{i}"), changed(&[]), t(i as u64), &s)
+            .0;
     }
     assert_eq!(tr.history.len(), HISTORY_LIMIT);
     let mut tr = Tracker::default();
     for i in 0..(FAILED_LIMIT + 5) {
-        tr = tr.on_revision(&format!("r{i}"), changed(&["web"]), t(i as u64), &s).0;
         tr = tr
-            .observe(&[WorkloadObs::Pods(vec![pod("web", false, 9)])], t(i as u64), &s)
+            .on_revision(&format!("r{i}"), changed(&["web"]), t(i as u64), &s)
+            .0;
+        tr = tr
+            .observe(
+                &[WorkloadObs::Pods(vec![pod("web", false, 9)])],
+                t(i as u64),
+                &s,
+            )
             .0;
     }
     assert_eq!(tr.failed.len(), FAILED_LIMIT);
