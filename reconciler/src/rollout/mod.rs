@@ -42,6 +42,8 @@ pub const ANNOTATION_AUTO_ROLLBACK: &str = "berth.dev/auto-rollback";
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
 /// Entries of history kept per source.
 pub const HISTORY_LIMIT: usize = 20;
+/// How long an image failure (ImagePullBackOff, ...) must last to fail a revision.
+pub const IMAGE_GRACE: Duration = Duration::from_secs(15);
 /// Failed revisions remembered per source.
 pub const FAILED_LIMIT: usize = 50;
 
@@ -191,6 +193,9 @@ pub struct Soak {
     /// All changed workloads Ready since then, with `restarts` restarts in total.
     pub since: Option<SystemTime>,
     pub restarts: u32,
+    /// A changed container cannot get its image since then (it fails after
+    /// [`IMAGE_GRACE`]: an archive import or a registry blip may end first).
+    pub image_failing_since: Option<SystemTime>,
 }
 
 /// A rollout in flight.

@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use super::{Failure, PodObs, Settings, Soak, Watch, WorkloadObs, WorkloadRef};
+use super::{Failure, IMAGE_GRACE, PodObs, Settings, Soak, Watch, WorkloadObs, WorkloadRef};
 
 /// Waiting reasons that mean the image will not come without a change.
 const IMAGE_FAILURES: [&str; 4] = [
@@ -41,9 +41,17 @@ pub enum Decision {
 pub fn decide(w: &mut Watch, obs: &[WorkloadObs], now: SystemTime, s: &Settings) -> Decision {
     let mut restarts = 0;
     let mut waiting: Option<(String, Option<String>, Option<String>)> = None;
+    let mut image_failure = None;
     let none = WorkloadObs::Pods(Vec::new());
     for (i, wl) in w.changed.iter().enumerate() {
         match evaluate(wl, obs.get(i).unwrap_or(&none), s.crash_loop_restarts) {
+            Verdict::Failed(f) if IMAGE_FAILURES.contains(&f.reason.as_str()) => {
+                if image_failure.is_none() {
+                    waiting =
+                        waiting.or(Some((f.object.clone(), f.pod.clone(), f.container.clone())));
+                    image_failure = Some(f);
+                }
+            }
             Verdict::Failed(f) => return Decision::Failed(f),
             Verdict::Ready { restarts: r } => restarts += r,
             Verdict::Progressing { pod, container } => {
@@ -53,8 +61,20 @@ pub fn decide(w: &mut Watch, obs: &[WorkloadObs], now: SystemTime, s: &Settings)
             }
         }
     }
+    match image_failure {
+        Some(f) => {
+            let since = *w.soak.image_failing_since.get_or_insert(now);
+            if now.duration_since(since).unwrap_or_default() >= IMAGE_GRACE {
+                return Decision::Failed(f);
+            }
+        }
+        None => w.soak.image_failing_since = None,
+    }
     if let Some((object, pod, container)) = waiting {
-        w.soak = Soak::default();
+        w.soak = Soak {
+            image_failing_since: w.soak.image_failing_since,
+            ..Soak::default()
+        };
         if now >= w.deadline_at {
             let secs = w
                 .deadline_at
@@ -85,6 +105,7 @@ pub fn decide(w: &mut Watch, obs: &[WorkloadObs], now: SystemTime, s: &Settings)
             w.soak = Soak {
                 since: Some(now),
                 restarts,
+                image_failing_since: None,
             };
             if s.soak.is_zero() {
                 Decision::Healthy

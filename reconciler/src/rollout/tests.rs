@@ -253,7 +253,7 @@ fn readiness_that_never_passes_fails_at_the_deadline() {
 }
 
 #[test]
-fn image_failures_fail_at_once_but_a_first_pull_error_waits() {
+fn image_failures_fail_when_they_last_but_a_first_pull_error_waits() {
     let s = settings();
     for (reason, fails) in [
         ("ErrImagePull", false),
@@ -263,12 +263,34 @@ fn image_failures_fail_at_once_but_a_first_pull_error_waits() {
     ] {
         let mut p = pod("web", false, 0);
         p.containers[0].waiting_reason = Some(reason.into());
-        let (_, fx) = watching_b().observe(&[WorkloadObs::Pods(vec![p])], t(101), &s);
+        let obs = [WorkloadObs::Pods(vec![p])];
+        let (tr, fx) = watching_b().observe(&obs, t(101), &s);
+        assert!(
+            fx.is_empty(),
+            "{reason}: not at once (an import may be under way)"
+        );
+        let (tr, fx) = tr.observe(&obs, t(115), &s);
+        assert!(fx.is_empty(), "{reason}: 14 s");
+        let (_, fx) = tr.observe(&obs, t(116), &s);
         assert_eq!(!fx.is_empty(), fails, "{reason}");
         if fails {
             assert!(matches!(&fx[0], Effect::Failed { failure, .. } if failure.reason == reason));
         }
     }
+}
+
+#[test]
+fn an_image_failure_that_ends_restarts_the_grace() {
+    let s = settings();
+    let mut p = pod("web", false, 0);
+    p.containers[0].waiting_reason = Some("ImagePullBackOff".into());
+    let failing = [WorkloadObs::Pods(vec![p])];
+    let (tr, _) = watching_b().observe(&failing, t(101), &s);
+    let (tr, _) = tr.observe(&[WorkloadObs::Pods(vec![pod("web", false, 0)])], t(110), &s);
+    let (tr, fx) = tr.observe(&failing, t(120), &s);
+    assert!(fx.is_empty(), "{fx:?}");
+    let (_, fx) = tr.observe(&failing, t(135), &s);
+    assert_eq!(fx.len(), 2, "failed and rolled back: {fx:?}");
 }
 
 #[test]
