@@ -21,6 +21,11 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::policy::{LoadedPolicy, MAX_POLICY_BYTES, PolicyError, read_bounded};
+use rollout::{rollout_settings, yaml_scalar};
+
+pub use berth_reconciler::rollout::Settings as RolloutSettings;
+
+mod rollout;
 
 /// Exit code for bad configuration (EX_USAGE).
 pub const EXIT_CONFIG: i32 = 64;
@@ -140,6 +145,18 @@ pub struct AgentArgs {
     /// Operator policy (berth.dev/v1alpha1 Policy): what manifests may ask of the host
     #[arg(long, env = "BERTH_POLICY", value_name = "FILE")]
     pub policy: Option<String>,
+    /// How long a revision's changed workloads must stay Ready, without a restart, to be healthy [default: 30s]
+    #[arg(long, env = "BERTH_ROLLOUT_SOAK", value_name = "DURATION")]
+    pub rollout_soak: Option<String>,
+    /// Deadline for a revision to become healthy [default: the largest progressDeadlineSeconds of the changed Deployments, else 120s]
+    #[arg(long, env = "BERTH_ROLLOUT_DEADLINE", value_name = "DURATION")]
+    pub rollout_deadline: Option<String>,
+    /// Restarts of a changed container that fail its revision [default: 3]
+    #[arg(long, env = "BERTH_ROLLOUT_CRASH_LOOP_RESTARTS", value_name = "N")]
+    pub rollout_crash_loop_restarts: Option<String>,
+    /// Re-apply the last healthy revision when a new one fails (true or false) [default: true]
+    #[arg(long, env = "BERTH_AUTO_ROLLBACK", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub auto_rollback: Option<String>,
 }
 
 /// The `--config` file: the flag names as keys.
@@ -172,6 +189,10 @@ struct FileConfig {
     max_layer_size: Option<String>,
     max_archive_size: Option<String>,
     policy: Option<String>,
+    rollout_soak: Option<String>,
+    rollout_deadline: Option<String>,
+    rollout_crash_loop_restarts: Option<serde_norway::Value>,
+    auto_rollback: Option<serde_norway::Value>,
 }
 
 /// `node-labels` in the file may be a map or the flag's `k=v,...` string.
@@ -268,6 +289,8 @@ pub struct Config {
     pub max_archive_bytes: u64,
     /// The operator's policy; None: manifests get what kubelet would give them.
     pub policy: Option<LoadedPolicy>,
+    /// Health-gated rollouts: soak, deadline, crash-loop threshold, auto-rollback.
+    pub rollout: RolloutSettings,
 }
 
 /// What the outside world provides besides the three layers (kept injectable for tests).
@@ -368,6 +391,13 @@ fn env_layer(cli: &AgentArgs, env: &dyn Fn(&str) -> Option<String>) -> AgentArgs
         max_archive_size: one(&cli.max_archive_size, "max-archive-size"),
         // set but empty is an error later, never "no policy"
         policy: cli.policy.clone().or_else(|| env(&env_name("policy"))),
+        rollout_soak: one(&cli.rollout_soak, "rollout-soak"),
+        rollout_deadline: one(&cli.rollout_deadline, "rollout-deadline"),
+        rollout_crash_loop_restarts: one(
+            &cli.rollout_crash_loop_restarts,
+            "rollout-crash-loop-restarts",
+        ),
+        auto_rollback: one(&cli.auto_rollback, "auto-rollback"),
     }
 }
 
@@ -415,6 +445,12 @@ fn file_layer(a: AgentArgs, f: FileConfig) -> AgentArgs {
         max_layer_size: a.max_layer_size.or(f.max_layer_size),
         max_archive_size: a.max_archive_size.or(f.max_archive_size),
         policy: a.policy.or(f.policy),
+        rollout_soak: a.rollout_soak.or(f.rollout_soak),
+        rollout_deadline: a.rollout_deadline.or(f.rollout_deadline),
+        rollout_crash_loop_restarts: a
+            .rollout_crash_loop_restarts
+            .or(f.rollout_crash_loop_restarts.map(yaml_scalar)),
+        auto_rollback: a.auto_rollback.or(f.auto_rollback.map(yaml_scalar)),
     }
 }
 
@@ -587,6 +623,7 @@ fn build(a: AgentArgs, host: &Host<'_>) -> Result<Config, ConfigError> {
             }
         }
     }
+    let rollout = rollout_settings(&a)?;
     let git = match &a.git {
         None => None,
         Some(url) => Some(git_config(url, &a, &node_name, host)?),
@@ -643,6 +680,7 @@ fn build(a: AgentArgs, host: &Host<'_>) -> Result<Config, ConfigError> {
         max_layer_bytes,
         max_archive_bytes,
         policy,
+        rollout,
     })
 }
 

@@ -16,6 +16,7 @@ mod config;
 mod dirs;
 mod logging;
 mod policy;
+mod rollout;
 mod sources;
 mod validate_cmd;
 mod workloads;
@@ -112,13 +113,15 @@ async fn run(cfg: Config) -> Result<()> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (desired_tx, desired_rx) = berth_reconciler::desired_channel();
     let (status_tx, status_rx) = berth_reconciler::status_channel();
-    let hub = Hub::with_policy(
+    let rollouts = rollout::Rollouts::new(&cfg.state_dir, cfg.rollout.clone());
+    let hub = Hub::with_rollouts(
         desired_tx,
         NodeInfo {
             name: cfg.node_name.clone(),
             labels: cfg.node_labels.clone(),
         },
         cfg.policy.as_ref().map(|p| Arc::new(p.policy.clone())),
+        Some(rollouts),
     );
     match &cfg.policy {
         Some(p) => tracing::info!(policy = %p.path.display(), "operator policy in force"),
@@ -158,6 +161,12 @@ async fn run(cfg: Config) -> Result<()> {
         )));
         let _ = webhook;
     }
+
+    tasks.push(tokio::spawn(rollout::run(
+        hub.clone(),
+        status_rx.clone(),
+        shutdown.clone(),
+    )));
 
     // HTTP API
     let listener = tokio::net::TcpListener::bind(cfg.listen)

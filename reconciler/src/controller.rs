@@ -205,7 +205,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 }
                 _ = resync.tick() => {}
                 _ = sleep_until_some(retry) => {}
-                _ = gc.tick() => self.spawn_image_gc(),
+                _ = gc.tick() => self.spawn_image_gc(&desired),
                 _ = usage.tick() => self.spawn_volume_usage(&desired, usage_tx.clone()),
                 Some(u) = usage_rx.recv() => {
                     if u != *self.volume_usage {
@@ -268,7 +268,9 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         *self.import_failures = now;
     }
 
-    fn spawn_image_gc(&self) {
+    /// Collect unused images; those of running pods and `desired.keep_images`
+    /// (the last healthy revisions', for rollbacks) are in use.
+    fn spawn_image_gc(&self, desired: &DesiredState) {
         let images = self.deps.images.clone();
         let in_use: Vec<String> = self
             .pods
@@ -281,6 +283,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     .chain(e.record.spec.init_containers.iter().flatten())
             })
             .filter_map(|c| c.image.clone())
+            .chain(desired.keep_images.iter().cloned())
             .collect();
         tokio::spawn(async move {
             match images.gc(&in_use).await {
@@ -706,6 +709,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         let mut w = World {
             objs: ConfigObjects::default(),
             claims: BTreeSet::new(),
+            no_pull: desired.rollback_images.clone(),
         };
         for s in desired.objects.values() {
             let m = s.object.metadata();

@@ -1,7 +1,7 @@
 //! What the sources want: the merged, validated object set handed from the
 //! agent's sources to the reconciler through a `tokio::sync::watch`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use berth_spec::{ObjectKey, Sourced};
@@ -16,6 +16,12 @@ pub struct DesiredState {
     /// The reconciler prunes nothing before this is true.
     pub complete: bool,
     pub objects: BTreeMap<ObjectKey, Sourced>,
+    /// Images image GC keeps although no pod uses them now: those of each
+    /// source's last healthy revision, so a rollback needs no registry.
+    pub keep_images: BTreeSet<String>,
+    /// Images of the recorded objects a rollback re-applies: used from the
+    /// host as they are, never pulled (even with `imagePullPolicy: Always`).
+    pub rollback_images: BTreeSet<String>,
 }
 
 pub type DesiredTx = tokio::sync::watch::Sender<Arc<DesiredState>>;

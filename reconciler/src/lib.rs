@@ -18,6 +18,7 @@ pub mod hash;
 pub mod pod;
 pub mod probe;
 pub mod record;
+pub mod rollout;
 pub mod service;
 mod snapshot;
 pub mod status;

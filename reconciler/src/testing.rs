@@ -29,6 +29,8 @@ pub struct FakeImages {
     pub fail: Mutex<Vec<String>>,
     /// Images whose `ensure` panics (a bug inside a pod worker).
     pub panic: Mutex<Vec<String>>,
+    /// The `in_use` list of each `gc` call.
+    pub gc_calls: Mutex<Vec<Vec<String>>>,
 }
 
 impl Images for FakeImages {
@@ -58,7 +60,8 @@ impl Images for FakeImages {
         ImageFailureReason::ErrImagePull
     }
 
-    async fn gc(&self, _in_use: &[String]) -> Result<GcReport, FakeError> {
+    async fn gc(&self, in_use: &[String]) -> Result<GcReport, FakeError> {
+        self.gc_calls.lock().unwrap().push(in_use.to_vec());
         Ok(GcReport::default())
     }
 }

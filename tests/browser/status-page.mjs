@@ -119,7 +119,7 @@ await step('node, source and revision panel', async () => {
   check(/kernel/.test(node) && /cgroups/.test(node) && /berth \d/.test(node), `node panel: ${node}`);
   const src = await page.textContent('#sources');
   check(src.includes('directory') && src.includes(manifests), `sources panel: ${src}`);
-  check(/No rollout history yet/.test(src), 'a single revision says there is no rollout history yet');
+  check(/One revision so far/.test(src) && /healthy|progressing/.test(src), 'a single revision: its rollout state, and a note that history fills up');
   check(await page.$('#sources svg.timeline'), 'the revision timeline is drawn');
 });
 await step('service endpoints and volume', async () => {

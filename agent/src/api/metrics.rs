@@ -94,6 +94,7 @@ pub async fn metrics(State(st): State<ApiState>) -> impl IntoResponse {
             );
         }
     }
+    rollout_metrics(&mut o, &view);
     let _ = writeln!(
         o,
         "# HELP berth_objects Desired objects by kind.\n# TYPE berth_objects gauge"
@@ -159,4 +160,34 @@ pub async fn metrics(State(st): State<ApiState>) -> impl IntoResponse {
         )],
         o,
     )
+}
+
+/// `berth_rollouts_total{result}` and `berth_revision_healthy{type,location}`.
+fn rollout_metrics(o: &mut String, view: &crate::sources::View) {
+    let _ = writeln!(
+        o,
+        "# HELP berth_rollouts_total Rollouts decided since the agent started, by result (healthy, failed, rolled-back).\n# TYPE berth_rollouts_total counter"
+    );
+    for result in ["healthy", "failed", "rolled-back"] {
+        let _ = writeln!(
+            o,
+            "berth_rollouts_total{{result=\"{result}\"}} {}",
+            view.rollouts_total.get(result).copied().unwrap_or(0)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP berth_revision_healthy 1 when the source's applied revision is healthy (0: in progress, failed or rolled back).\n# TYPE berth_revision_healthy gauge"
+    );
+    for s in &view.sources {
+        if let Some(r) = &s.rollout {
+            let _ = writeln!(
+                o,
+                "berth_revision_healthy{{type=\"{}\",location=\"{}\"}} {}",
+                s.kind,
+                esc(&s.location),
+                u8::from(r.state == "healthy")
+            );
+        }
+    }
 }

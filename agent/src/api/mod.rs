@@ -34,7 +34,7 @@
 
 mod discovery;
 pub mod limits;
-mod logs;
+pub(crate) mod logs;
 mod metrics;
 mod objects;
 mod page;

@@ -447,6 +447,18 @@ fn events(view: &View, snap: &Snapshot) -> Vec<Value> {
             })
         })
         .collect();
+    // rollouts of the sources' revisions
+    let n = out.len();
+    out.extend(view.rollout_events.iter().enumerate().map(|(i, e)| {
+        let t = crate::sources::rfc3339(e.first_time);
+        json!({
+            "metadata": {"name": format!("{}.rollout.{}", e.name, n + i), "namespace": e.namespace, "creationTimestamp": t},
+            "involvedObject": {"kind": e.kind, "namespace": e.namespace, "name": e.name},
+            "reason": e.reason, "message": e.message, "type": e.type_,
+            "firstTimestamp": t, "lastTimestamp": t, "count": e.count,
+            "source": {"component": "berth"},
+        })
+    }));
     // objects the operator's policy refused (they never reach the reconciler)
     out.extend(view.refused.iter().map(|r| {
         let k = &r.key;

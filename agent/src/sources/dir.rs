@@ -165,6 +165,7 @@ impl DirState {
                 diagnostics,
                 files_with_errors,
                 git: None,
+                rollout: None,
             },
             objects,
         }

@@ -200,6 +200,7 @@ impl GitState {
                 diagnostics,
                 files_with_errors,
                 git: Some(git),
+                rollout: None,
             },
             objects,
         }

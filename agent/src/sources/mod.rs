@@ -78,6 +78,9 @@ pub struct SourceStatus {
     pub files_with_errors: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub git: Option<git::GitStatus>,
+    /// Health-gated rollouts: applied, running and last healthy revision, history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::RolloutStatus>,
 }
 
 /// One source's current contribution.
@@ -127,6 +130,10 @@ pub struct View {
     pub first_seen: BTreeMap<ObjectKey, jiff::Timestamp>,
     /// True once every source has reported at least once.
     pub synced: bool,
+    /// RolloutStarted / RolloutHealthy / RolloutFailed / RolledBack events.
+    pub rollout_events: Vec<berth_reconciler::Event>,
+    /// `berth_rollouts_total` by result.
+    pub rollouts_total: BTreeMap<&'static str, u64>,
 }
 
 pub type ViewRx = watch::Receiver<Arc<View>>;
@@ -138,6 +145,8 @@ pub struct Hub {
     view_tx: watch::Sender<Arc<View>>,
     node: NodeInfo,
     policy: Option<Arc<Policy>>,
+    /// Health-gated rollouts (None: reports are merged as published).
+    rollouts: Option<Arc<crate::rollout::Rollouts>>,
 }
 
 #[derive(Default)]
@@ -175,6 +184,16 @@ impl Hub {
         node: NodeInfo,
         policy: Option<Arc<Policy>>,
     ) -> Arc<Self> {
+        Self::with_rollouts(desired_tx, node, policy, None)
+    }
+
+    /// A hub that also passes every report through the rollout gate.
+    pub fn with_rollouts(
+        desired_tx: DesiredTx,
+        node: NodeInfo,
+        policy: Option<Arc<Policy>>,
+        rollouts: Option<Arc<crate::rollout::Rollouts>>,
+    ) -> Arc<Self> {
         let (view_tx, _) = watch::channel(Arc::new(View::default()));
         Arc::new(Hub {
             inner: Mutex::new(HubInner::default()),
@@ -182,7 +201,28 @@ impl Hub {
             view_tx,
             node,
             policy,
+            rollouts,
         })
+    }
+
+    /// Let the rollouts in flight see the reconciler's latest snapshot, and
+    /// merge again the sources whose served objects or status changed.
+    pub fn rollout_tick(&self, snap: &berth_reconciler::Snapshot) {
+        let Some(r) = &self.rollouts else { return };
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let desired = self.desired_tx.borrow().clone();
+        let changed = r.tick(snap, &desired, std::time::SystemTime::now());
+        if changed.is_empty() {
+            return;
+        }
+        for idx in changed {
+            if let Some(rep) = r.effective(idx)
+                && idx < inner.reports.len()
+            {
+                inner.reports[idx] = Some(rep);
+            }
+        }
+        self.merge_all(&mut inner);
     }
 
     /// Reserve a slot; call for every source before any of them publishes.
@@ -201,7 +241,15 @@ impl Hub {
 
     fn update(&self, idx: usize, report: SourceReport) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let report = match &self.rollouts {
+            Some(r) => r.admit(idx, report),
+            None => report,
+        };
         inner.reports[idx] = Some(report);
+        self.merge_all(&mut inner);
+    }
+
+    fn merge_all(&self, inner: &mut HubInner) {
         let previous = self.desired_tx.borrow().clone();
         let merged = merge(
             &inner.reports,
@@ -217,11 +265,18 @@ impl Hub {
             .keys()
             .map(|k| (k.clone(), first_seen.get(k).copied().unwrap_or(now)))
             .collect();
-        let desired = Arc::new(merged.desired);
+        let mut desired = merged.desired;
+        if let Some(r) = &self.rollouts {
+            desired.keep_images = r.keep_images();
+            desired.rollback_images = r.rollback_images();
+        }
+        let desired = Arc::new(desired);
         self.desired_tx.send_if_modified(|cur| {
             let changed = cur.objects != desired.objects
                 || cur.complete != desired.complete
-                || cur.revision != desired.revision;
+                || cur.revision != desired.revision
+                || cur.keep_images != desired.keep_images
+                || cur.rollback_images != desired.rollback_images;
             if changed {
                 *cur = desired.clone();
             }
@@ -255,6 +310,16 @@ impl Hub {
             refused,
             first_seen: inner.first_seen.clone(),
             synced: inner.reports.iter().all(Option::is_some),
+            rollout_events: self
+                .rollouts
+                .as_ref()
+                .map(|r| r.events())
+                .unwrap_or_default(),
+            rollouts_total: self
+                .rollouts
+                .as_ref()
+                .map(|r| r.totals())
+                .unwrap_or_default(),
         };
         self.view_tx.send_replace(Arc::new(view));
     }
@@ -353,6 +418,7 @@ fn merge(
             revision,
             complete,
             objects,
+            ..Default::default()
         },
         sources,
         conflicts,

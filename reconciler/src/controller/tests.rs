@@ -44,6 +44,7 @@ pub(super) fn state(objs: Vec<Object>, complete: bool) -> DesiredState {
         revision: "r".into(),
         complete,
         objects,
+        ..Default::default()
     }
 }
 
@@ -455,6 +456,43 @@ async fn host_port_conflict_is_reported_not_overridden() {
     })
     .await;
     assert_eq!(h.rt.running().len(), 1);
+    let _ = h.stop.send(true);
+    h.task.await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// issue 18: image GC keeps the images of the last healthy revisions (a
+// rollback must not need a registry), beside those of running pods
+#[tokio::test(start_paused = true)]
+async fn image_gc_keeps_the_last_healthy_revisions_images() {
+    let dir = tmp("gckeep");
+    let mut desired = state(vec![pod("a", "Always")], true);
+    desired.keep_images.insert("registry.example/old:1".into());
+    let mut h = start(
+        &dir,
+        Default::default(),
+        Default::default(),
+        Default::default(),
+        desired,
+    );
+    until(&mut h.status, "pod a running", |s| {
+        phase(s, "a").as_deref() == Some("Running")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3601)).await;
+    for _ in 0..100 {
+        if !h.images.gc_calls.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let calls = h.images.gc_calls.lock().unwrap().clone();
+    let last = calls.last().expect("a gc pass ran");
+    assert!(
+        last.iter().any(|i| i == "registry.example/old:1"),
+        "{last:?}"
+    );
+    assert!(last.len() >= 2, "the running pod's image too: {last:?}");
     let _ = h.stop.send(true);
     h.task.await.unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

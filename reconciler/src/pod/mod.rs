@@ -59,6 +59,9 @@ pub struct World {
     pub objs: ConfigObjects,
     /// (namespace, name) of every Volume.
     pub claims: BTreeSet<(String, String)>,
+    /// Images of a rollback: taken from the host, never pulled, even with
+    /// `imagePullPolicy: Always` (a rollback must work with no registry).
+    pub no_pull: BTreeSet<String>,
 }
 
 /// Settings every worker needs.

@@ -4,7 +4,7 @@
 'use strict';
 
 const KINDS = ['Pod', 'Deployment', 'Service', 'Volume', 'Event'];
-const S = { objs: {}, status: null, statusAt: 0, usage: null, revs: {}, since: Date.now() };
+const S = { objs: {}, status: null, statusAt: 0, usage: null };
 KINDS.forEach(k => { S.objs[k] = new Map(); });
 
 // --- DOM helpers ---
@@ -110,7 +110,7 @@ function onMsg(m) {
     case 'HELLO': KINDS.forEach(k => S.objs[k].clear()); break;
     case 'ADDED': case 'MODIFIED': S.objs[m.kind]?.set(key(m.object), m.object); break;
     case 'DELETED': S.objs[m.kind]?.delete(key(m.object)); break;
-    case 'STATUS': S.status = m.object; S.statusAt = Date.now(); noteRevisions(m.object); break;
+    case 'STATUS': S.status = m.object; S.statusAt = Date.now(); break;
     case 'USAGE': S.usage = m.object; break;
     case 'SYNCED': document.body.classList.remove('stale'); break;
     default: return;
@@ -123,19 +123,6 @@ function schedule() {
   if (queued) return;
   queued = true;
   requestAnimationFrame(() => { queued = false; render(); });
-}
-
-// Applied revisions as this page saw them (the agent keeps no history yet).
-function noteRevisions(st) {
-  for (const s of st.sources || []) {
-    if (!s.revision) continue;
-    const list = (S.revs[s.location] ||= []);
-    const cur = list[list.length - 1];
-    if (cur && cur.rev === s.revision) continue;
-    const c = s.git && s.git.applied;
-    list.push({ rev: s.revision, at: s.lastSync || new Date().toISOString(), subject: c && c.subject, author: c && c.author });
-    if (list.length > 20) list.shift();
-  }
 }
 
 // --- rendering ---
@@ -183,6 +170,7 @@ function renderSources(st) {
   fill('sources', srcs.length ? srcs.map(s => {
     const g = s.git;
     const c = g && g.applied;
+    const r = s.rollout;
     return h('div', { class: 'src' },
       h('div', { class: 'group-h' }, h('h3', {}, s.type), mono(s.location),
         s.complete ? pill('ok', 'complete') : pill('warn', 'incomplete'),
@@ -193,6 +181,9 @@ function renderSources(st) {
         ['files', s.files + ' files, ' + s.objects + ' objects'],
         ['error', s.lastError && h('span', { class: 'bad' }, s.lastError)],
         ['refused', g && g.refused && [mono(short(g.refused.commit.id)), ' ', g.refused.commit.subject, diagList(g.refused.diagnostics || [])]],
+        ['rollout', r && [pill(ROLL[r.state] || 'wait', r.state), ' ', r.message]],
+        ['running', r && r.runningRevision && r.runningRevision !== r.appliedRevision && h('span', { class: 'bad' }, mono(short(r.runningRevision)), ' (not the applied revision)')],
+        ['last healthy', r && mono(short(r.lastHealthyRevision) || 'none')],
       ]),
       (s.diagnostics || []).length ? diagList(s.diagnostics) : '',
       timeline(s));
@@ -207,30 +198,41 @@ function svg(tag, attrs, ...kids) {
   return e;
 }
 
-// The revision timeline: revisions this page saw applied, and a refused Git commit.
+// The rollout timeline: the agent's history of this source's revisions
+// (healthy, in-progress, failed, rolled-back, superseded; rollbacks marked ↺),
+// plus a refused Git commit. The latest failure shows its reason and log tail.
+const ROLL = { 'healthy': 'ok', 'progressing': 'info', 'rolling-back': 'warn', 'failed': 'bad', 'rolled-back': 'bad' };
+const DOT = { 'healthy': 'var(--ok)', 'in-progress': 'var(--info)', 'failed': 'var(--bad)', 'rolled-back': 'var(--bad)', 'superseded': 'var(--mut)', 'refused': 'var(--bad)' };
 function timeline(s) {
-  const seen = S.revs[s.location] || [];
-  const pts = seen.map((r, i) => ({ ...r, state: i === seen.length - 1 ? 'applied' : 'superseded' }));
+  const r = s.rollout;
+  const pts = r ? (r.history || []).map(e => ({ rev: e.revision, at: e.time, state: e.result, rollback: e.rollback, why: e.reason })) : [];
   if (s.git && s.git.refused) {
     const c = s.git.refused.commit;
-    pts.push({ rev: c.id, at: c.time, subject: c.subject, author: c.author, state: 'refused' });
+    pts.push({ rev: c.id, at: c.time, subject: c.subject, state: 'refused' });
   }
   const note = h('p', { class: 'muted' }, pts.length < 2
-    ? 'No rollout history yet: the agent records no health or rollback per revision; revisions applied while this page is open appear here.'
-    : 'Revisions seen by this page since ' + new Date(S.since).toLocaleTimeString() + ' (the agent keeps no rollout history yet).');
+    ? 'One revision so far: each new revision is a rollout, watched until healthy or rolled back.'
+    : 'Last ' + pts.length + ' rollouts, oldest left.');
   if (!pts.length) return note;
   const W = 400, y = 22, x0 = 20, step = pts.length > 1 ? (W - 2 * x0) / (pts.length - 1) : 0;
-  const g = svg('svg', { class: 'timeline', viewBox: `0 0 ${W} 60`, preserveAspectRatio: 'xMinYMid meet', role: 'img', 'aria-label': 'revision timeline' },
+  const g = svg('svg', { class: 'timeline', viewBox: `0 0 ${W} 60`, preserveAspectRatio: 'xMinYMid meet', role: 'img', 'aria-label': 'rollout timeline' },
     svg('line', { x1: x0, y1: y, x2: pts.length > 1 ? W - x0 : x0, y2: y, stroke: 'currentColor', 'stroke-opacity': '.3' }));
   pts.forEach((p, i) => {
     const x = x0 + i * step;
-    const col = p.state === 'refused' ? 'var(--bad)' : p.state === 'applied' ? 'var(--ok)' : 'var(--mut)';
-    g.append(svg('circle', { cx: x, cy: y, r: p.state === 'applied' ? 7 : 5, fill: col },
-      svg('title', {}, `${p.state}: ${p.rev}${p.subject ? ' — ' + p.subject : ''}${p.at ? ' (' + p.at + ')' : ''}`)));
-    g.append(svg('text', { x, y: y + 22, 'text-anchor': pts.length === 1 ? 'start' : i === 0 ? 'start' : i === pts.length - 1 ? 'end' : 'middle' },
-      short(p.rev).slice(0, 7) + (p.state === 'superseded' ? '' : ' ' + p.state)));
+    const why = p.why ? ` — ${p.why.reason} ${p.why.object}${p.why.container ? ' container ' + p.why.container : ''}` : '';
+    g.append(svg('circle', { cx: x, cy: y, r: i === pts.length - 1 ? 7 : 5, fill: DOT[p.state] || 'var(--mut)' },
+      svg('title', {}, `${p.state}${p.rollback ? ' (rollback)' : ''}: ${p.rev}${p.subject ? ' — ' + p.subject : ''}${why}${p.at ? ' (' + p.at + ')' : ''}`)));
+    if (pts.length <= 8 || i === 0 || i === pts.length - 1)
+      g.append(svg('text', { x, y: y + 22, 'text-anchor': pts.length === 1 || i === 0 ? 'start' : i === pts.length - 1 ? 'end' : 'middle' },
+        short(p.rev).slice(0, 7) + (p.rollback ? ' ↺' : '') + (p.state === 'superseded' ? '' : ' ' + p.state)));
   });
-  return h('div', { class: 'timeline-box', 'data-revisions': String(pts.length) }, g, note);
+  const last = [...pts].reverse().find(p => p.why);
+  const fail = last && h('details', { class: 'failure' },
+    h('summary', { class: 'bad' }, short(last.rev).slice(0, 7), ' ', last.state, ': ', last.why.reason, ' ', last.why.object,
+      last.why.container ? ' container ' + last.why.container : '', last.why.exitCode != null ? ' exit ' + last.why.exitCode : ''),
+    h('div', { class: 'muted' }, last.why.message),
+    (last.why.logs || []).length ? h('pre', { class: 'log' }, last.why.logs.join('\n')) : '');
+  return h('div', { class: 'timeline-box', 'data-revisions': String(pts.length) }, g, fail || '', note);
 }
 
 // --- workloads ---

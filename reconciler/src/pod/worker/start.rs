@@ -12,6 +12,10 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         };
         let image_ref = spec.image.clone().unwrap_or_default();
         let policy = match spec.image_pull_policy.as_deref() {
+            // a rollback uses the image the host has (see World::no_pull)
+            Some("Always") if self.world.borrow().no_pull.contains(&image_ref) => {
+                PullPolicy::IfNotPresent
+            }
             Some("Always") => PullPolicy::Always,
             Some("Never") => PullPolicy::Never,
             _ => PullPolicy::IfNotPresent,
