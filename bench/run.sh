@@ -3,9 +3,12 @@
 # on the same manifests, in the same run; prints one table and writes it to
 # bench/results/<date>.md (and the README's benchmark section).
 #
-#   sudo bench/run.sh                 # everything (about 15-25 min on 2 cores)
-#   BENCH_ONLY="one restart" bench/run.sh   # some of: raw one twenty restart http steady
-#   BENCH_N=10 BENCH_R=4 BENCH_STEADY="10 100" BENCH_STEADY_S=30   # sizes (defaults)
+#   sudo bench/run.sh                 # everything (about 25-35 min on 2 cores)
+#   sudo bench/run.sh --quick         # fewer iterations and shorter steady states (about 10 min)
+#   BENCH_ONLY="one restart" bench/run.sh   # some of: raw one twenty restart http start
+#                                           # first rolling steady scale image
+#   BENCH_N=10 BENCH_R=4 BENCH_STEADY="1 10 100" BENCH_STEADY_S=30   # sizes (defaults)
+#   BENCH_SCALE="1 10 50 100 200" BENCH_RESTART_SIZES="0 10 100"
 #
 # It installs what it needs (bench/install.sh: podman, crun, runc, conmon,
 # netavark, catatonit, wrk, hyperfine), builds berth in release mode, builds the
@@ -16,11 +19,12 @@
 # when interrupted. It never flushes a firewall ruleset: only the netavark
 # chains podman adds, and tables that were absent before and are empty after.
 set -euo pipefail
+[ "${1:-}" = --quick ] && export BENCH_QUICK=1
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 [ "$(id -u)" = 0 ] || { echo "bench/run.sh needs root" >&2; exit 1; }
 W=${BENCH_WORK:-/var/tmp/berth-bench}
-INST=btbr
+INST=${BENCH_INSTANCE:-btbr}
 export BENCH_WORK=$W BENCH_INSTANCE=$INST
 
 bash bench/install.sh
@@ -32,8 +36,9 @@ cargo build --release --bins
 # should ship it): 1.35 MB RSS instead of 2.2 MB, most of it shared pages
 cargo rustc --release -p berth-supervise --bin berth-supervise -- -C target-feature=+crt-static
 cargo build --release -p berth-runtime --examples
+cargo build --release -p berth-image --example unpack_bench
 TGT=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
-export BENCH_BERTH=$TGT/berth BENCH_START_BENCH=$TGT/examples/start_bench
+export BENCH_BERTH=$TGT/berth BENCH_START_BENCH=$TGT/examples/start_bench BENCH_UNPACK_BENCH=$TGT/examples/unpack_bench
 
 rm -rf "$W"; mkdir -p "$W/images" "$W/state" "$W/manifests" "$W/podman" "$W/baseline"
 
@@ -81,6 +86,10 @@ cleanup() {
   find /sys/fs/cgroup -maxdepth 3 -depth -type d -name "$INST*" 2>/dev/null | while read -r d; do
     find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
   rm -rf /run/$INST
+  # the image scenario's registry (by pid file)
+  if [ -f "$W/registry.pid" ]; then
+    p=$(cat "$W/registry.pid"); [ "$(cat /proc/$p/comm 2>/dev/null)" = docker-registry ] && kill "$p"
+  fi
   # podman: our pods, networks it created, netavark's chains, ip_forward
   pods=$(podman pod ps -q --filter name='^bt-' 2>/dev/null)
   [ -n "$pods" ] && podman pod rm -f -t 0 $pods >/dev/null

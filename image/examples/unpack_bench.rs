@@ -4,6 +4,9 @@
 //! checks and syncfs included) on a tar / tar.gz / tar.zst blob.
 //! `unpack_bench pull <image ref> <scratch dir>`: time a fetch-only pull into
 //! an empty content store, then a full `ensure` (fetch + unpack) into another.
+//! `unpack_bench import <archive> <scratch dir> <image ref>`: time importing an
+//! image archive into an empty store and unpacking its layers (what
+//! `podman load` does), as one figure and as its two steps.
 
 use std::io::Read;
 use std::path::Path;
@@ -88,6 +91,24 @@ async fn main() {
                 t.elapsed().as_secs_f64()
             );
         }
-        _ => eprintln!("usage: unpack_bench unpack BLOB DEST | pull REF SCRATCH"),
+        Some("import") => {
+            let (archive, scratch) = (Path::new(&args[2]), Path::new(&args[3]));
+            let s = ImageStore::open(ImageStoreConfig::new(scratch.join("store")))
+                .await
+                .unwrap();
+            let t = Instant::now();
+            s.import_one(archive).await.unwrap();
+            let imported = t.elapsed().as_secs_f64();
+            let info = s.ensure(&args[4], PullPolicy::IfNotPresent).await.unwrap();
+            let total = t.elapsed().as_secs_f64();
+            println!(
+                "berth import: {total:.3} s (archive {imported:.3} s, unpack {} layers {:.3} s)",
+                info.layers.len(),
+                total - imported
+            );
+        }
+        _ => eprintln!(
+            "usage: unpack_bench unpack BLOB DEST | pull REF SCRATCH | import ARCHIVE SCRATCH REF"
+        ),
     }
 }

@@ -451,8 +451,19 @@ impl Network for HostNetwork {
     async fn remove_pod(&self, pod: &PodRef) -> Result<(), NetError> {
         let key = pod.key();
         let mut st = self.state.lock().await;
-        veth::delete(&self.handle, &veth::host_ifname(&self.cfg.instance, &key)).await?;
-        netns::remove(&self.cfg.netns_dir().join(&key))?;
+        let path = self.cfg.netns_dir().join(&key);
+        if !netns::is_netns(&path) {
+            // no namespace holds the pair any more: a veth left by a failed
+            // setup is deleted here
+            veth::delete(&self.handle, &veth::host_ifname(&self.cfg.instance, &key)).await?;
+        }
+        // Unmounting the last reference destroys the namespace, and with it
+        // eth0 and its host peer: the kernel's netns cleanup takes many pods'
+        // veths in one batch (one RCU grace period), where a delete per veth
+        // waits for a grace period each under RTNL (~33 ms here, serial).
+        // A re-created pod of the same key deletes a leftover pair first
+        // (ensure_locked, fresh namespace).
+        netns::remove(&path)?;
         if let Some(a) = st.ipam.release(&key)?
             && !a.host_ports.is_empty()
         {

@@ -28,6 +28,7 @@
 pub mod caps;
 pub mod cgroups;
 pub mod control;
+pub mod heap;
 pub mod layout;
 pub use berth_supervise::logs;
 pub mod oci;

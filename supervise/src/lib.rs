@@ -1,6 +1,6 @@
 //! berth's per-container supervisor, the process that stays resident next to
 //! every running container (see [`supervise`]), and what it shares with
-//! `berth-runtime`: the container dir's files ([`layout`]), CRI logs
+//! `berth-runtime`: log timestamps ([`clock`]), the container dir's files ([`layout`]), CRI logs
 //! ([`logs`]), the control socket's protocol ([`control`]), cgroup files
 //! ([`cgroups`]), mount cleanup ([`mounts`]) and fds handed across exec
 //! ([`fd`]).
@@ -11,6 +11,7 @@
 //! (`cargo rustc --release -p berth-supervise --bin berth-supervise -- -C target-feature=+crt-static`).
 
 pub mod cgroups;
+pub mod clock;
 pub mod control;
 pub mod fd;
 pub mod layout;

@@ -41,11 +41,14 @@ impl LogWriter {
         })
     }
 
-    /// Write one record.
+    /// Write one record (no `fmt` on this path: it runs per line of output).
     pub fn record(&mut self, stream: &str, partial: bool, msg: &[u8]) -> io::Result<()> {
-        let ts = jiff::Timestamp::now();
-        let mut line =
-            format!("{ts:.9} {stream} {} ", if partial { 'P' } else { 'F' }).into_bytes();
+        let ts = crate::clock::rfc3339_nanos(std::time::SystemTime::now());
+        let mut line = Vec::with_capacity(crate::clock::LEN + stream.len() + msg.len() + 5);
+        line.extend_from_slice(&ts);
+        line.push(b' ');
+        line.extend_from_slice(stream.as_bytes());
+        line.extend_from_slice(if partial { b" P " } else { b" F " });
         line.extend_from_slice(msg);
         line.push(b'\n');
         if self.size + line.len() as u64 > self.max_bytes && self.size > 0 {

@@ -1,6 +1,6 @@
 //! The resident half of the shim: what stays in memory next to every running
-//! container, so it is kept small (this crate depends on nix, serde_json and
-//! jiff only: no libcontainer, tokio or tracing).
+//! container, so it is kept small (this crate depends on nix and serde_json
+//! only: no libcontainer, tokio, tracing or date library).
 //!
 //! `berth-supervise DIR PID OUT_FD ERR_FD STARTED_NS OOM_BEFORE` (also
 //! `berth-shim supervise ...`): `berth-shim serve` has created and started

@@ -1,0 +1,487 @@
+"""The scenarios edge users compare agents by (issue 21), run by bench.py.
+
+* agent start to API ready, and a restarted agent to all pods adopted
+  (`/readyz`), beside `podman system service` to its API and pod list;
+* manifest to the first HTTP 200 from the pod through a Service, beside
+  `podman kube play` to the first 200 through its hostPort;
+* a readiness-gated rolling update of a 3-replica Deployment whose app handles
+  SIGTERM, beside `podman kube play --replace`;
+* a realistic two-layer Debian image (bench/lib/big_image.sh) imported from an
+  archive beside `podman load`, and pulled from a local `docker-registry`
+  beside `skopeo copy` and `podman pull`;
+* the scaling curve of pod start and removal at 1, 10, 50, 100, 200 pods.
+
+Helpers (markers, /proc scans, rows, the agent) come from bench.py.
+"""
+
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import bench as B
+
+ENV = os.environ
+QUICK = bool(ENV.get("BENCH_QUICK"))
+
+# Published figures (not measured here): Eclipse Ankaios' own benchmark page
+# and the k3s figures it reports beside them (issue 21).
+PUBLISHED = [
+    ("agent start to API ready", "68 ms", "480 ms"),
+    ("apply to running", "515 ms", "2,306 ms"),
+    ("apply to first HTTP 200", "624 ms", "2,481 ms"),
+    ("rolling update (3 replicas)", "1,455 ms", "2,101 ms"),
+    ("memory of the stack (PSS)", "about 11 MB (server + agent; podman not counted)", "490 MB"),
+]
+
+
+def ms(t0):
+    return (time.monotonic() - t0) * 1000
+
+
+def http_ok(url, timeout=0.5, want=None):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            body = r.read()
+            return r.status == 200 and (want is None or want.encode() in body)
+    except Exception:
+        return False
+
+
+def unix_get(path, url, timeout=2.0):
+    """GET over a unix socket; (status, body) or None."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(f"GET {url} HTTP/1.0\r\nHost: d\r\n\r\n".encode())
+        data = b""
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            data += c
+    except OSError:
+        return None
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    try:
+        return int(head.split()[1]), body
+    except (IndexError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- agent start
+
+
+def berth_restart(n):
+    """SIGTERM the agent (workloads keep running), start it again: (to API, to adopted) ms."""
+    B.AGENT.stop()
+    t0 = time.monotonic()
+    B.AGENT.spawn()
+    B.wait_until(lambda: B.AGENT.get("/healthz") is not None, timeout=30, step=0.001, what="berth API")
+    api = ms(t0)
+    B.wait_until(lambda: B.AGENT.get("/readyz") is not None, timeout=60, step=0.001, what="berth /readyz")
+    ready = ms(t0)
+    return api, ready
+
+
+def podman_service(sock, n):
+    """`podman system service` to its API (/_ping) and to a pod list holding all n pods: ms."""
+    if os.path.exists(sock):
+        os.unlink(sock)
+    t0 = time.monotonic()
+    p = subprocess.Popen(
+        ["podman", "system", "service", "--time", "0", f"unix://{sock}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        B.wait_until(lambda: (unix_get(sock, "/_ping") or (0,))[0] == 200, timeout=60, step=0.001, what="podman API")
+        api = ms(t0)
+
+        def listed():
+            r = unix_get(sock, "/v4.0.0/libpod/pods/json")
+            if not r or r[0] != 200:
+                return False
+            pods = [x for x in json.loads(r[1]) if x.get("Name", "").startswith("bt-")]
+            return len(pods) >= n and all(x.get("Status") == "Running" for x in pods)
+
+        B.wait_until(listed, timeout=60, step=0.001, what="podman pod list")
+        ready = ms(t0)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return api, ready
+
+
+def agent_start(sizes, iters):
+    """Restarted agent to API ready and to every pod adopted, with n pods running."""
+    sock = str(B.W / "podman.sock")
+    for n in sizes:
+        ms_b = [B.marker() for _ in range(n)]
+        ms_p = [B.marker() for _ in range(n)]
+        peer = n <= int(ENV.get("BENCH_RESTART_PEER_MAX", "10"))
+        if n:
+            B.put(B.MAN / "adopt.yaml", "---\n".join(B.pod_doc(f"bt-ad{j:03d}", m) for j, m in enumerate(ms_b)))
+            B.wait_until(lambda: B.all_running(ms_b), timeout=600, step=0.05, what=f"berth {n} pods")
+            B.wait_until(lambda: B.AGENT.get("/readyz") is not None, timeout=60, step=0.05, what="berth ready")
+            if peer:
+                pf = B.PM / "adopt.yaml"
+                pf.write_text("---\n".join(B.pod_doc(f"bt-ad{j:03d}", m) for j, m in enumerate(ms_p)))
+                B.podman("kube", "play", str(pf))
+                B.wait_until(lambda: B.all_running(ms_p), timeout=600, step=0.05, what=f"podman {n} pods")
+        api_b, rdy_b, api_p, rdy_p = [], [], [], []
+        for i in range(iters + 1):
+            a, r = berth_restart(n)
+            if not B.all_running(ms_b):
+                raise RuntimeError("a pod stopped across the agent restart")
+            if peer:
+                pa, pr = podman_service(sock, n)
+            if i > 0:
+                api_b.append(a)
+                rdy_b.append(r)
+                if peer:
+                    api_p.append(pa)
+                    rdy_p.append(pr)
+        B.log(f"  restart with {n} pods: berth api {api_b} ready {rdy_b}; podman api {api_p} list {rdy_p}")
+        if n == 0:
+            B.row("agent start -> API ready (/healthz), no pods", api_b, "podman system service -> /_ping", api_p, goal="< 50 ms")
+        else:
+            pn = "podman system service -> all pods listed" if peer else "-"
+            goal = "< 200 ms" if n <= 10 else "< 1 s" if n <= 100 else ""
+            B.row(f"agent restart -> API ready, {n} pods running", api_b, "podman system service -> /_ping" if peer else "-", api_p)
+            B.row(f"agent restart -> all {n} pods adopted (/readyz)", rdy_b, pn, rdy_p, goal=goal)
+        if n:
+            (B.MAN / "adopt.yaml").unlink()
+            if peer:
+                B.podman("kube", "down", str(B.PM / "adopt.yaml"))
+            B.wait_until(lambda: B.none_running(ms_b + ms_p) and B.berth_freed(), timeout=600, step=0.05, what="adopt pods removed")
+
+
+# ---------------------------------------------------------------- first HTTP 200
+
+
+def web_pod(name, m, host_port=None, labels=None, ready_probe=False):
+    """busybox httpd serving a page with the marker; the shell exits on TERM."""
+    lab = labels or {"app": name}
+    lines = [
+        "apiVersion: v1",
+        "kind: Pod",
+        "metadata:",
+        f"  name: {name}",
+        f"  labels: {json.dumps(lab)}",
+        "spec:",
+        "  terminationGracePeriodSeconds: 10",
+        "  containers:",
+        "  - name: web",
+        f"    image: {B.IMAGE}",
+        "    imagePullPolicy: IfNotPresent",
+        f"    command: {json.dumps(['sh', '-c', web_cmd(m)])}",
+        "    ports:",
+        "    - containerPort: 8080",
+    ]
+    if host_port:
+        lines.append(f"      hostPort: {host_port}")
+    return "\n".join(lines) + "\n"
+
+
+def web_cmd(m):
+    # httpd in the background, `sleep <marker>` is found in /proc; TERM ends both at once
+    return (
+        f"mkdir -p /tmp/w && echo hello-{m} > /tmp/w/index.html && httpd -p 8080 -h /tmp/w && "
+        f"trap 'kill $(pidof httpd) 2>/dev/null; exit 0' TERM; sleep {m} & wait"
+    )
+
+
+def service_doc(name, vip):
+    return (
+        "apiVersion: v1\nkind: Service\nmetadata:\n"
+        f"  name: {name}\nspec:\n  clusterIP: {vip}\n  selector: {{app: {name}}}\n"
+        "  ports:\n  - port: 80\n    targetPort: 8080\n"
+    )
+
+
+def svc_vip(k=10):
+    net = ipaddress.ip_network(B.SVC_CIDR, strict=False)
+    return str(net.network_address + k)
+
+
+def first_http(iters):
+    """Manifest lands -> first HTTP 200 from the new pod (berth: through its Service VIP)."""
+    vip = svc_vip(10)
+    pport = B.HOSTPORT + 2
+    b, p = [], []
+    for i in range(iters + 1):
+        m = B.marker()
+        doc = web_pod("bt-first", m) + "---\n" + service_doc("bt-first", vip)
+        t0 = time.monotonic()
+        B.put(B.MAN / "first.yaml", doc)
+        B.wait_until(lambda: http_ok(f"http://{vip}/", 0.5, f"hello-{m}"), timeout=60, step=0.002, what="berth first 200")
+        db = ms(t0)
+        (B.MAN / "first.yaml").unlink()
+        B.wait_until(lambda: B.none_running([m]) and B.berth_freed(), timeout=60, what="berth web removed")
+        m = B.marker()
+        pf = B.PM / "first.yaml"
+        pf.write_text(web_pod("bt-first", m, host_port=pport))
+        t0 = time.monotonic()
+        B.podman("kube", "play", str(pf))
+        B.wait_until(lambda: http_ok(f"http://127.0.0.1:{pport}/", 0.5, f"hello-{m}"), timeout=60, step=0.002, what="podman first 200")
+        dp = ms(t0)
+        B.podman("kube", "down", str(pf))
+        B.wait_until(lambda: B.none_running([m]), timeout=60, what="podman web removed")
+        if i > 0:
+            b.append(db)
+            p.append(dp)
+    B.row("manifest -> first HTTP 200 (berth via Service VIP)", b, "podman kube play, via hostPort", p, goal="<= 0.3x")
+
+
+# ---------------------------------------------------------------- rolling update
+
+
+def deployment_doc(name, m, replicas=3):
+    return f"""apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: {name}}}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      terminationGracePeriodSeconds: 10
+      containers:
+      - name: web
+        image: {B.IMAGE}
+        imagePullPolicy: IfNotPresent
+        command: {json.dumps(['sh', '-c', web_cmd(m)])}
+        ports:
+        - containerPort: 8080
+        readinessProbe:
+          httpGet: {{path: /, port: 8080}}
+          periodSeconds: 1
+"""
+
+
+def berth_rolled(name, m_new, m_old, replicas):
+    f = B.scan([m_new, m_old])
+    if len(f[m_new]) != replicas or f[m_old]:
+        return False
+    pods = B.AGENT.get("/api/v1/namespaces/default/pods")
+    if not pods:
+        return False
+    mine = [x for x in pods.get("items", []) if x["metadata"].get("labels", {}).get("app") == name]
+    if len(mine) != replicas:
+        return False
+    for x in mine:
+        conds = x.get("status", {}).get("conditions", []) or []
+        if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+            return False
+    return True
+
+
+def rolling(iters):
+    """3 ready replicas; the template changes -> 3 new ready pods, the old ones gone."""
+    name, reps = "bt-roll", 3
+    b, p = [], []
+    pf = B.PM / "roll.yaml"
+    for i in range(iters + 1):
+        m1, m2 = B.marker(), B.marker()
+        B.put(B.MAN / "roll.yaml", deployment_doc(name, m1, reps))
+        B.wait_until(lambda: berth_rolled(name, m1, -1, reps), timeout=120, step=0.02, what="berth v1 ready")
+        t0 = time.monotonic()
+        B.put(B.MAN / "roll.yaml", deployment_doc(name, m2, reps))
+        B.wait_until(lambda: berth_rolled(name, m2, m1, reps), timeout=120, step=0.005, what="berth rolled")
+        db = ms(t0)
+        (B.MAN / "roll.yaml").unlink()
+        B.wait_until(lambda: B.none_running([m2]) and B.berth_freed(), timeout=60, what="berth rollout removed")
+        m1, m2 = B.marker(), B.marker()
+        pf.write_text(deployment_doc(name, m1, reps))
+        B.podman("kube", "play", str(pf))
+        B.wait_until(lambda: B.all_running([m1]), timeout=120, step=0.02, what="podman v1")
+        want = len(B.scan([m1])[m1])  # podman 4.3 runs one pod per Deployment whatever replicas says
+        pf.write_text(deployment_doc(name, m2, reps))
+        t0 = time.monotonic()
+        B.podman("kube", "play", "--replace", str(pf))
+        B.wait_until(
+            lambda: (lambda f: len(f[m2]) >= want and not f[m1])(B.scan([m1, m2])),
+            timeout=120,
+            step=0.005,
+            what="podman replaced",
+        )
+        dp = ms(t0)
+        B.podman("kube", "down", str(pf))
+        B.wait_until(lambda: B.none_running([m2]), timeout=60, what="podman rollout removed")
+        if i > 0:
+            b.append(db)
+            p.append(dp)
+    if want < reps:
+        B.NOTES.append(
+            f"rolling update: podman kube play ran {want} pod(s) for the {reps}-replica Deployment "
+            "(it ignores replicas) and has no readiness gating; its figure is tear down + recreate"
+        )
+    B.row(
+        "rolling update, 3 replicas, readiness-gated -> all new ready, old gone",
+        b,
+        "podman kube play --replace",
+        p,
+        goal="<= 0.5x",
+    )
+
+
+# ---------------------------------------------------------------- image
+
+
+def image(iters):
+    """Two-layer ~100 MB Debian image: archive import and registry pull."""
+    ub = ENV.get("BENCH_UNPACK_BENCH", "")
+    if not ub:
+        B.NOTES.append("image: unpack_bench not built, skipped")
+        return
+    r = B.sh(["bash", str(Path(__file__).resolve().parent / "big_image.sh")], timeout=3600)
+    cache = Path(r.stdout.strip().splitlines()[-1])
+    ref = "berth.local/debian-big:1"
+    oci_tar, docker_tar = cache / "big-oci.tar", cache / "big-docker.tar"
+    unpacked = sum(f.stat().st_size for f in (cache / "oci/blobs/sha256").iterdir())
+    scratch = B.W / "img"
+    imp_b, imp_p = [], []
+
+    def podman_rmi():
+        B.podman("rmi", "-f", ref, check=False)
+
+    for i in range(iters + 1):
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        out = B.sh([ub, "import", str(oci_tar), str(scratch), ref], timeout=600).stdout
+        B.log("  " + out.strip())
+        tb = float(out.split("berth import: ")[1].split(" s")[0]) * 1000
+        podman_rmi()
+        t0 = time.monotonic()
+        B.podman("load", "-q", "-i", str(docker_tar))
+        tp = ms(t0)
+        podman_rmi()
+        if i > 0:
+            imp_b.append(tb)
+            imp_p.append(tp)
+    B.NOTES.append(f"image: {ref}, 2 layers, {unpacked / 1e6:.0f} MB of blobs (gzip), built by bench/lib/big_image.sh")
+    B.row("image archive import + unpack (~100 MB, 2 layers)", imp_b, "podman load", imp_p, goal="<= 1.2x")
+    # the same image through a local registry
+    rport = int(ENV.get("BENCH_REGISTRY_PORT", str(B.PORT + 5)))
+    rd = B.W / "registry"
+    rd.mkdir(parents=True, exist_ok=True)
+    (rd / "config.yml").write_text(
+        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {rd}/data\n"
+        f"http:\n  addr: 127.0.0.1:{rport}\n"
+    )
+    reg = subprocess.Popen(["docker-registry", "serve", str(rd / "config.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (B.W / "registry.pid").write_text(str(reg.pid))
+    try:
+        B.wait_until(lambda: http_ok(f"http://127.0.0.1:{rport}/v2/"), timeout=30, step=0.05, what="registry")
+        rref = f"127.0.0.1:{rport}/bench/debian-big:1"
+        B.sh(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{cache}/oci:1", f"docker://{rref}"], timeout=600)
+        fo_b, fo_p, full_b, full_p = [], [], [], []
+        for i in range(iters + 1):
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir(parents=True)
+            out = B.sh([ub, "pull", rref, str(scratch)], timeout=600).stdout
+            B.log("  " + out.strip().replace("\n", "; "))
+            fb = float(out.split("berth fetch only: ")[1].split(" s")[0]) * 1000
+            eb = float(out.split("berth ensure")[1].split(": ")[1].split(" s")[0]) * 1000
+            shutil.rmtree(scratch / "skopeo", ignore_errors=True)
+            t0 = time.monotonic()
+            B.sh(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{rref}", f"dir:{scratch}/skopeo"], timeout=600)
+            fp = ms(t0)
+            B.podman("rmi", "-f", rref, check=False)
+            t0 = time.monotonic()
+            B.podman("pull", "-q", "--tls-verify=false", rref)
+            ep = ms(t0)
+            B.podman("rmi", "-f", rref, check=False)
+            if i > 0:
+                fo_b.append(fb)
+                fo_p.append(fp)
+                full_b.append(eb)
+                full_p.append(ep)
+        B.row("image pull from local registry, fetch only", fo_b, "skopeo copy to dir:", fo_p)
+        B.row("image pull from local registry, fetch + unpack", full_b, "podman pull", full_p)
+    finally:
+        reg.terminate()
+        try:
+            reg.wait(10)
+        except subprocess.TimeoutExpired:
+            reg.kill()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- scaling
+
+
+def scaling(sizes, peer_max):
+    """n Pods in one file -> all running, and removed -> gone and freed, for each n."""
+    curve = {}
+    for n in sizes:
+        res = {}
+        tools = ["berth"] + (["podman"] if n <= peer_max else [])
+        for tool in tools:
+            ms_ = [B.marker() for _ in range(n)]
+            docs = "---\n".join(B.pod_doc(f"bt-sc{j:03d}", m) for j, m in enumerate(ms_))
+            t0 = time.monotonic()
+            if tool == "berth":
+                B.put(B.MAN / "scale.yaml", docs)
+            else:
+                pf = B.PM / "scale.yaml"
+                pf.write_text(docs)
+                B.podman("kube", "play", str(pf))
+            B.wait_until(lambda: B.all_running(ms_), timeout=1800, step=0.01, what=f"{tool} {n} pods running")
+            up = ms(t0)
+            time.sleep(1)
+            t0 = time.monotonic()
+            if tool == "berth":
+                (B.MAN / "scale.yaml").unlink()
+                B.wait_until(lambda: B.none_running(ms_) and B.berth_freed(), timeout=1800, step=0.01, what="berth removed")
+            else:
+                B.podman("kube", "down", str(B.PM / "scale.yaml"))
+                B.wait_until(lambda: B.none_running(ms_), timeout=1800, step=0.01, what="podman removed")
+            res[tool] = (up, ms(t0))
+        B.log(f"  scale {n}: {res}")
+        curve[n] = res["berth"]
+        p = res.get("podman")
+        B.row(f"scaling: {n} Pods -> all running", [res["berth"][0]], "podman kube play" if p else "-", [p[0]] if p else [])
+        B.row(f"scaling: {n} Pods removed -> gone, freed", [res["berth"][1]], "podman kube down" if p else "-", [p[1]] if p else [], goal="<= 0.1x" if n in (20, 100) else "")
+    # linearity: cost per pod at the largest size against the cost per pod at 10
+    if 10 in curve and len(curve) > 1:
+        big = max(curve)
+        per = lambda n, k: curve[n][k] / n  # noqa: E731
+        for k, what in ((0, "start"), (1, "removal")):
+            B.NOTES.append(
+                f"scaling, {what}: per pod {', '.join(f'{n}: {per(n, k):.1f} ms' for n in sorted(curve))}; "
+                f"per-pod cost at {big} / at 10 = {per(big, k) / per(10, k):.2f} (linear: about 1 or less)"
+            )
+
+
+def published_table():
+    out = [
+        "Published figures, not measured here (Eclipse Ankaios' benchmark and the k3s figures it",
+        "reports; other hardware, other methods: for orientation only):",
+        "",
+        "| scenario | Ankaios (published) | k3s (published) |",
+        "|---|---|---|",
+    ]
+    out += [f"| {s} | {a} | {k} |" for s, a, k in PUBLISHED]
+    return "\n".join(out)
