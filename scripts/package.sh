@@ -5,6 +5,7 @@
 # its last line.
 #
 #   ./scripts/package.sh            # for this machine's architecture
+#   BERTH_DEB_VERSION=0.1.0-2 ./scripts/package.sh   # another version (upgrade tests)
 #
 # Other architectures (not buildable on this machine: no other Rust target
 # can be installed here) go the same way with a cross toolchain, e.g. on a
@@ -36,7 +37,11 @@ if readelf -l "$out/berth-supervise" | grep -q "Requesting program interpreter";
     exit 1
 fi
 rm -rf "$tdir/debian"
-cargo deb -p berth --no-build "${target_args[@]}" --output "$tdir/debian" >&2
+# BERTH_DEB_VERSION: the package's version (e.g. 0.1.0-2 for an upgrade test)
+version_args=()
+[ -z "${BERTH_DEB_VERSION:-}" ] || version_args=(--deb-version "$BERTH_DEB_VERSION")
+cargo deb -p berth --no-build "${target_args[@]}" "${version_args[@]}" --output "$tdir/debian" >&2
 deb=$(ls "$tdir"/debian/berth_*.deb)
+echo "package: $(basename "$deb"): $(stat -c %s "$deb") bytes ($(du -h "$deb" | cut -f1)), installed size $(dpkg-deb -f "$deb" Installed-Size) KiB" >&2
 # an absolute path, so `apt install "$(scripts/package.sh | tail -n 1)"` works
 realpath "$deb"

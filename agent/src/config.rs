@@ -59,6 +59,14 @@ pub enum Command {
     },
     /// Print the JSON Schema of berth manifests (for yaml-language-server).
     Schema,
+    /// Check this host for berth: kernel, cgroups and controllers, overlayfs,
+    /// nftables, namespaces, seccomp, PSI, forwarding, state dir, disk, CA
+    /// bundle, the systemd unit; exit 1 when something required is missing.
+    /// Takes the agent's flags (default config: /etc/berth/config.yaml).
+    Doctor {
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
 }
 
 /// The agent's flags. No clap defaults: a value missing here may come from env or the file.

@@ -7,13 +7,15 @@
 //! SIGTERM/SIGINT. Shutdown stops the sources and the API and never touches
 //! workloads (their shims own them); a second signal forces the exit.
 //!
-//! Subcommands `validate` and `schema` never touch the host.
+//! Subcommands `validate` and `schema` never touch the host; `doctor` only
+//! reads it.
 
 #![forbid(unsafe_code)]
 
 mod api;
 mod config;
 mod dirs;
+mod host;
 mod logging;
 mod policy;
 mod rollout;
@@ -59,6 +61,9 @@ fn main() -> ExitCode {
                 serde_json::to_string_pretty(&berth_spec::json_schema()).unwrap_or_default()
             );
             return ExitCode::SUCCESS;
+        }
+        Some(Command::Doctor { agent }) => {
+            return ExitCode::from(host::doctor::run(agent) as u8);
         }
         None => {}
     }
@@ -133,6 +138,12 @@ async fn run(cfg: Config) -> Result<()> {
     for d in [&cfg.state_dir, &cfg.run_dir] {
         dirs::ensure_private_dir(d).with_context(|| format!("preparing {}", d.display()))?;
     }
+    // what this host offers: reported (degraded mode), never a reason to stop
+    let host_report = Arc::new(host::probe(
+        &host::Roots::real(cfg.state_dir.clone()),
+        berth_image::pull::Puller::new(Default::default()).https_available(),
+    ));
+    host_report.log();
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (desired_tx, desired_rx) = berth_reconciler::desired_channel();
     let (status_tx, status_rx) = berth_reconciler::status_channel();
@@ -212,6 +223,7 @@ async fn run(cfg: Config) -> Result<()> {
         streams: api::limits::StreamLimiter::new(API_STREAMS_PER_CLIENT, API_STREAMS_TOTAL),
         page: api::PageCtx {
             node_labels: Arc::new(cfg.node_labels.clone()),
+            host: host_report.clone(),
             ..Default::default()
         },
     };

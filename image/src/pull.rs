@@ -68,6 +68,15 @@ pub enum PullError {
         #[source]
         source: ContentError,
     },
+    #[error(
+        "cannot pull {reference} from {endpoint} over HTTPS: no usable CA certificates on this host (install the ca-certificates package, or set SSL_CERT_FILE)"
+    )]
+    NoTrustRoots {
+        endpoint: String,
+        reference: String,
+        #[source]
+        source: Arc<OciDistributionError>,
+    },
     #[error("storing content of {reference}")]
     Store {
         reference: String,
@@ -89,6 +98,8 @@ impl PullError {
                 OciDistributionError::IoError(_) => true,
                 _ => false,
             },
+            // as good as unreachable: a local copy may stand in
+            PullError::NoTrustRoots { .. } => true,
             _ => false,
         }
     }
@@ -119,8 +130,12 @@ pub struct PullCounters {
 }
 
 pub struct Puller {
-    https: Client,
-    http: Client,
+    /// The HTTPS client, or why it cannot be made (no CA bundle on the
+    /// host): then only the pulls that need TLS fail, each with a clear error.
+    https: Result<Client, Arc<OciDistributionError>>,
+    /// The plain-HTTP client; an error only if even a TLS stack with one
+    /// private root cannot be built.
+    http: Result<Client, Arc<OciDistributionError>>,
     opts: RegistryOptions,
     pub counters: Arc<PullCounters>,
 }
@@ -140,24 +155,58 @@ pub fn is_loopback(host_port: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn client(protocol: ClientProtocol) -> Client {
-    Client::new(ClientConfig {
+fn config(protocol: ClientProtocol) -> ClientConfig {
+    ClientConfig {
         protocol,
         platform_resolver: None,
         connect_timeout: Some(Duration::from_secs(10)),
         read_timeout: Some(Duration::from_secs(60)),
         ..Default::default()
+    }
+}
+
+/// A self-signed certificate whose key was thrown away: the plain-HTTP
+/// client trusts only it when the host has no CA bundle, so it still builds
+/// (the TLS stack wants roots even for a client that never speaks TLS) and
+/// a redirect to HTTPS is refused instead of trusted.
+const NO_TLS_ROOT: &[u8] = include_bytes!("pull_no_tls_root.pem");
+
+/// The HTTPS client; an error (never a panic, as `Client::new` would do)
+/// when the host has no CA certificates.
+fn https_client() -> Result<Client, Arc<OciDistributionError>> {
+    Client::try_from(config(ClientProtocol::Https)).map_err(Arc::new)
+}
+
+/// The plain-HTTP client (loopback and insecure registries): built with the
+/// host's roots when there are any, else with [`NO_TLS_ROOT`] only.
+fn http_client() -> Result<Client, Arc<OciDistributionError>> {
+    Client::try_from(config(ClientProtocol::Http)).or_else(|_| {
+        let mut c = config(ClientProtocol::Http);
+        c.tls_certs_only = vec![oci_client::client::Certificate {
+            encoding: oci_client::client::CertificateEncoding::Pem,
+            data: NO_TLS_ROOT.to_vec(),
+        }];
+        Client::try_from(c).map_err(Arc::new)
     })
 }
 
 impl Puller {
     pub fn new(opts: RegistryOptions) -> Self {
+        let https = https_client();
+        if let Err(e) = &https {
+            tracing::warn!(error = %e, "no HTTPS registry client (no CA certificates on this host?): pulls from HTTPS registries will fail; loopback, insecure and archive images still work");
+        }
         Puller {
-            https: client(ClientProtocol::Https),
-            http: client(ClientProtocol::Http),
+            https,
+            http: http_client(),
             opts,
             counters: Arc::default(),
         }
+    }
+
+    /// Whether pulls over HTTPS can work (the host has CA certificates).
+    pub fn https_available(&self) -> bool {
+        self.https.is_ok()
     }
 
     /// Endpoints to try for a registry: mirrors first, then the registry.
@@ -172,17 +221,29 @@ impl Puller {
         v
     }
 
-    fn client_for(&self, endpoint: &str) -> &Client {
-        let insecure = self
-            .opts
-            .insecure_registries
-            .iter()
-            .any(|r| crate::auth::normalise_host(r) == endpoint);
-        if insecure || is_loopback(endpoint) {
+    /// Whether `endpoint` is spoken to over plain HTTP (loopback or listed insecure).
+    fn plain_http(&self, endpoint: &str) -> bool {
+        is_loopback(endpoint)
+            || self
+                .opts
+                .insecure_registries
+                .iter()
+                .any(|r| crate::auth::normalise_host(r) == endpoint)
+    }
+
+    /// The client for `endpoint`, or the clear error when the host cannot
+    /// make it (no CA certificates for HTTPS).
+    fn client_for(&self, endpoint: &str, r: &Reference) -> Result<&Client, PullError> {
+        let c = if self.plain_http(endpoint) {
             &self.http
         } else {
             &self.https
-        }
+        };
+        c.as_ref().map_err(|e| PullError::NoTrustRoots {
+            endpoint: endpoint.to_string(),
+            reference: r.to_string(),
+            source: e.clone(),
+        })
     }
 
     fn auth_for(&self, endpoint: &str) -> RegistryAuth {
@@ -244,7 +305,7 @@ impl Puller {
     ) -> Result<(Digest, Vec<u8>), PullError> {
         let oref = Self::oref(ep, r, digest);
         let (bytes, _) = self
-            .client_for(ep)
+            .client_for(ep, r)?
             .pull_manifest_raw(&oref, &self.auth_for(ep), manifest::ACCEPTED)
             .await
             .map_err(|source| PullError::Registry {
@@ -376,7 +437,7 @@ impl Puller {
         let mut w = w;
         let oref = Self::oref(ep, r, r.digest());
         tracing::debug!(reference = %r, blob = %digest, size = d.size, "fetching blob");
-        self.client_for(ep)
+        self.client_for(ep, r)?
             .pull_blob(&oref, d.digest.as_str(), &mut w)
             .await
             .map_err(|source| PullError::Registry {
@@ -434,8 +495,57 @@ mod tests {
         });
         assert_eq!(p.endpoints("docker.io"), vec!["mirror.lan", "docker.io"]);
         assert_eq!(p.endpoints("quay.io"), vec!["quay.io"]);
-        assert!(std::ptr::eq(p.client_for("reg.lan:5000"), &p.http));
-        assert!(std::ptr::eq(p.client_for("127.0.0.1:5000"), &p.http));
-        assert!(std::ptr::eq(p.client_for("docker.io"), &p.https));
+        assert!(p.plain_http("reg.lan:5000"));
+        assert!(p.plain_http("127.0.0.1:5000"));
+        assert!(!p.plain_http("docker.io"));
+        assert!(p.https_available(), "this host has CA certificates");
+    }
+
+    /// Set in the child process of `no_ca_bundle_is_a_clear_error_not_a_panic`.
+    const NO_CA_CHILD: &str = "BERTH_TEST_NO_CA_CHILD";
+
+    /// With no CA certificates (SSL_CERT_FILE and SSL_CERT_DIR point at
+    /// nothing), making the puller does not panic, loopback pulls keep their
+    /// client, and an HTTPS pull fails with the clear error. Runs in a child
+    /// process: the roots are read from the environment, which a test must
+    /// not change in its own process.
+    #[test]
+    fn no_ca_bundle_is_a_clear_error_not_a_panic() {
+        if std::env::var_os(NO_CA_CHILD).is_some() {
+            let p = Puller::new(RegistryOptions::default());
+            assert!(!p.https_available());
+            assert!(p.http.is_ok(), "plain-HTTP client built without roots");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let t = tempfile::tempdir().unwrap();
+            let store = ContentStore::open(t.path()).unwrap();
+            let r = Reference::parse("registry.example/app:1").unwrap();
+            let e = rt
+                .block_on(p.pull(&r, &store, &KeyedLocks::default()))
+                .unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, PullError::NoTrustRoots { .. }), "{msg}");
+            assert!(msg.contains("ca-certificates"), "{msg}");
+            assert!(e.is_unreachable(), "a local copy may stand in");
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "pull::tests::no_ca_bundle_is_a_clear_error_not_a_panic",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(NO_CA_CHILD, "1")
+            .env("SSL_CERT_FILE", "/nonexistent/berth-test/ca.pem")
+            .env("SSL_CERT_DIR", "/nonexistent/berth-test/certs")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed:\n{text}");
+        assert!(text.contains("1 passed"), "the child ran no test:\n{text}");
     }
 }

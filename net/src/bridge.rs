@@ -37,6 +37,13 @@ pub enum BridgeError {
         #[source]
         source: rtnetlink::Error,
     },
+    #[error("add route for the service range {cidr} via bridge {name}")]
+    ServiceRoute {
+        name: String,
+        cidr: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
     #[error("delete bridge {name}")]
     Delete {
         name: String,
@@ -107,6 +114,37 @@ pub async fn ensure(
             source,
         })?;
     Ok(index)
+}
+
+/// Route the service range onto the bridge (`<cidr> dev <bridge> src
+/// <gateway>`), so the host reaches Service VIPs even without a default
+/// route: the kernel must find a route before the nat output hook rewrites
+/// the VIP to a pod address. The route goes with the bridge; an existing
+/// route for exactly this prefix (ours after a restart, or the operator's)
+/// is left alone.
+pub async fn route_services(
+    handle: &Handle,
+    name: &str,
+    index: u32,
+    cidr: Ipv4Addr,
+    prefix: u8,
+    gateway: Ipv4Addr,
+) -> Result<(), BridgeError> {
+    let route = rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(cidr, prefix)
+        .output_interface(index)
+        .pref_source(gateway)
+        .scope(rtnetlink::packet_route::route::RouteScope::Link)
+        .build();
+    match handle.route().add(route).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
+        Err(source) => Err(BridgeError::ServiceRoute {
+            name: name.to_string(),
+            cidr: format!("{cidr}/{prefix}"),
+            source,
+        }),
+    }
 }
 
 /// Delete the bridge by name; a missing bridge is fine.

@@ -96,6 +96,7 @@ impl Classify for NetError {
                 | BridgeError::Create { source, .. }
                 | BridgeError::Up { source, .. }
                 | BridgeError::Address { source, .. }
+                | BridgeError::ServiceRoute { source, .. }
                 | BridgeError::Delete { source, .. } => netlink_kind(source),
                 BridgeError::Vanished { .. } => ErrorKind::Transient,
             },

@@ -172,6 +172,15 @@ impl HostNetwork {
         let bridge = cfg.bridge();
         let bridge_index =
             bridge::ensure(&handle, &bridge, gateway, cfg.pod_cidr.prefix_len(), mtu).await?;
+        bridge::route_services(
+            &handle,
+            &bridge,
+            bridge_index,
+            cfg.service_cidr.network(),
+            cfg.service_cidr.prefix_len(),
+            gateway,
+        )
+        .await?;
 
         let sysctl = Sysctl::new(&cfg.sysctl_root);
         let prev = sysctl.set("net.ipv4.ip_forward", "1")?;

@@ -365,6 +365,16 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
     if v1_no_memsw && let Some(m) = value["linux"]["resources"]["memory"].as_object_mut() {
         m.remove("swap");
     }
+    let dropped = crate::cgroups::host_fit::fit_resources(
+        &mut value,
+        &Cgroups::detect(Path::new("/sys/fs/cgroup")),
+    );
+    if !dropped.is_empty() {
+        eprintln!(
+            "berth-shim: no {} cgroup controller on this host: those limits are not enforced",
+            dropped.join(", ")
+        );
+    }
     let bounding =
         crate::caps::own_bounding_set(&fs::read_to_string("/proc/self/status").unwrap_or_default());
     crate::caps::finish(&mut value, &cfg.security, bounding)

@@ -8,9 +8,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Create `dir` and its missing parents, root-only (0700).
 ///
-/// Directories that exist keep their mode.
+/// Directories that exist keep their mode. Each directory it creates is
+/// made durable (its parent fsynced), so a file written into a new
+/// directory survives a power cut together with the directory.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .collect();
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    for d in missing.iter().rev() {
+        let parent = match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Create `dir` (and missing parents) 0700, or tighten it to 0700 if it

@@ -32,6 +32,32 @@ impl Cgroups {
         }
     }
 
+    /// The controllers this host offers: v2 the root's `cgroup.controllers`,
+    /// v1 the mounted hierarchies (`cpu,cpuacct` counts as both).
+    pub fn controllers(&self) -> Vec<String> {
+        let mut out: Vec<String> = match self.version {
+            Version::V2 => fs::read_to_string(self.root.join("cgroup.controllers"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
+            Version::V1 => fs::read_dir(&self.root)
+                .map(|rd| {
+                    rd.flatten()
+                        .filter(|e| e.path().is_dir())
+                        .flat_map(|e| {
+                            let n = e.file_name().to_string_lossy().into_owned();
+                            n.split(',').map(String::from).collect::<Vec<_>>()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        out.sort();
+        out.dedup();
+        out
+    }
+
     fn dir(&self, controller: &str, path: &str) -> PathBuf {
         let rel = path.trim_start_matches('/');
         match self.version {
@@ -143,9 +169,17 @@ impl Cgroups {
     }
 
     /// SIGKILL every process in the cgroup and below it; never the root's.
+    /// On v2 through `cgroup.kill` (kernel 5.14+: atomic, no fork races),
+    /// then by pid for what a kernel without it leaves.
     pub fn kill_all(&self, path: &str) {
         if path.trim_matches('/').is_empty() {
             return;
+        }
+        if self.version == Version::V2 {
+            let kill = self.dir("", path).join("cgroup.kill");
+            if kill.exists() {
+                let _ = fs::write(kill, "1");
+            }
         }
         for p in self.pids(path) {
             let _ = nix::sys::signal::kill(

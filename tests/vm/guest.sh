@@ -83,6 +83,78 @@ vol_first() { head -1 "$VOL" 2>/dev/null; }
 vol_count() { wc -l < "$VOL" 2>/dev/null || echo 0; }
 vol_has() { [ "$(vol_count)" -ge "$1" ]; }
 
+# The cgroup v2 and host items of issue 19, on a systemd host with no
+# network card (so no default route).
+host_features() {
+  local out rc pid cg cgd pw cw vip defroute body esc metrics
+  out=$(berth doctor 2>&1); rc=$?
+  echo "$out" > "$S/doctor.txt"
+  doctor_ok() { [ "$rc" = 0 ] && grep -q '^ok  *cgroups: v2' <<<"$out" && grep -q 'berth.service KillMode: process' <<<"$out" && grep -q '^summary: ' <<<"$out"; }
+  check doctor.runs "berth doctor exit $rc; $(grep -E '^summary|cgroups:|KillMode|PSI|CA cert' <<<"$out" | tr '\n' ' ')" doctor_ok
+  pid=$(pgrep -f 'httpd -f -p 8080' | head -1)
+  cg=$(cut -d: -f3 "/proc/$pid/cgroup" 2>/dev/null)
+  cgd=/sys/fs/cgroup$cg
+  check cgroup.oom-group "web container $cg memory.oom.group=$(cat "$cgd/memory.oom.group" 2>/dev/null)" \
+    test "$(cat "$cgd/memory.oom.group" 2>/dev/null)" = 1
+  pw=$(cat "$(dirname "$cgd")/cpu.weight" 2>/dev/null); cw=$(cat "$cgd/cpu.weight" 2>/dev/null)
+  # 50m -> 51 shares -> 11 with the Kubernetes formula (the linear one gave the pod 2)
+  check cgroup.cpu-weight "web (cpu request 50m): pod cpu.weight $pw, container cpu.weight $cw" \
+    test -n "$pw" -a "$pw" = "$cw" -a "$pw" = 11
+  metrics=$(api /metrics)
+  check metrics.psi "$(grep -c '^berth_pod_pressure_seconds_total' <<<"$metrics") PSI series; $(grep -m1 '^berth_pod_pressure_seconds_total' <<<"$metrics")" \
+    grep -q '^berth_pod_pressure_seconds_total{namespace="default",pod="worker",resource="memory"' <<<"$metrics"
+  vip=$(api /api/v1/services | jq -r '.items[] | select(.metadata.name == "web") | .spec.clusterIP')
+  defroute=$(ip -4 route show default)
+  body=$(curl -fsS -m 5 "http://$vip/" 2>&1 | head -c 80)
+  check service.vip-from-host "default route: '${defroute:-none}'; route $(ip -4 route show | grep -m1 "^10.45" ); curl http://$vip/: '$(echo "$body" | tr '\n' ' ')'" \
+    test -n "$vip" -a -z "$defroute" -a -n "$body"
+  esc=$(journalctl -b -u berth.service --no-pager -o cat | grep -c $'\e\[')
+  check logs.no-colour "$esc journal lines of berth with ANSI escapes" test "$esc" = 0
+}
+
+# An upgrade to a newer version of the package: the agent restarts, the
+# containers do not.
+upgrade() {
+  local pb pa ib ia mb ma v0 v1 t0
+  if [ ! -f "$S/berth-upgrade.deb" ]; then fail upgrade.same-pids "no upgrade package in the share"; return; fi
+  wait_until 120 examples_ready
+  pb=$(cpids); ib=$(ids); mb=$(systemctl show -p MainPID --value berth.service)
+  v0=$(dpkg-query -W -f='${Version}' berth)
+  t0=$(now)
+  dpkg -i "$S/berth-upgrade.deb" > "$S/dpkg-upgrade.txt" 2>&1 || fail upgrade.install "$(tail -5 "$S/dpkg-upgrade.txt" | tr '\n' ' ')"
+  v1=$(dpkg-query -W -f='${Version}' berth)
+  wait_until 60 healthy
+  wait_until 60 ready
+  wait_until 120 examples_ready
+  sleep 10
+  pa=$(cpids); ia=$(ids); ma=$(systemctl show -p MainPID --value berth.service)
+  check upgrade.install "$v0 -> $v1 in $(since "$t0")s; agent pid $mb -> $ma, $(systemctl is-active berth.service)" \
+    test "$v0" != "$v1" -a "$mb" != "$ma" -a "$ma" != 0
+  check upgrade.same-pids "before: $pb | after: $pa; containers before: $ib | after: $ia" \
+    test -n "$pb" -a "$pb" = "$pa" -a "$ib" = "$ia"
+}
+
+# apt remove: the agent stops, the containers are stopped, the volumes stay;
+# apt purge: says what it removes, and removes the state.
+remove_and_purge() {
+  local out pb left
+  pb=$(cpids)
+  out=$(apt-get remove -y berth 2>&1); echo "$out" > "$S/apt-remove.txt"
+  sleep 2
+  left=$(cpids)
+  check remove.stops-agent "after apt remove: berth.service $(systemctl is-active berth.service 2>&1), /usr/bin/berth $( [ -e /usr/bin/berth ] && echo present || echo gone)" \
+    test "$(systemctl is-active berth.service 2>&1)" != active -a ! -e /usr/bin/berth
+  check remove.stops-containers "container pids before: $pb, after: '${left}'; $(grep -m1 'berth-stop-containers' <<<"$out")" \
+    test -n "$pb" -a -z "$left"
+  check remove.keeps-volumes "$VOL: $(vol_count) lines, first '$(vol_first)'; $(grep -m1 'kept /var/lib/berth' <<<"$out" | cut -c1-120)" \
+    test "$(vol_count)" -gt 0 -a -d /var/lib/berth/images
+  out=$(apt-get purge -y berth 2>&1); echo "$out" > "$S/apt-purge.txt"
+  check purge.says-what "$(grep 'berth: ' <<<"$out" | tr '\n' ' ' | cut -c1-300)" \
+    grep -q 'purging deletes /var/lib/berth' <<<"$out"
+  check purge.removes-state "/var/lib/berth $( [ -e /var/lib/berth ] && echo present || echo gone), /etc/berth $( [ -e /etc/berth ] && echo present || echo gone), dpkg: $(dpkg-query -W -f='${Status}' berth 2>&1)" \
+    test ! -e /var/lib/berth -a ! -e /etc/berth
+}
+
 echo "VMTEST: boot $boot, phase $phase, uptime $(up)s"
 info "boot.$boot" "phase $phase, userspace reached the test $(up)s after kernel start; $(systemctl is-system-running 2>&1)"
 mkdir -p -m 0700 "$KEEP"
@@ -167,6 +239,9 @@ phase_install() {
   check restart.same-pids "before: $pb | after: $pa" test -n "$pb" -a "$pb" = "$pa"
   check restart.same-containers "before: $ib | after: $ia" test -n "$ib" -a "$ib" = "$ia"
   info placement-after-restart "container pids and cgroups: $(cg_of "$pa"); berth.service NRestarts=$(systemctl show -p NRestarts --value berth.service)"
+
+  host_features
+  upgrade
 
   # the Volume has data to compare after the reboot
   wait_until 30 vol_has 2
@@ -266,6 +341,7 @@ phase_after_crash() {
     fail crash.converges "after 300s: $(pods_summary); burst processes: $(pgrep -f burst-sleep | tr '\n' ' ')"
   fi
   dump converged
+  remove_and_purge
   echo done > "$S/phase"
   date +%s > "$S/done"; sync
   systemctl poweroff

@@ -83,6 +83,19 @@ SH=$WORK/share
 mkdir -p "$SH/manifests"
 cp "$HERE/guest.sh" "$SH/guest.sh"
 cp "$BERTH_DEB" "$SH/berth.deb"
+# the upgrade: the same package with a higher version (BERTH_DEB_UPGRADE, or
+# this one repacked as <version>+vmtest1)
+if [ -n "${BERTH_DEB_UPGRADE:-}" ]; then
+  cp "$BERTH_DEB_UPGRADE" "$SH/berth-upgrade.deb"
+else
+  rm -rf "$WORK/repack"
+  dpkg-deb -R "$BERTH_DEB" "$WORK/repack"
+  v=$(dpkg-deb -f "$BERTH_DEB" Version)
+  sed -i "s/^Version: .*/Version: ${v}+vmtest1/" "$WORK/repack/DEBIAN/control"
+  dpkg-deb -b --root-owner-group "$WORK/repack" "$SH/berth-upgrade.deb" >/dev/null
+  rm -rf "$WORK/repack"
+fi
+say "upgrade package: $(dpkg-deb -f "$SH/berth-upgrade.deb" Version)"
 cp "$BUSYBOX_TAR" "$SH/busybox-oci.tar"
 cp "$REPO"/examples/manifests/*.yaml "$SH/manifests/"
 echo install > "$SH/phase"
@@ -102,7 +115,8 @@ case "$ACCEL" in
   tcg) ACCEL_ARGS=(-accel tcg,thread=multi,tb-size=512 -cpu max) ;;
   *) die "BERTH_VM_ACCEL must be auto, kvm or tcg" ;;
 esac
-CMDLINE="root=/dev/vda rw console=ttyS0 systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all systemd.show_status=auto loglevel=4 panic=-1"
+# psi=1: Debian's kernel has PSI but off unless asked (CONFIG_PSI_DEFAULT_DISABLED)
+CMDLINE="root=/dev/vda rw console=ttyS0 psi=1 systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all systemd.show_status=auto loglevel=4 panic=-1"
 
 boot() { # boot N [qemu args]: start QEMU in the background, sets QPID
   local n=$1; shift
@@ -193,9 +207,12 @@ TV=$(( $(date +%s) - TB ))
 
 # ---------------------------------------------------------------- verdict
 EXPECTED=(guest.cgroup-v2-only package.install package.files unit.settings agent.started-by-package
-  pods.ready stop.keeps-containers start.api-ready restart.same-pids restart.same-containers volume.written
+  pods.ready stop.keeps-containers start.api-ready restart.same-pids restart.same-containers
+  doctor.runs cgroup.oom-group cgroup.cpu-weight metrics.psi service.vip-from-host logs.no-colour
+  upgrade.install upgrade.same-pids volume.written
   reboot.containers-stopped reboot.pods-ready reboot.agent-active reboot.volume-intact reboot.volume-appended power-off.during-burst
-  crash.agent-starts crash.pods-run crash.agent-stable crash.volume-intact crash.converges)
+  crash.agent-starts crash.pods-run crash.agent-stable crash.volume-intact crash.converges
+  remove.stops-agent remove.stops-containers remove.keeps-volumes purge.says-what purge.removes-state)
 ALL=$WORK/all-results.txt
 { cat "$SH/results.txt"; printf '%s\n' "${HOSTRES[@]+"${HOSTRES[@]}"}"; } > "$ALL"
 echo "---- timings" >&2

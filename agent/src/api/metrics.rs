@@ -27,7 +27,8 @@ pub async fn metrics(State(st): State<ApiState>) -> impl IntoResponse {
         o,
         "# HELP berth_agent_condition An agent-level problem (e.g. ImageImportsSucceeded False: an image archive failed to import).\n# TYPE berth_agent_condition gauge"
     );
-    for c in &snap.conditions {
+    let host_condition = st.page.host.condition();
+    for c in snap.conditions.iter().chain(host_condition.iter()) {
         let _ = writeln!(
             o,
             "berth_agent_condition{{type=\"{}\",status=\"{}\",reason=\"{}\"}} 1",
@@ -153,6 +154,13 @@ pub async fn metrics(State(st): State<ApiState>) -> impl IntoResponse {
     for (p, n) in phases {
         let _ = writeln!(o, "berth_pods{{phase=\"{p}\"}} {n}");
     }
+    super::host_metrics::features(&mut o, &st.page.host);
+    super::host_metrics::pod_pressure(
+        &mut o,
+        &snap,
+        &st.instance,
+        std::path::Path::new("/sys/fs/cgroup"),
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -33,6 +33,7 @@
 //! timeouts); [`limits`] bounds watch and follow streams per client (429).
 
 mod discovery;
+mod host_metrics;
 pub mod limits;
 pub(crate) mod logs;
 mod metrics;

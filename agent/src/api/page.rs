@@ -44,6 +44,8 @@ pub struct PageCtx {
     pub node_labels: Arc<BTreeMap<String, String>>,
     /// When this agent process started.
     pub started: SystemTime,
+    /// What the host offers, probed at start (degraded mode).
+    pub host: Arc<crate::host::HostReport>,
 }
 
 impl Default for PageCtx {
@@ -52,6 +54,7 @@ impl Default for PageCtx {
             usage: Arc::default(),
             node_labels: Arc::default(),
             started: SystemTime::now(),
+            host: Arc::default(),
         }
     }
 }

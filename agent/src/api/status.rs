@@ -27,6 +27,8 @@ pub async fn agent_status(State(st): State<ApiState>) -> Json<Value> {
                 .count()
         })
         .sum();
+    let mut conditions = snap.conditions.clone();
+    conditions.extend(st.page.host.condition());
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "instance": &*st.instance,
@@ -34,7 +36,8 @@ pub async fn agent_status(State(st): State<ApiState>) -> Json<Value> {
         "revision": view.desired.revision,
         "complete": view.desired.complete,
         "ready": snap.ready,
-        "conditions": snap.conditions,
+        "conditions": conditions,
+        "host": &*st.page.host,
         "sources": view.sources,
         "objects": counts,
         "observed": {"pods": snap.pods.len(), "deployments": snap.deployments.len(), "services": snap.services.len(), "volumes": snap.volumes.len()},

@@ -44,9 +44,22 @@ pub fn shares(millis: u64) -> u64 {
     (millis * 1024 / 1000).max(2)
 }
 
-/// cgroup v2 cpu.weight from v1 shares (the OCI/runc conversion).
+/// cgroup v2 cpu.weight from v1 shares: the conversion Kubernetes uses
+/// today (runc 1.3.2+, and libcontainer for berth's containers), a quadratic
+/// in log2(shares) that keeps 2 -> 1, 1024 -> 100 and 262144 -> 10000
+/// (500m -> 512 shares -> 59). Pods and containers share it, so a pod with
+/// one container weighs what its container does.
 pub fn weight(shares: u64) -> u64 {
-    1 + (shares.saturating_sub(2) * 9999) / 262_142
+    const MAX_WEIGHT: u64 = 10_000;
+    match shares {
+        0..=2 => 1,
+        262_144.. => MAX_WEIGHT,
+        s => {
+            let l = (s as f64).log2();
+            let exp = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+            (10f64.powf(exp).ceil() as u64).clamp(1, MAX_WEIGHT)
+        }
+    }
 }
 
 /// The pod-level cgroup, on top of the shared [`Cgroups`].
@@ -67,7 +80,8 @@ impl PodCgroup for Cgroups {
                     }
                 }
                 let mem = self.root.join("memory").join(rel);
-                if let Some(m) = r.memory_limit_bytes {
+                let has = |ctl: &str| self.root.join(ctl).is_dir();
+                if let Some(m) = r.memory_limit_bytes.filter(|_| has("memory")) {
                     // memsw must stay >= the memory limit: raise it first when it exists
                     let memsw = mem.join("memory.memsw.limit_in_bytes");
                     if memsw.exists() {
@@ -79,14 +93,14 @@ impl PodCgroup for Cgroups {
                     }
                 }
                 let cpu = self.root.join("cpu").join(rel);
-                if let Some(l) = r.cpu_limit_millis {
+                if let Some(l) = r.cpu_limit_millis.filter(|_| has("cpu")) {
                     write(cpu.join("cpu.cfs_period_us"), "100000".into())?;
                     write(cpu.join("cpu.cfs_quota_us"), (l * 100).to_string())?;
                 }
-                if let Some(q) = r.cpu_request_millis {
+                if let Some(q) = r.cpu_request_millis.filter(|_| has("cpu")) {
                     write(cpu.join("cpu.shares"), shares(q).to_string())?;
                 }
-                if let Some(p) = r.pids_limit {
+                if let Some(p) = r.pids_limit.filter(|_| has("pids")) {
                     write(
                         self.root.join("pids").join(rel).join("pids.max"),
                         p.to_string(),
@@ -94,33 +108,42 @@ impl PodCgroup for Cgroups {
                 }
             }
             Version::V2 => {
-                // enable the controllers for children all the way down
+                // enable the controllers for children all the way down; only
+                // those the kernel offers (a missing one is degraded mode:
+                // its limits are not enforced, and `berth doctor` and the
+                // node status say so)
+                let offered = self.controllers();
+                let has = |c: &str| offered.iter().any(|o| o == c);
+                let enable = ["cpu", "memory", "pids"]
+                    .into_iter()
+                    .filter(|c| has(c))
+                    .map(|c| format!("+{c}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 let mut cur = self.root.clone();
                 for part in Path::new(rel).components() {
-                    let _ = write(
-                        cur.join("cgroup.subtree_control"),
-                        "+cpu +memory +pids".into(),
-                    );
+                    if !enable.is_empty() {
+                        let _ = write(cur.join("cgroup.subtree_control"), enable.clone());
+                    }
                     cur.push(part);
                     mkdir(&cur)?;
                 }
-                let _ = write(
-                    cur.join("cgroup.subtree_control"),
-                    "+cpu +memory +pids".into(),
-                );
-                if let Some(m) = r.memory_limit_bytes {
+                if !enable.is_empty() {
+                    let _ = write(cur.join("cgroup.subtree_control"), enable);
+                }
+                if let Some(m) = r.memory_limit_bytes.filter(|_| has("memory")) {
                     write(cur.join("memory.max"), m.to_string())?;
                     if cur.join("memory.swap.max").exists() {
                         write(cur.join("memory.swap.max"), "0".into())?;
                     }
                 }
-                if let Some(l) = r.cpu_limit_millis {
+                if let Some(l) = r.cpu_limit_millis.filter(|_| has("cpu")) {
                     write(cur.join("cpu.max"), format!("{} 100000", l * 100))?;
                 }
-                if let Some(q) = r.cpu_request_millis {
+                if let Some(q) = r.cpu_request_millis.filter(|_| has("cpu")) {
                     write(cur.join("cpu.weight"), weight(shares(q)).to_string())?;
                 }
-                if let Some(p) = r.pids_limit {
+                if let Some(p) = r.pids_limit.filter(|_| has("pids")) {
                     write(cur.join("pids.max"), p.to_string())?;
                 }
             }
@@ -168,6 +191,24 @@ mod tests {
     }
 
     #[test]
+    fn v2_without_the_memory_controller_is_degraded_not_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("cgroup.controllers"), "cpu pids").unwrap();
+        let cg = Cgroups::detect(t.path());
+        cg.ensure_pod("/btx/p", &res()).unwrap();
+        let d = t.path().join("btx/p");
+        assert!(
+            !d.join("memory.max").exists(),
+            "no memory controller: no limit"
+        );
+        assert_eq!(fs::read_to_string(d.join("pids.max")).unwrap(), "100");
+        assert_eq!(
+            fs::read_to_string(t.path().join("cgroup.subtree_control")).unwrap(),
+            "+cpu +pids"
+        );
+    }
+
+    #[test]
     fn v1_pod_cgroup_on_a_fake_tree() {
         let t = tempfile::tempdir().unwrap();
         for c in ["memory", "cpu", "pids", "cpuset"] {
@@ -203,7 +244,21 @@ mod tests {
     #[test]
     fn weights() {
         assert_eq!(weight(2), 1);
+        assert_eq!(weight(0), 1);
         assert_eq!(weight(262_144), 10000);
+        assert_eq!(weight(u64::MAX), 10000);
+        // the Kubernetes figures: 500m -> 59, 1 CPU -> 100 (the default), 250m -> 35
+        assert_eq!(weight(shares(500)), 59);
+        assert_eq!(weight(shares(1000)), 100);
+        assert_eq!(weight(shares(250)), 35);
+        assert_eq!(weight(shares(100)), 17);
+        // monotonic over the whole range
+        let mut last = 0;
+        for s in 2..=262_144u64 {
+            let w = weight(s);
+            assert!(w >= last, "weight({s}) = {w} < {last}");
+            last = w;
+        }
         assert_eq!(shares(1000), 1024);
         assert_eq!(shares(1), 2);
     }
