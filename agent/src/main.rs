@@ -182,6 +182,7 @@ async fn run(cfg: Config) -> Result<()> {
             node_labels: Arc::new(cfg.node_labels.clone()),
             ..Default::default()
         },
+        model: api::model_cache(),
     };
     tasks.push(tokio::spawn(api::usage::run(
         berth_runtime::ShimRuntime::new(berth_runtime::RuntimeConfig::new(

@@ -50,6 +50,7 @@ fn fixture(token: Option<&str>) -> Fixture {
         shutdown,
         streams: super::limits::StreamLimiter::new(2, 3),
         page: Default::default(),
+        model: super::model_cache(),
     };
     Fixture {
         state,
