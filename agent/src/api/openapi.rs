@@ -199,7 +199,7 @@ fn v2() -> &'static Value {
     DOC.get_or_init(|| {
         let mut settings = SchemaSettings::draft07();
         settings.meta_schema = None;
-        settings.transforms = vec![Box::new(RemoveRefSiblings)];
+        settings.transforms = vec![Box::new(RemoveRefSiblings::default())];
         let (defs, refs) = schemas(settings);
         let mut paths = Map::new();
         for (res, rf) in &refs {

@@ -57,7 +57,7 @@ fn fixture(token: Option<&str>) -> Fixture {
         shutdown,
         streams: limits::StreamLimiter::new(4, 8),
         page,
-        model: super::model_cache(),
+        model: crate::api::model_cache(),
     };
     Fixture {
         state,
