@@ -330,9 +330,12 @@ fn checks(agent: &Agent) -> Result<()> {
     assert_eq!((&r[1][..], &r[2][..]), ("Ready", "<none>"));
     assert!(r[4].starts_with("v1.32.0-berth."), "{nodes}");
     let dn = k.ok(&["describe", "node", &node])?;
-    for want in ["Labels:", "zone=lab", "Conditions:", "Ready", "KubeletReady", "Addresses:", "Hostname:", "Capacity:", "Allocatable:", "System Info:", "Kernel Version:", "Operating System:  linux", "Container Runtime Version:  berth://", "Non-terminated Pods:", "default                     web-"] {
+    for want in ["Labels:", "zone=lab", "Conditions:", "Ready", "KubeletReady", "Addresses:", "Hostname:", "Capacity:", "Allocatable:", "System Info:", "Kernel Version:", "Operating System:           linux", "berth://", "Non-terminated Pods:", "HolderIdentity:", "Allocated resources:"] {
         assert!(dn.contains(want), "describe node lacks {want:?}:\n{dn}");
     }
+    let pods_part = dn.split("Non-terminated Pods:").nth(1).unwrap_or("");
+    assert!(pods_part.contains(&web[0][0]) && pods_part.contains("crash"), "{dn}");
+    assert!(!pods_part.contains(" done "), "a Succeeded pod is not non-terminated:\n{dn}");
     let all = k.ok(&["get", "all"])?;
     for want in ["pod/crash", "service/web", "deployment.apps/web", &format!("replicaset.apps/{rs_name}")] {
         assert!(all.contains(want), "get all lacks {want:?}:\n{all}");
@@ -343,13 +346,15 @@ fn checks(agent: &Agent) -> Result<()> {
     // --- describe: events with involvedObject ---
     let dp = k.ok(&["describe", "pod", "done"])?;
     assert!(!dp.contains("Events:  <none>"), "{dp}");
-    assert!(dp.contains("Normal  Started") && dp.contains("Started container main"), "{dp}");
+    let started = dp.lines().find(|l| l.contains("Started container main")).unwrap_or("");
+    assert_eq!(columns(started).first().map(String::as_str), Some("Normal"), "{dp}");
+    assert_eq!(columns(started).get(1).map(String::as_str), Some("Started"), "{dp}");
     let dd = k.ok(&["describe", "deploy", "web"])?;
     assert!(dd.contains(&format!("NewReplicaSet:   {rs_name} (2/2 replicas created)")), "{dd}");
     assert!(dd.contains("ScalingReplicaSet") && dd.contains(&format!("Scaled up replica set {rs_name} from 0 to 2")), "{dd}");
     let ev = k.ok(&["events", "--for", "pod/done"])?;
-    assert!(ev.contains("Started") && ev.contains("pod/done"), "{ev}");
-    assert!(!ev.contains("pod/crash"), "events --for pod/done shows other pods:\n{ev}");
+    assert!(ev.contains("Started") && ev.contains("Pod/done"), "{ev}");
+    assert!(!ev.contains("Pod/crash"), "events --for pod/done shows other pods:\n{ev}");
 
     // --- logs ---
     assert_eq!(k.ok(&["logs", "done"])?, "done-line-1\ndone-line-2\n");
@@ -495,13 +500,20 @@ for ev in watch.Watch().stream(v1.list_namespaced_pod, "default", timeout_second
     assert ev["object"].status.phase, ev
     seen.append((ev["type"], ev["object"].metadata.name))
 took = time.time() - t0
-assert seen and all(t == "ADDED" for t, _ in seen), seen
+# the current state first (one ADDED per pod), then changes (the crash-looping pods)
+added = [n for t, n in seen[:len(names)] if t == "ADDED"]
+assert sorted(added) == names, seen
+assert all(t == "MODIFIED" for t, _ in seen[len(names):]), seen
 assert 2.5 <= took < 15, f"timeoutSeconds=3 stream took {took:.1f}s"
 print("watch", len(seen), f"{took:.1f}s")
 
-# resume from the list's resourceVersion: nothing has changed, so no events
+# resume from the list's resourceVersion: only what changed since (the crash-looping
+# pods), never an ADDED for what the list had, nothing for the settled pods
 evs = list(watch.Watch().stream(v1.list_namespaced_pod, "default", resource_version=rv, timeout_seconds=2))
-assert evs == [], [(e["type"], e["object"].metadata.name) for e in evs]
+for e in evs:
+    m = e["object"].metadata
+    assert e["type"] == "MODIFIED" and int(m.resource_version) > int(rv), (e["type"], m.name, m.resource_version, rv)
+    assert m.name in ("crash", "initfail"), m.name
 # bookmarks with sendInitialEvents
 w = v1.list_namespaced_pod("default", watch=True, allow_watch_bookmarks=True, send_initial_events=True,
     resource_version_match="NotOlderThan", resource_version="", timeout_seconds=2, _preload_content=False)

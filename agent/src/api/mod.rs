@@ -209,6 +209,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(discovery::routes())
         .merge(openapi::routes())
         .merge(podmetrics::routes())
+        .merge(node::routes())
         .merge(objects::routes())
         .merge(page::routes())
         .route(

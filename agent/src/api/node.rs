@@ -4,9 +4,13 @@
 
 use std::process::Command;
 
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::model::Ctx;
+use super::{ApiError, ApiState};
 
 /// Pods a node advertises (kubelet's default).
 const MAX_PODS: u32 = 110;
@@ -139,4 +143,38 @@ pub fn node(ctx: &Ctx<'_>, host: &HostFacts, _pods: &[Value], started: &str) -> 
             },
         },
     })
+}
+
+/// The node's `coordination.k8s.io/v1` Lease (what `describe node` shows
+/// under `Lease:`): held by the node, renewed whenever it is read.
+async fn lease(State(st): State<ApiState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    if name != *st.node {
+        return Err(ApiError::NotFound { kind: "Lease", name });
+    }
+    let micro = |t: std::time::SystemTime| {
+        jiff::Timestamp::try_from(t)
+            .map(|t| {
+                format!(
+                    "{}.{:06}Z",
+                    t.strftime("%Y-%m-%dT%H:%M:%S"),
+                    t.subsec_microsecond()
+                )
+            })
+            .unwrap_or_default()
+    };
+    let started = crate::sources::rfc3339(st.page.started);
+    Ok(Json(json!({
+        "kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+        "metadata": {"name": name, "namespace": "kube-node-lease", "creationTimestamp": started,
+            "uid": super::model::uid("Lease", "kube-node-lease", &name, &started)},
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,
+            "acquireTime": micro(st.page.started), "renewTime": micro(std::time::SystemTime::now())},
+    })))
+}
+
+pub fn routes() -> Router<ApiState> {
+    Router::new().route(
+        "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}",
+        get(lease),
+    )
 }
