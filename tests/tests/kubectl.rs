@@ -413,7 +413,8 @@ fn checks(agent: &Agent) -> Result<()> {
     assert!(e.contains(&format!("{f}:")), "delete does not name the source: {e}");
     let e = k.fails(&["exec", "crash", "--", "ls"])?;
     assert!(e.contains("berth does not offer exec"), "{e}");
-    let e = k.fails(&["port-forward", "pod/done", "18080:80"])?;
+    // (the local side is one of this test's own ports; kubectl fails before it listens)
+    let e = k.fails(&["port-forward", &format!("pod/{}", web[0][0]), "17219:8080"])?;
     assert!(e.contains("berth does not offer port-forward"), "{e}");
     // nothing changed
     assert!(row(&k.ok(&["get", "pods"])?, "crash").is_some());

@@ -33,21 +33,27 @@ fn names(o: &Value, field: &str) -> Vec<String> {
         .collect()
 }
 
-/// Why a container has no log yet, as its status says.
+/// Why a container has no log yet, as a cluster says it: a main container
+/// behind unfinished init containers is `PodInitializing` (berth's status
+/// calls it ContainerCreating), else its status' waiting reason.
 fn waiting_reason(pod: &Value, c: &str) -> String {
+    let is_init = names(pod, "initContainers").iter().any(|n| n == c);
+    let inits_done = pod["status"]["initContainerStatuses"]
+        .as_array()
+        .is_some_and(|a| {
+            a.iter()
+                .all(|s| s["state"]["terminated"]["exitCode"].as_i64() == Some(0))
+        });
+    if !is_init && !names(pod, "initContainers").is_empty() && !inits_done {
+        return "PodInitializing".into();
+    }
     ["initContainerStatuses", "containerStatuses"]
         .iter()
         .filter_map(|f| pod["status"][*f].as_array())
         .flatten()
         .find(|s| s["name"] == c)
         .and_then(|s| s["state"]["waiting"]["reason"].as_str().map(String::from))
-        .unwrap_or_else(|| {
-            if pod["status"]["phase"] == "Pending" {
-                "ContainerCreating".into()
-            } else {
-                "PodInitializing".into()
-            }
-        })
+        .unwrap_or_else(|| "ContainerCreating".into())
 }
 
 fn find_log(
