@@ -558,7 +558,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     message: &format!(
                         "Scaled up replica set {}-{hash} from {current} to {}",
                         key.1,
-                        current + created as usize
+                        current + created
                     ),
                 },
                 now,

@@ -59,7 +59,10 @@ impl Kubectl {
             .arg("60")
             .arg(KUBECTL)
             .arg(format!("--server=http://127.0.0.1:{}", self.port))
-            .arg(format!("--kubeconfig={}", self.dir.join("config").display()))
+            .arg(format!(
+                "--kubeconfig={}",
+                self.dir.join("config").display()
+            ))
             .arg(format!("--cache-dir={}", self.dir.join("cache").display()))
             .arg("--request-timeout=30s")
             .args(args)
@@ -93,7 +96,13 @@ impl Kubectl {
     }
 
     /// Poll until `f` accepts stdout of `args`.
-    fn until(&self, what: &str, args: &[&str], timeout: Duration, f: impl Fn(&str) -> bool) -> Result<String> {
+    fn until(
+        &self,
+        what: &str,
+        args: &[&str],
+        timeout: Duration,
+        f: impl Fn(&str) -> bool,
+    ) -> Result<String> {
         let t0 = Instant::now();
         loop {
             let o = self.run(args)?;
@@ -101,7 +110,11 @@ impl Kubectl {
                 return Ok(o.stdout);
             }
             if t0.elapsed() > timeout {
-                bail!("timed out after {timeout:?} waiting for {what}; kubectl {args:?} printed:\n{}{}", o.stdout, o.stderr);
+                bail!(
+                    "timed out after {timeout:?} waiting for {what}; kubectl {args:?} printed:\n{}{}",
+                    o.stdout,
+                    o.stderr
+                );
             }
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -240,14 +253,28 @@ fn start(instance: &str, net: u8, port: u16) -> Result<Agent> {
         port,
         with_image: true,
     })?;
-    agent.extra_args = vec!["--node-name".into(), format!("{instance}-node"), "--node-labels".into(), "zone=lab".into()];
+    agent.extra_args = vec![
+        "--node-name".into(),
+        format!("{instance}-node"),
+        "--node-labels".into(),
+        "zone=lab".into(),
+    ];
     agent.write_manifest("app.yaml", &manifests())?;
     agent.start()?;
     agent.wait_for("web pods ready", Duration::from_secs(90), |v| {
-        let ready = v["items"].as_array()?.iter().filter(|p| {
-            p["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("web-"))
-                && p["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-        }).count();
+        let ready = v["items"]
+            .as_array()?
+            .iter()
+            .filter(|p| {
+                p["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("web-"))
+                    && p["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+            })
+            .count();
         (ready == 2).then_some(())
     })?;
     Ok(agent)
@@ -255,7 +282,9 @@ fn start(instance: &str, net: u8, port: u16) -> Result<Agent> {
 
 #[test]
 fn kubectl_sees_what_a_cluster_shows() -> Result<()> {
-    if !preconditions("kubectl_sees_what_a_cluster_shows") || !have_kubectl("kubectl_sees_what_a_cluster_shows") {
+    if !preconditions("kubectl_sees_what_a_cluster_shows")
+        || !have_kubectl("kubectl_sees_what_a_cluster_shows")
+    {
         return Ok(());
     }
     let mut agent = start("btkc1", 105, 17210)?;
@@ -281,11 +310,22 @@ fn checks(agent: &Agent) -> Result<()> {
             && st("done") == Some(("0/1".into(), "Completed".into()))
             && st("half") == Some(("1/2".into(), "NotReady".into()))
     })?;
-    assert_eq!(header(&pods), ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
-    let web: Vec<Vec<String>> = pods.lines().filter(|l| l.starts_with("web-")).map(columns).collect();
+    assert_eq!(
+        header(&pods),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    );
+    let web: Vec<Vec<String>> = pods
+        .lines()
+        .filter(|l| l.starts_with("web-"))
+        .map(columns)
+        .collect();
     assert_eq!(web.len(), 2, "{pods}");
     for r in &web {
-        assert_eq!((r[1].as_str(), r[2].as_str(), r[3].as_str()), ("1/1", "Running", "0"), "{pods}");
+        assert_eq!(
+            (r[1].as_str(), r[2].as_str(), r[3].as_str()),
+            ("1/1", "Running", "0"),
+            "{pods}"
+        );
     }
     // restarts with the age of the last one: "N (Xs ago)"
     let crash = row(&pods, "crash").unwrap();
@@ -295,49 +335,125 @@ fn checks(agent: &Agent) -> Result<()> {
     let wide = k.ok(&["get", "pods", "-o", "wide"])?;
     assert_eq!(
         header(&wide),
-        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED NODE",
+            "READINESS GATES"
+        ]
     );
     let w = row(&wide, &web[0][0]).unwrap();
     assert!(w[5].starts_with("10.124.210."), "pod IP {:?}", w[5]);
-    assert_eq!((w[6].as_str(), w[7].as_str(), w[8].as_str()), (node.as_str(), "<none>", "<none>"));
+    assert_eq!(
+        (w[6].as_str(), w[7].as_str(), w[8].as_str()),
+        (node.as_str(), "<none>", "<none>")
+    );
     let d = k.ok(&["get", "deploy", "-o", "wide"])?;
-    assert_eq!(header(&d), ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]);
+    assert_eq!(
+        header(&d),
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
     let r = row(&d, "web").unwrap();
     assert_eq!((&r[1][..], &r[2][..], &r[3][..]), ("2/2", "2", "2"));
-    assert_eq!((&r[5][..], &r[6][..], &r[7][..]), ("httpd", IMAGE, "app=web"));
+    assert_eq!(
+        (&r[5][..], &r[6][..], &r[7][..]),
+        ("httpd", IMAGE, "app=web")
+    );
     let s = k.ok(&["get", "svc", "-o", "wide"])?;
-    assert_eq!(header(&s), ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"]);
+    assert_eq!(
+        header(&s),
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE",
+            "SELECTOR"
+        ]
+    );
     let r = row(&s, "web").unwrap();
-    assert_eq!((&r[1][..], &r[3][..], &r[4][..], &r[6][..]), ("ClusterIP", "<none>", "80/TCP", "app=web"));
+    assert_eq!(
+        (&r[1][..], &r[3][..], &r[4][..], &r[6][..]),
+        ("ClusterIP", "<none>", "80/TCP", "app=web")
+    );
     assert!(r[2].starts_with("10.124.211."), "cluster IP {:?}", r[2]);
 
     // --- derived views: ReplicaSet, Endpoints, EndpointSlice, Node, get all ---
     let rs = k.ok(&["get", "rs"])?;
     assert_eq!(header(&rs), ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]);
-    let rs_name = web[0][0].rsplitn(2, '-').nth(1).unwrap().to_string();
+    let rs_name = web[0][0].rsplit_once('-').unwrap().0.to_string();
     let r = row(&rs, &rs_name).with_context(|| format!("no {rs_name} in\n{rs}"))?;
     assert_eq!((&r[1][..], &r[2][..], &r[3][..]), ("2", "2", "2"));
     let ep = k.ok(&["get", "endpoints", "web"])?;
     let r = row(&ep, "web").unwrap();
     assert_eq!(r[1].matches(":8080").count(), 2, "{ep}");
     let es = k.ok(&["get", "endpointslices"])?;
-    assert_eq!(header(&es), ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]);
+    assert_eq!(
+        header(&es),
+        ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
+    );
     let r = row(&es, "web-berth").unwrap();
     assert_eq!((&r[1][..], &r[2][..]), ("IPv4", "8080"));
     let nodes = k.ok(&["get", "nodes"])?;
-    assert_eq!(header(&nodes), ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]);
+    assert_eq!(
+        header(&nodes),
+        ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    );
     let r = row(&nodes, &node).unwrap();
     assert_eq!((&r[1][..], &r[2][..]), ("Ready", "<none>"));
     assert!(r[4].starts_with("v1.32.0-berth."), "{nodes}");
     let dn = k.ok(&["describe", "node", &node])?;
-    for want in ["Labels:", "zone=lab", "Conditions:", "Ready", "KubeletReady", "Addresses:", "Hostname:", "Capacity:", "Allocatable:", "System Info:", "Kernel Version:", "Operating System:           linux", "berth://", "Non-terminated Pods:", "HolderIdentity:", "Allocated resources:"] {
+    for want in [
+        "Labels:",
+        "zone=lab",
+        "Conditions:",
+        "Ready",
+        "KubeletReady",
+        "Addresses:",
+        "Hostname:",
+        "Capacity:",
+        "Allocatable:",
+        "System Info:",
+        "Kernel Version:",
+        "Operating System:           linux",
+        "berth://",
+        "Non-terminated Pods:",
+        "HolderIdentity:",
+        "Allocated resources:",
+    ] {
         assert!(dn.contains(want), "describe node lacks {want:?}:\n{dn}");
     }
     let pods_part = dn.split("Non-terminated Pods:").nth(1).unwrap_or("");
-    assert!(pods_part.contains(&web[0][0]) && pods_part.contains("crash"), "{dn}");
-    assert!(!pods_part.contains(" done "), "a Succeeded pod is not non-terminated:\n{dn}");
+    assert!(
+        pods_part.contains(&web[0][0]) && pods_part.contains("crash"),
+        "{dn}"
+    );
+    assert!(
+        !pods_part.contains(" done "),
+        "a Succeeded pod is not non-terminated:\n{dn}"
+    );
     let all = k.ok(&["get", "all"])?;
-    for want in ["pod/crash", "service/web", "deployment.apps/web", &format!("replicaset.apps/{rs_name}")] {
+    for want in [
+        "pod/crash",
+        "service/web",
+        "deployment.apps/web",
+        &format!("replicaset.apps/{rs_name}"),
+    ] {
         assert!(all.contains(want), "get all lacks {want:?}:\n{all}");
     }
     let pvc = k.run(&["get", "pvc"])?;
@@ -346,15 +462,38 @@ fn checks(agent: &Agent) -> Result<()> {
     // --- describe: events with involvedObject ---
     let dp = k.ok(&["describe", "pod", "done"])?;
     assert!(!dp.contains("Events:  <none>"), "{dp}");
-    let started = dp.lines().find(|l| l.contains("Started container main")).unwrap_or("");
-    assert_eq!(columns(started).first().map(String::as_str), Some("Normal"), "{dp}");
-    assert_eq!(columns(started).get(1).map(String::as_str), Some("Started"), "{dp}");
+    let started = dp
+        .lines()
+        .find(|l| l.contains("Started container main"))
+        .unwrap_or("");
+    assert_eq!(
+        columns(started).first().map(String::as_str),
+        Some("Normal"),
+        "{dp}"
+    );
+    assert_eq!(
+        columns(started).get(1).map(String::as_str),
+        Some("Started"),
+        "{dp}"
+    );
     let dd = k.ok(&["describe", "deploy", "web"])?;
-    assert!(dd.contains(&format!("NewReplicaSet:   {rs_name} (2/2 replicas created)")), "{dd}");
-    assert!(dd.contains("ScalingReplicaSet") && dd.contains(&format!("Scaled up replica set {rs_name} from 0 to 2")), "{dd}");
+    assert!(
+        dd.contains(&format!(
+            "NewReplicaSet:   {rs_name} (2/2 replicas created)"
+        )),
+        "{dd}"
+    );
+    assert!(
+        dd.contains("ScalingReplicaSet")
+            && dd.contains(&format!("Scaled up replica set {rs_name} from 0 to 2")),
+        "{dd}"
+    );
     let ev = k.ok(&["events", "--for", "pod/done"])?;
     assert!(ev.contains("Started") && ev.contains("Pod/done"), "{ev}");
-    assert!(!ev.contains("Pod/crash"), "events --for pod/done shows other pods:\n{ev}");
+    assert!(
+        !ev.contains("Pod/crash"),
+        "events --for pod/done shows other pods:\n{ev}"
+    );
 
     // --- logs ---
     assert_eq!(k.ok(&["logs", "done"])?, "done-line-1\ndone-line-2\n");
@@ -363,39 +502,72 @@ fn checks(agent: &Agent) -> Result<()> {
     let ts = k.ok(&["logs", "done", "--timestamps"])?;
     let first = ts.lines().next().unwrap_or("");
     let (t, msg) = first.split_once(' ').unwrap_or(("", ""));
-    assert!(t.parse::<TimeCheck>().is_ok() && msg == "done-line-1", "{ts:?}");
-    assert_eq!(k.ok(&["logs", "done", "--since=1h"])?, "done-line-1\ndone-line-2\n");
-    assert_eq!(k.ok(&["logs", "done", "--since-time=2099-01-01T00:00:00Z"])?, "");
+    assert!(
+        t.parse::<TimeCheck>().is_ok() && msg == "done-line-1",
+        "{ts:?}"
+    );
+    assert_eq!(
+        k.ok(&["logs", "done", "--since=1h"])?,
+        "done-line-1\ndone-line-2\n"
+    );
+    assert_eq!(
+        k.ok(&["logs", "done", "--since-time=2099-01-01T00:00:00Z"])?,
+        ""
+    );
     let prev = k.ok(&["logs", "crash", "--previous"])?;
     let cur = k.ok(&["logs", "crash"])?;
-    assert!(prev.starts_with("crash-run ") && cur.starts_with("crash-run "), "{prev:?} {cur:?}");
+    assert!(
+        prev.starts_with("crash-run ") && cur.starts_with("crash-run "),
+        "{prev:?} {cur:?}"
+    );
     assert_ne!(prev, cur, "--previous shows the current run");
     let e = k.fails(&["logs", "done", "--previous"])?;
-    assert!(e.contains("previous terminated container \"main\" in pod \"done\" not found"), "{e}");
+    assert!(
+        e.contains("previous terminated container \"main\" in pod \"done\" not found"),
+        "{e}"
+    );
     let e = k.fails(&["logs", "initfail", "-c", "main"])?;
     assert!(e.contains("Error from server (BadRequest): container \"main\" in pod \"initfail\" is waiting to start: PodInitializing"), "{e}");
     let e = k.fails(&["logs", "nosuchpod"])?;
     assert!(e.contains("NotFound"), "{e}");
 
     // --- top ---
-    let top = k.until("pod metrics", &["top", "pod"], long, |t| row(t, &web[0][0]).is_some())?;
+    let top = k.until("pod metrics", &["top", "pod"], long, |t| {
+        row(t, &web[0][0]).is_some()
+    })?;
     assert_eq!(header(&top), ["NAME", "CPU(cores)", "MEMORY(bytes)"]);
     let topn = k.ok(&["top", "node"])?;
-    assert!(header(&topn).starts_with(&["NAME".to_string(), "CPU(cores)".to_string()]), "{topn}");
+    assert!(
+        header(&topn).starts_with(&["NAME".to_string(), "CPU(cores)".to_string()]),
+        "{topn}"
+    );
     assert!(row(&topn, &node).is_some(), "{topn}");
 
     // --- explain (OpenAPI v3) ---
     let ex = k.ok(&["explain", "pod.spec.containers"])?;
-    assert!(ex.contains("KIND:       Pod") && ex.contains("FIELD: containers <[]Container>"), "{ex}");
+    assert!(
+        ex.contains("KIND:       Pod") && ex.contains("FIELD: containers <[]Container>"),
+        "{ex}"
+    );
     let ex = k.ok(&["explain", "deployment.spec.replicas"])?;
-    assert!(ex.contains("GROUP:      apps") && ex.contains("replicas"), "{ex}");
+    assert!(
+        ex.contains("GROUP:      apps") && ex.contains("replicas"),
+        "{ex}"
+    );
 
     // --- writes: berth's 405 everywhere, the source named ---
     let file = agent.manifests.join("app.yaml");
     let f = file.display().to_string();
     let e = k.fails(&["apply", "-f", &f])?;
-    assert!(e.contains("Error from server (MethodNotAllowed)") && e.contains("change the manifests (directory or Git)"), "{e}");
-    assert!(e.contains(&format!("{f}:1")), "apply does not name the source: {e}");
+    assert!(
+        e.contains("Error from server (MethodNotAllowed)")
+            && e.contains("change the manifests (directory or Git)"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("{f}:1")),
+        "apply does not name the source: {e}"
+    );
     let e = k.fails(&["apply", "-f", &f, "--dry-run=server"])?;
     assert!(e.contains("MethodNotAllowed"), "{e}");
     for args in [
@@ -407,10 +579,16 @@ fn checks(agent: &Agent) -> Result<()> {
         vec!["label", "pod", "done", "x=y"],
     ] {
         let e = k.fails(&args)?;
-        assert!(e.contains("berth is declarative") && e.contains("change the manifests"), "{args:?}: {e}");
+        assert!(
+            e.contains("berth is declarative") && e.contains("change the manifests"),
+            "{args:?}: {e}"
+        );
     }
     let e = k.fails(&["delete", "cm", "settings"])?;
-    assert!(e.contains(&format!("{f}:")), "delete does not name the source: {e}");
+    assert!(
+        e.contains(&format!("{f}:")),
+        "delete does not name the source: {e}"
+    );
     let e = k.fails(&["exec", "crash", "--", "ls"])?;
     assert!(e.contains("berth does not offer exec"), "{e}");
     // (the local side is one of this test's own ports; kubectl fails before it listens)
@@ -451,7 +629,10 @@ fn python_client() -> Result<PathBuf> {
     if py.exists() && has(&py) {
         return Ok(py);
     }
-    let st = Command::new("python3").args(["-m", "venv"]).arg(&venv).status()?;
+    let st = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()?;
     if !st.success() {
         bail!("python3 -m venv failed (install python3-venv)");
     }
@@ -595,7 +776,10 @@ fn python_kubernetes_client() -> Result<()> {
         Ok(())
     } else {
         eprintln!("agent log tail:\n{}", tail(&agent.log(), 40));
-        Err(anyhow::anyhow!("python client failed ({}):\n{stdout}\n{stderr}", out.status))
+        Err(anyhow::anyhow!(
+            "python client failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        ))
     };
     let _ = agent.shutdown_clean();
     r

@@ -132,7 +132,10 @@ pub fn own_pods(mut pods: Vec<Value>, rs: &[Value]) -> Vec<Value> {
 
 /// Pods a Service selects (same namespace, every selector label equal).
 fn selected<'a>(svc: &Value, pods: &'a [Value]) -> Vec<&'a Value> {
-    let Some(sel) = svc["spec"]["selector"].as_object().filter(|m| !m.is_empty()) else {
+    let Some(sel) = svc["spec"]["selector"]
+        .as_object()
+        .filter(|m| !m.is_empty())
+    else {
         return Vec::new();
     };
     let ns = meta_key(svc).0;

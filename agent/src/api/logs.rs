@@ -155,58 +155,65 @@ pub async fn pod_log(
     let offset = done as u64;
     let shutdown = st.shutdown.clone();
     let init = (Some(Bytes::from(head)), path, offset, partial, budget);
-    let s = futures::stream::unfold(init, move |(first, path, mut offset, mut partial, mut budget)| {
-        let mut shutdown = shutdown.clone();
-        let opts = opts.clone();
-        async move {
-            if let Some(b) = first {
-                return Some((Ok::<_, std::io::Error>(b), (None, path, offset, partial, budget)));
-            }
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(FOLLOW_POLL) => {}
-                    _ = crate::sources::stopped(&mut shutdown) => return None,
+    let s = futures::stream::unfold(
+        init,
+        move |(first, path, mut offset, mut partial, mut budget)| {
+            let mut shutdown = shutdown.clone();
+            let opts = opts.clone();
+            async move {
+                if let Some(b) = first {
+                    return Some((
+                        Ok::<_, std::io::Error>(b),
+                        (None, path, offset, partial, budget),
+                    ));
                 }
-                let p = path.clone();
-                let read =
-                    tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, u64)> {
-                        let mut f = std::fs::File::open(&p)?;
-                        let len = f.metadata()?.len();
-                        let start = if len < offset { 0 } else { offset };
-                        f.seek(SeekFrom::Start(start))?;
-                        let mut buf = Vec::new();
-                        f.read_to_end(&mut buf)?;
-                        Ok((buf, start))
-                    })
-                    .await;
-                let Ok(Ok((buf, start))) = read else {
-                    return None;
-                };
-                let text = String::from_utf8_lossy(&buf);
-                let done = complete_len(&text);
-                if done == 0 {
-                    offset = start;
-                    continue;
-                }
-                offset = start + done as u64;
-                let entries: Vec<logs_query::Entry> = logs_query::parse(&text[..done], &mut partial)
-                    .into_iter()
-                    .filter(|e| opts.keep(e))
-                    .collect();
-                if entries.is_empty() {
-                    continue;
-                }
-                let mut out = opts.render(&entries);
-                if let Some(b) = budget.as_mut() {
-                    if *b == 0 {
-                        return None;
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                        _ = crate::sources::stopped(&mut shutdown) => return None,
                     }
-                    logs_query::cut(&mut out, *b);
-                    *b -= out.len();
+                    let p = path.clone();
+                    let read =
+                        tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, u64)> {
+                            let mut f = std::fs::File::open(&p)?;
+                            let len = f.metadata()?.len();
+                            let start = if len < offset { 0 } else { offset };
+                            f.seek(SeekFrom::Start(start))?;
+                            let mut buf = Vec::new();
+                            f.read_to_end(&mut buf)?;
+                            Ok((buf, start))
+                        })
+                        .await;
+                    let Ok(Ok((buf, start))) = read else {
+                        return None;
+                    };
+                    let text = String::from_utf8_lossy(&buf);
+                    let done = complete_len(&text);
+                    if done == 0 {
+                        offset = start;
+                        continue;
+                    }
+                    offset = start + done as u64;
+                    let entries: Vec<logs_query::Entry> =
+                        logs_query::parse(&text[..done], &mut partial)
+                            .into_iter()
+                            .filter(|e| opts.keep(e))
+                            .collect();
+                    if entries.is_empty() {
+                        continue;
+                    }
+                    let mut out = opts.render(&entries);
+                    if let Some(b) = budget.as_mut() {
+                        if *b == 0 {
+                            return None;
+                        }
+                        logs_query::cut(&mut out, *b);
+                        *b -= out.len();
+                    }
+                    return Some((Ok(Bytes::from(out)), (None, path, offset, partial, budget)));
                 }
-                return Some((Ok(Bytes::from(out)), (None, path, offset, partial, budget)));
             }
-        }
-    });
+        },
+    );
     Ok((plain, Body::from_stream(s)).into_response())
 }

@@ -199,8 +199,10 @@ pub fn previous_files(current: &Path) -> Vec<PathBuf> {
         let Some((r, rest)) = name.split_once(".log") else {
             continue;
         };
-        let (Ok(r), idx) = (r.parse::<u32>(), rest.strip_prefix('.').map(str::parse::<u32>))
-        else {
+        let (Ok(r), idx) = (
+            r.parse::<u32>(),
+            rest.strip_prefix('.').map(str::parse::<u32>),
+        ) else {
             continue;
         };
         let idx = match (rest.is_empty(), idx) {

@@ -313,7 +313,10 @@ fn build(view: &View, snap: &Snapshot, ctx: &Ctx<'_>, host: &node::HostFacts) ->
     let volumes = by.get(&Res::Volumes).cloned().unwrap_or_default();
     let mut more: Vec<(Res, Vec<Value>)> = vec![
         (Res::Endpoints, derived::endpoints(&services, &pods)),
-        (Res::EndpointSlices, derived::endpoint_slices(&services, &pods)),
+        (
+            Res::EndpointSlices,
+            derived::endpoint_slices(&services, &pods),
+        ),
         (Res::Pvcs, derived::pvcs(&volumes, &pods)),
         (Res::Nodes, vec![node::node(ctx, host, &pods, &started)]),
         (Res::Events, events::events(view, snap, &uids)),
@@ -413,16 +416,28 @@ mod tests {
             started: std::time::SystemTime::UNIX_EPOCH,
         };
         let view = View::default();
-        let m1 = cache.model(&view, &snap(1, vec![pod("a", "Running"), pod("b", "Running")]), &ctx);
+        let m1 = cache.model(
+            &view,
+            &snap(1, vec![pod("a", "Running"), pod("b", "Running")]),
+            &ctx,
+        );
         let a1 = rv_of(m1.get(Res::Pods, "default", "a").unwrap());
         let node = m1.get(Res::Nodes, "", "n1").unwrap();
         assert!(node["metadata"]["uid"].is_string() && node["status"]["nodeInfo"].is_object());
         // a new snapshot with the same content: no version moves
-        let m2 = cache.model(&view, &snap(2, vec![pod("a", "Running"), pod("b", "Running")]), &ctx);
+        let m2 = cache.model(
+            &view,
+            &snap(2, vec![pod("a", "Running"), pod("b", "Running")]),
+            &ctx,
+        );
         assert_eq!(m2.rv, m1.rv);
         assert_eq!(rv_of(m2.get(Res::Pods, "default", "a").unwrap()), a1);
         // b changes, a does not; then a goes away
-        let m3 = cache.model(&view, &snap(3, vec![pod("a", "Running"), pod("b", "Failed")]), &ctx);
+        let m3 = cache.model(
+            &view,
+            &snap(3, vec![pod("a", "Running"), pod("b", "Failed")]),
+            &ctx,
+        );
         assert!(m3.rv > m2.rv);
         assert_eq!(rv_of(m3.get(Res::Pods, "default", "a").unwrap()), a1);
         assert_eq!(rv_of(m3.get(Res::Pods, "default", "b").unwrap()), m3.rv);

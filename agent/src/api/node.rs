@@ -54,7 +54,10 @@ fn internal_ip() -> Option<String> {
         .nth(1)?
         .to_string();
     let addr = ip(&["-o", "-4", "addr", "show", "dev", &dev]);
-    let cidr = addr.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
+    let cidr = addr
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)?;
     Some(cidr.split('/').next()?.to_string())
 }
 
@@ -147,9 +150,15 @@ pub fn node(ctx: &Ctx<'_>, host: &HostFacts, _pods: &[Value], started: &str) -> 
 
 /// The node's `coordination.k8s.io/v1` Lease (what `describe node` shows
 /// under `Lease:`): held by the node, renewed whenever it is read.
-async fn lease(State(st): State<ApiState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn lease(
+    State(st): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     if name != *st.node {
-        return Err(ApiError::NotFound { kind: "Lease", name });
+        return Err(ApiError::NotFound {
+            kind: "Lease",
+            name,
+        });
     }
     let micro = |t: std::time::SystemTime| {
         jiff::Timestamp::try_from(t)

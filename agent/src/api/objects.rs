@@ -178,14 +178,20 @@ pub fn routes() -> Router<ApiState> {
         )
         .route(
             "/apis/{g}/{v}/namespaces/{ns}/{res}/{name}",
-            get(|s, Path((g, v, ns, r, n)): P5, h| {
-                one(s, group(&g, &v, &r), Some(ns), n, None, h)
-            }),
+            get(|s, Path((g, v, ns, r, n)): P5, h| one(s, group(&g, &v, &r), Some(ns), n, None, h)),
         )
         .route(
             "/apis/{g}/{v}/namespaces/{ns}/{res}/{name}/{sub}",
             get(
-                |s, Path((g, v, ns, r, n, sub)): Path<(String, String, String, String, String, String)>,
+                |s,
+                 Path((g, v, ns, r, n, sub)): Path<(
+                    String,
+                    String,
+                    String,
+                    String,
+                    String,
+                    String,
+                )>,
                  h| { one(s, group(&g, &v, &r), Some(ns), n, Some(sub), h) },
             ),
         )
@@ -201,7 +207,13 @@ fn group(g: &str, v: &str, r: &str) -> Result<Res, ApiError> {
 
 /// `/api/v1/{res}/{name}` names cluster-scoped objects only.
 fn cluster(r: Result<Res, ApiError>) -> Result<Res, ApiError> {
-    r.and_then(|r| if r.namespaced() { Err(ApiError::NoRoute) } else { Ok(r) })
+    r.and_then(|r| {
+        if r.namespaced() {
+            Err(ApiError::NoRoute)
+        } else {
+            Ok(r)
+        }
+    })
 }
 
 pub fn wants_table(h: &HeaderMap) -> bool {
@@ -278,12 +290,7 @@ async fn one(
         Some(_) => return Err(ApiError::NoRoute),
     }
     if wants_table(&h) {
-        return Ok(axum::Json(table::table(
-            res,
-            &[&**obj],
-            &model.rv.to_string(),
-        ))
-        .into_response());
+        return Ok(axum::Json(table::table(res, &[&**obj], &model.rv.to_string())).into_response());
     }
     Ok(axum::Json(&**obj).into_response())
 }

@@ -126,10 +126,13 @@ fn v3_doc(gv: &str) -> Option<Value> {
     for (res, rf) in refs.iter().filter(|(r, _)| r.api_version() == gv) {
         any = true;
         let (coll, one) = paths_of(*res);
-        paths.insert(coll, json!({
-            "get": op3(*res, rf, "list", false, &[]),
-            "post": op3(*res, rf, "post", true, &["application/json", "application/yaml"]),
-        }));
+        paths.insert(
+            coll,
+            json!({
+                "get": op3(*res, rf, "list", false, &[]),
+                "post": op3(*res, rf, "post", true, &["application/json", "application/yaml"]),
+            }),
+        );
         // no strategic-merge-patch body: kubectl then builds patches from its own types
         paths.insert(one, json!({
             "get": op3(*res, rf, "get", false, &[]),
@@ -180,7 +183,10 @@ fn v3_root() -> Value {
     let paths: Map<String, Value> = v3_docs()
         .iter()
         .map(|(key, _, hash)| {
-            (key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}))
+            (
+                key.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
+            )
         })
         .collect();
     json!({"paths": paths})
@@ -256,7 +262,9 @@ mod tests {
                 .any(|p| p["name"] == "fieldValidation")
         );
         let apps = v3_doc("apps/v1").unwrap();
-        assert!(apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"].is_object());
+        assert!(
+            apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"].is_object()
+        );
         assert!(v2()["definitions"]["io.k8s.api.core.v1.PodSpec"].is_object());
         assert!(v3_root()["paths"]["apis/berth.dev/v1alpha1"]["serverRelativeURL"].is_string());
     }

@@ -32,11 +32,17 @@ fn pod_metrics(st: &ApiState, ns: Option<&str>) -> Vec<Value> {
     let mut out = Vec::new();
     for p in model.list(Res::Pods) {
         let m = &p["metadata"];
-        let (pns, name) = (m["namespace"].as_str().unwrap_or(""), m["name"].as_str().unwrap_or(""));
+        let (pns, name) = (
+            m["namespace"].as_str().unwrap_or(""),
+            m["name"].as_str().unwrap_or(""),
+        );
         if ns.is_some_and(|n| n != pns) {
             continue;
         }
-        let mine: Vec<_> = latest.iter().filter(|l| l.0.0 == pns && l.0.1 == name).collect();
+        let mine: Vec<_> = latest
+            .iter()
+            .filter(|l| l.0.0 == pns && l.0.1 == name)
+            .collect();
         if mine.is_empty() {
             continue; // not running: a cluster's metrics-server has no figures either
         }
@@ -44,10 +50,12 @@ fn pod_metrics(st: &ApiState, ns: Option<&str>) -> Vec<Value> {
         let win = mine.iter().map(|l| l.4).max().unwrap_or(0);
         let containers: Vec<Value> = mine
             .iter()
-            .map(|l| json!({"name": l.0.2, "usage": {
-                "cpu": format!("{}n", l.1.unwrap_or(0)),
-                "memory": format!("{}Ki", l.2 / 1024),
-            }}))
+            .map(|l| {
+                json!({"name": l.0.2, "usage": {
+                    "cpu": format!("{}n", l.1.unwrap_or(0)),
+                    "memory": format!("{}Ki", l.2 / 1024),
+                }})
+            })
             .collect();
         out.push(json!({"kind": "PodMetrics", "apiVersion": GV,
             "metadata": {"name": name, "namespace": pns, "labels": m["labels"], "creationTimestamp": rfc3339_ms(at)},
@@ -107,23 +115,32 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route(
             "/apis/metrics.k8s.io/v1beta1/pods",
-            get(|State(st): State<ApiState>| async move { list("PodMetricsList", pod_metrics(&st, None)) }),
+            get(|State(st): State<ApiState>| async move {
+                list("PodMetricsList", pod_metrics(&st, None))
+            }),
         )
         .route(
             "/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods",
-            get(|State(st): State<ApiState>, Path(ns): Path<String>| async move {
-                list("PodMetricsList", pod_metrics(&st, Some(&ns)))
-            }),
+            get(
+                |State(st): State<ApiState>, Path(ns): Path<String>| async move {
+                    list("PodMetricsList", pod_metrics(&st, Some(&ns)))
+                },
+            ),
         )
         .route(
             "/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/{name}",
-            get(|State(st): State<ApiState>, Path((ns, name)): Path<(String, String)>| async move {
-                pod_metrics(&st, Some(&ns))
-                    .into_iter()
-                    .find(|p| p["metadata"]["name"] == name.as_str())
-                    .map(Json)
-                    .ok_or(ApiError::NotFound { kind: "PodMetrics", name })
-            }),
+            get(
+                |State(st): State<ApiState>, Path((ns, name)): Path<(String, String)>| async move {
+                    pod_metrics(&st, Some(&ns))
+                        .into_iter()
+                        .find(|p| p["metadata"]["name"] == name.as_str())
+                        .map(Json)
+                        .ok_or(ApiError::NotFound {
+                            kind: "PodMetrics",
+                            name,
+                        })
+                },
+            ),
         )
         .route(
             "/apis/metrics.k8s.io/v1beta1/nodes",
@@ -133,11 +150,16 @@ pub fn routes() -> Router<ApiState> {
         )
         .route(
             "/apis/metrics.k8s.io/v1beta1/nodes/{name}",
-            get(|State(st): State<ApiState>, Path(name): Path<String>| async move {
-                if name != *st.node {
-                    return Err(ApiError::NotFound { kind: "NodeMetrics", name });
-                }
-                Ok(Json(node_metrics(&st).await))
-            }),
+            get(
+                |State(st): State<ApiState>, Path(name): Path<String>| async move {
+                    if name != *st.node {
+                        return Err(ApiError::NotFound {
+                            kind: "NodeMetrics",
+                            name,
+                        });
+                    }
+                    Ok(Json(node_metrics(&st).await))
+                },
+            ),
         )
 }

@@ -13,7 +13,11 @@ fn s(v: &Value) -> &str {
 }
 
 fn or_none(v: &str) -> String {
-    if v.is_empty() { "<none>".into() } else { v.into() }
+    if v.is_empty() {
+        "<none>".into()
+    } else {
+        v.into()
+    }
 }
 
 fn cond_true(o: &Value, type_: &str) -> bool {
@@ -95,8 +99,7 @@ pub fn pod_status(o: &Value) -> (String, String, String) {
             last_restart(&mut sidecar_last, c);
         }
         let state = &c["state"];
-        if state["terminated"].is_object() && state["terminated"]["exitCode"].as_i64() == Some(0)
-        {
+        if state["terminated"].is_object() && state["terminated"]["exitCode"].as_i64() == Some(0) {
             continue;
         }
         if sidecar && c["started"].as_bool() == Some(true) {
@@ -127,7 +130,10 @@ pub fn pod_status(o: &Value) -> (String, String, String) {
             restarts += c["restartCount"].as_i64().unwrap_or(0);
             last_restart(&mut last, c);
             let state = &c["state"];
-            if let Some(w) = state["waiting"]["reason"].as_str().filter(|w| !w.is_empty()) {
+            if let Some(w) = state["waiting"]["reason"]
+                .as_str()
+                .filter(|w| !w.is_empty())
+            {
                 reason = w.to_string();
             } else if state["terminated"].is_object() {
                 reason = terminated_reason(&state["terminated"], "");
@@ -316,7 +322,11 @@ pub fn slice_cells(o: &Value) -> (String, String) {
 
 /// Node STATUS (Ready / NotReady [,SchedulingDisabled]) and ROLES.
 pub fn node_status_roles(o: &Value) -> (String, String) {
-    let status = if cond_true(o, "Ready") { "Ready" } else { "NotReady" };
+    let status = if cond_true(o, "Ready") {
+        "Ready"
+    } else {
+        "NotReady"
+    };
     let mut roles: Vec<String> = o["metadata"]["labels"]
         .as_object()
         .into_iter()
@@ -400,22 +410,36 @@ mod tests {
         // one container completed, one still running: not "Completed"
         let st = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
             "containerStatuses": [exited("a", 0, "Completed"), running("b", true)]});
-        assert_eq!(pod_status(&pod(spec.clone(), st)), ("1/2".into(), "NotReady".into(), "0".into()));
+        assert_eq!(
+            pod_status(&pod(spec.clone(), st)),
+            ("1/2".into(), "NotReady".into(), "0".into())
+        );
         let st = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
             "containerStatuses": [exited("a", 0, "Completed"), running("b", true)]});
         assert_eq!(status(&pod(spec.clone(), st)), "Running");
         let st = json!({"phase": "Succeeded", "containerStatuses": [exited("a", 0, "Completed"), exited("b", 0, "Completed")]});
-        assert_eq!(pod_status(&pod(spec.clone(), st)), ("0/2".into(), "Completed".into(), "0".into()));
+        assert_eq!(
+            pod_status(&pod(spec.clone(), st)),
+            ("0/2".into(), "Completed".into(), "0".into())
+        );
         let st = json!({"phase": "Failed", "containerStatuses": [exited("a", 1, "Error"), exited("b", 0, "Completed")]});
         assert_eq!(status(&pod(spec.clone(), st)), "Error");
         let mut c = waiting("a", "CrashLoopBackOff");
         c["restartCount"] = json!(3);
-        c["lastState"] = json!({"terminated": {"exitCode": 1, "finishedAt": "2020-01-01T00:00:00Z"}});
+        c["lastState"] =
+            json!({"terminated": {"exitCode": 1, "finishedAt": "2020-01-01T00:00:00Z"}});
         let st = json!({"phase": "Running", "containerStatuses": [c, running("b", true)]});
         let (ready, reason, restarts) = pod_status(&pod(spec.clone(), st));
-        assert_eq!((ready.as_str(), reason.as_str()), ("1/2", "CrashLoopBackOff"));
-        assert!(restarts.starts_with("3 (") && restarts.ends_with(" ago)"), "{restarts}");
-        let st = json!({"phase": "Pending", "containerStatuses": [waiting("a", "ContainerCreating")]});
+        assert_eq!(
+            (ready.as_str(), reason.as_str()),
+            ("1/2", "CrashLoopBackOff")
+        );
+        assert!(
+            restarts.starts_with("3 (") && restarts.ends_with(" ago)"),
+            "{restarts}"
+        );
+        let st =
+            json!({"phase": "Pending", "containerStatuses": [waiting("a", "ContainerCreating")]});
         assert_eq!(status(&pod(spec.clone(), st)), "ContainerCreating");
     }
 
@@ -429,7 +453,15 @@ mod tests {
         p["metadata"]["deletionTimestamp"] = json!("2020-01-01T00:00:00Z");
         let cells = super::pod(&p);
         assert_eq!(cells[2], "Terminating");
-        assert_eq!(cells[5..], [json!("10.0.0.5"), json!("n1"), json!("<none>"), json!("1/1")]);
+        assert_eq!(
+            cells[5..],
+            [
+                json!("10.0.0.5"),
+                json!("n1"),
+                json!("<none>"),
+                json!("1/1")
+            ]
+        );
         p["status"]["phase"] = json!("Succeeded");
         p["status"]["containerStatuses"] = json!([exited("a", 0, "Completed")]);
         assert_eq!(status(&p), "Completed");
@@ -438,11 +470,16 @@ mod tests {
     #[test]
     fn columns_text() {
         assert_eq!(
-            selector(&json!({"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "t", "operator": "In", "values": ["a", "b"]}]})),
+            selector(
+                &json!({"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "t", "operator": "In", "values": ["a", "b"]}]})
+            ),
             "app=web,t in (a,b)"
         );
         let ep = json!({"subsets": [{"ports": [{"port": 80}], "addresses": [{"ip": "1.1.1.1"}, {"ip": "1.1.1.2"}, {"ip": "1.1.1.3"}, {"ip": "1.1.1.4"}]}]});
-        assert_eq!(endpoints(&ep), "1.1.1.1:80,1.1.1.2:80,1.1.1.3:80 + 1 more...");
+        assert_eq!(
+            endpoints(&ep),
+            "1.1.1.1:80,1.1.1.2:80,1.1.1.3:80 + 1 more..."
+        );
         assert_eq!(super::super::table::human(59), "59s");
         assert_eq!(super::super::table::human(125), "2m5s");
         assert_eq!(super::super::table::human(3600 * 5 + 60 * 7), "5h7m");

@@ -50,7 +50,11 @@ fn columns(res: Res) -> &'static [Col] {
             ("Age", "string", 0),
             ("Selector", "string", 1),
         ],
-        Res::ConfigMaps => &[("Name", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
+        Res::ConfigMaps => &[
+            ("Name", "string", 0),
+            ("Data", "integer", 0),
+            ("Age", "string", 0),
+        ],
         Res::Secrets => &[
             ("Name", "string", 0),
             ("Type", "string", 0),
@@ -76,7 +80,11 @@ fn columns(res: Res) -> &'static [Col] {
             ("Count", "string", 1),
             ("Name", "string", 1),
         ],
-        Res::Namespaces => &[("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)],
+        Res::Namespaces => &[
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Age", "string", 0),
+        ],
         Res::Nodes => &[
             ("Name", "string", 0),
             ("Status", "string", 0),
@@ -89,7 +97,11 @@ fn columns(res: Res) -> &'static [Col] {
             ("Kernel-Version", "string", 1),
             ("Container-Runtime", "string", 1),
         ],
-        Res::Endpoints => &[("Name", "string", 0), ("Endpoints", "string", 0), ("Age", "string", 0)],
+        Res::Endpoints => &[
+            ("Name", "string", 0),
+            ("Endpoints", "string", 0),
+            ("Age", "string", 0),
+        ],
         Res::EndpointSlices => &[
             ("Name", "string", 0),
             ("AddressType", "string", 0),
@@ -196,9 +208,11 @@ fn cells(res: Res, o: &Value) -> Vec<Value> {
         }
         Res::Services => {
             let external = match o["spec"]["externalIPs"].as_array() {
-                Some(ips) if !ips.is_empty() => {
-                    ips.iter().map(|i| s(i).to_string()).collect::<Vec<_>>().join(",")
-                }
+                Some(ips) if !ips.is_empty() => ips
+                    .iter()
+                    .map(|i| s(i).to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 _ => "<none>".into(),
             };
             vec![
@@ -256,7 +270,11 @@ fn cells(res: Res, o: &Value) -> Vec<Value> {
                 name,
             ]
         }
-        Res::Namespaces => vec![name, json!(st["phase"].as_str().unwrap_or("Active")), created],
+        Res::Namespaces => vec![
+            name,
+            json!(st["phase"].as_str().unwrap_or("Active")),
+            created,
+        ],
         Res::Nodes => {
             let (status, roles) = printers::node_status_roles(o);
             let info = &st["nodeInfo"];
@@ -276,7 +294,13 @@ fn cells(res: Res, o: &Value) -> Vec<Value> {
         Res::Endpoints => vec![name, json!(printers::endpoints(o)), created],
         Res::EndpointSlices => {
             let (eps, ports) = printers::slice_cells(o);
-            vec![name, json!(s(&o["addressType"])), json!(ports), json!(eps), created]
+            vec![
+                name,
+                json!(s(&o["addressType"])),
+                json!(ports),
+                json!(eps),
+                created,
+            ]
         }
         Res::Pvcs => {
             let modes: Vec<&str> = st["accessModes"]

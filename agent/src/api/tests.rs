@@ -292,7 +292,10 @@ async fn tables_and_discovery_for_kubectl() {
         .iter()
         .map(|g| g["name"].as_str().unwrap())
         .collect();
-    assert_eq!(g, ["apps", "discovery.k8s.io", "berth.dev", "metrics.k8s.io"]);
+    assert_eq!(
+        g,
+        ["apps", "discovery.k8s.io", "berth.dev", "metrics.k8s.io"]
+    );
     assert!(
         json(&f.state, "/api/v1").await["resources"]
             .as_array()

@@ -25,9 +25,11 @@ pub fn not_offered(sub: &str) -> Option<ApiError> {
         "portforward" => "port-forward",
         "proxy" => "proxy",
         "ephemeralcontainers" => "ephemeral containers",
-        "eviction" | "binding" => return Some(ApiError::NotOffered(format!(
-            "berth does not offer {sub}: pods are placed and removed by the manifests (directory or Git)"
-        ))),
+        "eviction" | "binding" => {
+            return Some(ApiError::NotOffered(format!(
+                "berth does not offer {sub}: pods are placed and removed by the manifests (directory or Git)"
+            )));
+        }
         _ => return None,
     };
     Some(ApiError::NotOffered(format!(
@@ -45,7 +47,9 @@ pub fn not_offered_path(path: &str) -> Option<ApiError> {
 }
 
 /// (resource, namespace, name, subresource) named by an API path.
-fn parse(path: &str) -> Option<(Res, Option<String>, Option<String>, Option<String>)> {
+type Target = (Res, Option<String>, Option<String>, Option<String>);
+
+fn parse(path: &str) -> Option<Target> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (gv, rest): (String, &[&str]) = match segs.as_slice() {
         ["api", v, rest @ ..] => (v.to_string(), rest),
