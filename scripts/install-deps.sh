@@ -9,7 +9,7 @@ PKGS=(
   iproute2 nftables                                               # runtime: netlink tools for tests, nft for berth's table
   busybox-static umoci skopeo jq                                  # building the local busybox image
   docker-registry                                                 # a real registry for image tests
-  git python3 python3-pip procps psmisc curl ca-certificates      # tests: repos, kubernetes-validate, pgrep
+  git python3 python3-pip python3-venv procps psmisc curl ca-certificates  # tests: repos, kubernetes-validate, the kubernetes client (venv), pgrep
   chromium                                                        # tests: the status page in a headless browser (node + playwright-core: tests/browser)
 )
 # missing PKG... -> those of PKG not installed

@@ -226,6 +226,7 @@ async fn run(cfg: Config) -> Result<()> {
             host: host_report.clone(),
             ..Default::default()
         },
+        model: api::model_cache(),
     };
     tasks.push(tokio::spawn(api::usage::run(
         berth_runtime::ShimRuntime::new(berth_runtime::RuntimeConfig::new(

@@ -542,6 +542,28 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             want.push(adoption::deployment_pod(d, &key.0, &key.1, &hash, name));
             created += 1;
         }
+        if created > 0 {
+            // what a cluster's deployment controller reports (kubectl describe deploy)
+            let current = obs
+                .iter()
+                .filter(|o| o.template_hash == hash && !o.terminating)
+                .count();
+            self.events.record(
+                EventInput {
+                    warning: false,
+                    kind: "Deployment",
+                    namespace: &key.0,
+                    name: &key.1,
+                    reason: "ScalingReplicaSet",
+                    message: &format!(
+                        "Scaled up replica set {}-{hash} from {current} to {}",
+                        key.1,
+                        current + created
+                    ),
+                },
+                now,
+            );
+        }
     }
 
     fn delete_pod(&mut self, key: &(String, String), grace: Duration, reason: &str) {

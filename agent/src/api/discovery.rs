@@ -1,24 +1,69 @@
-//! Kubernetes discovery documents, enough for `kubectl get`.
+//! Kubernetes discovery documents: every resource the API serves, with its
+//! short names, categories (`kubectl get all`) and subresources.
 
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::ApiState;
+use super::objects::Res;
 
-fn res(name: &str, singular: &str, kind: &str, namespaced: bool, short: &[&str]) -> Value {
-    json!({"name": name, "singularName": singular, "namespaced": namespaced, "kind": kind, "verbs": ["get", "list", "watch"], "shortNames": short})
+fn short(r: Res) -> &'static [&'static str] {
+    match r {
+        Res::Pods => &["po"],
+        Res::Deployments => &["deploy"],
+        Res::Services => &["svc"],
+        Res::Volumes => &["vol"],
+        Res::ConfigMaps => &["cm"],
+        Res::Events => &["ev"],
+        Res::Namespaces => &["ns"],
+        Res::Nodes => &["no"],
+        Res::ReplicaSets => &["rs"],
+        Res::Endpoints => &["ep"],
+        Res::Pvcs => &["pvc"],
+        Res::Secrets | Res::EndpointSlices => &[],
+    }
 }
 
-fn core_v1() -> Value {
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": [
-        res("pods", "pod", "Pod", true, &["po"]),
-        {"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]},
-        res("services", "service", "Service", true, &["svc"]),
-        res("configmaps", "configmap", "ConfigMap", true, &["cm"]),
-        res("secrets", "secret", "Secret", true, &[]),
-        res("events", "event", "Event", true, &["ev"]),
-        res("namespaces", "namespace", "Namespace", false, &["ns"]),
+/// `kubectl get all` asks for the `all` category: in a cluster pods,
+/// services, deployments and replicasets among what berth has.
+fn categories(r: Res) -> &'static [&'static str] {
+    match r {
+        Res::Pods | Res::Services | Res::Deployments | Res::ReplicaSets => &["all"],
+        _ => &[],
+    }
+}
+
+fn subresources(r: Res) -> &'static [&'static str] {
+    match r {
+        Res::Pods => &["status", "log"],
+        Res::Deployments | Res::ReplicaSets => &["status", "scale"],
+        Res::Services | Res::Nodes | Res::Namespaces | Res::Volumes | Res::Pvcs => &["status"],
+        _ => &[],
+    }
+}
+
+fn singular(r: Res) -> String {
+    r.kind().to_ascii_lowercase()
+}
+
+fn resource_list(gv: &str) -> Value {
+    let mut resources = Vec::new();
+    for r in Res::ALL.into_iter().filter(|r| r.api_version() == gv) {
+        resources.push(json!({"name": r.plural(), "singularName": singular(r), "namespaced": r.namespaced(),
+            "kind": r.kind(), "verbs": ["get", "list", "watch"], "shortNames": short(r), "categories": categories(r)}));
+        for sub in subresources(r) {
+            resources.push(json!({"name": format!("{}/{sub}", r.plural()), "singularName": "", "namespaced": r.namespaced(),
+                "kind": if *sub == "scale" { "Scale" } else { r.kind() }, "verbs": ["get"]}));
+        }
+    }
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+}
+
+fn metrics_list() -> Value {
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "metrics.k8s.io/v1beta1", "resources": [
+        {"name": "pods", "singularName": "", "namespaced": true, "kind": "PodMetrics", "verbs": ["get", "list"]},
+        {"name": "nodes", "singularName": "", "namespaced": false, "kind": "NodeMetrics", "verbs": ["get", "list"]},
     ]})
 }
 
@@ -27,18 +72,24 @@ fn group(name: &str, version: &str) -> Value {
     json!({"name": name, "versions": [{"groupVersion": gv, "version": version}], "preferredVersion": {"groupVersion": gv, "version": version}})
 }
 
+/// The API server version berth reports (kubectl warns beyond one minor of skew).
+fn version() -> Value {
+    json!({"major": "1", "minor": "32", "gitVersion": super::node::version(),
+        "gitCommit": "", "gitTreeState": "clean", "buildDate": "", "goVersion": "",
+        "compiler": "rustc", "platform": format!("linux/{}", crate::config::kube_arch())})
+}
+
 pub fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/version", get(|| async {
-            Json(json!({"major": "1", "minor": "31", "gitVersion": concat!("v1.31.0-berth.", env!("CARGO_PKG_VERSION")), "platform": format!("linux/{}", crate::config::kube_arch())}))
-        }))
+        .route("/version", get(|| async { Json(version()) }))
+        .route("/version/", get(|| async { Json(version()) }))
         .route("/api", get(|| async { Json(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})) }))
-        .route("/api/v1", get(|| async { Json(core_v1()) }))
-        .route("/apis", get(|| async { Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group("apps", "v1"), group("berth.dev", "v1alpha1")]})) }))
-        .route("/apis/apps/v1", get(|| async {
-            Json(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1", "resources": [res("deployments", "deployment", "Deployment", true, &["deploy"])]}))
-        }))
-        .route("/apis/berth.dev/v1alpha1", get(|| async {
-            Json(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "berth.dev/v1alpha1", "resources": [res("volumes", "volume", "Volume", true, &["vol"])]}))
-        }))
+        .route("/api/v1", get(|| async { Json(resource_list("v1")) }))
+        .route("/apis", get(|| async { Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+            group("apps", "v1"), group("discovery.k8s.io", "v1"), group("berth.dev", "v1alpha1"), group("metrics.k8s.io", "v1beta1"),
+        ]})) }))
+        .route("/apis/apps/v1", get(|| async { Json(resource_list("apps/v1")) }))
+        .route("/apis/discovery.k8s.io/v1", get(|| async { Json(resource_list("discovery.k8s.io/v1")) }))
+        .route("/apis/berth.dev/v1alpha1", get(|| async { Json(resource_list(berth_spec::volume::API_VERSION)) }))
+        .route("/apis/metrics.k8s.io/v1beta1", get(|| async { Json(metrics_list()) }))
 }

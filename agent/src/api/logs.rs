@@ -11,47 +11,49 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde::Deserialize;
+use serde_json::Value;
 
+use super::logs_query::{self, LogQuery};
+use super::objects::Res;
 use super::{ApiError, ApiState};
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LogQuery {
-    container: Option<String>,
-    tail_lines: Option<usize>,
-    follow: Option<String>,
-}
 
 /// How often a `follow` stream looks for new lines (only while a client follows).
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
-/// Messages of complete CRI log lines in `text`; returns them and the bytes consumed.
-pub fn parse_cri(text: &str, partial: &mut String) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in text.split_inclusive('\n') {
-        if !line.ends_with('\n') {
-            break; // incomplete last line: the caller keeps it
-        }
-        let line = line.trim_end_matches('\n');
-        let mut it = line.splitn(4, ' ');
-        match (it.next(), it.next(), it.next(), it.next()) {
-            (Some(_ts), Some("stdout" | "stderr"), Some(tag), msg)
-                if tag.starts_with('P') || tag.starts_with('F') =>
-            {
-                partial.push_str(msg.unwrap_or(""));
-                if tag.starts_with('F') {
-                    out.push(std::mem::take(partial));
-                }
-            }
-            _ => out.push(line.to_string()), // not CRI: pass through
-        }
-    }
-    out
-}
-
 fn complete_len(text: &str) -> usize {
     text.rfind('\n').map_or(0, |i| i + 1)
+}
+
+fn names(o: &Value, field: &str) -> Vec<String> {
+    o["spec"][field]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str().map(String::from))
+        .collect()
+}
+
+/// Why a container has no log yet, as a cluster says it: a main container
+/// behind unfinished init containers is `PodInitializing` (berth's status
+/// calls it ContainerCreating), else its status' waiting reason.
+fn waiting_reason(pod: &Value, c: &str) -> String {
+    let is_init = names(pod, "initContainers").iter().any(|n| n == c);
+    let inits_done = pod["status"]["initContainerStatuses"]
+        .as_array()
+        .is_some_and(|a| {
+            a.iter()
+                .all(|s| s["state"]["terminated"]["exitCode"].as_i64() == Some(0))
+        });
+    if !is_init && !names(pod, "initContainers").is_empty() && !inits_done {
+        return "PodInitializing".into();
+    }
+    ["initContainerStatuses", "containerStatuses"]
+        .iter()
+        .filter_map(|f| pod["status"][*f].as_array())
+        .flatten()
+        .find(|s| s["name"] == c)
+        .and_then(|s| s["state"]["waiting"]["reason"].as_str().map(String::from))
+        .unwrap_or_else(|| "ContainerCreating".into())
 }
 
 fn find_log(
@@ -59,34 +61,66 @@ fn find_log(
     ns: &str,
     pod: &str,
     container: Option<&str>,
-) -> Result<PathBuf, ApiError> {
-    let snap = st.status.borrow().clone();
-    let mine: Vec<&(String, String, String, PathBuf)> = snap
-        .logs
-        .iter()
-        .filter(|l| l.0 == ns && l.1 == pod)
-        .collect();
-    if mine.is_empty() {
+) -> Result<(PathBuf, String), ApiError> {
+    let model = st.model();
+    let Some(obj) = model.get(Res::Pods, ns, pod) else {
         return Err(ApiError::NotFound {
             kind: "Pod",
             name: format!("{ns}/{pod}"),
         });
+    };
+    let (containers, inits) = (names(obj, "containers"), names(obj, "initContainers"));
+    let c = match container {
+        Some(c) => c.to_string(),
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            return Err(ApiError::ContainerRequired {
+                pod: pod.to_string(),
+                containers,
+            });
+        }
+    };
+    if !containers.contains(&c) && !inits.contains(&c) {
+        return Err(ApiError::Waiting(format!(
+            "container {c} is not valid for pod {pod}"
+        )));
     }
-    match container {
-        Some(c) => mine
-            .iter()
-            .find(|l| l.2 == c)
-            .map(|l| l.3.clone())
-            .ok_or(ApiError::NotFound {
-                kind: "container",
-                name: c.to_string(),
-            }),
-        None if mine.len() == 1 => Ok(mine[0].3.clone()),
-        None => Err(ApiError::ContainerRequired {
-            pod: pod.to_string(),
-            containers: mine.iter().map(|l| l.2.clone()).collect(),
-        }),
+    let snap = st.status.borrow().clone();
+    snap.logs
+        .iter()
+        .find(|l| l.0 == ns && l.1 == pod && l.2 == c)
+        .map(|l| (l.3.clone(), c.clone()))
+        .ok_or_else(|| {
+            ApiError::Waiting(format!(
+                "container {c:?} in pod {pod:?} is waiting to start: {}",
+                waiting_reason(obj, &c)
+            ))
+        })
+}
+
+/// The previous run's entries of the container whose current log is `current`.
+async fn previous(
+    current: PathBuf,
+    pod: &str,
+    c: &str,
+) -> Result<Vec<logs_query::Entry>, ApiError> {
+    let files = logs_query::previous_files(&current);
+    if files.is_empty() {
+        return Err(ApiError::Waiting(format!(
+            "previous terminated container {c:?} in pod {pod:?} not found"
+        )));
     }
+    let mut partial = String::new();
+    let mut out = Vec::new();
+    for f in files {
+        let bytes = tokio::fs::read(&f).await.map_err(|source| ApiError::Log {
+            path: f.display().to_string(),
+            source,
+        })?;
+        let text = String::from_utf8_lossy(&bytes);
+        out.extend(logs_query::parse(&text, &mut partial));
+    }
+    Ok(out)
 }
 
 pub async fn pod_log(
@@ -94,7 +128,13 @@ pub async fn pod_log(
     Path((ns, pod)): Path<(String, String)>,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
-    let path = find_log(&st, &ns, &pod, q.container.as_deref())?;
+    let opts = q.opts()?;
+    let (path, container) = find_log(&st, &ns, &pod, q.container.as_deref())?;
+    let plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if q.previous() {
+        let entries = previous(path, &pod, &container).await?;
+        return Ok((plain, opts.select(entries)).into_response());
+    }
     let lerr = |source| ApiError::Log {
         path: path.display().to_string(),
         source,
@@ -103,84 +143,77 @@ pub async fn pod_log(
     let text = String::from_utf8_lossy(&bytes);
     let done = complete_len(&text);
     let mut partial = String::new();
-    let mut lines = parse_cri(&text[..done], &mut partial);
-    if let Some(n) = q.tail_lines {
-        lines.drain(..lines.len().saturating_sub(n));
+    let head = opts.select(logs_query::parse(&text[..done], &mut partial));
+    if !q.follow() {
+        return Ok((plain, head).into_response());
     }
-    let mut head = lines.join("\n");
-    if !lines.is_empty() {
-        head.push('\n');
-    }
-    let plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-    if !matches!(q.follow.as_deref(), Some("true" | "1")) {
+    let budget = opts.limit.map(|l| l.saturating_sub(head.len()));
+    if budget == Some(0) {
         return Ok((plain, head).into_response());
     }
     // follow: poll the file for growth; a shorter file (rotated/truncated) is read from its start
     let offset = done as u64;
     let shutdown = st.shutdown.clone();
-    let init = (Some(Bytes::from(head)), path, offset, partial);
-    let s = futures::stream::unfold(init, move |(first, path, mut offset, mut partial)| {
-        let mut shutdown = shutdown.clone();
-        async move {
-            if let Some(b) = first {
-                return Some((Ok::<_, std::io::Error>(b), (None, path, offset, partial)));
+    let init = (Some(Bytes::from(head)), path, offset, partial, budget);
+    let s = futures::stream::unfold(
+        init,
+        move |(first, path, mut offset, mut partial, mut budget)| {
+            let mut shutdown = shutdown.clone();
+            let opts = opts.clone();
+            async move {
+                if let Some(b) = first {
+                    return Some((
+                        Ok::<_, std::io::Error>(b),
+                        (None, path, offset, partial, budget),
+                    ));
+                }
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                        _ = crate::sources::stopped(&mut shutdown) => return None,
+                    }
+                    let p = path.clone();
+                    let read =
+                        tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, u64)> {
+                            let mut f = std::fs::File::open(&p)?;
+                            let len = f.metadata()?.len();
+                            let start = if len < offset { 0 } else { offset };
+                            f.seek(SeekFrom::Start(start))?;
+                            let mut buf = Vec::new();
+                            f.read_to_end(&mut buf)?;
+                            Ok((buf, start))
+                        })
+                        .await;
+                    let Ok(Ok((buf, start))) = read else {
+                        return None;
+                    };
+                    let text = String::from_utf8_lossy(&buf);
+                    let done = complete_len(&text);
+                    if done == 0 {
+                        offset = start;
+                        continue;
+                    }
+                    offset = start + done as u64;
+                    let entries: Vec<logs_query::Entry> =
+                        logs_query::parse(&text[..done], &mut partial)
+                            .into_iter()
+                            .filter(|e| opts.keep(e))
+                            .collect();
+                    if entries.is_empty() {
+                        continue;
+                    }
+                    let mut out = opts.render(&entries);
+                    if let Some(b) = budget.as_mut() {
+                        if *b == 0 {
+                            return None;
+                        }
+                        logs_query::cut(&mut out, *b);
+                        *b -= out.len();
+                    }
+                    return Some((Ok(Bytes::from(out)), (None, path, offset, partial, budget)));
+                }
             }
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(FOLLOW_POLL) => {}
-                    _ = crate::sources::stopped(&mut shutdown) => return None,
-                }
-                let p = path.clone();
-                let read =
-                    tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, u64)> {
-                        let mut f = std::fs::File::open(&p)?;
-                        let len = f.metadata()?.len();
-                        let start = if len < offset { 0 } else { offset };
-                        f.seek(SeekFrom::Start(start))?;
-                        let mut buf = Vec::new();
-                        f.read_to_end(&mut buf)?;
-                        Ok((buf, start))
-                    })
-                    .await;
-                let Ok(Ok((buf, start))) = read else {
-                    return None;
-                };
-                let text = String::from_utf8_lossy(&buf);
-                let done = complete_len(&text);
-                if done == 0 {
-                    offset = start;
-                    continue;
-                }
-                offset = start + done as u64;
-                let lines = parse_cri(&text[..done], &mut partial);
-                if lines.is_empty() {
-                    continue;
-                }
-                let mut out = lines.join("\n");
-                out.push('\n');
-                return Some((Ok(Bytes::from(out)), (None, path, offset, partial)));
-            }
-        }
-    });
+        },
+    );
     Ok((plain, Body::from_stream(s)).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cri_lines() {
-        let text = "2024-01-01T00:00:00Z stdout F hello world\n2024-01-01T00:00:01Z stderr P part\n2024-01-01T00:00:01Z stderr F ial\nplain line\n";
-        let mut p = String::new();
-        assert_eq!(
-            parse_cri(text, &mut p),
-            vec!["hello world", "partial", "plain line"]
-        );
-        let mut p = String::new();
-        assert_eq!(
-            parse_cri("2024-01-01T00:00:00Z stdout F \n", &mut p),
-            vec![""]
-        );
-    }
 }

@@ -32,13 +32,21 @@
 //! The server ([`serve`]) bounds connections (count, header and write
 //! timeouts); [`limits`] bounds watch and follow streams per client (429).
 
+mod derived;
 mod discovery;
+mod events;
 mod host_metrics;
 pub mod limits;
-pub(crate) mod logs;
+mod logs;
+pub(crate) mod logs_query;
 mod metrics;
+mod model;
+mod node;
 mod objects;
+mod openapi;
 mod page;
+mod podmetrics;
+mod printers;
 pub use page::PageCtx;
 mod selector;
 pub mod serve;
@@ -46,6 +54,7 @@ mod status;
 mod table;
 pub mod usage;
 mod watch;
+mod writes;
 
 use std::sync::Arc;
 
@@ -81,6 +90,29 @@ pub struct ApiState {
     pub streams: Arc<limits::StreamLimiter>,
     /// The status page's usage ring and host facts.
     pub page: page::PageCtx,
+    /// The read model every object route serialises ([`model`]).
+    pub model: Arc<model::Cache>,
+}
+
+impl ApiState {
+    /// The current read model (rebuilt only when the view or snapshot changed).
+    fn model(&self) -> Arc<model::Model> {
+        let (view, snap) = (self.view.borrow().clone(), self.status.borrow().clone());
+        self.model.model(
+            &view,
+            &snap,
+            &model::Ctx {
+                node_name: &self.node,
+                node_labels: &self.page.node_labels,
+                started: self.page.started,
+            },
+        )
+    }
+}
+
+/// A fresh read-model cache for [`ApiState::model`].
+pub fn model_cache() -> Arc<model::Cache> {
+    Arc::default()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +136,14 @@ pub enum ApiError {
         pod: String,
         containers: Vec<String>,
     },
+    #[error("{0}")]
+    NotOffered(String),
+    /// A log request a cluster also answers with 400 (a container waiting
+    /// to start, no previous run, an unknown container).
+    #[error("{0}")]
+    Waiting(String),
+    #[error("too old resource version: {0}")]
+    Gone(u64),
     #[error("no Git source is configured")]
     NoGitSource,
     #[error("too many open watch or follow streams from this client (at most {limit})")]
@@ -124,9 +164,11 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
-            ApiError::BadParam { .. } | ApiError::ContainerRequired { .. } => {
-                (StatusCode::BAD_REQUEST, "BadRequest")
-            }
+            ApiError::BadParam { .. }
+            | ApiError::ContainerRequired { .. }
+            | ApiError::NotOffered(_)
+            | ApiError::Waiting(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+            ApiError::Gone(_) => (StatusCode::GONE, "Expired"),
             ApiError::TooManyStreams { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             ApiError::Log { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
@@ -166,6 +208,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/status", get(status::agent_status))
         .route(SYNC_PATH, post(git_sync))
         .merge(discovery::routes())
+        .merge(openapi::routes())
+        .merge(podmetrics::routes())
+        .merge(node::routes())
         .merge(objects::routes())
         .merge(page::routes())
         .route(
@@ -185,15 +230,23 @@ pub fn router(state: ApiState) -> Router {
 async fn guard(State(st): State<ApiState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let is_sync = path == SYNC_PATH && req.method() == Method::POST;
+    let authorized = st
+        .token
+        .as_ref()
+        .is_none_or(|tok| presented(req.headers()).iter().any(|p| ct_eq(p, tok)));
+    if let Some(e) = writes::not_offered_path(path) {
+        return e.into_response();
+    }
     if !(req.method() == Method::GET || req.method() == Method::HEAD || is_sync) {
-        return ApiError::MethodNotAllowed.into_response();
+        if !authorized {
+            return ApiError::MethodNotAllowed.into_response();
+        }
+        return writes::refuse(&st, req).await;
     }
     if path == "/healthz" || is_sync {
         return next.run(req).await; // the sync handler checks its own secrets
     }
-    if let Some(tok) = &st.token
-        && !presented(req.headers()).iter().any(|p| ct_eq(p, tok))
-    {
+    if !authorized {
         return ApiError::Unauthorized.into_response();
     }
     next.run(req).await

@@ -17,7 +17,7 @@ use super::{ApiError, ApiState, selector, table, watch};
 use crate::sources::View;
 
 /// The resources the API serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Res {
     Pods,
     Deployments,
@@ -27,24 +27,57 @@ pub enum Res {
     Secrets,
     Events,
     Namespaces,
+    Nodes,
+    ReplicaSets,
+    Endpoints,
+    EndpointSlices,
+    Pvcs,
 }
 
 impl Res {
-    fn core(s: &str) -> Option<Res> {
-        Some(match s {
-            "pods" => Res::Pods,
-            "services" => Res::Services,
-            "configmaps" => Res::ConfigMaps,
-            "secrets" => Res::Secrets,
-            "events" => Res::Events,
-            "namespaces" => Res::Namespaces,
-            _ => return None,
-        })
+    pub const ALL: [Res; 13] = [
+        Res::Pods,
+        Res::Deployments,
+        Res::Services,
+        Res::Volumes,
+        Res::ConfigMaps,
+        Res::Secrets,
+        Res::Events,
+        Res::Namespaces,
+        Res::Nodes,
+        Res::ReplicaSets,
+        Res::Endpoints,
+        Res::EndpointSlices,
+        Res::Pvcs,
+    ];
+    /// The resource of a group/version and plural name.
+    pub fn from_path(group_version: &str, plural: &str) -> Option<Res> {
+        Res::ALL
+            .into_iter()
+            .find(|r| r.api_version() == group_version && r.plural() == plural)
+    }
+    pub fn plural(self) -> &'static str {
+        match self {
+            Res::Pods => "pods",
+            Res::Deployments => "deployments",
+            Res::Services => "services",
+            Res::Volumes => "volumes",
+            Res::ConfigMaps => "configmaps",
+            Res::Secrets => "secrets",
+            Res::Events => "events",
+            Res::Namespaces => "namespaces",
+            Res::Nodes => "nodes",
+            Res::ReplicaSets => "replicasets",
+            Res::Endpoints => "endpoints",
+            Res::EndpointSlices => "endpointslices",
+            Res::Pvcs => "persistentvolumeclaims",
+        }
     }
     pub fn api_version(self) -> &'static str {
         match self {
-            Res::Deployments => "apps/v1",
+            Res::Deployments | Res::ReplicaSets => "apps/v1",
             Res::Volumes => berth_spec::volume::API_VERSION,
+            Res::EndpointSlices => "discovery.k8s.io/v1",
             _ => "v1",
         }
     }
@@ -58,7 +91,25 @@ impl Res {
             Res::Secrets => "Secret",
             Res::Events => "Event",
             Res::Namespaces => "Namespace",
+            Res::Nodes => "Node",
+            Res::ReplicaSets => "ReplicaSet",
+            Res::Endpoints => "Endpoints",
+            Res::EndpointSlices => "EndpointSlice",
+            Res::Pvcs => "PersistentVolumeClaim",
         }
+    }
+    pub fn namespaced(self) -> bool {
+        !matches!(self, Res::Namespaces | Res::Nodes)
+    }
+    /// Kinds whose objects have a `status` (never served as null).
+    pub fn has_status(self) -> bool {
+        !matches!(
+            self,
+            Res::ConfigMaps | Res::Secrets | Res::Events | Res::Endpoints | Res::EndpointSlices
+        )
+    }
+    pub fn of_kind(k: Kind) -> Option<Res> {
+        Res::ALL.into_iter().find(|r| r.spec_kind() == Some(k))
     }
     fn spec_kind(self) -> Option<Kind> {
         Some(match self {
@@ -68,7 +119,7 @@ impl Res {
             Res::Volumes => Kind::Volume,
             Res::ConfigMaps => Kind::ConfigMap,
             Res::Secrets => Kind::Secret,
-            Res::Events | Res::Namespaces => return None,
+            _ => return None,
         })
     }
 }
@@ -80,60 +131,89 @@ pub struct ListQuery {
     pub field_selector: Option<String>,
     pub watch: Option<String>,
     pub resource_version: Option<String>,
+    pub timeout_seconds: Option<u64>,
+    pub allow_watch_bookmarks: Option<String>,
+    pub send_initial_events: Option<String>,
 }
+
+type P1 = Path<String>;
+type P2 = Path<(String, String)>;
+type P3 = Path<(String, String, String)>;
+type P4 = Path<(String, String, String, String)>;
+type P5 = Path<(String, String, String, String, String)>;
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route(
             "/api/v1/{res}",
-            get(|s, p: Path<String>, q, h| list(s, core(p.0), None, q, h)),
+            get(|s, Path(r): P1, q, h| list(s, core(&r), None, q, h)),
+        )
+        .route(
+            "/api/v1/{res}/{name}",
+            get(|s, Path((r, n)): P2, h| one(s, cluster(core(&r)), None, n, None, h)),
+        )
+        .route(
+            "/api/v1/{res}/{name}/{sub}",
+            get(|s, Path((r, n, sub)): P3, h| one(s, cluster(core(&r)), None, n, Some(sub), h)),
         )
         .route(
             "/api/v1/namespaces/{ns}/{res}",
-            get(|s, Path((ns, r)): Path<(String, String)>, q, h| list(s, core(r), Some(ns), q, h)),
+            get(|s, Path((ns, r)): P2, q, h| list(s, core(&r), Some(ns), q, h)),
         )
         .route(
             "/api/v1/namespaces/{ns}/{res}/{name}",
-            get(|s, Path((ns, r, n)): Path<(String, String, String)>, h| {
-                one(s, core(r), Some(ns), n, h)
-            }),
+            get(|s, Path((ns, r, n)): P3, h| one(s, core(&r), Some(ns), n, None, h)),
         )
         .route(
-            "/api/v1/namespaces/{name}",
-            get(|s, Path(n): Path<String>, h| one(s, Ok(Res::Namespaces), None, n, h)),
+            "/api/v1/namespaces/{ns}/{res}/{name}/{sub}",
+            get(|s, Path((ns, r, n, sub)): P4, h| one(s, core(&r), Some(ns), n, Some(sub), h)),
         )
         .route(
-            "/apis/apps/v1/deployments",
-            get(|s, q, h| list(s, Ok(Res::Deployments), None, q, h)),
+            "/apis/{g}/{v}/{res}",
+            get(|s, Path((g, v, r)): P3, q, h| list(s, group(&g, &v, &r), None, q, h)),
         )
         .route(
-            "/apis/apps/v1/namespaces/{ns}/deployments",
-            get(|s, Path(ns): Path<String>, q, h| list(s, Ok(Res::Deployments), Some(ns), q, h)),
+            "/apis/{g}/{v}/namespaces/{ns}/{res}",
+            get(|s, Path((g, v, ns, r)): P4, q, h| list(s, group(&g, &v, &r), Some(ns), q, h)),
         )
         .route(
-            "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
-            get(|s, Path((ns, n)): Path<(String, String)>, h| {
-                one(s, Ok(Res::Deployments), Some(ns), n, h)
-            }),
+            "/apis/{g}/{v}/namespaces/{ns}/{res}/{name}",
+            get(|s, Path((g, v, ns, r, n)): P5, h| one(s, group(&g, &v, &r), Some(ns), n, None, h)),
         )
         .route(
-            "/apis/berth.dev/v1alpha1/volumes",
-            get(|s, q, h| list(s, Ok(Res::Volumes), None, q, h)),
-        )
-        .route(
-            "/apis/berth.dev/v1alpha1/namespaces/{ns}/volumes",
-            get(|s, Path(ns): Path<String>, q, h| list(s, Ok(Res::Volumes), Some(ns), q, h)),
-        )
-        .route(
-            "/apis/berth.dev/v1alpha1/namespaces/{ns}/volumes/{name}",
-            get(|s, Path((ns, n)): Path<(String, String)>, h| {
-                one(s, Ok(Res::Volumes), Some(ns), n, h)
-            }),
+            "/apis/{g}/{v}/namespaces/{ns}/{res}/{name}/{sub}",
+            get(
+                |s,
+                 Path((g, v, ns, r, n, sub)): Path<(
+                    String,
+                    String,
+                    String,
+                    String,
+                    String,
+                    String,
+                )>,
+                 h| { one(s, group(&g, &v, &r), Some(ns), n, Some(sub), h) },
+            ),
         )
 }
 
-fn core(r: String) -> Result<Res, ApiError> {
-    Res::core(&r).ok_or(ApiError::NoRoute)
+fn core(r: &str) -> Result<Res, ApiError> {
+    Res::from_path("v1", r).ok_or(ApiError::NoRoute)
+}
+
+fn group(g: &str, v: &str, r: &str) -> Result<Res, ApiError> {
+    Res::from_path(&format!("{g}/{v}"), r).ok_or(ApiError::NoRoute)
+}
+
+/// `/api/v1/{res}/{name}` names cluster-scoped objects only.
+fn cluster(r: Result<Res, ApiError>) -> Result<Res, ApiError> {
+    r.and_then(|r| {
+        if r.namespaced() {
+            Err(ApiError::NoRoute)
+        } else {
+            Ok(r)
+        }
+    })
 }
 
 pub fn wants_table(h: &HeaderMap) -> bool {
@@ -142,7 +222,7 @@ pub fn wants_table(h: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("as=Table"))
 }
 
-fn truthy(v: &Option<String>) -> bool {
+pub fn truthy(v: &Option<String>) -> bool {
     matches!(v.as_deref(), Some("true" | "1"))
 }
 
@@ -154,25 +234,20 @@ async fn list(
     h: HeaderMap,
 ) -> Result<Response, ApiError> {
     let res = res?;
-    if ns.is_some() && res == Res::Namespaces {
+    if ns.is_some() && !res.namespaced() {
         return Err(ApiError::NoRoute);
     }
     let filter = Filter::new(ns, None, &q)?;
     if truthy(&q.watch) {
-        return Ok(watch::stream(
-            st,
-            res,
-            filter,
-            wants_table(&h),
-            q.resource_version,
-        ));
+        return watch::stream(st, res, filter, wants_table(&h), &q);
     }
-    let (view, snap) = (st.view.borrow().clone(), st.status.borrow().clone());
-    let items: Vec<Value> = collect(res, &view, &snap)
-        .into_iter()
+    let model = st.model();
+    let items: Vec<&Value> = model
+        .list(res)
+        .map(|v| &**v)
         .filter(|o| filter.matches(o))
         .collect();
-    let rv = resource_version(&view, &snap);
+    let rv = model.rv.to_string();
     if wants_table(&h) {
         return Ok(axum::Json(table::table(res, &items, &rv)).into_response());
     }
@@ -188,27 +263,57 @@ async fn one(
     res: Result<Res, ApiError>,
     ns: Option<String>,
     name: String,
+    sub: Option<String>,
     h: HeaderMap,
 ) -> Result<Response, ApiError> {
     let res = res?;
-    let (view, snap) = (st.view.borrow().clone(), st.status.borrow().clone());
-    let filter = Filter::new(ns, Some(name.clone()), &ListQuery::default())?;
-    let obj = collect(res, &view, &snap)
-        .into_iter()
-        .find(|o| filter.matches(o))
+    if res.namespaced() != ns.is_some() {
+        return Err(ApiError::NoRoute);
+    }
+    if let Some(sub) = sub.as_deref()
+        && let Some(e) = super::writes::not_offered(sub)
+    {
+        return Err(e);
+    }
+    let model = st.model();
+    let obj = model
+        .get(res, ns.as_deref().unwrap_or(""), &name)
         .ok_or(ApiError::NotFound {
             kind: res.kind(),
             name,
         })?;
-    if wants_table(&h) {
-        return Ok(axum::Json(table::table(
-            res,
-            std::slice::from_ref(&obj),
-            &resource_version(&view, &snap),
-        ))
-        .into_response());
+    match sub.as_deref() {
+        None | Some("status") => {}
+        Some("scale") if matches!(res, Res::Deployments | Res::ReplicaSets) => {
+            return Ok(axum::Json(scale(obj)).into_response());
+        }
+        Some(_) => return Err(ApiError::NoRoute),
     }
-    Ok(axum::Json(obj).into_response())
+    if wants_table(&h) {
+        return Ok(axum::Json(table::table(res, &[&**obj], &model.rv.to_string())).into_response());
+    }
+    Ok(axum::Json(&**obj).into_response())
+}
+
+/// The `autoscaling/v1` Scale of a Deployment or ReplicaSet.
+fn scale(o: &Value) -> Value {
+    let m = &o["metadata"];
+    let sel = o["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|l| {
+            l.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
+        "spec": {"replicas": o["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {"replicas": o["status"]["replicas"].as_i64().unwrap_or(0), "selector": sel},
+    })
 }
 
 /// Namespace, name, label and field selectors.
@@ -299,11 +404,6 @@ impl Filter {
     }
 }
 
-/// `metadata.resourceVersion` of lists: both sides' change counters.
-pub fn resource_version(view: &View, snap: &Snapshot) -> String {
-    (view.generation * 1_000_000 + snap.version).to_string()
-}
-
 fn key_of(v: &Value) -> (String, String) {
     let m = &v["metadata"];
     (
@@ -315,7 +415,6 @@ fn key_of(v: &Value) -> (String, String) {
 /// The objects of one resource, sorted by namespace and name.
 pub fn collect(res: Res, view: &View, snap: &Snapshot) -> Vec<Value> {
     let mut out = match res {
-        Res::Events => events(view, snap),
         Res::Namespaces => namespaces(view, snap),
         _ => {
             let observed: Vec<Value> = match res {
@@ -394,6 +493,17 @@ fn overlay(res: Res, v: &mut Value, obs: Value) {
             v["metadata"][f] = x.clone();
         }
     }
+    if res == Res::Pods {
+        // where it runs, and whether it is going away
+        if let Some(n) = obs["spec"].get("nodeName").filter(|n| !n.is_null()) {
+            v["spec"]["nodeName"] = n.clone();
+        }
+        for f in ["deletionTimestamp", "ownerReferences"] {
+            if let Some(x) = obs["metadata"].get(f).filter(|x| !x.is_null()) {
+                v["metadata"][f] = x.clone();
+            }
+        }
+    }
     if res == Res::Services {
         for f in ["clusterIP", "clusterIPs"] {
             if v["spec"][f].is_null()
@@ -428,49 +538,6 @@ fn redact_secret(v: &mut Value) {
     }
     v["metadata"]["annotations"]["berth.dev/redacted-keys"] =
         json!(keys.into_iter().collect::<Vec<_>>().join(","));
-}
-
-fn events(view: &View, snap: &Snapshot) -> Vec<Value> {
-    let mut out: Vec<Value> = snap
-        .events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let kind = e.kind.split('/').next().unwrap_or("");
-            let t = |t: std::time::SystemTime| crate::sources::rfc3339(t);
-            json!({
-                "metadata": {"name": format!("{}.{}", e.name, i), "namespace": e.namespace, "creationTimestamp": t(e.first_time)},
-                "involvedObject": {"kind": kind, "namespace": e.namespace, "name": e.name},
-                "reason": e.reason, "message": e.message, "type": e.type_,
-                "firstTimestamp": t(e.first_time), "lastTimestamp": t(e.last_time), "count": e.count,
-                "source": {"component": "berth"},
-            })
-        })
-        .collect();
-    // rollouts of the sources' revisions
-    let n = out.len();
-    out.extend(view.rollout_events.iter().enumerate().map(|(i, e)| {
-        let t = crate::sources::rfc3339(e.first_time);
-        json!({
-            "metadata": {"name": format!("{}.rollout.{}", e.name, n + i), "namespace": e.namespace, "creationTimestamp": t},
-            "involvedObject": {"kind": e.kind, "namespace": e.namespace, "name": e.name},
-            "reason": e.reason, "message": e.message, "type": e.type_,
-            "firstTimestamp": t, "lastTimestamp": t, "count": e.count,
-            "source": {"component": "berth"},
-        })
-    }));
-    // objects the operator's policy refused (they never reach the reconciler)
-    out.extend(view.refused.iter().map(|r| {
-        let k = &r.key;
-        json!({
-            "metadata": {"name": format!("{}.{}.policy", k.name, k.kind.as_str().to_ascii_lowercase()), "namespace": k.namespace, "creationTimestamp": r.since},
-            "involvedObject": {"kind": k.kind.as_str(), "namespace": k.namespace, "name": k.name},
-            "reason": "PolicyViolation", "message": r.reasons.join("; "), "type": "Warning",
-            "firstTimestamp": r.since, "lastTimestamp": r.since, "count": 1,
-            "source": {"component": "berth"},
-        })
-    }));
-    out
 }
 
 fn namespaces(view: &View, snap: &Snapshot) -> Vec<Value> {

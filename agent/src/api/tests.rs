@@ -50,6 +50,7 @@ fn fixture(token: Option<&str>) -> Fixture {
         shutdown,
         streams: super::limits::StreamLimiter::new(2, 3),
         page: Default::default(),
+        model: super::model_cache(),
     };
     Fixture {
         state,
@@ -101,10 +102,11 @@ async fn lists_objects_selectors_and_404() {
     assert_eq!(all["apiVersion"], "v1");
     assert!(all["metadata"]["resourceVersion"].is_string());
     assert_eq!(names(&all), ["db", "web"]);
-    assert!(
-        all["items"][0]["status"].is_null(),
-        "no status before the reconciler publishes one"
-    );
+    // status is never null (clients read status.phase): Pending until the reconciler says more
+    assert_eq!(all["items"][0]["status"]["phase"], "Pending");
+    for f in ["uid", "resourceVersion", "creationTimestamp"] {
+        assert!(all["items"][0]["metadata"][f].is_string(), "{f}");
+    }
     assert_eq!(
         names(&json(&f.state, "/api/v1/namespaces/default/pods").await),
         ["web"]
@@ -290,7 +292,10 @@ async fn tables_and_discovery_for_kubectl() {
         .iter()
         .map(|g| g["name"].as_str().unwrap())
         .collect();
-    assert_eq!(g, ["apps", "berth.dev"]);
+    assert_eq!(
+        g,
+        ["apps", "discovery.k8s.io", "berth.dev", "metrics.k8s.io"]
+    );
     assert!(
         json(&f.state, "/api/v1").await["resources"]
             .as_array()
@@ -455,7 +460,8 @@ async fn pod_logs_from_cri_files() {
         )
         .await
         .0,
-        StatusCode::NOT_FOUND
+        StatusCode::BAD_REQUEST,
+        "a container the pod does not have is a bad request, as in a cluster"
     );
 }
 

@@ -116,6 +116,36 @@ impl UsageRing {
     }
 }
 
+/// The newest reading of each container: `(key, cpu nanocores over the
+/// last interval or `None` with one sample only, working set bytes, unix ms
+/// of the reading, window ms)` (the figures `metrics.k8s.io` serves).
+pub type Latest = (Key, Option<u64>, u64, u64, u64);
+
+impl UsageRing {
+    pub fn latest(&self) -> Vec<Latest> {
+        let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        series
+            .iter()
+            .filter_map(|(k, ring)| {
+                let last = ring.back()?;
+                let prev = ring.len().checked_sub(2).and_then(|i| ring.get(i));
+                let (cpu, window) = match prev {
+                    Some(p) => {
+                        let dt = last.at_ms.saturating_sub(p.at_ms);
+                        let rate = (dt > 0)
+                            .then(|| last.cpu_nanos.checked_sub(p.cpu_nanos))
+                            .flatten()
+                            .map(|d| (d as u128 * 1000 / dt as u128) as u64);
+                        (rate, dt)
+                    }
+                    None => (None, 0),
+                };
+                Some((k.clone(), cpu, last.memory_bytes, last.at_ms, window))
+            })
+            .collect()
+    }
+}
+
 /// CPU rate between two samples in millicores (1000 = one core busy).
 fn millicores(a: &Sample, b: &Sample) -> Option<f64> {
     let dt_ms = b.at_ms.checked_sub(a.at_ms).filter(|d| *d > 0)?;

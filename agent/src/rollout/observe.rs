@@ -249,7 +249,10 @@ fn tail_file(path: &Path) -> Vec<String> {
             .unwrap_or_default();
     }
     let mut partial = String::new();
-    let lines = crate::api::logs::parse_cri(&text, &mut partial);
+    let lines: Vec<String> = crate::api::logs_query::parse(&text, &mut partial)
+        .into_iter()
+        .map(|e| e.msg)
+        .collect();
     let skip = lines.len().saturating_sub(LOG_LINES);
     lines.into_iter().skip(skip).collect()
 }

@@ -424,11 +424,20 @@ async function loadLog() {
   const pre = $('logtext');
   pre.textContent = '';
   const q = new URLSearchParams({ container: logTarget.c, tailLines: $('logtail').value });
-  if ($('logfollow').checked) q.set('follow', 'true');
+  // the previous run has ended: nothing to follow
+  if ($('logprevious').checked) q.set('previous', 'true');
+  else if ($('logfollow').checked) q.set('follow', 'true');
   const url = `/api/v1/namespaces/${encodeURIComponent(logTarget.ns)}/pods/${encodeURIComponent(logTarget.pod)}/log?${q}`;
   try {
     const r = await fetch(url, { cache: 'no-store', signal: ctl.signal });
-    if (!r.ok) { pre.textContent = 'log: HTTP ' + r.status + ' ' + (await r.text()).slice(0, 500); return; }
+    if (!r.ok) {
+      // the API's Status message says why (e.g. no previous run, a container still waiting to start)
+      const body = await r.text();
+      let msg = body.slice(0, 500);
+      try { msg = JSON.parse(body).message || msg; } catch (e) { /* not JSON */ }
+      pre.textContent = 'log: HTTP ' + r.status + ': ' + msg;
+      return;
+    }
     const rd = r.body.getReader();
     const dec = new TextDecoder();
     for (;;) {
@@ -448,6 +457,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('logclose').addEventListener('click', closeLog);
   $('logtail').addEventListener('change', loadLog);
   $('logfollow').addEventListener('change', loadLog);
+  $('logprevious').addEventListener('change', loadLog);
   setInterval(schedule, 10000); // ages and uptimes move on
   connect();
 });

@@ -57,6 +57,7 @@ fn fixture(token: Option<&str>) -> Fixture {
         shutdown,
         streams: limits::StreamLimiter::new(4, 8),
         page,
+        model: crate::api::model_cache(),
     };
     Fixture {
         state,
