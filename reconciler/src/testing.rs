@@ -73,6 +73,8 @@ pub struct FakeRuntime {
     pub sandboxes: Mutex<Vec<String>>,
     /// While set, `ensure_sandbox` fails with this message.
     pub fail_sandbox: Mutex<Option<String>>,
+    /// `exec <id> <argv...>` and `stop <id>`, in call order.
+    pub calls: Mutex<Vec<String>>,
 }
 
 impl FakeRuntime {
@@ -196,6 +198,7 @@ impl Runtime for FakeRuntime {
     }
 
     async fn stop(&self, id: &str, _grace: Duration) -> Result<(), FakeError> {
+        self.calls.lock().unwrap().push(format!("stop {id}"));
         let running = self
             .ctrs
             .lock()
@@ -218,10 +221,14 @@ impl Runtime for FakeRuntime {
 
     async fn exec(
         &self,
-        _id: &str,
+        id: &str,
         argv: &[String],
         _t: Duration,
     ) -> Result<ExecResult, FakeError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("exec {id} {}", argv.join(" ")));
         Ok(ExecResult {
             exit_code: if argv.iter().any(|a| a == "fail") {
                 1

@@ -3,7 +3,12 @@
 //! termination) and reports Kubernetes status to the controller.
 
 pub mod error;
+pub mod etc_files;
+pub mod fs_group;
+#[cfg(test)]
+mod hooks_tests;
 pub mod plan;
+mod projection;
 #[cfg(test)]
 mod setup_tests;
 pub mod status;
@@ -59,6 +64,8 @@ pub struct World {
     pub objs: ConfigObjects,
     /// (namespace, name) of every Volume.
     pub claims: BTreeSet<(String, String)>,
+    /// Services with a cluster IP, for containers' environment.
+    pub services: Vec<crate::service_env::ServiceEnv>,
 }
 
 /// Settings every worker needs.

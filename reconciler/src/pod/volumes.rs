@@ -58,6 +58,13 @@ pub enum VolumeError {
         name: String,
         key: String,
     },
+    #[error("volume {volume}: file {path}")]
+    Downward {
+        volume: String,
+        path: String,
+        #[source]
+        source: crate::container::BuildError,
+    },
     #[error("volume {volume}: unsupported volume type")]
     Unsupported { volume: String },
     #[error("volumeMount {mount}: no volume with that name")]
@@ -132,16 +139,30 @@ fn io(volume: &str, path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError {
 
 /// Create or refresh every volume of the pod. Idempotent; configMap/secret
 /// contents are updated in place when they changed.
+/// `fields`: the pod's own fields, for downwardAPI files (without them a
+/// downwardAPI or projected volume is refused).
 pub fn prepare(
     dirs: &VolumeDirs,
     pod: &PodRef,
     spec: &PodSpec,
     claims: &std::collections::BTreeSet<(String, String)>,
     objs: &ConfigObjects,
+    fields: Option<&crate::container::PodFields<'_>>,
 ) -> Result<Prepared, VolumeError> {
     let mut out = Prepared::new();
+    let node = crate::downward::NodeCapacity::of_host();
     for v in spec.volumes.iter().flatten() {
-        let (kind, path) = prepare_one(dirs, pod, v, claims, objs)?;
+        let projected = fields.and_then(|f| super::projection::files(v, objs, f, node));
+        let (kind, path) = match projected {
+            Some(files) => {
+                let files = files?;
+                let name = v.name.as_str();
+                let p = projection_dir(dirs, pod, name).map_err(io(name, &dirs.pod_run(pod)))?;
+                project(&p, &files).map_err(io(name, &p))?;
+                (MountKind::Bind, p)
+            }
+            None => prepare_one(dirs, pod, v, claims, objs)?,
+        };
         let read_only = v.config_map.is_some()
             || v.secret.is_some()
             || v.downward_api.is_some()
@@ -364,9 +385,9 @@ fn check_host_path(volume: &str, p: &Path, type_: &str) -> Result<(), VolumeErro
 }
 
 /// (relative path, content, mode)
-type FileSet = Vec<(String, Vec<u8>, u32)>;
+pub(super) type FileSet = Vec<(String, Vec<u8>, u32)>;
 
-fn select_items(
+pub(super) fn select_items(
     volume: &str,
     kind: &'static str,
     name: &str,
@@ -569,7 +590,7 @@ mod tests {
         objs.config_maps.insert(("default".into(), "cm".into()), cm);
         objs.secrets.insert(("default".into(), "s".into()), sec);
         let claims = [("default".to_string(), "d".to_string())].into();
-        let prepared = prepare(&dirs, &pod, &spec, &claims, &objs).unwrap();
+        let prepared = prepare(&dirs, &pod, &spec, &claims, &objs, None).unwrap();
         let c: Container = spec.containers[0].clone();
         let mounts = mounts_for(&c, &prepared).unwrap();
         let ro: BTreeMap<&str, bool> = mounts
