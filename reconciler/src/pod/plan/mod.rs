@@ -218,11 +218,14 @@ pub fn init_phase<C: AsRef<CtrState>>(init: &[C]) -> InitPhase {
 
 /// A native sidecar (an init container with `restartPolicy: Always`) lets
 /// the next container start once it runs and its startup probe passed; a
-/// sidecar waiting out a restart back-off has passed that point already.
+/// sidecar waiting out a restart back-off has passed that point already, and
+/// so has one stopped for good (after the main containers ended).
 pub fn sidecar_passed(s: &CtrState) -> bool {
     matches!(
         s,
-        CtrState::Running { started: true, .. } | CtrState::BackingOff { .. }
+        CtrState::Running { started: true, .. }
+            | CtrState::BackingOff { .. }
+            | CtrState::Terminated(_)
     )
 }
 

@@ -142,8 +142,16 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         };
         let Err(m) = r else { return };
         tracing::warn!(pod = %self.d.name, container = %name, err = %m, "postStart hook failed");
+        // events only (`act` may start containers, which runs this again)
         for a in hooks::on_hook_failed(HookKind::PostStart, &name, &m) {
-            self.act(a).await;
+            if let PodAction::Event {
+                warning,
+                reason,
+                message,
+            } = a
+            {
+                self.event(warning, reason, message).await;
+            }
         }
         if let Err(e) = rt.stop(&id, grace).await {
             tracing::warn!(container = %id, err = %error_chain(&e), "killing after a failed postStart hook");

@@ -362,12 +362,21 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
     async fn drive(&mut self) {
         self.stop_sidecars_when_done().await;
         let sidecars = self.sidecar_flags();
-        for action in plan::plan_pod_with(&self.init, &sidecars, &self.main, Instant::now()) {
-            if let PodAction::Start(r) = action {
-                if !r.init && self.stop_requested() {
-                    return;
+        // a started sidecar lets the next container start with no report
+        // to wake the worker: plan again until nothing more starts (each
+        // container starts at most once per round, so this ends)
+        for _ in 0..=self.init.len() + self.main.len() {
+            let actions = plan::plan_pod_with(&self.init, &sidecars, &self.main, Instant::now());
+            if actions.is_empty() {
+                return;
+            }
+            for action in actions {
+                if let PodAction::Start(r) = action {
+                    if !r.init && self.stop_requested() {
+                        return;
+                    }
+                    self.start(r).await;
                 }
-                self.start(r).await;
             }
         }
     }

@@ -124,8 +124,13 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 let (now_wall, now) = (SystemTime::now(), Instant::now());
                 let c = self.ctr(r);
                 c.id = None;
+                // a sidecar is started again whatever the pod's policy
+                let (init, policy) = match c.sidecar {
+                    true => (false, RestartPolicy::Always),
+                    false => (r.init, policy),
+                };
                 let out = plan::on_run_failed(
-                    r.init,
+                    init,
                     policy,
                     &err,
                     &cfg.id,
