@@ -22,7 +22,7 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
                 .is_none_or(Vec::is_empty)
             {
                 o.err(
-                    format!("{base}.dnsConfig.nameservers"),
+                    format!("{base}.dnsPolicy"),
                     "dnsPolicy None needs at least one nameserver in dnsConfig",
                 );
             }
@@ -124,7 +124,7 @@ mod tests {
             dns_policy: Some("None".into()),
             ..Default::default()
         };
-        assert_eq!(paths(&s), ["spec.dnsConfig.nameservers"]);
+        assert_eq!(paths(&s), ["spec.dnsPolicy"]);
         s.dns_config = Some(PodDNSConfig {
             nameservers: Some(vec!["192.0.2.1".into()]),
             searches: Some(vec!["ns1.svc.cluster-domain.example".into()]),
