@@ -555,7 +555,12 @@ impl ImageStore {
         let now = std::time::SystemTime::now();
         rd.flatten()
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), e.metadata().ok()?)))
+            .filter_map(|e| {
+                Some((
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().ok()?,
+                ))
+            })
             .filter(|(_, m)| m.is_file())
             .filter(|(name, m)| {
                 let mtime = m.modified().ok();

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use berth_spec::k8s_openapi::api::core::v1::{Container, DownwardAPIVolumeFile, ResourceFieldSelector};
+use berth_spec::k8s_openapi::api::core::v1::{
+    Container, DownwardAPIVolumeFile, ResourceFieldSelector,
+};
 
 use crate::container::{BuildError, PodFields};
 
@@ -37,9 +39,7 @@ impl NodeCapacity {
 
 /// `key="value"` lines, sorted, as kubelet writes label and annotation files.
 pub fn format_map(m: &BTreeMap<String, String>) -> String {
-    m.iter()
-        .map(|(k, v)| format!("{k}={v:?}\n"))
-        .collect()
+    m.iter().map(|(k, v)| format!("{k}={v:?}\n")).collect()
 }
 
 fn ceil_div(a: u64, b: u64) -> u64 {
@@ -69,9 +69,15 @@ pub fn resource_value(
     let res = crate::container::resources(c)?;
     let divisor = r.divisor.as_ref().map(|q| q.0.as_str());
     let (value, per) = match r.resource.as_str() {
-        "limits.cpu" => (res.cpu_limit_millis.unwrap_or(node.cpu_millis), cpu(divisor)?),
+        "limits.cpu" => (
+            res.cpu_limit_millis.unwrap_or(node.cpu_millis),
+            cpu(divisor)?,
+        ),
         "requests.cpu" => (res.cpu_request_millis.unwrap_or(0), cpu(divisor)?),
-        "limits.memory" => (res.memory_limit_bytes.unwrap_or(node.memory_bytes), bytes(divisor)?),
+        "limits.memory" => (
+            res.memory_limit_bytes.unwrap_or(node.memory_bytes),
+            bytes(divisor)?,
+        ),
         "requests.memory" => (res.memory_request_bytes.unwrap_or(0), bytes(divisor)?),
         "limits.ephemeral-storage" | "requests.ephemeral-storage" => {
             let q = c.resources.as_ref().and_then(|rr| {
@@ -83,7 +89,9 @@ pub fn resource_value(
                 m?.get("ephemeral-storage").cloned()
             });
             let v = match q {
-                Some(q) => berth_spec::quantity::parse_bytes(&q.0).map_err(|_| bad("ephemeral-storage"))?,
+                Some(q) => {
+                    berth_spec::quantity::parse_bytes(&q.0).map_err(|_| bad("ephemeral-storage"))?
+                }
                 None => 0,
             };
             (v, bytes(divisor)?)
@@ -209,7 +217,10 @@ mod tests {
             ("app".to_string(), "a \"b\"".to_string()),
         ]
         .into();
-        assert_eq!(format_map(&m), "app=\"a \\\"b\\\"\"\nzone=\"us-est-coast\"\n");
+        assert_eq!(
+            format_map(&m),
+            "app=\"a \\\"b\\\"\"\nzone=\"us-est-coast\"\n"
+        );
         let containers = [app()];
         let f = PodFields {
             namespace: "ns",
@@ -231,7 +242,10 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(file_content(&file("metadata.labels"), &f, NODE).unwrap(), format_map(&m));
+        assert_eq!(
+            file_content(&file("metadata.labels"), &f, NODE).unwrap(),
+            format_map(&m)
+        );
         assert_eq!(file_content(&file("metadata.uid"), &f, NODE).unwrap(), "u1");
         assert_eq!(
             file_content(&file("metadata.labels['zone']"), &f, NODE).unwrap(),

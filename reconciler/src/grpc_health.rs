@@ -143,7 +143,12 @@ pub async fn check(addr: SocketAddr, service: &str) -> Result<u64, String> {
         .map_err(|e| format!("dial {addr}: {e}"))?;
     let mut out = PREFACE.to_vec();
     out.extend(frame(SETTINGS, 0, 0, &[]));
-    out.extend(frame(HEADERS, END_HEADERS, 1, &request_headers(&addr.to_string())));
+    out.extend(frame(
+        HEADERS,
+        END_HEADERS,
+        1,
+        &request_headers(&addr.to_string()),
+    ));
     out.extend(frame(DATA, END_STREAM, 1, &request_message(service)));
     let io = |e: std::io::Error| format!("{addr}: {e}");
     s.write_all(&out).await.map_err(io)?;
@@ -161,10 +166,14 @@ pub async fn check(addr: SocketAddr, service: &str) -> Result<u64, String> {
         s.read_exact(&mut payload).await.map_err(io)?;
         match kind {
             SETTINGS if flags & ACK == 0 => {
-                s.write_all(&frame(SETTINGS, ACK, 0, &[])).await.map_err(io)?;
+                s.write_all(&frame(SETTINGS, ACK, 0, &[]))
+                    .await
+                    .map_err(io)?;
             }
             PING if flags & ACK == 0 => {
-                s.write_all(&frame(PING, ACK, 0, &payload)).await.map_err(io)?;
+                s.write_all(&frame(PING, ACK, 0, &payload))
+                    .await
+                    .map_err(io)?;
             }
             GOAWAY => return Err(format!("{addr}: the server closed the connection (GOAWAY)")),
             RST_STREAM if stream == 1 => return Err(format!("{addr}: the server reset the call")),
@@ -226,7 +235,9 @@ mod tests {
             s.read_exact(&mut pre).await.unwrap();
             assert_eq!(&pre[..], PREFACE);
             assert_eq!(read_frame(&mut s).await.0, SETTINGS);
-            s.write_all(&frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100])).await.unwrap();
+            s.write_all(&frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]))
+                .await
+                .unwrap();
             let (k, f, h) = read_frame(&mut s).await;
             assert_eq!((k, f), (HEADERS, END_HEADERS));
             assert!(h.windows(28).any(|w| w == b"/grpc.health.v1.Health/Check"));
@@ -235,11 +246,17 @@ mod tests {
             assert_eq!(d, request_message("db"));
             // the client acknowledges our settings
             assert_eq!(read_frame(&mut s).await.0, SETTINGS);
-            s.write_all(&frame(HEADERS, END_HEADERS, 1, &[0x88])).await.unwrap();
+            s.write_all(&frame(HEADERS, END_HEADERS, 1, &[0x88]))
+                .await
+                .unwrap();
             if let Some(st) = status {
-                s.write_all(&frame(DATA, 0, 1, &[0, 0, 0, 0, 2, 0x08, st])).await.unwrap();
+                s.write_all(&frame(DATA, 0, 1, &[0, 0, 0, 0, 2, 0x08, st]))
+                    .await
+                    .unwrap();
             }
-            s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x00])).await.unwrap();
+            s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x00]))
+                .await
+                .unwrap();
             let mut rest = Vec::new();
             let _ = s.read_to_end(&mut rest).await;
         });

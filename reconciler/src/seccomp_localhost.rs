@@ -41,7 +41,10 @@ pub enum SeccompError {
 }
 
 /// The container's effective profile (its own over the pod's).
-fn effective<'a>(c: &'a Container, pod: Option<&'a PodSecurityContext>) -> Option<&'a SeccompProfile> {
+fn effective<'a>(
+    c: &'a Container,
+    pod: Option<&'a PodSecurityContext>,
+) -> Option<&'a SeccompProfile> {
     c.security_context
         .as_ref()
         .and_then(|s| s.seccomp_profile.as_ref())
@@ -128,17 +131,36 @@ mod tests {
         let _ = std::fs::remove_dir_all(&t);
         let dir = t.join("seccomp");
         std::fs::create_dir_all(dir.join("profiles")).unwrap();
-        std::fs::write(dir.join("profiles/audit.json"), r#"{"defaultAction":"SCMP_ACT_LOG"}"#).unwrap();
+        std::fs::write(
+            dir.join("profiles/audit.json"),
+            r#"{"defaultAction":"SCMP_ACT_LOG"}"#,
+        )
+        .unwrap();
         std::fs::write(t.join("outside.json"), "{}").unwrap();
         std::os::unix::fs::symlink(t.join("outside.json"), dir.join("link.json")).unwrap();
         std::fs::write(dir.join("bad.json"), "{").unwrap();
         let got = profile(&ctr("profiles/audit.json"), None, &t).unwrap();
         assert!(got.unwrap().contains("SCMP_ACT_LOG"));
-        assert!(matches!(profile(&ctr("../outside.json"), None, &t), Err(SeccompError::Escapes(_))));
-        assert!(matches!(profile(&ctr("/etc/passwd"), None, &t), Err(SeccompError::Escapes(_))));
-        assert!(matches!(profile(&ctr("link.json"), None, &t), Err(SeccompError::Escapes(_))));
-        assert!(matches!(profile(&ctr("none.json"), None, &t), Err(SeccompError::Missing { .. })));
-        assert!(matches!(profile(&ctr("bad.json"), None, &t), Err(SeccompError::Json { .. })));
+        assert!(matches!(
+            profile(&ctr("../outside.json"), None, &t),
+            Err(SeccompError::Escapes(_))
+        ));
+        assert!(matches!(
+            profile(&ctr("/etc/passwd"), None, &t),
+            Err(SeccompError::Escapes(_))
+        ));
+        assert!(matches!(
+            profile(&ctr("link.json"), None, &t),
+            Err(SeccompError::Escapes(_))
+        ));
+        assert!(matches!(
+            profile(&ctr("none.json"), None, &t),
+            Err(SeccompError::Missing { .. })
+        ));
+        assert!(matches!(
+            profile(&ctr("bad.json"), None, &t),
+            Err(SeccompError::Json { .. })
+        ));
         // RuntimeDefault is not read from anywhere
         let c = Container::default();
         assert_eq!(profile(&c, None, &t).unwrap(), None);

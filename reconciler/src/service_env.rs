@@ -67,7 +67,11 @@ fn proto(p: Protocol) -> &'static str {
 }
 
 /// The variables for a container of a pod in `namespace`.
-pub fn variables(services: &[ServiceEnv], namespace: &str, links: bool) -> BTreeMap<String, String> {
+pub fn variables(
+    services: &[ServiceEnv],
+    namespace: &str,
+    links: bool,
+) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     if !links {
         return env;
@@ -80,10 +84,16 @@ pub fn variables(services: &[ServiceEnv], namespace: &str, links: bool) -> BTree
             continue;
         };
         env.insert(format!("{n}_SERVICE_PORT"), port0.to_string());
-        env.insert(format!("{n}_PORT"), format!("{}://{ip}:{port0}", proto(*p0)));
+        env.insert(
+            format!("{n}_PORT"),
+            format!("{}://{ip}:{port0}", proto(*p0)),
+        );
         for (name, p, port) in &s.ports {
             if let Some(name) = name {
-                env.insert(format!("{n}_SERVICE_PORT_{}", env_name(name)), port.to_string());
+                env.insert(
+                    format!("{n}_SERVICE_PORT_{}", env_name(name)),
+                    port.to_string(),
+                );
             }
             let pre = format!("{n}_PORT_{port}_{}", proto(*p).to_ascii_uppercase());
             env.insert(pre.clone(), format!("{}://{ip}:{port}", proto(*p)));
@@ -130,7 +140,9 @@ mod tests {
         ];
         assert_eq!(
             env,
-            want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            want.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         );
     }
 

@@ -219,12 +219,7 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    async fn exec(
-        &self,
-        id: &str,
-        argv: &[String],
-        _t: Duration,
-    ) -> Result<ExecResult, FakeError> {
+    async fn exec(&self, id: &str, argv: &[String], _t: Duration) -> Result<ExecResult, FakeError> {
         self.calls
             .lock()
             .unwrap()

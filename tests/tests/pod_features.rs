@@ -55,10 +55,14 @@ fn assert_no_pull_error(a: &Agent) -> anyhow::Result<()> {
             e["message"]
                 .as_str()
                 .is_some_and(|m| m.contains("Failed to pull"))
-                || e["reason"] == "BackOff" && e["message"].as_str().is_some_and(|m| m.contains("image"))
+                || e["reason"] == "BackOff"
+                    && e["message"].as_str().is_some_and(|m| m.contains("image"))
         })
         .collect();
-    assert!(pulls.is_empty(), "pull errors on an offline first start: {pulls:#?}");
+    assert!(
+        pulls.is_empty(),
+        "pull errors on an offline first start: {pulls:#?}"
+    );
     Ok(())
 }
 
@@ -262,16 +266,20 @@ spec:
     // the sidecar ran (and its startup probe passed) before the main container
     assert_eq!(read("side-first").trim(), "yes");
     // ... was restarted after its exit, and counts as an init container status
-    let v = a.wait_for("sidecar restarted and ready", Duration::from_secs(30), |v| {
-        let p = Agent::pod(v, "feat")?;
-        let s = p["status"]["initContainerStatuses"]
-            .as_array()?
-            .iter()
-            .find(|c| c["name"] == "side")?
-            .clone();
-        (s["restartCount"].as_i64() >= Some(1) && s["ready"] == true && ready(v, "feat"))
-            .then_some(s)
-    })?;
+    let v = a.wait_for(
+        "sidecar restarted and ready",
+        Duration::from_secs(30),
+        |v| {
+            let p = Agent::pod(v, "feat")?;
+            let s = p["status"]["initContainerStatuses"]
+                .as_array()?
+                .iter()
+                .find(|c| c["name"] == "side")?
+                .clone();
+            (s["restartCount"].as_i64() >= Some(1) && s["ready"] == true && ready(v, "feat"))
+                .then_some(s)
+        },
+    )?;
     assert!(v["state"]["running"].is_object(), "sidecar state: {v}");
     let env = read("env");
     for want in [
@@ -283,7 +291,10 @@ spec:
         "MY_POD=feat".to_string(),
         "MY_MEM=64".to_string(),
     ] {
-        assert!(env.lines().any(|l| l == want), "{want} missing from:\n{env}");
+        assert!(
+            env.lines().any(|l| l == want),
+            "{want} missing from:\n{env}"
+        );
     }
     let hosts = read("hosts");
     assert!(
@@ -291,9 +302,18 @@ spec:
         "hosts:\n{hosts}"
     );
     let resolv = read("resolv");
-    assert!(resolv.contains("my.dns.search.suffix"), "resolv.conf:\n{resolv}");
-    assert!(resolv.contains("options ndots:2 edns0"), "resolv.conf:\n{resolv}");
-    assert!(resolv.lines().any(|l| l.starts_with("nameserver ")), "resolv.conf:\n{resolv}");
+    assert!(
+        resolv.contains("my.dns.search.suffix"),
+        "resolv.conf:\n{resolv}"
+    );
+    assert!(
+        resolv.contains("options ndots:2 edns0"),
+        "resolv.conf:\n{resolv}"
+    );
+    assert!(
+        resolv.lines().any(|l| l.starts_with("nameserver ")),
+        "resolv.conf:\n{resolv}"
+    );
     assert_eq!(read("labels"), "app=\"feat\"\nzone=\"north\"\n");
     assert_eq!(read("build"), "42");
     assert_eq!(read("projected"), "hellofeat64");
@@ -301,9 +321,19 @@ spec:
     let fsg = read("fsgroup");
     let lines: Vec<&str> = fsg.lines().collect();
     assert_eq!(lines.len(), 2, "{fsg}");
-    assert!(lines[0].starts_with("2000 d") && lines[0].contains('s'), "{fsg}");
-    assert!(lines[1].starts_with("2000 "), "new file inherits the group: {fsg}");
-    assert!(read("groups").split_whitespace().any(|g| g == "2000"), "groups: {}", read("groups"));
+    assert!(
+        lines[0].starts_with("2000 d") && lines[0].contains('s'),
+        "{fsg}"
+    );
+    assert!(
+        lines[1].starts_with("2000 "),
+        "new file inherits the group: {fsg}"
+    );
+    assert!(
+        read("groups").split_whitespace().any(|g| g == "2000"),
+        "groups: {}",
+        read("groups")
+    );
     assert_no_pull_error(&a)?;
     a.shutdown_clean()
 }
@@ -355,6 +385,9 @@ spec:
     )?;
     let env = wait_file(&a, &out.join("env"), Duration::from_secs(60))?;
     assert!(!env.contains("WEB_SERVICE_HOST"), "env:\n{env}");
-    assert!(env.contains("HOSTNAME") || env.contains("PATH"), "env:\n{env}");
+    assert!(
+        env.contains("HOSTNAME") || env.contains("PATH"),
+        "env:\n{env}"
+    );
     a.shutdown_clean()
 }

@@ -119,7 +119,8 @@ pub fn resolv_conf(spec: &PodSpec, net: &PodNetwork, host: &str) -> Option<Strin
         }
     }
     // the resolver's own limits, as kubelet trims them
-    r.nameservers.truncate(berth_spec::validate::dns::MAX_NAMESERVERS);
+    r.nameservers
+        .truncate(berth_spec::validate::dns::MAX_NAMESERVERS);
     r.searches.truncate(berth_spec::validate::dns::MAX_SEARCHES);
     Some(r.render())
 }
@@ -135,14 +136,20 @@ mod tests {
             netns: None,
             ip: None,
             dns_servers: vec![Ipv4Addr::new(10, 45, 0, 10)],
-            dns_search: vec!["default.svc.cluster.local".into(), "svc.cluster.local".into()],
+            dns_search: vec![
+                "default.svc.cluster.local".into(),
+                "svc.cluster.local".into(),
+            ],
         }
     }
 
     fn cfg() -> PodDNSConfig {
         PodDNSConfig {
             nameservers: Some(vec!["192.0.2.1".into()]),
-            searches: Some(vec!["ns1.svc.cluster-domain.example".into(), "my.dns.search.suffix".into()]),
+            searches: Some(vec![
+                "ns1.svc.cluster-domain.example".into(),
+                "my.dns.search.suffix".into(),
+            ]),
             options: Some(vec![
                 PodDNSConfigOption {
                     name: Some("ndots".into()),
@@ -195,7 +202,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            resolv_conf(&spec, &net(), "nameserver 1.1.1.1\nsearch home\noptions rotate\n").unwrap(),
+            resolv_conf(
+                &spec,
+                &net(),
+                "nameserver 1.1.1.1\nsearch home\noptions rotate\n"
+            )
+            .unwrap(),
             "nameserver 1.1.1.1\nsearch home lab\noptions rotate\n"
         );
     }

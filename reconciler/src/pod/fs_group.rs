@@ -44,7 +44,9 @@ pub fn apply(spec: &PodSpec, prepared: &Prepared) -> Result<(), FsGroupError> {
         if v.empty_dir.is_none() && v.persistent_volume_claim.is_none() {
             continue;
         }
-        let Some(p) = prepared.get(&v.name) else { continue };
+        let Some(p) = prepared.get(&v.name) else {
+            continue;
+        };
         if p.kind != MountKind::Bind {
             continue;
         }

@@ -130,9 +130,18 @@ async fn pre_stop_runs_before_the_stop_and_sidecars_stop_last() {
         }
     });
     let mut e = start("prestop", &[pod]);
-    until(&mut e.status, "p running", |s| phase(s, "p").as_deref() == Some("Running")).await;
+    until(&mut e.status, "p running", |s| {
+        phase(s, "p").as_deref() == Some("Running")
+    })
+    .await;
     // the sidecar started first
-    let runs: Vec<String> = e.rt.runs.lock().unwrap().iter().map(|c| c.name.clone()).collect();
+    let runs: Vec<String> =
+        e.rt.runs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
     assert_eq!(runs, ["side", "main"]);
     e.desired_tx.send_replace(desired(&[]));
     until(&mut e.status, "p gone", |s| s.pods.is_empty()).await;
@@ -172,7 +181,10 @@ async fn a_failing_post_start_hook_kills_the_container() {
     })
     .await;
     // killed and restarted by the pod's policy (Always)
-    until(&mut e.status, "a second run", |_| e.rt.runs.lock().unwrap().len() >= 2).await;
+    until(&mut e.status, "a second run", |_| {
+        e.rt.runs.lock().unwrap().len() >= 2
+    })
+    .await;
     let calls = e.calls();
     let hook = pos(&calls, "exec ");
     let stop = pos(&calls, "stop ");
@@ -192,17 +204,25 @@ async fn sidecars_stop_once_the_main_containers_are_done() {
         }
     });
     let mut e = start("done", &[pod]);
-    until(&mut e.status, "job running", |s| phase(s, "job").as_deref() == Some("Running")).await;
-    let main_id = e
-        .rt
-        .running()
-        .into_iter()
-        .find(|c| c.name == "main")
-        .unwrap()
-        .id;
+    until(&mut e.status, "job running", |s| {
+        phase(s, "job").as_deref() == Some("Running")
+    })
+    .await;
+    let main_id =
+        e.rt.running()
+            .into_iter()
+            .find(|c| c.name == "main")
+            .unwrap()
+            .id;
     e.rt.exit(&main_id, 0);
-    until(&mut e.status, "job succeeded", |s| phase(s, "job").as_deref() == Some("Succeeded")).await;
-    until(&mut e.status, "sidecar stopped", |_| e.rt.running().is_empty()).await;
+    until(&mut e.status, "job succeeded", |s| {
+        phase(s, "job").as_deref() == Some("Succeeded")
+    })
+    .await;
+    until(&mut e.status, "sidecar stopped", |_| {
+        e.rt.running().is_empty()
+    })
+    .await;
     // and not started again
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert!(e.rt.running().is_empty());

@@ -10,7 +10,11 @@ use super::volumes::{FileSet, VolumeError, select_items};
 use crate::container::{ConfigObjects, PodFields};
 use crate::downward::{self, NodeCapacity};
 
-fn config_map_data(objs: &ConfigObjects, ns: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+fn config_map_data(
+    objs: &ConfigObjects,
+    ns: &str,
+    name: &str,
+) -> Option<BTreeMap<String, Vec<u8>>> {
     let c = objs.config_maps.get(&(ns.to_string(), name.to_string()))?;
     Some(
         c.data
@@ -48,13 +52,12 @@ fn downward_files(
     items
         .iter()
         .map(|f| {
-            let content = downward::file_content(f, pod, node).map_err(|source| {
-                VolumeError::Downward {
+            let content =
+                downward::file_content(f, pod, node).map_err(|source| VolumeError::Downward {
                     volume: volume.into(),
                     path: f.path.clone(),
                     source,
-                }
-            })?;
+                })?;
             let m = f.mode.map(|m| m as u32).unwrap_or(mode);
             Ok((f.path.clone(), content.into_bytes(), m))
         })
@@ -71,7 +74,13 @@ pub fn files(
     let name = v.name.as_str();
     if let Some(d) = &v.downward_api {
         let mode = d.default_mode.unwrap_or(0o644) as u32;
-        return Some(downward_files(name, d.items.as_deref().unwrap_or_default(), mode, pod, node));
+        return Some(downward_files(
+            name,
+            d.items.as_deref().unwrap_or_default(),
+            mode,
+            pod,
+            node,
+        ));
     }
     let p = v.projected.as_ref()?;
     let mode = p.default_mode.unwrap_or(0o644) as u32;
@@ -86,7 +95,9 @@ pub fn files(
     for s in p.sources.iter().flatten() {
         let files = if let Some(c) = &s.config_map {
             match config_map_data(objs, pod.namespace, &c.name) {
-                Some(data) => select_items(name, "configmap", &c.name, &data, c.items.as_deref(), mode),
+                Some(data) => {
+                    select_items(name, "configmap", &c.name, &data, c.items.as_deref(), mode)
+                }
                 None if c.optional == Some(true) => Ok(Vec::new()),
                 None => Err(VolumeError::SourceMissing {
                     volume: name.into(),
@@ -97,7 +108,9 @@ pub fn files(
             }
         } else if let Some(c) = &s.secret {
             match secret_data(objs, pod.namespace, &c.name) {
-                Some(data) => select_items(name, "secret", &c.name, &data, c.items.as_deref(), mode),
+                Some(data) => {
+                    select_items(name, "secret", &c.name, &data, c.items.as_deref(), mode)
+                }
                 None if c.optional == Some(true) => Ok(Vec::new()),
                 None => Err(VolumeError::SourceMissing {
                     volume: name.into(),
@@ -107,7 +120,13 @@ pub fn files(
                 }),
             }
         } else if let Some(d) = &s.downward_api {
-            downward_files(name, d.items.as_deref().unwrap_or_default(), mode, pod, node)
+            downward_files(
+                name,
+                d.items.as_deref().unwrap_or_default(),
+                mode,
+                pod,
+                node,
+            )
         } else {
             // serviceAccountToken and other cluster-issued sources are refused by validation
             Err(VolumeError::Unsupported {

@@ -179,7 +179,15 @@ fn ns_types(v: &Value) -> Vec<String> {
 #[test]
 fn host_pid_and_host_ipc_drop_those_namespaces() {
     let mk = |c: &ContainerConfig| {
-        spec(c, Path::new("/r"), "/x/p/u-c-0", &user(), 1024, (1024, 4096)).unwrap()
+        spec(
+            c,
+            Path::new("/r"),
+            "/x/p/u-c-0",
+            &user(),
+            1024,
+            (1024, 4096),
+        )
+        .unwrap()
     };
     let v = mk(&cfg());
     assert!(ns_types(&v).contains(&"pid".to_string()));
@@ -188,8 +196,16 @@ fn host_pid_and_host_ipc_drop_those_namespaces() {
     c.security.host_pid = true;
     c.security.host_ipc = true;
     let v = mk(&c);
-    assert!(!ns_types(&v).contains(&"pid".to_string()), "{:?}", ns_types(&v));
-    assert!(!ns_types(&v).contains(&"ipc".to_string()), "{:?}", ns_types(&v));
+    assert!(
+        !ns_types(&v).contains(&"pid".to_string()),
+        "{:?}",
+        ns_types(&v)
+    );
+    assert!(
+        !ns_types(&v).contains(&"ipc".to_string()),
+        "{:?}",
+        ns_types(&v)
+    );
     assert!(ns_types(&v).contains(&"network".to_string()));
 }
 
@@ -198,9 +214,25 @@ fn localhost_seccomp_profile_replaces_the_default() {
     let mut c = cfg();
     c.security.seccomp_localhost =
         Some(r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#.into());
-    let v = spec(&c, Path::new("/r"), "/x/p/u-c-0", &user(), 1024, (1024, 4096)).unwrap();
+    let v = spec(
+        &c,
+        Path::new("/r"),
+        "/x/p/u-c-0",
+        &user(),
+        1024,
+        (1024, 4096),
+    )
+    .unwrap();
     assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
     c.security.seccomp_localhost = Some("not json".into());
-    let e = spec(&c, Path::new("/r"), "/x/p/u-c-0", &user(), 1024, (1024, 4096)).unwrap_err();
+    let e = spec(
+        &c,
+        Path::new("/r"),
+        "/x/p/u-c-0",
+        &user(),
+        1024,
+        (1024, 4096),
+    )
+    .unwrap_err();
     assert!(e.contains("Localhost seccomp profile"), "{e}");
 }

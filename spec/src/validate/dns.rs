@@ -59,7 +59,9 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
         for (i, d) in se.iter().enumerate() {
             let ok = !d.is_empty()
                 && d.len() <= MAX_SEARCH_LEN
-                && d.split('.').filter(|l| !l.is_empty()).all(super::is_dns1123_label);
+                && d.split('.')
+                    .filter(|l| !l.is_empty())
+                    .all(super::is_dns1123_label);
             if !ok {
                 o.err(
                     format!("{p}.searches[{i}]"),
@@ -75,8 +77,15 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
                     format!("{name:?} is not a valid resolver option name"),
                 );
             }
-            if opt.value.as_deref().is_some_and(|v| v.chars().any(char::is_whitespace)) {
-                o.err(format!("{p}.options[{i}].value"), "may not contain whitespace");
+            if opt
+                .value
+                .as_deref()
+                .is_some_and(|v| v.chars().any(char::is_whitespace))
+            {
+                o.err(
+                    format!("{p}.options[{i}].value"),
+                    "may not contain whitespace",
+                );
             }
         }
     }
@@ -90,7 +99,10 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
     for (i, a) in aliases.iter().enumerate() {
         let p = format!("{base}.hostAliases[{i}]");
         if a.ip.parse::<IpAddr>().is_err() {
-            o.err(format!("{p}.ip"), format!("{:?} is not an IP address", a.ip));
+            o.err(
+                format!("{p}.ip"),
+                format!("{:?} is not an IP address", a.ip),
+            );
         }
         for (j, h) in a.hostnames.iter().flatten().enumerate() {
             let ok = !h.is_empty()

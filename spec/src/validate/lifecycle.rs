@@ -40,7 +40,10 @@ fn handler(o: &mut Out, p: &str, h: &LifecycleHandler) {
     .filter(|b| **b)
     .count();
     if n != 1 {
-        o.err(p, "a hook needs exactly one handler (exec, httpGet or sleep)");
+        o.err(
+            p,
+            "a hook needs exactly one handler (exec, httpGet or sleep)",
+        );
     }
     if h.tcp_socket.is_some() {
         o.err(
@@ -137,8 +140,14 @@ mod tests {
         });
         hooks(&mut o, "c", &c, false, false);
         let paths: Vec<_> = o.0.iter().filter_map(|p| p.path.clone()).collect();
-        assert!(paths.contains(&"c.lifecycle.preStop.tcpSocket".to_string()), "{paths:?}");
-        assert!(paths.contains(&"c.lifecycle.postStart".to_string()), "{paths:?}");
+        assert!(
+            paths.contains(&"c.lifecycle.preStop.tcpSocket".to_string()),
+            "{paths:?}"
+        );
+        assert!(
+            paths.contains(&"c.lifecycle.postStart".to_string()),
+            "{paths:?}"
+        );
     }
 
     #[test]

@@ -53,7 +53,11 @@ pub(crate) fn resource_field(
     if !RESOURCES.contains(&r.resource.as_str()) {
         o.err(
             format!("{p}.resource"),
-            format!("{:?} is not supported (one of {})", r.resource, RESOURCES.join(", ")),
+            format!(
+                "{:?} is not supported (one of {})",
+                r.resource,
+                RESOURCES.join(", ")
+            ),
         );
     }
     let name = r.container_name.as_deref().filter(|n| !n.is_empty());
@@ -82,7 +86,10 @@ pub(crate) fn resource_field(
         && crate::quantity::parse_bytes(&d.0).is_err()
         && crate::quantity::parse_millicores(&d.0).is_err()
     {
-        o.err(format!("{p}.divisor"), format!("{:?} is not a valid quantity", d.0));
+        o.err(
+            format!("{p}.divisor"),
+            format!("{:?} is not a valid quantity", d.0),
+        );
     }
 }
 
@@ -96,10 +103,16 @@ fn files(o: &mut Out, p: &str, items: &[DownwardAPIVolumeFile], spec: &PodSpec) 
         {
             o.err(format!("{ip}.path"), "must be a relative path without '..'");
         } else if !paths.insert(it.path.as_str()) {
-            o.err(format!("{ip}.path"), format!("duplicate path {:?}", it.path));
+            o.err(
+                format!("{ip}.path"),
+                format!("duplicate path {:?}", it.path),
+            );
         }
         if let Some(m) = it.mode.filter(|m| !(0..=0o777).contains(m)) {
-            o.err(format!("{ip}.mode"), format!("{m} is not a valid file mode (0-0777)"));
+            o.err(
+                format!("{ip}.mode"),
+                format!("{m} is not a valid file mode (0-0777)"),
+            );
         }
         match (&it.field_ref, &it.resource_field_ref) {
             (Some(f), None) => {
@@ -113,7 +126,9 @@ fn files(o: &mut Out, p: &str, items: &[DownwardAPIVolumeFile], spec: &PodSpec) 
                     );
                 }
             }
-            (None, Some(r)) => resource_field(o, &format!("{ip}.resourceFieldRef"), r, None, Some(spec)),
+            (None, Some(r)) => {
+                resource_field(o, &format!("{ip}.resourceFieldRef"), r, None, Some(spec))
+            }
             _ => o.err(&ip, "needs exactly one of fieldRef or resourceFieldRef"),
         }
     }
@@ -127,14 +142,20 @@ pub(crate) fn downward_api(
     spec: &PodSpec,
 ) {
     if let Some(m) = default_mode.filter(|m| !(0..=0o777).contains(m)) {
-        o.err(format!("{p}.defaultMode"), format!("{m} is not a valid file mode (0-0777)"));
+        o.err(
+            format!("{p}.defaultMode"),
+            format!("{m} is not a valid file mode (0-0777)"),
+        );
     }
     files(o, p, items.unwrap_or_default(), spec);
 }
 
 pub(crate) fn projected(o: &mut Out, p: &str, v: &ProjectedVolumeSource, spec: &PodSpec) {
     if let Some(m) = v.default_mode.filter(|m| !(0..=0o777).contains(m)) {
-        o.err(format!("{p}.defaultMode"), format!("{m} is not a valid file mode (0-0777)"));
+        o.err(
+            format!("{p}.defaultMode"),
+            format!("{m} is not a valid file mode (0-0777)"),
+        );
     }
     for (i, s) in v.sources.iter().flatten().enumerate() {
         let sp = format!("{p}.sources[{i}]");
@@ -150,7 +171,10 @@ pub(crate) fn projected(o: &mut Out, p: &str, v: &ProjectedVolumeSource, spec: &
         .filter(|b| **b)
         .count();
         if n != 1 {
-            o.err(&sp, "a projection needs exactly one source (configMap, secret or downwardAPI)");
+            o.err(
+                &sp,
+                "a projection needs exactly one source (configMap, secret or downwardAPI)",
+            );
         }
         if s.service_account_token.is_some() {
             o.err(
@@ -181,7 +205,12 @@ pub(crate) fn projected(o: &mut Out, p: &str, v: &ProjectedVolumeSource, spec: &
             o.err(format!("{sp}.secret.name"), "name is required");
         }
         if let Some(d) = &s.downward_api {
-            files(o, &format!("{sp}.downwardAPI"), d.items.as_deref().unwrap_or_default(), spec);
+            files(
+                o,
+                &format!("{sp}.downwardAPI"),
+                d.items.as_deref().unwrap_or_default(),
+                spec,
+            );
         }
     }
 }
@@ -209,7 +238,10 @@ mod tests {
         let mut o = Out(Vec::new());
         projected(&mut o, "v", &v, &PodSpec::default());
         assert_eq!(o.0.len(), 1);
-        assert_eq!(o.0[0].path.as_deref(), Some("v.sources[0].serviceAccountToken"));
+        assert_eq!(
+            o.0[0].path.as_deref(),
+            Some("v.sources[0].serviceAccountToken")
+        );
     }
 
     #[test]

@@ -70,10 +70,21 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
             apparmor(o, &format!("{p}.appArmorProfile"), x);
         }
     }
-    let init = s.init_containers.iter().flatten().enumerate().map(|(i, c)| (format!("{base}.initContainers[{i}]"), c));
-    let main = s.containers.iter().enumerate().map(|(i, c)| (format!("{base}.containers[{i}]"), c));
+    let init = s
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| (format!("{base}.initContainers[{i}]"), c));
+    let main = s
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("{base}.containers[{i}]"), c));
     for (cp, c) in init.chain(main) {
-        let Some(sc) = &c.security_context else { continue };
+        let Some(sc) = &c.security_context else {
+            continue;
+        };
         if let Some(x) = &sc.seccomp_profile {
             seccomp(o, &format!("{cp}.securityContext.seccompProfile"), x);
         }
@@ -137,7 +148,10 @@ mod tests {
         );
         let mut o = Out(Vec::new());
         let a: BTreeMap<String, String> = [
-            (format!("{APPARMOR_ANNOTATION}web"), "runtime/default".to_string()),
+            (
+                format!("{APPARMOR_ANNOTATION}web"),
+                "runtime/default".to_string(),
+            ),
             (format!("{APPARMOR_ANNOTATION}db"), "unconfined".to_string()),
         ]
         .into();

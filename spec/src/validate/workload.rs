@@ -103,7 +103,10 @@ pub(crate) fn deployment(o: &mut Out, name: Option<&str>, d: &Deployment) {
             super::security_profiles::annotations(
                 o,
                 "spec.template.metadata.annotations",
-                s.template.metadata.as_ref().and_then(|m| m.annotations.as_ref()),
+                s.template
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.annotations.as_ref()),
             );
             if ps.restart_policy.as_deref().is_some_and(|r| r != "Always") {
                 o.err(

@@ -68,7 +68,11 @@ pub fn hook(c: &Container, kind: HookKind, pod_ip: Ipv4Addr) -> Option<Result<Ho
     Some(resolve(h, c.ports.as_deref().unwrap_or_default(), pod_ip))
 }
 
-fn resolve(h: &LifecycleHandler, ports: &[ContainerPort], pod_ip: Ipv4Addr) -> Result<Hook, String> {
+fn resolve(
+    h: &LifecycleHandler,
+    ports: &[ContainerPort],
+    pod_ip: Ipv4Addr,
+) -> Result<Hook, String> {
     if let Some(e) = &h.exec {
         return Ok(Hook::Exec(e.command.clone().unwrap_or_default()));
     }
@@ -91,7 +95,11 @@ fn resolve(h: &LifecycleHandler, ports: &[ContainerPort], pod_ip: Ipv4Addr) -> R
                 .parse()
                 .map_err(|_| format!("host {h:?} is not an IP address (names are not resolved)"))?,
         };
-        let path = g.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
+        let path = g
+            .path
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/".into());
         let headers = g
             .http_headers
             .iter()
@@ -129,7 +137,10 @@ pub fn on_hook_failed(kind: HookKind, container: &str, message: &str) -> Vec<sup
     let mut out = vec![super::PodAction::Event {
         warning: true,
         reason: kind.failed_reason(),
-        message: format!("{} for container {container} failed: {message}", kind.as_str()),
+        message: format!(
+            "{} for container {container} failed: {message}",
+            kind.as_str()
+        ),
     }];
     if kind == HookKind::PostStart {
         out.push(super::PodAction::Event {
@@ -185,7 +196,11 @@ mod tests {
         });
         assert_eq!(
             hook(&c, HookKind::PostStart, IP),
-            Some(Ok(Hook::Exec(vec!["sh".into(), "-c".into(), "true".into()])))
+            Some(Ok(Hook::Exec(vec![
+                "sh".into(),
+                "-c".into(),
+                "true".into()
+            ])))
         );
         assert_eq!(
             hook(&c, HookKind::PreStop, IP),
@@ -228,8 +243,14 @@ mod tests {
     #[test]
     fn pre_stop_eats_into_the_grace_period() {
         let g = Duration::from_secs(30);
-        assert_eq!(grace_after_hook(g, Duration::from_secs(10)), Duration::from_secs(20));
-        assert_eq!(grace_after_hook(g, Duration::from_secs(40)), MIN_GRACE_AFTER_HOOK);
+        assert_eq!(
+            grace_after_hook(g, Duration::from_secs(10)),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            grace_after_hook(g, Duration::from_secs(40)),
+            MIN_GRACE_AFTER_HOOK
+        );
         assert_eq!(hook_timeout(HookKind::PreStop, g), g);
         assert_eq!(
             hook_timeout(HookKind::PostStart, Duration::from_secs(1)),
@@ -241,7 +262,13 @@ mod tests {
     fn failed_post_start_kills() {
         let a = on_hook_failed(HookKind::PostStart, "app", "exit 1");
         assert_eq!(a.len(), 2);
-        assert!(matches!(&a[0], super::super::PodAction::Event { reason: "FailedPostStartHook", .. }));
+        assert!(matches!(
+            &a[0],
+            super::super::PodAction::Event {
+                reason: "FailedPostStartHook",
+                ..
+            }
+        ));
         assert_eq!(on_hook_failed(HookKind::PreStop, "app", "x").len(), 1);
     }
 }

@@ -73,10 +73,7 @@ fn a_sidecar_is_restarted_after_its_back_off() {
         plan_pod_with(&init, &sidecar, &main, now + Duration::from_secs(10)),
         [PodAction::Start(CtrRef::init(0))]
     );
-    assert_eq!(
-        next_wake(&init, &main),
-        Some(now + Duration::from_secs(10))
-    );
+    assert_eq!(next_wake(&init, &main), Some(now + Duration::from_secs(10)));
 }
 
 #[test]
@@ -93,7 +90,15 @@ fn a_sidecar_exit_restarts_whatever_the_pod_policy() {
         resumed_wait: None,
     };
     // the worker treats a sidecar as a main container with policy Always
-    let out = on_exit(&running(true), false, RestartPolicy::Always, exit, "id", &mut b, now);
+    let out = on_exit(
+        &running(true),
+        false,
+        RestartPolicy::Always,
+        exit,
+        "id",
+        &mut b,
+        now,
+    );
     assert!(out.restart);
     assert!(matches!(out.state, CtrState::BackingOff { .. }));
 }
@@ -101,6 +106,12 @@ fn a_sidecar_exit_restarts_whatever_the_pod_policy() {
 #[test]
 fn main_done_needs_every_main_container_ended() {
     assert!(!main_done::<CtrState>(&[]));
-    assert!(!main_done(&[CtrState::Terminated(exited(0)), running(true)]));
-    assert!(main_done(&[CtrState::Terminated(exited(0)), CtrState::Terminated(exited(1))]));
+    assert!(!main_done(&[
+        CtrState::Terminated(exited(0)),
+        running(true)
+    ]));
+    assert!(main_done(&[
+        CtrState::Terminated(exited(0)),
+        CtrState::Terminated(exited(1))
+    ]));
 }

@@ -17,7 +17,9 @@ pub(super) async fn run_hook<R: Runtime>(
     let run = async {
         match hook {
             Hook::Exec(argv) => match rt.exec(id, argv, timeout).await {
-                Ok(r) if r.timed_out => Err(format!("command {argv:?} timed out after {timeout:?}")),
+                Ok(r) if r.timed_out => {
+                    Err(format!("command {argv:?} timed out after {timeout:?}"))
+                }
                 Ok(r) if r.exit_code == 0 => Ok(()),
                 Ok(r) => Err(format!(
                     "command {argv:?} exited with {}: {}",
@@ -137,7 +139,15 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         let name = c.spec.name.clone();
         let rt = self.deps.runtime.clone();
         let r = match h {
-            Ok(h) => run_hook(rt.as_ref(), &id, &h, hooks::hook_timeout(HookKind::PostStart, grace)).await,
+            Ok(h) => {
+                run_hook(
+                    rt.as_ref(),
+                    &id,
+                    &h,
+                    hooks::hook_timeout(HookKind::PostStart, grace),
+                )
+                .await
+            }
             Err(m) => Err(m),
         };
         let Err(m) = r else { return };
@@ -177,7 +187,12 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             if let Some(s) = self.stopping(CtrRef::init(i)) {
                 let rt = self.deps.runtime.clone();
                 if let Some(m) = stop_through_hook(rt.as_ref(), &s, grace, began).await {
-                    self.event(true, HookKind::PreStop.failed_reason(), format!("PreStopHook for container {} failed: {m}", s.name)).await;
+                    self.event(
+                        true,
+                        HookKind::PreStop.failed_reason(),
+                        format!("PreStopHook for container {} failed: {m}", s.name),
+                    )
+                    .await;
                 }
             }
         }
@@ -199,7 +214,11 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             .collect();
         let known: Vec<Stopping> = (0..self.main.len())
             .map(CtrRef::main)
-            .chain((0..self.init.len()).filter(|i| !self.init[*i].sidecar).map(CtrRef::init))
+            .chain(
+                (0..self.init.len())
+                    .filter(|i| !self.init[*i].sidecar)
+                    .map(CtrRef::init),
+            )
             .filter_map(|r| self.stopping(r))
             .collect();
         let mut first: Vec<Stopping> = known;
@@ -215,7 +234,11 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         let rt = self.deps.runtime.clone();
         let failed = futures::future::join_all(first.iter().map(|s| {
             let rt = rt.clone();
-            async move { stop_through_hook(rt.as_ref(), s, grace, began).await.map(|m| (s.name.clone(), m)) }
+            async move {
+                stop_through_hook(rt.as_ref(), s, grace, began)
+                    .await
+                    .map(|m| (s.name.clone(), m))
+            }
         }))
         .await;
         let mut failed: Vec<(String, String)> = failed.into_iter().flatten().collect();

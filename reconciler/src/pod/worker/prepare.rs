@@ -100,7 +100,9 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
     fn write_etc_files(&self, sb: &Sandbox, net: &PodNetwork) -> std::io::Result<()> {
         use super::super::etc_files;
         let spec = &self.d.spec;
-        if let Some(extra) = etc_files::host_aliases(spec.host_aliases.as_deref().unwrap_or_default()) {
+        if let Some(extra) =
+            etc_files::host_aliases(spec.host_aliases.as_deref().unwrap_or_default())
+        {
             let mut hosts = std::fs::read_to_string(&sb.hosts_file)?;
             hosts.push_str(&extra);
             berth_state::write_atomic_mode(&sb.hosts_file, hosts.as_bytes(), 0o644)?;

@@ -129,15 +129,8 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                     true => (false, RestartPolicy::Always),
                     false => (r.init, policy),
                 };
-                let out = plan::on_run_failed(
-                    init,
-                    policy,
-                    &err,
-                    &cfg.id,
-                    &mut c.backoff,
-                    now_wall,
-                    now,
-                );
+                let out =
+                    plan::on_run_failed(init, policy, &err, &cfg.id, &mut c.backoff, now_wall, now);
                 c.state = out.state;
                 if let Some(last) = out.last {
                     c.last = Some(last);
@@ -176,8 +169,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         // Service variables go under what the container sets itself
         // (envFrom, env), over the image's, as kubelet's
         let links = self.d.spec.enable_service_links.unwrap_or(true);
-        let service_env =
-            crate::service_env::variables(&world.services, &self.d.namespace, links);
+        let service_env = crate::service_env::variables(&world.services, &self.d.namespace, links);
         let mut env_image = image.clone();
         env_image
             .config
