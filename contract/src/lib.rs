@@ -315,6 +315,17 @@ pub struct Security {
     pub supplemental_groups: Vec<i64>,
     /// `RuntimeDefault` (default) or `Unconfined`.
     pub seccomp_unconfined: bool,
+    /// A `Localhost` seccomp profile: its OCI JSON text (read by the
+    /// reconciler from beneath `<state-dir>/seccomp/`), used instead of the
+    /// default filter.
+    #[serde(default)]
+    pub seccomp_localhost: Option<String>,
+    /// `hostPID`: no PID namespace of its own.
+    #[serde(default)]
+    pub host_pid: bool,
+    /// `hostIPC`: the host's IPC namespace instead of the pod's.
+    #[serde(default)]
+    pub host_ipc: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -449,6 +449,12 @@ impl ImportState {
     }
 }
 
+/// An archive modified more recently than this may still be being written.
+const IMPORT_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The longest a pull waits for archives in the import dir to settle.
+pub const IMPORT_FIRST_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What one scan of the import dir did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ImportReport {
@@ -497,7 +503,7 @@ impl ImageStore {
                 .ok()
                 .zip(mtime)
                 .map(|(n, m)| n.saturating_sub(m));
-            if age.is_some_and(|a| a < std::time::Duration::from_secs(2)) {
+            if age.is_some_and(|a| a < IMPORT_SETTLE) {
                 continue;
             }
             if let Some(rec) = state.files.get(&name)
@@ -535,6 +541,61 @@ impl ImageStore {
             state.save();
         }
         report
+    }
+
+    /// Archives in the import dir that are new or changed since their last
+    /// import but were modified too recently to be imported yet (they may
+    /// still be copying).
+    async fn settling_archives(&self) -> usize {
+        let Some(dir) = self.cfg.import_dir.clone() else {
+            return 0;
+        };
+        let Ok(rd) = fs::read_dir(&dir) else { return 0 };
+        let state = self.imports.lock().await;
+        let now = std::time::SystemTime::now();
+        rd.flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|e| {
+                Some((
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().ok()?,
+                ))
+            })
+            .filter(|(_, m)| m.is_file())
+            .filter(|(name, m)| {
+                let mtime = m.modified().ok();
+                let young = mtime
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_none_or(|a| a < IMPORT_SETTLE);
+                let mtime_ns = mtime
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos() as i128)
+                    .unwrap_or(0);
+                let known = state
+                    .files
+                    .get(name)
+                    .is_some_and(|r| r.size == m.len() && r.mtime_ns == mtime_ns);
+                young && !known
+            })
+            .count()
+    }
+
+    /// Before an image that is not in the store is pulled: import what waits
+    /// in the import dir first, waiting (at most [`IMPORT_FIRST_MAX_WAIT`])
+    /// for archives still being written, so that an air-gapped host never
+    /// tries the registry for an image it was handed as a file (issue 15).
+    pub async fn import_pending_first(&self) {
+        if self.cfg.import_dir.is_none() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + IMPORT_FIRST_MAX_WAIT;
+        loop {
+            self.import_dir_once().await;
+            if self.settling_archives().await == 0 || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
     }
 
     /// Import one archive file now.

@@ -195,6 +195,11 @@ impl ImageStore {
     ) -> Result<ImageInfo, ImageError> {
         let r = Reference::parse(image)?;
         let key = r.to_string();
+        // an archive in the import dir goes before any pull (it takes the
+        // same locks, so this runs before they are held)
+        if self.index.get(&key).is_none() {
+            self.import_pending_first().await;
+        }
         // Lock order everywhere: GC lease, then image key (never the reverse).
         let _lease = self.gc_lock.read().await;
         let _g = self.locks.lock(&format!("image:{key}")).await;

@@ -44,6 +44,8 @@ pub struct PodFields<'a> {
     pub pod_ip: Option<Ipv4Addr>,
     pub host_ip: Option<Ipv4Addr>,
     pub service_account: &'a str,
+    /// The pod's containers (init and main), for `resourceFieldRef`.
+    pub containers: &'a [berth_spec::k8s_openapi::api::core::v1::Container],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -183,7 +185,7 @@ pub fn environment(
         }
     }
     for var in c.env.iter().flatten() {
-        if let Some(v) = env_value(var, pod, objs, &env)? {
+        if let Some(v) = env_value(&c.name, var, pod, objs, &env)? {
             env.insert(var.name.clone(), v);
         }
     }
@@ -191,6 +193,7 @@ pub fn environment(
 }
 
 fn env_value(
+    own: &str,
     var: &EnvVar,
     pod: &PodFields<'_>,
     objs: &ConfigObjects,
@@ -227,10 +230,14 @@ fn env_value(
     if let Some(f) = &from.field_ref {
         return field_ref(&f.field_path, pod).map(Some);
     }
+    if let Some(r) = &from.resource_field_ref {
+        let node = crate::downward::NodeCapacity::of_host();
+        return crate::downward::resource_value(pod.containers, own, r, node).map(Some);
+    }
     Ok(None)
 }
 
-fn field_ref(path: &str, pod: &PodFields<'_>) -> Result<String, BuildError> {
+pub(crate) fn field_ref(path: &str, pod: &PodFields<'_>) -> Result<String, BuildError> {
     let ip = |a: Option<Ipv4Addr>| a.map(|a| a.to_string()).unwrap_or_default();
     Ok(match path {
         "metadata.name" => pod.name.to_string(),
@@ -323,10 +330,23 @@ pub fn security(c: &Container, pod: Option<&PodSecurityContext>) -> Security {
             .and_then(|s| s.run_as_non_root)
             .or_else(|| pod.and_then(|p| p.run_as_non_root))
             .unwrap_or(false),
-        supplemental_groups: pod
-            .and_then(|p| p.supplemental_groups.clone())
-            .unwrap_or_default(),
+        // fsGroup is one of the process's groups too, as kubelet adds it
+        supplemental_groups: {
+            let mut g = pod
+                .and_then(|p| p.supplemental_groups.clone())
+                .unwrap_or_default();
+            if let Some(fs) = pod.and_then(|p| p.fs_group)
+                && !g.contains(&fs)
+            {
+                g.push(fs);
+            }
+            g
+        },
         seccomp_unconfined: privileged || seccomp_type == Some("Unconfined"),
+        // set by the worker: they need the pod spec and the state dir
+        seccomp_localhost: None,
+        host_pid: false,
+        host_ipc: false,
     }
 }
 
@@ -339,8 +359,20 @@ pub fn working_dir(c: &Container, image: &ImageInfo) -> String {
         .unwrap_or_else(|| "/".to_string())
 }
 
-/// Sum of container limits for the pod cgroup (only when every container has one).
+/// The pod cgroup's limits: the pod-level `resources` when the spec has
+/// them (Kubernetes' pod-level resources), else the sum of container limits
+/// (only when every container has one).
 pub fn pod_resources(spec: &PodSpec) -> Resources {
+    if let Some(r) = spec.resources.as_ref() {
+        let pod = Container {
+            resources: Some(r.clone()),
+            ..Default::default()
+        };
+        // validated quantities; an unreadable one leaves the sum below
+        if let Ok(res) = resources(&pod) {
+            return res;
+        }
+    }
     let all: Vec<Resources> = spec
         .containers
         .iter()

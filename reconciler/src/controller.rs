@@ -453,6 +453,8 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         self.start_pending();
         self.blocked.retain(|k, _| names.contains(k));
         self.sync_services(desired).await;
+        // the cluster IPs just assigned, for containers' environment
+        self.update_world(desired);
         let conditions = self.conditions();
         if conditions != *self.last_conditions {
             *self.last_conditions = conditions;
@@ -732,6 +734,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             objs: ConfigObjects::default(),
             claims: BTreeSet::new(),
             no_pull: desired.rollback_images.clone(),
+            services: Vec::new(),
         };
         for s in desired.objects.values() {
             let m = s.object.metadata();
@@ -748,6 +751,11 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 }
                 Object::Volume(_) => {
                     w.claims.insert(key);
+                }
+                Object::Service(svc) => {
+                    let ip = self.assigned.get(&key).map(|a| a.cluster_ip);
+                    w.services
+                        .extend(crate::service_env::ServiceEnv::from_service(svc, ip));
                 }
                 _ => {}
             }

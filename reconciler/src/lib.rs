@@ -12,14 +12,18 @@ pub mod container;
 pub mod controller;
 pub mod deployment;
 pub mod desired;
+pub mod downward;
 pub mod events;
 mod generation;
+pub mod grpc_health;
 pub mod hash;
 pub mod pod;
 pub mod probe;
 pub mod record;
 pub mod rollout;
+pub mod seccomp_localhost;
 pub mod service;
+pub mod service_env;
 mod snapshot;
 pub mod status;
 #[cfg(test)]

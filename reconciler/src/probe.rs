@@ -142,8 +142,29 @@ pub async fn probe_once<R: Runtime>(rt: &R, probe: &Probe, target: &ProbeTarget)
             Err(m) => Outcome::Failure(m),
         };
     }
-    if probe.grpc.is_some() {
-        return Outcome::Failure("gRPC probes are not supported by berth".into());
+    if let Some(g) = &probe.grpc {
+        let Ok(port) = u16::try_from(g.port) else {
+            return Outcome::Failure(format!("port {} is not valid", g.port));
+        };
+        let addr = SocketAddr::new(IpAddr::V4(target.ip), port);
+        let service = g.service.clone().unwrap_or_default();
+        return match tokio::time::timeout(timeout, crate::grpc_health::check(addr, &service)).await
+        {
+            Ok(Ok(crate::grpc_health::SERVING)) => Outcome::Success,
+            Ok(Ok(st)) => Outcome::Failure(format!(
+                "service unhealthy (responded with {})",
+                match st {
+                    0 => "UNKNOWN",
+                    2 => "NOT_SERVING",
+                    3 => "SERVICE_UNKNOWN",
+                    _ => "an unknown status",
+                }
+            )),
+            Ok(Err(e)) => Outcome::Failure(e),
+            Err(_) => Outcome::Failure(format!(
+                "timeout: health rpc did not complete within {timeout:?}"
+            )),
+        };
     }
     Outcome::Failure("probe has no handler".into())
 }

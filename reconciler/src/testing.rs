@@ -83,6 +83,8 @@ pub struct FakeRuntime {
     pub endpoints: Mutex<FakeEndpoints>,
     /// Pod volumes asked for, by (pod key, volume name).
     pub volumes: Mutex<BTreeMap<(String, String), VolumeSource>>,
+    /// `exec <id> <argv...>` and `stop <id>`, in call order.
+    pub calls: Mutex<Vec<String>>,
 }
 
 impl FakeRuntime {
@@ -206,6 +208,7 @@ impl Runtime for FakeRuntime {
     }
 
     async fn stop(&self, id: &str, _grace: Duration) -> Result<(), FakeError> {
+        self.calls.lock().unwrap().push(format!("stop {id}"));
         let running = match self.ctrs.lock().unwrap().get(id) {
             Some(c) => matches!(c.info.state, ContainerState::Running { .. }),
             // as the real runtime: stopping what does not exist is NotFound
@@ -227,12 +230,11 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    async fn exec(
-        &self,
-        _id: &str,
-        argv: &[String],
-        _t: Duration,
-    ) -> Result<ExecResult, FakeError> {
+    async fn exec(&self, id: &str, argv: &[String], _t: Duration) -> Result<ExecResult, FakeError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("exec {id} {}", argv.join(" ")));
         Ok(ExecResult {
             exit_code: if argv.iter().any(|a| a == "fail") {
                 1

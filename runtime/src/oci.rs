@@ -277,12 +277,13 @@ pub fn spec(
             }
         }
     }
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "mount"}),
-        json!({"type": "cgroup"}),
-    ];
+    let mut namespaces = vec![json!({"type": "mount"}), json!({"type": "cgroup"})];
+    // hostPID / hostIPC: no namespace of that type, so the host's
+    if !sec.host_pid {
+        namespaces.insert(0, json!({"type": "pid"}));
+    }
     match &cfg.sandbox.ipc_ns {
+        _ if sec.host_ipc => {}
         Some(p) => namespaces.push(json!({"type": "ipc", "path": p})),
         None => namespaces.push(json!({"type": "ipc"})),
     }
@@ -333,8 +334,13 @@ pub fn spec(
     if !sec.privileged {
         linux["maskedPaths"] = json!(MASKED.to_vec());
         linux["readonlyPaths"] = json!(READONLY.to_vec());
-        if !sec.seccomp_unconfined {
-            linux["seccomp"] = crate::seccomp::profile(&caps);
+        match &sec.seccomp_localhost {
+            _ if sec.seccomp_unconfined => {}
+            Some(text) => {
+                linux["seccomp"] = serde_json::from_str(text)
+                    .map_err(|e| format!("the Localhost seccomp profile is not valid JSON: {e}"))?;
+            }
+            None => linux["seccomp"] = crate::seccomp::profile(&caps),
         }
     }
     let process = json!({

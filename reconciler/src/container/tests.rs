@@ -63,6 +63,7 @@ fn fields<'a>(labels: &'a BTreeMap<String, String>) -> PodFields<'a> {
         pod_ip: Some(Ipv4Addr::new(10, 0, 0, 2)),
         host_ip: None,
         service_account: "default",
+        containers: &[],
     }
 }
 

@@ -3,7 +3,12 @@
 //! termination) and reports Kubernetes status to the controller.
 
 pub mod error;
+pub mod etc_files;
+pub mod fs_group;
+#[cfg(test)]
+mod hooks_tests;
 pub mod plan;
+mod projection;
 #[cfg(test)]
 mod setup_tests;
 pub mod status;
@@ -62,6 +67,8 @@ pub struct World {
     /// Images of a rollback: taken from the host, never pulled, even with
     /// `imagePullPolicy: Always` (a rollback must work with no registry).
     pub no_pull: BTreeSet<String>,
+    /// Services with a cluster IP, for containers' environment.
+    pub services: Vec<crate::service_env::ServiceEnv>,
 }
 
 /// Settings every worker needs.

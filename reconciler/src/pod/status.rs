@@ -115,9 +115,24 @@ pub struct ContainerView {
     pub ready: bool,
     pub started: bool,
     pub restart_count: i32,
+    /// A native sidecar (init container with `restartPolicy: Always`): its
+    /// readiness counts toward the pod's.
+    pub sidecar: bool,
 }
 
 impl ContainerView {
+    /// Ran at least once (an exit after a run, or restarts): a container
+    /// that never started (its start failed, e.g. `RunContainerError`)
+    /// keeps the pod `Pending`.
+    pub fn ran_once(&self) -> bool {
+        let ran = |s: &CState| match s {
+            CState::Terminated(t) => t.started_at.is_some(),
+            CState::Running { .. } => true,
+            CState::Waiting { .. } => false,
+        };
+        self.restart_count > 0 || ran(&self.state) || self.last_state.as_ref().is_some_and(ran)
+    }
+
     pub fn to_k8s(&self) -> ContainerStatus {
         ContainerStatus {
             name: self.name.clone(),
@@ -169,7 +184,7 @@ pub fn phase(
                 }
             }
             CState::Waiting { .. } => {
-                if c.last_state.is_some() || c.restart_count > 0 {
+                if c.ran_once() {
                     // restarting after a run
                     running += 1;
                 } else {
@@ -235,7 +250,9 @@ pub fn pod_status(
     message: Option<(String, String)>,
 ) -> PodStatus {
     let prev_conds = prev.and_then(|p| p.conditions.clone()).unwrap_or_default();
-    let all_ready = !containers.is_empty() && containers.iter().all(|c| c.ready);
+    let all_ready = !containers.is_empty()
+        && containers.iter().all(|c| c.ready)
+        && init.iter().filter(|c| c.sidecar).all(|c| c.ready);
     let not_ready_reason = (!all_ready).then_some("ContainersNotReady");
     let conditions = vec![
         condition("PodScheduled", true, &prev_conds, now, None),
@@ -288,6 +305,7 @@ mod tests {
             ready: false,
             started: false,
             restart_count: restarts,
+            sidecar: false,
         }
     }
 
@@ -355,6 +373,65 @@ mod tests {
             "Failed"
         );
         assert_eq!(phase(true, true, &[], false, false), "Failed");
+    }
+
+    // Regression (issue 15): a container whose start failed before anything
+    // ran (RunContainerError, counted as a failed run with a lastState) kept
+    // the pod Running; Kubernetes keeps it Pending until it started once.
+    #[test]
+    fn never_started_is_pending() {
+        let mut failed = view(CState::waiting("RunContainerError", "no such file"), 0);
+        failed.last_state = Some(term(128));
+        assert!(!failed.ran_once());
+        assert_eq!(
+            phase(true, false, std::slice::from_ref(&failed), false, false),
+            "Pending"
+        );
+        let mut crashed = view(CState::waiting("CrashLoopBackOff", ""), 0);
+        crashed.last_state = Some(CState::Terminated(Terminated {
+            started_at: Some(SystemTime::UNIX_EPOCH),
+            ..match term(1) {
+                CState::Terminated(t) => t,
+                _ => unreachable!(),
+            }
+        }));
+        assert!(crashed.ran_once());
+        assert_eq!(phase(true, false, &[crashed], false, false), "Running");
+    }
+
+    #[test]
+    fn sidecars_count_toward_readiness() {
+        let mut main = view(
+            CState::Running {
+                started_at: SystemTime::UNIX_EPOCH,
+            },
+            0,
+        );
+        main.ready = true;
+        let mut side = main.clone();
+        side.sidecar = true;
+        side.ready = false;
+        let ready = |init: &[ContainerView]| {
+            let st = pod_status(
+                None,
+                "Running",
+                init,
+                std::slice::from_ref(&main),
+                true,
+                None,
+                None,
+                SystemTime::UNIX_EPOCH,
+                SystemTime::UNIX_EPOCH,
+                None,
+            );
+            st.conditions
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        };
+        assert!(!ready(std::slice::from_ref(&side)));
+        side.ready = true;
+        assert!(ready(std::slice::from_ref(&side)));
     }
 
     #[test]

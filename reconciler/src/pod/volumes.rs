@@ -37,6 +37,13 @@ pub enum VolumeError {
         name: String,
         key: String,
     },
+    #[error("volume {volume}: file {path}")]
+    Downward {
+        volume: String,
+        path: String,
+        #[source]
+        source: crate::container::BuildError,
+    },
     #[error("volume {volume}: unsupported volume type")]
     Unsupported { volume: String },
     #[error("volumeMount {mount}: no volume with that name")]
@@ -82,10 +89,17 @@ pub fn plan(
     spec: &PodSpec,
     claims: &std::collections::BTreeSet<(String, String)>,
     objs: &ConfigObjects,
+    fields: Option<&crate::container::PodFields<'_>>,
 ) -> Result<Vec<Planned>, VolumeError> {
     let mut out = Vec::new();
+    let node = crate::downward::NodeCapacity::of_host();
     for v in spec.volumes.iter().flatten() {
-        let source = source_of(pod, v, claims, objs)?;
+        // downwardAPI and projected volumes are files computed from the pod's
+        // own fields (without them such a volume is refused)
+        let source = match fields.and_then(|f| super::projection::files(v, objs, f, node)) {
+            Some(files) => VolumeSource::Projection { files: files? },
+            None => source_of(pod, v, claims, objs)?,
+        };
         let read_only = v.config_map.is_some()
             || v.secret.is_some()
             || v.downward_api.is_some()
@@ -208,14 +222,17 @@ fn source_of(
     })
 }
 
-fn select_items(
+/// The files of a projection.
+pub(super) type FileSet = Vec<ProjectedFile>;
+
+pub(super) fn select_items(
     volume: &str,
     kind: &'static str,
     name: &str,
     data: &BTreeMap<String, Vec<u8>>,
     items: Option<&[KeyToPath]>,
     default_mode: u32,
-) -> Result<Vec<ProjectedFile>, VolumeError> {
+) -> Result<FileSet, VolumeError> {
     let Some(items) = items.filter(|i| !i.is_empty()) else {
         return Ok(data
             .iter()

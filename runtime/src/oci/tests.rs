@@ -166,3 +166,73 @@ fn sub_path_refuses_symlink_escapes() {
     assert!(resolve_sub_path(d.path(), "../x").is_err());
     assert!(resolve_sub_path(d.path(), "/abs").is_err());
 }
+
+fn ns_types(v: &Value) -> Vec<String> {
+    v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn host_pid_and_host_ipc_drop_those_namespaces() {
+    let mk = |c: &ContainerConfig| {
+        spec(
+            c,
+            Path::new("/r"),
+            "/x/p/u-c-0",
+            &user(),
+            1024,
+            (1024, 4096),
+        )
+        .unwrap()
+    };
+    let v = mk(&cfg());
+    assert!(ns_types(&v).contains(&"pid".to_string()));
+    assert!(ns_types(&v).contains(&"ipc".to_string()));
+    let mut c = cfg();
+    c.security.host_pid = true;
+    c.security.host_ipc = true;
+    let v = mk(&c);
+    assert!(
+        !ns_types(&v).contains(&"pid".to_string()),
+        "{:?}",
+        ns_types(&v)
+    );
+    assert!(
+        !ns_types(&v).contains(&"ipc".to_string()),
+        "{:?}",
+        ns_types(&v)
+    );
+    assert!(ns_types(&v).contains(&"network".to_string()));
+}
+
+#[test]
+fn localhost_seccomp_profile_replaces_the_default() {
+    let mut c = cfg();
+    c.security.seccomp_localhost =
+        Some(r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#.into());
+    let v = spec(
+        &c,
+        Path::new("/r"),
+        "/x/p/u-c-0",
+        &user(),
+        1024,
+        (1024, 4096),
+    )
+    .unwrap();
+    assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+    c.security.seccomp_localhost = Some("not json".into());
+    let e = spec(
+        &c,
+        Path::new("/r"),
+        "/x/p/u-c-0",
+        &user(),
+        1024,
+        (1024, 4096),
+    )
+    .unwrap_err();
+    assert!(e.contains("Localhost seccomp profile"), "{e}");
+}

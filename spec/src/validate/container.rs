@@ -68,8 +68,11 @@ pub(crate) fn container(
     ];
     for (name, pr) in probes {
         let Some(pr) = pr else { continue };
-        if is_init {
-            o.err(format!("{p}.{name}"), "init containers may not have probes");
+        if is_init && !super::lifecycle::is_sidecar(c) {
+            o.err(
+                format!("{p}.{name}"),
+                "init containers may not have probes (only sidecars: restartPolicy Always)",
+            );
             continue;
         }
         probe(o, &format!("{p}.{name}"), pr, name, c);
@@ -116,7 +119,7 @@ pub(crate) fn container(
     }
 }
 
-fn resources(o: &mut Out, p: &str, r: &ResourceRequirements) {
+pub(crate) fn resources(o: &mut Out, p: &str, r: &ResourceRequirements) {
     let mut parsed: BTreeMap<(&str, String), u64> = BTreeMap::new();
     for (which, map) in [("limits", &r.limits), ("requests", &r.requests)] {
         for (k, q) in map.iter().flatten() {
@@ -186,14 +189,11 @@ fn probe(o: &mut Out, p: &str, pr: &Probe, name: &str, c: &Container) {
     if handlers != 1 {
         o.err(
             p,
-            "a probe needs exactly one handler (exec, httpGet or tcpSocket)",
+            "a probe needs exactly one handler (exec, httpGet, tcpSocket or grpc)",
         );
     }
-    if pr.grpc.is_some() {
-        o.err(
-            format!("{p}.grpc"),
-            "gRPC probes are not supported by berth",
-        );
+    if let Some(g) = &pr.grpc {
+        port(o, &format!("{p}.grpc.port"), g.port);
     }
     if let Some(h) = &pr.http_get {
         if let IntOrString::Int(n) = h.port {
@@ -293,13 +293,16 @@ fn env(o: &mut Out, p: &str, c: &Container) {
         if sources != 1 {
             o.err(
                 format!("{ep}.valueFrom"),
-                "needs exactly one of configMapKeyRef, secretKeyRef or fieldRef",
+                "needs exactly one of configMapKeyRef, secretKeyRef, fieldRef or resourceFieldRef",
             );
         }
-        if vf.resource_field_ref.is_some() {
-            o.err(
-                format!("{ep}.valueFrom.resourceFieldRef"),
-                "resourceFieldRef is not supported by berth",
+        if let Some(r) = &vf.resource_field_ref {
+            super::projected::resource_field(
+                o,
+                &format!("{ep}.valueFrom.resourceFieldRef"),
+                r,
+                Some(&c.name),
+                None,
             );
         }
         if let Some(f) = &vf.field_ref

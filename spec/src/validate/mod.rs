@@ -12,8 +12,12 @@ use crate::object::{Object, Sourced};
 use crate::quantity;
 
 mod container;
+pub mod dns;
+pub mod lifecycle;
 pub mod names;
 pub mod policy;
+mod projected;
+mod security_profiles;
 mod service;
 mod set;
 pub mod unsupported;
@@ -165,6 +169,7 @@ pub fn object(obj: &Object) -> Vec<Problem> {
     match obj {
         Object::Pod(p) => {
             check_name(&mut o, m.name.as_deref(), NameRule::Subdomain);
+            security_profiles::annotations(&mut o, "metadata.annotations", m.annotations.as_ref());
             match &p.spec {
                 Some(s) => workload::pod_spec(&mut o, "spec", s),
                 None => o.err("spec", "a Pod needs a spec"),

@@ -24,14 +24,26 @@ fn unsupported(o: &mut Out, path: String, what: &str) {
 }
 
 pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
-    for (field, on) in [
-        ("hostPID", s.host_pid),
-        ("hostIPC", s.host_ipc),
-        ("shareProcessNamespace", s.share_process_namespace),
-    ] {
-        if on == Some(true) {
-            unsupported(o, format!("{base}.{field}"), field);
-        }
+    // hostPID and hostIPC are honoured (the operator policy may forbid them);
+    // a shared PID namespace needs a process to hold it, which berth's pods lack
+    if s.share_process_namespace == Some(true) {
+        unsupported(
+            o,
+            format!("{base}.shareProcessNamespace"),
+            "shareProcessNamespace",
+        );
+    }
+    super::dns::pod_spec(o, base, s);
+    super::security_profiles::pod_spec(o, base, s);
+    if let Some(r) = &s.resources {
+        // pod-level resources: the pod cgroup's limits
+        super::container::resources(o, &format!("{base}.resources"), r);
+    }
+    if s.scheduling_gates.as_ref().is_some_and(|g| !g.is_empty()) {
+        o.warn(
+            format!("{base}.schedulingGates"),
+            "schedulingGates are ignored by berth (one host, no scheduler): the pod runs at once",
+        );
     }
     if s.runtime_class_name
         .as_deref()
@@ -54,20 +66,6 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
             format!("{base}.readinessGates"),
             "readinessGates are not supported by berth (nothing would set the condition, so the pod would never be ready)",
         );
-    }
-    if s.host_aliases.as_ref().is_some_and(|h| !h.is_empty()) {
-        unsupported(o, format!("{base}.hostAliases"), "hostAliases");
-    }
-    if s.dns_config.is_some() {
-        unsupported(o, format!("{base}.dnsConfig"), "dnsConfig");
-    }
-    match s.dns_policy.as_deref() {
-        None | Some("ClusterFirst") | Some("ClusterFirstWithHostNet") | Some("Default") => {}
-        Some("None") => unsupported(o, format!("{base}.dnsPolicy"), "dnsPolicy None"),
-        Some(x) => o.err(
-            format!("{base}.dnsPolicy"),
-            format!("{x:?} is not valid (ClusterFirst, ClusterFirstWithHostNet or Default)"),
-        ),
     }
     if let Some(os) = s.os.as_ref().filter(|os| os.name != "linux") {
         o.err(
@@ -118,36 +116,19 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
     }
     for (i, c) in s.init_containers.iter().flatten().enumerate() {
         let p = format!("{base}.initContainers[{i}]");
-        if c.restart_policy.is_some() {
-            unsupported(
-                o,
-                format!("{p}.restartPolicy"),
-                "restartPolicy on an init container (sidecar containers)",
-            );
-        }
+        super::lifecycle::restart_policy(o, &p, c, true);
+        super::lifecycle::hooks(o, &p, c, true, super::lifecycle::is_sidecar(c));
         container(o, &p, c);
     }
     for (i, c) in s.containers.iter().enumerate() {
         let p = format!("{base}.containers[{i}]");
-        if c.restart_policy.is_some() {
-            unsupported(
-                o,
-                format!("{p}.restartPolicy"),
-                "restartPolicy on a container",
-            );
-        }
+        super::lifecycle::restart_policy(o, &p, c, false);
+        super::lifecycle::hooks(o, &p, c, false, false);
         container(o, &p, c);
     }
 }
 
 fn container(o: &mut Out, p: &str, c: &Container) {
-    if c.lifecycle.is_some() {
-        unsupported(
-            o,
-            format!("{p}.lifecycle"),
-            "lifecycle (postStart/preStop hooks)",
-        );
-    }
     if let Some(sc) = &c.security_context {
         let sp = format!("{p}.securityContext");
         if sc.se_linux_options.is_some() {

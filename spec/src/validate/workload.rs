@@ -100,6 +100,14 @@ pub(crate) fn deployment(o: &mut Out, name: Option<&str>, d: &Deployment) {
     match &s.template.spec {
         Some(ps) => {
             pod_spec(o, "spec.template.spec", ps);
+            super::security_profiles::annotations(
+                o,
+                "spec.template.metadata.annotations",
+                s.template
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.annotations.as_ref()),
+            );
             if ps.restart_policy.as_deref().is_some_and(|r| r != "Always") {
                 o.err(
                     "spec.template.spec.restartPolicy",
@@ -157,6 +165,8 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
             v.config_map.is_some(),
             v.secret.is_some(),
             v.persistent_volume_claim.is_some(),
+            v.downward_api.is_some(),
+            v.projected.is_some(),
         ]
         .iter()
         .filter(|b| **b)
@@ -179,15 +189,17 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
                         "configMap",
                         "secret",
                         "persistentVolumeClaim",
+                        "downwardAPI",
+                        "projected",
                     ]
                     .contains(&k.as_str())
                 })
                 .cloned()
                 .collect();
             if other.is_empty() {
-                o.err(&p, "a volume needs a source (emptyDir, hostPath, configMap, secret or persistentVolumeClaim)");
+                o.err(&p, "a volume needs a source (emptyDir, hostPath, configMap, secret, downwardAPI, projected or persistentVolumeClaim)");
             } else {
-                o.err(&p, format!("volume type {} is not supported by berth (emptyDir, hostPath, configMap, secret, persistentVolumeClaim)", other.join(", ")));
+                o.err(&p, format!("volume type {} is not supported by berth (emptyDir, hostPath, configMap, secret, downwardAPI, projected, persistentVolumeClaim)", other.join(", ")));
             }
         } else if sources > 1 {
             o.err(&p, "a volume may have only one source");
@@ -228,6 +240,18 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
                     format!("{t:?} is not a valid hostPath type"),
                 ),
             }
+        }
+        if let Some(d) = &v.downward_api {
+            super::projected::downward_api(
+                o,
+                &format!("{p}.downwardAPI"),
+                d.default_mode,
+                d.items.as_deref(),
+                s,
+            );
+        }
+        if let Some(pv) = &v.projected {
+            super::projected::projected(o, &format!("{p}.projected"), pv, s);
         }
         if let Some(pvc) = &v.persistent_volume_claim
             && pvc.claim_name.is_empty()

@@ -24,6 +24,9 @@ use crate::backoff::ResetAfter;
 use crate::probe::ProbeKind;
 use crate::traits::ContainerState;
 
+pub mod hooks;
+#[cfg(test)]
+mod sidecar_tests;
 #[cfg(test)]
 mod tests;
 
@@ -210,8 +213,34 @@ pub enum InitPhase {
 }
 
 pub fn init_phase<C: AsRef<CtrState>>(init: &[C]) -> InitPhase {
+    init_phase_with(init, &[])
+}
+
+/// A native sidecar (an init container with `restartPolicy: Always`) lets
+/// the next container start once it runs and its startup probe passed; a
+/// sidecar waiting out a restart back-off has passed that point already, and
+/// so has one stopped for good (after the main containers ended).
+pub fn sidecar_passed(s: &CtrState) -> bool {
+    matches!(
+        s,
+        CtrState::Running { started: true, .. }
+            | CtrState::BackingOff { .. }
+            | CtrState::Terminated(_)
+    )
+}
+
+fn is_sidecar(sidecar: &[bool], i: usize) -> bool {
+    sidecar.get(i).copied().unwrap_or(false)
+}
+
+/// [`init_phase`] with the init containers that are sidecars (`sidecar[i]`).
+pub fn init_phase_with<C: AsRef<CtrState>>(init: &[C], sidecar: &[bool]) -> InitPhase {
     let mut done = true;
-    for c in init {
+    for (i, c) in init.iter().enumerate() {
+        if is_sidecar(sidecar, i) {
+            done &= sidecar_passed(c.as_ref());
+            continue;
+        }
         match c.as_ref() {
             CtrState::Terminated(t) if t.exit_code != 0 => return InitPhase::Failed,
             CtrState::Terminated(_) => {}
@@ -248,22 +277,64 @@ pub enum PodAction {
 /// back-off), then, once every init container succeeded, every main
 /// container that is neither running, done, nor waiting out a back-off.
 pub fn plan_pod<C: AsRef<CtrState>>(init: &[C], main: &[C], now: Instant) -> Vec<PodAction> {
-    match init_phase(init) {
+    plan_pod_with(init, &[], main, now)
+}
+
+/// [`plan_pod`] with native sidecars (`sidecar[i]`: init container `i` has
+/// `restartPolicy: Always`): a sidecar starts in its turn like any init
+/// container, but the next one starts once it runs (and its startup probe
+/// passed), not once it ended; a sidecar that ended is started again after
+/// its back-off whatever the pod's restart policy, before and after the
+/// main containers started.
+pub fn plan_pod_with<C: AsRef<CtrState>>(
+    init: &[C],
+    sidecar: &[bool],
+    main: &[C],
+    now: Instant,
+) -> Vec<PodAction> {
+    let restart_sidecars = |upto: usize| {
+        init.iter()
+            .take(upto)
+            .enumerate()
+            .filter(|(i, c)| is_sidecar(sidecar, *i) && c.as_ref().startable(now))
+            .map(|(i, _)| PodAction::Start(CtrRef::init(i)))
+            .collect::<Vec<_>>()
+    };
+    match init_phase_with(init, sidecar) {
         InitPhase::Failed => Vec::new(),
-        InitPhase::Running => init
-            .iter()
-            .enumerate()
-            .find(|(_, c)| !c.as_ref().is_done())
-            .filter(|(_, c)| c.as_ref().startable(now))
-            .map(|(i, _)| vec![PodAction::Start(CtrRef::init(i))])
-            .unwrap_or_default(),
-        InitPhase::Done => main
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.as_ref().startable(now))
-            .map(|(i, _)| PodAction::Start(CtrRef::main(i)))
-            .collect(),
+        InitPhase::Running => {
+            let Some((first, c)) = init.iter().enumerate().find(|(i, c)| {
+                if is_sidecar(sidecar, *i) {
+                    !sidecar_passed(c.as_ref())
+                } else {
+                    !c.as_ref().is_done()
+                }
+            }) else {
+                return Vec::new();
+            };
+            let mut out = restart_sidecars(first);
+            if c.as_ref().startable(now) {
+                out.push(PodAction::Start(CtrRef::init(first)));
+            }
+            out
+        }
+        InitPhase::Done => {
+            let mut out = restart_sidecars(init.len());
+            out.extend(
+                main.iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.as_ref().startable(now))
+                    .map(|(i, _)| PodAction::Start(CtrRef::main(i))),
+            );
+            out
+        }
     }
+}
+
+/// Every main container ended for good (a pod whose restart policy does not
+/// restart them): its sidecars are stopped and not started again.
+pub fn main_done<C: AsRef<CtrState>>(main: &[C]) -> bool {
+    !main.is_empty() && main.iter().all(|c| c.as_ref().is_done())
 }
 
 /// When the pod has to be looked at again without any report: the earliest

@@ -37,7 +37,7 @@ fn projections_are_resolved_and_read_only() {
     objs.config_maps.insert(("default".into(), "cm".into()), cm);
     objs.secrets.insert(("default".into(), "s".into()), sec);
     let claims = [("default".to_string(), "d".to_string())].into();
-    let planned = plan(&pod(), &spec, &claims, &objs).unwrap();
+    let planned = plan(&pod(), &spec, &claims, &objs, None).unwrap();
     let by_name: BTreeMap<&str, &Planned> = planned
         .iter()
         .map(|p| (p.request.name.as_str(), p))
@@ -111,6 +111,7 @@ fn missing_sources_are_errors_unless_optional() {
         &spec(serde_json::json!({"containers": [], "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "x"}}]})),
         &none,
         &objs,
+        None,
     )
     .unwrap_err();
     assert!(matches!(e, VolumeError::ClaimMissing { .. }), "{e}");
@@ -119,6 +120,7 @@ fn missing_sources_are_errors_unless_optional() {
         &spec(serde_json::json!({"containers": [], "volumes": [{"name": "c", "configMap": {"name": "x"}}]})),
         &none,
         &objs,
+        None,
     )
     .unwrap_err();
     assert!(matches!(e, VolumeError::SourceMissing { .. }), "{e}");
@@ -127,6 +129,7 @@ fn missing_sources_are_errors_unless_optional() {
         &spec(serde_json::json!({"containers": [], "volumes": [{"name": "c", "configMap": {"name": "x", "optional": true}}]})),
         &none,
         &objs,
+        None,
     )
     .unwrap();
     assert_eq!(
@@ -138,6 +141,7 @@ fn missing_sources_are_errors_unless_optional() {
         &spec(serde_json::json!({"containers": [], "volumes": [{"name": "h", "hostPath": {"path": "/x", "type": "Bogus"}}]})),
         &none,
         &objs,
+        None,
     )
     .unwrap_err();
     assert!(matches!(e, VolumeError::HostPathType { .. }), "{e}");

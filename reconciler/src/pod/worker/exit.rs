@@ -37,6 +37,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         }
         let (exit_code, oom) = (exit.exit_code, exit.oom_killed);
         let policy = self.policy;
+        let main_done = self.sidecars_stopped || plan::main_done(&self.main);
         let pod_name = self.d.name.clone();
         let (now_wall, now) = (SystemTime::now(), Instant::now());
         let c = self.ctr(r);
@@ -47,7 +48,14 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             .persisted
             .take()
             .and_then(|p| p.remaining_for(Some(id), now_wall));
-        let out = plan::on_exit(&c.state, r.init, policy, exit, id, &mut c.backoff, now);
+        // a sidecar restarts whatever the pod's policy, until the main
+        // containers all ended
+        let (init, policy) = match c.sidecar {
+            true if main_done => (false, RestartPolicy::Never),
+            true => (false, RestartPolicy::Always),
+            false => (r.init, policy),
+        };
+        let out = plan::on_exit(&c.state, init, policy, exit, id, &mut c.backoff, now);
         let name = c.spec.name.clone();
         let restart = out.restart;
         tracing::info!(pod = %pod_name, container = %name, exit_code, oom, restart, "container exited");
@@ -86,19 +94,16 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
 
     pub(super) async fn on_probe(&mut self, ev: ProbeEvent) {
         let grace = self.grace();
-        let Some(index) = self
-            .main
-            .iter()
-            .position(|c| c.id.as_deref() == Some(ev.container_id.as_str()))
-        else {
+        // main containers and sidecars have probes
+        let Some(r) = self.find(&ev.container_id) else {
             return;
         };
-        let c = &mut self.main[index];
+        let c = self.ctr(r);
         let name = c.spec.name.clone();
         let readiness = c.spec.readiness_probe.is_some();
         let actions = plan::on_probe(
             &mut c.state,
-            CtrRef::main(index),
+            r,
             &name,
             ev.kind,
             ev.ok,

@@ -12,6 +12,7 @@
 //! touching anything: workloads outlive the agent.
 
 mod exit;
+mod hooks;
 mod prepare;
 mod start;
 mod terminate;
@@ -68,6 +69,8 @@ pub fn spawn<I: Images, R: Runtime, N: Network>(init: WorkerInit<I, R, N>) -> Wo
 struct Ctr {
     spec: Container,
     init: bool,
+    /// A native sidecar: an init container with `restartPolicy: Always`.
+    sidecar: bool,
     id: Option<String>,
     restarts: u32,
     state: CtrState,
@@ -93,6 +96,7 @@ impl AsRef<CtrState> for Ctr {
 impl Ctr {
     fn new(spec: Container, init: bool) -> Self {
         Self {
+            sidecar: init && berth_spec::validate::lifecycle::is_sidecar(&spec),
             spec,
             init,
             id: None,
@@ -133,6 +137,7 @@ impl Ctr {
             ready: self.state.ready(),
             started: self.state.started(),
             restart_count: self.restarts as i32,
+            sidecar: self.sidecar,
         }
     }
 }
@@ -172,6 +177,10 @@ struct Worker<I, R, N> {
     last_status: Option<PodStatus>,
     /// Containers of this pod whose removal failed earlier (removed again at the end).
     stray: Vec<String>,
+    /// Every main container ended and the sidecars were stopped for good.
+    sidecars_stopped: bool,
+    /// Init and main containers' specs (downward API resources).
+    all_containers: Vec<Container>,
 }
 
 impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
@@ -179,6 +188,13 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         let (exit_tx, exit_rx) = mpsc::channel(64);
         let (probe_tx, probe_rx) = mpsc::channel(64);
         let spec = &init.desired.spec;
+        let all_containers: Vec<Container> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .cloned()
+            .collect();
         let mut w = Self {
             init: spec
                 .init_containers
@@ -212,6 +228,8 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             message: None,
             last_status: None,
             stray: Vec::new(),
+            sidecars_stopped: false,
+            all_containers,
         };
         for c in w.init.iter_mut().chain(w.main.iter_mut()) {
             if let Some(saved) = init.backoff.get(&c.spec.name) {
@@ -329,12 +347,23 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
 
     /// Start what the planner says may start now.
     async fn drive(&mut self) {
-        for action in plan::plan_pod(&self.init, &self.main, Instant::now()) {
-            if let PodAction::Start(r) = action {
-                if !r.init && self.stop_requested() {
-                    return;
+        self.stop_sidecars_when_done().await;
+        let sidecars = self.sidecar_flags();
+        // a started sidecar lets the next container start with no report
+        // to wake the worker: plan again until nothing more starts (each
+        // container starts at most once per round, so this ends)
+        for _ in 0..=self.init.len() + self.main.len() {
+            let actions = plan::plan_pod_with(&self.init, &sidecars, &self.main, Instant::now());
+            if actions.is_empty() {
+                return;
+            }
+            for action in actions {
+                if let PodAction::Start(r) = action {
+                    if !r.init && self.stop_requested() {
+                        return;
+                    }
+                    self.start(r).await;
                 }
-                self.start(r).await;
             }
         }
     }
@@ -357,17 +386,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 };
                 start::start_after_startup(c, rt, target, tx);
             }
-            PodAction::Stop { ctr, grace } => {
-                let Some(id) = self.ctr(ctr).id.clone() else {
-                    return;
-                };
-                let rt = self.deps.runtime.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = rt.stop(&id, grace).await {
-                        tracing::warn!(container = %id, err = %error_chain(&e), "stopping unhealthy container");
-                    }
-                });
-            }
+            PodAction::Stop { ctr, grace } => self.stop_one(ctr, grace),
             // termination is carried out by `terminate`
             PodAction::StopAll { .. } => {}
             PodAction::Event {
@@ -376,6 +395,10 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 message,
             } => self.event(warning, reason, message).await,
         }
+    }
+
+    fn sidecar_flags(&self) -> Vec<bool> {
+        self.init.iter().map(|c| c.sidecar).collect()
     }
 
     fn stop_requested(&self) -> bool {
@@ -414,7 +437,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         let pod = self.d.name.as_str();
         let init: Vec<ContainerView> = self.init.iter().map(|c| c.view(pod)).collect();
         let main: Vec<ContainerView> = self.main.iter().map(|c| c.view(pod)).collect();
-        let init_phase = plan::init_phase(&self.init);
+        let init_phase = plan::init_phase_with(&self.init, &self.sidecar_flags());
         let init_done = self.set_up && init_phase == InitPhase::Done;
         let phase = status::phase(
             init_done,

@@ -43,9 +43,19 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                     Some(e.kind()),
                 )
             })?;
+            self.write_etc_files(&sb, &cfg.network).map_err(|e| {
+                PodError::new(
+                    Reason::FailedCreatePodSandBox,
+                    format!("writing the pod's hosts and resolv.conf: {e}"),
+                    None,
+                )
+            })?;
             self.sandbox = Some(sb);
         }
-        self.prepare_volumes().await
+        self.prepare_volumes().await?;
+        // group ownership once per set-up, not on every object change
+        super::super::fs_group::apply(&self.d.spec, &self.prepared)
+            .map_err(|e| PodError::new(Reason::FailedMount, error_chain(&e), None))
     }
 
     /// After a failed setup, give back the sandbox and the network (the pod's
@@ -70,8 +80,15 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
 
     pub(super) async fn prepare_volumes(&mut self) -> Result<(), PodError> {
         let world = self.world.borrow_and_update().clone();
-        let planned = volumes::plan(&self.pod, &self.d.spec, &world.claims, &world.objs)
-            .map_err(|e| PodError::new(Reason::FailedMount, error_chain(&e), None))?;
+        let fields = self.fields();
+        let planned = volumes::plan(
+            &self.pod,
+            &self.d.spec,
+            &world.claims,
+            &world.objs,
+            Some(&fields),
+        )
+        .map_err(|e| PodError::new(Reason::FailedMount, error_chain(&e), None))?;
         let mut prepared = Prepared::new();
         for p in planned {
             let host = self
@@ -88,6 +105,26 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             prepared.insert(p.request.name, v);
         }
         self.prepared = prepared;
+        Ok(())
+    }
+
+    /// hostAliases into the pod's hosts file and dnsConfig/dnsPolicy into
+    /// its resolv.conf, over what the runtime wrote (kept when the pod asks
+    /// for nothing).
+    fn write_etc_files(&self, sb: &Sandbox, net: &PodNetwork) -> std::io::Result<()> {
+        use super::super::etc_files;
+        let spec = &self.d.spec;
+        if let Some(extra) =
+            etc_files::host_aliases(spec.host_aliases.as_deref().unwrap_or_default())
+        {
+            let mut hosts = std::fs::read_to_string(&sb.hosts_file)?;
+            hosts.push_str(&extra);
+            berth_state::write_atomic_mode(&sb.hosts_file, hosts.as_bytes(), 0o644)?;
+        }
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        if let Some(resolv) = etc_files::resolv_conf(spec, net, &host) {
+            berth_state::write_atomic_mode(&sb.resolv_conf, resolv.as_bytes(), 0o644)?;
+        }
         Ok(())
     }
 
@@ -145,7 +182,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             match info.state {
                 ContainerState::Running { started_at, .. } => {
                     ctr.state = plan::on_started(
-                        is_init,
+                        is_init && !ctr.sidecar,
                         started_at,
                         ctr.spec.startup_probe.is_some(),
                         ctr.spec.readiness_probe.is_some(),
@@ -160,7 +197,8 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             }
         }
         if any_main {
-            for c in &mut self.init {
+            // sidecars keep their own state: adopted running, or started again
+            for c in self.init.iter_mut().filter(|c| !c.sidecar) {
                 c.state = CtrState::Terminated(Terminated {
                     exit_code: 0,
                     signal: None,

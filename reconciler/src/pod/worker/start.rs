@@ -97,8 +97,9 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 let c = self.ctr(r);
                 c.id = Some(info.id.clone());
                 c.log_path = Some(info.log_path.clone());
+                let plain_init = r.init && !c.sidecar;
                 c.state = plan::on_started(
-                    r.init,
+                    plain_init,
                     started_at,
                     c.spec.startup_probe.is_some(),
                     c.spec.readiness_probe.is_some(),
@@ -108,6 +109,9 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                     .await;
                 self.event(false, "Started", format!("Started container {name}"))
                     .await;
+                // kubelet runs postStart before it goes on (the next init
+                // container or sidecar waits for it); probes start after it
+                self.post_start(r).await;
                 self.watch_container(r);
             }
             Err(e) => {
@@ -124,15 +128,13 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 let (now_wall, now) = (SystemTime::now(), Instant::now());
                 let c = self.ctr(r);
                 c.id = None;
-                let out = plan::on_run_failed(
-                    r.init,
-                    policy,
-                    &err,
-                    &cfg.id,
-                    &mut c.backoff,
-                    now_wall,
-                    now,
-                );
+                // a sidecar is started again whatever the pod's policy
+                let (init, policy) = match c.sidecar {
+                    true => (false, RestartPolicy::Always),
+                    false => (r.init, policy),
+                };
+                let out =
+                    plan::on_run_failed(init, policy, &err, &cfg.id, &mut c.backoff, now_wall, now);
                 c.state = out.state;
                 if let Some(last) = out.last {
                     c.last = Some(last);
@@ -167,23 +169,17 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
     ) -> Result<ContainerConfig, PodError> {
         let cfg_err = |m: String| PodError::new(Reason::CreateContainerConfigError, m, None);
         let world = self.world.borrow().clone();
-        let fields = PodFields {
-            namespace: &self.d.namespace,
-            name: &self.d.name,
-            uid: &self.pod.uid,
-            node_name: &self.settings.node_name,
-            labels: &self.d.labels,
-            annotations: &self.d.annotations,
-            pod_ip: self.pod_ip(),
-            host_ip: self.settings.host_ip,
-            service_account: self
-                .d
-                .spec
-                .service_account_name
-                .as_deref()
-                .unwrap_or("default"),
-        };
-        let env = container::environment(spec, &image, &fields, &world.objs)
+        let fields = self.fields();
+        // Service variables go under what the container sets itself
+        // (envFrom, env), over the image's, as kubelet's
+        let links = self.d.spec.enable_service_links.unwrap_or(true);
+        let service_env = crate::service_env::variables(&world.services, &self.d.namespace, links);
+        let mut env_image = image.clone();
+        env_image
+            .config
+            .env
+            .extend(service_env.iter().map(|(k, v)| format!("{k}={v}")));
+        let env = container::environment(spec, &env_image, &fields, &world.objs)
             .map_err(|e| cfg_err(e.to_string()))?;
         let args = container::argv(spec, &image, &env).map_err(|e| cfg_err(e.to_string()))?;
         let mut resources = container::resources(spec).map_err(|e| cfg_err(e.to_string()))?;
@@ -194,6 +190,13 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             .sandbox
             .clone()
             .ok_or_else(|| cfg_err("pod sandbox is not ready".into()))?;
+        let pod_sc = self.d.spec.security_context.as_ref();
+        let mut security = container::security(spec, pod_sc);
+        security.seccomp_localhost =
+            crate::seccomp_localhost::profile(spec, pod_sc, &self.settings.state_dir)
+                .map_err(|e| cfg_err(error_chain(&e)))?;
+        security.host_pid = self.d.spec.host_pid == Some(true);
+        security.host_ipc = self.d.spec.host_ipc == Some(true);
         let mut labels = std::collections::BTreeMap::new();
         labels.insert(LABEL_CONTAINER.to_string(), spec.name.clone());
         labels.insert(LABEL_RESTARTS.to_string(), restarts.to_string());
@@ -213,8 +216,29 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             sandbox,
             mounts,
             resources,
-            security: container::security(spec, self.d.spec.security_context.as_ref()),
+            security,
         })
+    }
+
+    /// The pod's own fields (downward API, `$(VAR)` sources).
+    pub(super) fn fields(&self) -> PodFields<'_> {
+        PodFields {
+            namespace: &self.d.namespace,
+            name: &self.d.name,
+            uid: &self.pod.uid,
+            node_name: &self.settings.node_name,
+            labels: &self.d.labels,
+            annotations: &self.d.annotations,
+            pod_ip: self.pod_ip(),
+            host_ip: self.settings.host_ip,
+            service_account: self
+                .d
+                .spec
+                .service_account_name
+                .as_deref()
+                .unwrap_or("default"),
+            containers: &self.all_containers,
+        }
     }
 
     /// Start the exit watcher and the probes of a running container.
@@ -233,7 +257,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             let _ = exit_tx.send((wid, st)).await;
         });
         c.tasks.push(h.abort_handle());
-        if r.init {
+        if r.init && !c.sidecar {
             return;
         }
         let target = ProbeTarget {

@@ -34,17 +34,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         let rt = self.deps.runtime.clone();
         for action in actions {
             match action {
-                PodAction::StopAll { grace } => {
-                    let stops = ids.iter().map(|id| {
-                        let rt = rt.clone();
-                        async move {
-                            if let Err(e) = rt.stop(id, grace).await {
-                                tracing::warn!(container = %id, err = %error_chain(&e), "stop");
-                            }
-                        }
-                    });
-                    futures::future::join_all(stops).await;
-                }
+                PodAction::StopAll { grace } => self.stop_all(&ids, grace).await,
                 other => self.act(other).await,
             }
         }
