@@ -369,8 +369,12 @@ fn directory_readiness_never_passing_rolls_back_and_keeps_the_file() -> Result<(
         &a,
         "directory",
         "rolled back",
-        Duration::from_secs(60),
-        |r| r["runningRevision"] == rev1.as_str() && r["appliedRevision"] != rev1.as_str(),
+        Duration::from_secs(90),
+        |r| {
+            r["runningRevision"] == rev1.as_str()
+                && r["appliedRevision"] != rev1.as_str()
+                && r["state"] == "rolled-back"
+        },
     )?;
     let r = &s["rollout"];
     let applied = r["appliedRevision"].as_str().unwrap();
