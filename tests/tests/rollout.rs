@@ -329,7 +329,9 @@ fn git_crashing_commit_rolls_back_and_survives_kill9() -> Result<()> {
         Duration::from_secs(30),
         |r| r["state"] == "healthy" && r["lastHealthyRevision"] == c3.as_str(),
     )?;
-    a.shutdown_clean()
+    // the Git source keeps its pod: stop the agent, Drop removes what it ran
+    a.stop();
+    Ok(())
 }
 
 #[test]
@@ -343,7 +345,8 @@ fn directory_readiness_never_passing_rolls_back_and_keeps_the_file() -> Result<(
         port: 17201,
         with_image: true,
     })?;
-    rollout_flags(&mut a, "2s", "8s");
+    // the deadline covers the first revision too, image import included
+    rollout_flags(&mut a, "2s", "25s");
     let good = "exec sleep 17210";
     a.write_manifest("app.yaml", &pod_yaml(good, "true", IMAGE))?;
     a.start()?;
@@ -366,8 +369,12 @@ fn directory_readiness_never_passing_rolls_back_and_keeps_the_file() -> Result<(
         &a,
         "directory",
         "rolled back",
-        Duration::from_secs(60),
-        |r| r["runningRevision"] == rev1.as_str() && r["appliedRevision"] != rev1.as_str(),
+        Duration::from_secs(90),
+        |r| {
+            r["runningRevision"] == rev1.as_str()
+                && r["appliedRevision"] != rev1.as_str()
+                && r["state"] == "rolled-back"
+        },
     )?;
     let r = &s["rollout"];
     let applied = r["appliedRevision"].as_str().unwrap();
@@ -461,7 +468,7 @@ fn kill9_mid_rollout_resumes_the_watch() -> Result<()> {
     )?;
     let two = "exec sleep 17231";
     a.write_manifest("app.yaml", &pod_yaml(two, "true", IMAGE))?;
-    let uid = web_ready_with(&a, two, Duration::from_secs(60))?;
+    web_ready_with(&a, two, Duration::from_secs(60))?;
     let s = wait_source(&a, "directory", "soaking", Duration::from_secs(10), |r| {
         r["state"] == "progressing"
     })?;
@@ -471,11 +478,13 @@ fn kill9_mid_rollout_resumes_the_watch() -> Result<()> {
         .to_string();
     // half the soak passes before the kill: it must not count after the restart
     std::thread::sleep(Duration::from_secs(10));
+    let uid = web_ready_with(&a, two, Duration::from_secs(5))?;
     assert_eq!(
         source(&a.get_json("/api/v1/status")?, "directory").unwrap()["rollout"]["state"],
         "progressing"
     );
     a.kill9();
+    let _ = std::fs::copy(a.dir.join("agent.log"), a.dir.join("agent-before-kill.log"));
     a.start()?;
     a.wait_ready(Duration::from_secs(30))?;
     // resumed, and not declared healthy by the restart: it soaks again

@@ -505,12 +505,17 @@ fn status_of(st: &SourceState) -> RolloutStatus {
             .find(|h| h.revision == rev && h.failure.is_some())
             .and_then(|h| h.failure.as_ref())
     };
+    let disk = if st.kind == "directory" {
+        "; the files on disk are not what runs"
+    } else {
+        ""
+    };
     let (state, message) = match (&t.watch, &t.applied, &t.running) {
         (Some(w), _, _) => match &w.attempt {
             Attempt::Rollback { failed } => (
                 "rolling-back",
                 format!(
-                    "{what} {} failed; rolling back to {}",
+                    "{what} {} failed; rolling back to {}{disk}",
                     short(failed),
                     short(&w.revision)
                 ),
@@ -524,11 +529,6 @@ fn status_of(st: &SourceState) -> RolloutStatus {
             let why = failure_of(a)
                 .map(|f| format!(" ({} {})", f.reason, f.object))
                 .unwrap_or_default();
-            let disk = if st.kind == "directory" {
-                "; the files on disk are not what runs"
-            } else {
-                ""
-            };
             (
                 "rolled-back",
                 format!(

@@ -258,10 +258,12 @@ impl SourceStore {
             let p = e.path();
             let name = e.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with("objects-") && name.ends_with(".json") && !keep.contains(&p) {
-                if let Err(err) = std::fs::remove_file(&p) {
-                    tracing::warn!(path = %p.display(), err = %err, "removing old recorded objects");
-                }
+            if name.starts_with("objects-")
+                && name.ends_with(".json")
+                && !keep.contains(&p)
+                && let Err(err) = std::fs::remove_file(&p)
+            {
+                tracing::warn!(path = %p.display(), err = %err, "removing old recorded objects");
             }
         }
     }

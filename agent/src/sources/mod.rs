@@ -172,13 +172,15 @@ impl SourceHandle {
 }
 
 impl Hub {
-    /// A hub without an operator policy (tests; the agent uses [`Hub::with_policy`]).
+    /// A hub without an operator policy (tests; the agent uses [`Hub::with_rollouts`]).
     #[cfg(test)]
     pub fn new(desired_tx: DesiredTx, node: NodeInfo) -> Arc<Self> {
         Self::with_policy(desired_tx, node, None)
     }
 
-    /// A hub that applies the operator's `policy` to every Pod and pod template.
+    /// A hub that applies the operator's `policy` to every Pod and pod
+    /// template (tests; the agent uses [`Hub::with_rollouts`]).
+    #[cfg(test)]
     pub fn with_policy(
         desired_tx: DesiredTx,
         node: NodeInfo,

@@ -106,12 +106,12 @@ fn a_restart_or_unready_moment_restarts_the_soak() {
     let (tr, _) = Tracker::default().on_revision("a", changed(&["web"]), t(0), &s);
     let (tr, _) = tr.observe(&[ready("web")], t(0), &s);
     let restarted = WorkloadObs::Pods(vec![pod("web", true, 1)]);
-    let (tr, fx) = tr.observe(&[restarted.clone()], t(20), &s);
+    let (tr, fx) = tr.observe(std::slice::from_ref(&restarted), t(20), &s);
     assert!(fx.is_empty());
-    let (tr, fx) = tr.observe(&[restarted.clone()], t(40), &s);
+    let (tr, fx) = tr.observe(std::slice::from_ref(&restarted), t(40), &s);
     assert!(fx.is_empty(), "soak restarted at 20 s");
     let (tr, _) = tr.observe(&[WorkloadObs::Pods(vec![pod("web", false, 1)])], t(45), &s);
-    let (tr, fx) = tr.observe(&[restarted.clone()], t(50), &s);
+    let (tr, fx) = tr.observe(std::slice::from_ref(&restarted), t(50), &s);
     assert!(fx.is_empty(), "soak restarted after not ready");
     let (_, fx) = tr.observe(&[restarted], t(80), &s);
     assert!(matches!(fx[0], Effect::Healthy { .. }));
@@ -239,7 +239,7 @@ fn readiness_that_never_passes_fails_at_the_deadline() {
     let s = settings();
     let tr = watching_b();
     let unready = WorkloadObs::Pods(vec![pod("web", false, 0)]);
-    let (tr, fx) = tr.observe(&[unready.clone()], t(219), &s);
+    let (tr, fx) = tr.observe(std::slice::from_ref(&unready), t(219), &s);
     assert!(fx.is_empty());
     let (tr, fx) = tr.observe(&[unready], t(220), &s);
     let Effect::Failed { failure, .. } = &fx[0] else {
@@ -351,7 +351,7 @@ fn auto_rollback_off_by_flag_or_annotation_only_reports() {
         ..settings()
     };
     let crashing = WorkloadObs::Pods(vec![pod("web", false, 3)]);
-    let (tr, fx) = watching_b().observe(&[crashing.clone()], t(101), &off);
+    let (tr, fx) = watching_b().observe(std::slice::from_ref(&crashing), t(101), &off);
     assert_eq!(fx.len(), 1, "failed, no rollback: {fx:?}");
     assert_eq!(tr.history.back().unwrap().result, Outcome::Failed);
     assert_eq!(tr.running.as_deref(), Some("b"));
@@ -383,7 +383,7 @@ fn a_failed_rollback_is_reported_and_not_rolled_back_again() {
     let s = settings();
     let tr = watching_b();
     let crashing = WorkloadObs::Pods(vec![pod("web", false, 3)]);
-    let (tr, _) = tr.observe(&[crashing.clone()], t(101), &s);
+    let (tr, _) = tr.observe(std::slice::from_ref(&crashing), t(101), &s);
     let (tr, _) = tr
         .begin_rollback("a", "b", changed(&["web"]), t(102), &s)
         .unwrap();
