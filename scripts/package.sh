@@ -29,7 +29,7 @@ if [ -n "${BERTH_TARGET:-}" ]; then
 fi
 cargo build --release "${target_args[@]}" -p berth -p berth-runtime --bins >&2
 cargo rustc --release "${target_args[@]}" -p berth-supervise --bin berth-supervise \
-    -- -C target-feature=+crt-static >&2
+    -- -C target-feature=+crt-static -C panic=abort -C relocation-model=static >&2
 # The supervisor must not need a dynamic loader (it runs beside containers
 # for their whole life, across upgrades of the host's libc).
 if readelf -l "$out/berth-supervise" | grep -q "Requesting program interpreter"; then

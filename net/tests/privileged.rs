@@ -428,9 +428,10 @@ async fn many_removals_batch_the_veths_and_a_same_key_pod_comes_back() {
     );
     let gone = t.elapsed();
     eprintln!("20 pods: remove_pod calls {removed:?}, veths gone after {gone:?}");
-    // one explicit veth delete costs a grace period (about 30 ms here): 20
-    // serial ones were above 600 ms, the batch is well under that
-    assert!(gone < Duration::from_millis(600), "removal took {gone:?}");
+    // one explicit veth delete costs a grace period (about 33 ms here), on
+    // top of each removal's state write: 20 serial ones took 1.2 s under
+    // load; the batch took 0.58 s under the same load (load average 17)
+    assert!(gone < Duration::from_millis(1000), "removal took {gone:?}");
     // a pod of the same key, at once: a stale pair, if any, is replaced
     let a = net.ensure_pod(&env.req("p0", vec![])).await.unwrap();
     let (ok, out) = in_ns(
