@@ -114,7 +114,11 @@ fn controllers(cg: &Cgroups) -> Vec<Check> {
         .into_iter()
         .map(|(c, meaning, missing)| {
             let name = format!("cgroup controller {c}");
-            if offered.iter().any(|o| o == c) {
+            // v1 calls the io controller blkio
+            if offered
+                .iter()
+                .any(|o| o == c || (c == "io" && o == "blkio"))
+            {
                 Check::new(&name, Level::Ok, "present", "")
             } else {
                 Check::new(&name, missing, "absent", meaning)
@@ -376,7 +380,7 @@ fn ca_bundle(https_roots: bool) -> Check {
             "CA certificates",
             Level::Degraded,
             "no usable CA bundle (install ca-certificates, or set SSL_CERT_FILE)",
-            "pulls from HTTPS registries fail with a clear error; image archives, loopback and insecure registries work",
+            "registry pulls fail with a clear error (the registry client cannot start without CA certificates); image archives work",
         )
     }
 }
