@@ -343,6 +343,8 @@ fn disk(d: &Path) -> Check {
     };
     match nix::sys::statvfs::statvfs(at) {
         Ok(s) => {
+            // the casts matter on 32-bit targets (armhf), where these are narrower
+            #[allow(clippy::unnecessary_cast)]
             let free = s.blocks_available() as u64 * s.fragment_size() as u64;
             let found = format!("{} MiB free at {}", free >> 20, at.display());
             if free < DISK_CRITICAL {
