@@ -69,13 +69,13 @@ pub enum PullError {
         source: ContentError,
     },
     #[error(
-        "cannot pull {reference} from {endpoint} over HTTPS: no usable CA certificates on this host (install the ca-certificates package, or set SSL_CERT_FILE)"
+        "cannot pull {reference} from {endpoint}: no usable CA certificates on this host, so no registry client (install the ca-certificates package, or set SSL_CERT_FILE)"
     )]
     NoTrustRoots {
         endpoint: String,
         reference: String,
         #[source]
-        source: Arc<OciDistributionError>,
+        source: Arc<ClientError>,
     },
     #[error("storing content of {reference}")]
     Store {
@@ -130,12 +130,11 @@ pub struct PullCounters {
 }
 
 pub struct Puller {
-    /// The HTTPS client, or why it cannot be made (no CA bundle on the
-    /// host): then only the pulls that need TLS fail, each with a clear error.
-    https: Result<Client, Arc<OciDistributionError>>,
-    /// The plain-HTTP client; an error only if even a TLS stack with one
-    /// private root cannot be built.
-    http: Result<Client, Arc<OciDistributionError>>,
+    /// The HTTPS and plain-HTTP clients, or why they cannot be made (no CA
+    /// bundle on the host): then every registry pull fails with a clear
+    /// error, and image archives still work.
+    https: Result<Client, Arc<ClientError>>,
+    http: Result<Client, Arc<ClientError>>,
     opts: RegistryOptions,
     pub counters: Arc<PullCounters>,
 }
@@ -165,40 +164,37 @@ fn config(protocol: ClientProtocol) -> ClientConfig {
     }
 }
 
-/// A self-signed certificate whose key was thrown away: the plain-HTTP
-/// client trusts only it when the host has no CA bundle, so it still builds
-/// (the TLS stack wants roots even for a client that never speaks TLS) and
-/// a redirect to HTTPS is refused instead of trusted.
-const NO_TLS_ROOT: &[u8] = include_bytes!("pull_no_tls_root.pem");
-
-/// The HTTPS client; an error (never a panic, as `Client::new` would do)
-/// when the host has no CA certificates.
-fn https_client() -> Result<Client, Arc<OciDistributionError>> {
-    Client::try_from(config(ClientProtocol::Https)).map_err(Arc::new)
+/// Build a client, turning oci-client's panic into an error: its
+/// `try_from` fills the remaining fields from `Client::default()`, which
+/// calls `reqwest::Client::new()`, which panics when the TLS stack finds no
+/// CA certificates on the host (even for a plain-HTTP client).
+fn build(protocol: ClientProtocol) -> Result<Client, Arc<ClientError>> {
+    match std::panic::catch_unwind(|| Client::try_from(config(protocol))) {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(Arc::new(ClientError(e.to_string()))),
+        Err(p) => Err(Arc::new(ClientError(
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the TLS stack panicked".into()),
+        ))),
+    }
 }
 
-/// The plain-HTTP client (loopback and insecure registries): built with the
-/// host's roots when there are any, else with [`NO_TLS_ROOT`] only.
-fn http_client() -> Result<Client, Arc<OciDistributionError>> {
-    Client::try_from(config(ClientProtocol::Http)).or_else(|_| {
-        let mut c = config(ClientProtocol::Http);
-        c.tls_certs_only = vec![oci_client::client::Certificate {
-            encoding: oci_client::client::CertificateEncoding::Pem,
-            data: NO_TLS_ROOT.to_vec(),
-        }];
-        Client::try_from(c).map_err(Arc::new)
-    })
-}
+/// Why a registry client could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientError(String);
 
 impl Puller {
     pub fn new(opts: RegistryOptions) -> Self {
-        let https = https_client();
+        let https = build(ClientProtocol::Https);
         if let Err(e) = &https {
-            tracing::warn!(error = %e, "no HTTPS registry client (no CA certificates on this host?): pulls from HTTPS registries will fail; loopback, insecure and archive images still work");
+            tracing::warn!(error = %e, "no registry client (no CA certificates on this host?): registry pulls will fail; image archives still work");
         }
         Puller {
             https,
-            http: http_client(),
+            http: build(ClientProtocol::Http),
             opts,
             counters: Arc::default(),
         }
@@ -505,8 +501,8 @@ mod tests {
     const NO_CA_CHILD: &str = "BERTH_TEST_NO_CA_CHILD";
 
     /// With no CA certificates (SSL_CERT_FILE and SSL_CERT_DIR point at
-    /// nothing), making the puller does not panic, loopback pulls keep their
-    /// client, and an HTTPS pull fails with the clear error. Runs in a child
+    /// nothing), making the puller does not panic and a pull fails with the
+    /// clear error. Runs in a child
     /// process: the roots are read from the environment, which a test must
     /// not change in its own process.
     #[test]
@@ -514,7 +510,6 @@ mod tests {
         if std::env::var_os(NO_CA_CHILD).is_some() {
             let p = Puller::new(RegistryOptions::default());
             assert!(!p.https_available());
-            assert!(p.http.is_ok(), "plain-HTTP client built without roots");
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

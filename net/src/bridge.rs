@@ -37,10 +37,10 @@ pub enum BridgeError {
         #[source]
         source: rtnetlink::Error,
     },
-    #[error("add route for the service range {cidr} via bridge {name}")]
+    #[error("add route for the service range {cidr}/{prefix} onto the bridge")]
     ServiceRoute {
-        name: String,
-        cidr: String,
+        cidr: Ipv4Addr,
+        prefix: u8,
         #[source]
         source: rtnetlink::Error,
     },
@@ -124,7 +124,6 @@ pub async fn ensure(
 /// is left alone.
 pub async fn route_services(
     handle: &Handle,
-    name: &str,
     index: u32,
     cidr: Ipv4Addr,
     prefix: u8,
@@ -140,8 +139,8 @@ pub async fn route_services(
         Ok(()) => Ok(()),
         Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
         Err(source) => Err(BridgeError::ServiceRoute {
-            name: name.to_string(),
-            cidr: format!("{cidr}/{prefix}"),
+            cidr,
+            prefix,
             source,
         }),
     }

@@ -174,7 +174,6 @@ impl HostNetwork {
             bridge::ensure(&handle, &bridge, gateway, cfg.pod_cidr.prefix_len(), mtu).await?;
         bridge::route_services(
             &handle,
-            &bridge,
             bridge_index,
             cfg.service_cidr.network(),
             cfg.service_cidr.prefix_len(),
