@@ -58,7 +58,7 @@ mod tests {
         // 8 MB freed below a live block (so free() cannot shrink the heap's
         // top by itself): trim must report pages released (glibc only)
         let blocks: Vec<Vec<u8>> = (0..2000).map(|i| vec![i as u8 | 1; 4096]).collect();
-        let fence = vec![7u8; 64];
+        let fence = Box::new([7u8; 64]); // a live heap block above the freed ones
         let sum: u64 = blocks.iter().map(|b| u64::from(b[0])).sum();
         assert!(sum > 0);
         drop(blocks);
