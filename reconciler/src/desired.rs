@@ -1,7 +1,7 @@
 //! What the sources want: the merged, validated object set handed from the
 //! agent's sources to the reconciler through a `tokio::sync::watch`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use berth_spec::{ObjectKey, Sourced};
@@ -16,6 +16,18 @@ pub struct DesiredState {
     /// The reconciler prunes nothing before this is true.
     pub complete: bool,
     pub objects: BTreeMap<ObjectKey, Sourced>,
+    /// Objects that a complete source dropped: pruned even while `complete`
+    /// is false because some other source is incomplete (a missing
+    /// directory, a Git remote never reached). Keys of Pods and of the
+    /// controllers (Deployments) whose pods go with them.
+    pub prunable: BTreeSet<ObjectKey>,
+}
+
+impl DesiredState {
+    /// Whether what `key` named may be removed now that it is not desired.
+    pub fn may_prune(&self, key: &ObjectKey) -> bool {
+        self.complete || self.prunable.contains(key)
+    }
 }
 
 pub type DesiredTx = tokio::sync::watch::Sender<Arc<DesiredState>>;

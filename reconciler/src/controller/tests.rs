@@ -44,6 +44,7 @@ pub(super) fn state(objs: Vec<Object>, complete: bool) -> DesiredState {
         revision: "r".into(),
         complete,
         objects,
+        prunable: Default::default(),
     }
 }
 

@@ -42,6 +42,7 @@ fn desired(names: &[&str]) -> Arc<DesiredState> {
         revision: "r".into(),
         complete: true,
         objects,
+        prunable: Default::default(),
     })
 }
 
