@@ -30,10 +30,7 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for p in entries {
         if p.is_dir() {
             yaml_files(&p, out);
-        } else if p
-            .extension()
-            .is_some_and(|e| e == "yaml" || e == "yml")
-        {
+        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             out.push(p);
         }
     }
@@ -141,7 +138,10 @@ fn every_example_names_its_source_commit() {
     yaml_files(&root, &mut files);
     for f in &files {
         let rel = f.strip_prefix(&root).unwrap().display().to_string();
-        assert!(listed.contains(&rel.as_str()), "{rel} is not in SOURCES.tsv");
+        assert!(
+            listed.contains(&rel.as_str()),
+            "{rel} is not in SOURCES.tsv"
+        );
     }
     for l in sources.lines().skip(1) {
         let mut cols = l.split('\t');

@@ -210,7 +210,11 @@ spec:
         if !(ready(v, "web0") && ready(v, "web1")) {
             return None;
         }
-        let ip = |n: &str| Agent::pod(v, n)?["status"]["podIP"].as_str().map(str::to_string);
+        let ip = |n: &str| {
+            Agent::pod(v, n)?["status"]["podIP"]
+                .as_str()
+                .map(str::to_string)
+        };
         Some((ip("web0")?, ip("web1")?))
     })?;
     // the headless Service has no address
@@ -234,7 +238,10 @@ spec:
             .is_some_and(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok()),
         "{lb}"
     );
-    assert!(lb["spec"]["ports"][0]["nodePort"].as_i64().is_some(), "{lb}");
+    assert!(
+        lb["spec"]["ports"][0]["nodePort"].as_i64().is_some(),
+        "{lb}"
+    );
     // names, from a pod
     a.write_manifest(
         "client.yaml",
@@ -247,12 +254,14 @@ spec:
   containers:
   - name: c
     image: {IMAGE}
-    command: ["sh", "-c", "cat /etc/resolv.conf; echo ALL; nslookup nginx.default.svc.cluster.local; echo WEB0; nslookup web-0.nginx; sleep 1"]
+    command: ["sh", "-c", "cat /etc/resolv.conf; echo ALL; nslookup nginx.default.svc.cluster.local; echo WEB0; nslookup web-0.nginx.default.svc.cluster.local; sleep 1"]
 "#
         ),
     )?;
     a.wait_for("client done", Duration::from_secs(60), |v| {
-        let ph = Agent::pod(v, "client")?["status"]["phase"].as_str()?.to_string();
+        let ph = Agent::pod(v, "client")?["status"]["phase"]
+            .as_str()?
+            .to_string();
         (ph == "Succeeded" || ph == "Failed").then_some(())
     })?;
     let (_, log) = a.get("/api/v1/namespaces/default/pods/client/log")?;
@@ -264,7 +273,11 @@ spec:
         all.contains(&ips.0) && all.contains(&ips.1),
         "the headless name answers both ready pods {ips:?}: {log}"
     );
-    assert!(web0.contains(&ips.0), "web-0.nginx is web0 {}: {log}", ips.0);
+    assert!(
+        web0.contains(&ips.0),
+        "web-0.nginx is web0 {}: {log}",
+        ips.0
+    );
     assert!(!web0.contains(&ips.1), "web-0.nginx is only web0: {log}");
     // SRV for the named port, asked from the host at the pods' nameserver
     let ns = log
@@ -279,7 +292,10 @@ spec:
     )?;
     assert_eq!(answers, 2, "one SRV record per ready pod");
     let text = String::from_utf8_lossy(&raw);
-    assert!(text.contains("web-0"), "SRV target web-0.nginx...: {text:?}");
+    assert!(
+        text.contains("web-0"),
+        "SRV target web-0.nginx...: {text:?}"
+    );
     // a pod that stops being ready leaves the answers
     a.remove_manifest("web1.yaml")?;
     a.wait_for("one SRV record", Duration::from_secs(30), |_| {
