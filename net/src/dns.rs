@@ -174,8 +174,11 @@ async fn answer(st: &DnsState, req: &[u8], from: IpAddr, tcp: bool) -> Option<Ve
             match q.query_type() {
                 RecordType::A => {
                     for ip in a {
-                        resp.answers
-                            .push(Record::from_rdata(q.name().clone(), TTL, RData::A(A(ip))));
+                        resp.answers.push(Record::from_rdata(
+                            q.name().clone(),
+                            TTL,
+                            RData::A(A(ip)),
+                        ));
                     }
                 }
                 RecordType::SRV => {

@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use berth_spec::{Kind, Object, ObjectKey};
 use berth_spec::k8s_openapi::api::apps::v1::Deployment;
 use berth_spec::k8s_openapi::api::core::v1::{PodStatus, Service};
+use berth_spec::{Kind, Object, ObjectKey};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 

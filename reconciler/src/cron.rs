@@ -84,7 +84,10 @@ fn field(
             (lo, hi)
         } else if let Some((a, b)) = range.split_once('-') {
             restricted = true;
-            (value(a, lo, hi, names, base)?, value(b, lo, hi, names, base)?)
+            (
+                value(a, lo, hi, names, base)?,
+                value(b, lo, hi, names, base)?,
+            )
         } else {
             restricted = true;
             let a = value(range, lo, hi, names, base)?;
@@ -126,7 +129,9 @@ impl Schedule {
         }
         let tz = match zone.as_deref() {
             None | Some("UTC") | Some("Etc/UTC") => TimeZone::UTC,
-            Some(z) => TimeZone::get(z).map_err(|e| err(format!("unknown time zone {z:?}: {e}")))?,
+            Some(z) => {
+                TimeZone::get(z).map_err(|e| err(format!("unknown time zone {z:?}: {e}")))?
+            }
         };
         let expanded = match text {
             "@yearly" | "@annually" => "0 0 1 1 *",
@@ -192,10 +197,8 @@ impl Schedule {
             if self.day_matches(day) {
                 for &h in &self.hours {
                     for &m in &self.minutes {
-                        let dt = DateTime::from_parts(
-                            day,
-                            jiff::civil::time(h as i8, m as i8, 0, 0),
-                        );
+                        let dt =
+                            DateTime::from_parts(day, jiff::civil::time(h as i8, m as i8, 0, 0));
                         // a time skipped by a DST change runs at the shifted time
                         let Ok(z) = dt.to_zoned(self.tz.clone()) else {
                             continue;
@@ -269,24 +272,104 @@ mod tests {
     #[test]
     fn next_times_table() {
         let cases = [
-            ("*/1 * * * *", None, "2026-11-30T10:00:30Z", "2026-11-30T10:01:00Z"),
-            ("*/15 * * * *", None, "2026-11-30T10:01:00Z", "2026-11-30T10:15:00Z"),
-            ("0 3 * * *", None, "2026-11-30T10:00:00Z", "2026-12-01T03:00:00Z"),
-            ("30 2 1 * *", None, "2026-11-30T10:00:00Z", "2026-12-01T02:30:00Z"),
-            ("0 0 * * mon", None, "2026-11-30T10:00:00Z", "2026-12-07T00:00:00Z"),
-            ("0 0 * * 7", None, "2026-11-30T10:00:00Z", "2026-12-06T00:00:00Z"),
-            ("0 12 * feb-mar *", None, "2026-11-30T10:00:00Z", "2027-02-01T12:00:00Z"),
-            ("0 0 29 2 *", None, "2026-11-30T10:00:00Z", "2028-02-29T00:00:00Z"),
-            ("@hourly", None, "2026-11-30T10:00:00Z", "2026-11-30T11:00:00Z"),
-            ("@daily", None, "2026-11-30T10:00:00Z", "2026-12-01T00:00:00Z"),
-            ("5,10 1-2 * * *", None, "2026-11-30T01:07:00Z", "2026-11-30T01:10:00Z"),
+            (
+                "*/1 * * * *",
+                None,
+                "2026-11-30T10:00:30Z",
+                "2026-11-30T10:01:00Z",
+            ),
+            (
+                "*/15 * * * *",
+                None,
+                "2026-11-30T10:01:00Z",
+                "2026-11-30T10:15:00Z",
+            ),
+            (
+                "0 3 * * *",
+                None,
+                "2026-11-30T10:00:00Z",
+                "2026-12-01T03:00:00Z",
+            ),
+            (
+                "30 2 1 * *",
+                None,
+                "2026-11-30T10:00:00Z",
+                "2026-12-01T02:30:00Z",
+            ),
+            (
+                "0 0 * * mon",
+                None,
+                "2026-11-30T10:00:00Z",
+                "2026-12-07T00:00:00Z",
+            ),
+            (
+                "0 0 * * 7",
+                None,
+                "2026-11-30T10:00:00Z",
+                "2026-12-06T00:00:00Z",
+            ),
+            (
+                "0 12 * feb-mar *",
+                None,
+                "2026-11-30T10:00:00Z",
+                "2027-02-01T12:00:00Z",
+            ),
+            (
+                "0 0 29 2 *",
+                None,
+                "2026-11-30T10:00:00Z",
+                "2028-02-29T00:00:00Z",
+            ),
+            (
+                "@hourly",
+                None,
+                "2026-11-30T10:00:00Z",
+                "2026-11-30T11:00:00Z",
+            ),
+            (
+                "@daily",
+                None,
+                "2026-11-30T10:00:00Z",
+                "2026-12-01T00:00:00Z",
+            ),
+            (
+                "5,10 1-2 * * *",
+                None,
+                "2026-11-30T01:07:00Z",
+                "2026-11-30T01:10:00Z",
+            ),
             // both day fields restricted: either matches (1st of month or Friday)
-            ("0 0 1 * fri", None, "2026-11-30T10:00:00Z", "2026-12-01T00:00:00Z"),
-            ("0 0 1 * fri", None, "2026-12-01T10:00:00Z", "2026-12-04T00:00:00Z"),
+            (
+                "0 0 1 * fri",
+                None,
+                "2026-11-30T10:00:00Z",
+                "2026-12-01T00:00:00Z",
+            ),
+            (
+                "0 0 1 * fri",
+                None,
+                "2026-12-01T10:00:00Z",
+                "2026-12-04T00:00:00Z",
+            ),
             // time zones: 03:00 in Berlin is 02:00 UTC in winter
-            ("0 3 * * *", Some("Europe/Berlin"), "2026-11-30T10:00:00Z", "2026-12-01T02:00:00Z"),
-            ("CRON_TZ=America/New_York 0 9 * * *", None, "2026-11-30T10:00:00Z", "2026-11-30T14:00:00Z"),
-            ("TZ=Asia/Tokyo 0 9 * * *", None, "2026-11-30T10:00:00Z", "2026-12-01T00:00:00Z"),
+            (
+                "0 3 * * *",
+                Some("Europe/Berlin"),
+                "2026-11-30T10:00:00Z",
+                "2026-12-01T02:00:00Z",
+            ),
+            (
+                "CRON_TZ=America/New_York 0 9 * * *",
+                None,
+                "2026-11-30T10:00:00Z",
+                "2026-11-30T14:00:00Z",
+            ),
+            (
+                "TZ=Asia/Tokyo 0 9 * * *",
+                None,
+                "2026-11-30T10:00:00Z",
+                "2026-12-01T00:00:00Z",
+            ),
         ];
         for (s, tz, after, want) in cases {
             assert_eq!(next(s, tz, after), want, "{s} {tz:?} after {after}");
@@ -318,7 +401,8 @@ mod tests {
         let (latest, n) = s.latest_between(ts("2026-11-30T10:00:00Z"), ts("2026-11-30T10:05:00Z"));
         assert_eq!((latest, n), (None, 0));
         let every = Schedule::parse("* * * * *", None).unwrap();
-        let (latest, n) = every.latest_between(ts("2026-11-01T00:00:00Z"), ts("2026-11-30T10:05:30Z"));
+        let (latest, n) =
+            every.latest_between(ts("2026-11-01T00:00:00Z"), ts("2026-11-30T10:05:30Z"));
         assert_eq!(latest, Some(ts("2026-11-30T10:05:00Z")));
         assert_eq!(n, 100);
     }

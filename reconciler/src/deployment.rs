@@ -37,7 +37,11 @@ pub struct PodObs {
 /// The host ports (port, protocol) a pod spec asks for.
 pub fn host_ports(spec: Option<&PodSpec>) -> BTreeSet<(i32, String)> {
     spec.into_iter()
-        .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+        .flat_map(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+        })
         .flat_map(|c| c.ports.iter().flatten())
         .filter_map(|p| {
             let port = p.host_port.filter(|h| *h > 0)?;

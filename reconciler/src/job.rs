@@ -101,8 +101,7 @@ pub fn plan(
         ..Default::default()
     };
     let finish = |out: &mut Plan, f: Finished, at: SystemTime| {
-        out.delete
-            .extend(active.iter().map(|p| p.name.clone()));
+        out.delete.extend(active.iter().map(|p| p.name.clone()));
         if let Some(ttl) = spec.ttl_seconds_after_finished {
             let due = at + Duration::from_secs(ttl.max(0) as u64);
             if now >= due {
@@ -216,13 +215,7 @@ mod tests {
             (1, 1, vec![], 1, None),
             (5, 2, vec![], 2, None),
             (5, 2, vec![pod("a", Phase::Running, None)], 1, None),
-            (
-                2,
-                4,
-                vec![pod("a", Phase::Succeeded, Some(5))],
-                1,
-                None,
-            ),
+            (2, 4, vec![pod("a", Phase::Succeeded, Some(5))], 1, None),
             (
                 2,
                 2,

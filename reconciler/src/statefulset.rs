@@ -68,10 +68,7 @@ pub fn pod_template(set: &str, spec: &StatefulSetSpec, ordinal: u32) -> PodTempl
     let labels = t.metadata.get_or_insert_with(Default::default);
     let labels = labels.labels.get_or_insert_with(BTreeMap::new);
     labels.insert("statefulset.kubernetes.io/pod-name".into(), name.clone());
-    labels.insert(
-        "apps.kubernetes.io/pod-index".into(),
-        ordinal.to_string(),
-    );
+    labels.insert("apps.kubernetes.io/pod-index".into(), ordinal.to_string());
     let ps = t.spec.get_or_insert_with(Default::default);
     ps.hostname = Some(name);
     if let Some(svc) = spec.service_name.as_deref().filter(|s| !s.is_empty()) {
@@ -216,7 +213,12 @@ mod tests {
     fn ordered_ready_table() {
         let ordered = spec(3, "OrderedReady", "RollingUpdate", 0);
         let cases: Vec<(&str, StatefulSetSpec, Vec<PodObs>, Plan)> = vec![
-            ("fresh: only web-0", ordered.clone(), vec![], plan_of(&[0], &[])),
+            (
+                "fresh: only web-0",
+                ordered.clone(),
+                vec![],
+                plan_of(&[0], &[]),
+            ),
             (
                 "web-0 not ready: wait",
                 ordered.clone(),
@@ -278,7 +280,11 @@ mod tests {
     fn rolling_update_with_partition_and_on_delete() {
         let all_old = [pod(0, "r1", true), pod(1, "r1", true), pod(2, "r1", true)];
         let s = spec(3, "OrderedReady", "RollingUpdate", 0);
-        assert_eq!(plan(&s, "r2", &all_old), plan_of(&[], &[2]), "highest first");
+        assert_eq!(
+            plan(&s, "r2", &all_old),
+            plan_of(&[], &[2]),
+            "highest first"
+        );
         let some_new = [pod(0, "r1", true), pod(1, "r1", true), pod(2, "r2", true)];
         assert_eq!(plan(&s, "r2", &some_new), plan_of(&[], &[1]));
         let unready = [pod(0, "r1", true), pod(1, "r1", true), pod(2, "r2", false)];

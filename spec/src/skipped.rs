@@ -126,14 +126,14 @@ pub(crate) fn check(
             "missing apiVersion for kind {kind}{what} (supported: {supported})"
         ));
     }
-    let unknown = || format!("unknown kind {kind} in apiVersion {api}{what} (berth runs: {supported})");
+    let unknown =
+        || format!("unknown kind {kind} in apiVersion {api}{what} (berth runs: {supported})");
     if !valid_api_version(api) || !valid_kind(kind) {
         return Err(format!(
             "{api:?} {kind:?}{what} is not a valid apiVersion and kind (berth runs: {supported})"
         ));
     }
-    if (api == "v1" && !CORE_V1.contains(&kind)) || (api == "apps/v1" && !APPS_V1.contains(&kind))
-    {
+    if (api == "v1" && !CORE_V1.contains(&kind)) || (api == "apps/v1" && !APPS_V1.contains(&kind)) {
         return Err(unknown());
     }
     if name.is_empty() {
@@ -196,7 +196,9 @@ mod tests {
         for ok in ["v1", "v2beta1", "v1alpha3", "batch/v1", "a.b-c.io/v10"] {
             assert!(valid_api_version(ok), "{ok}");
         }
-        for bad in ["", "1", "v", "vbeta1", "v1beta", "v1gamma1", "/v1", "a/b/v1", "A/v1"] {
+        for bad in [
+            "", "1", "v", "vbeta1", "v1beta", "v1gamma1", "/v1", "a/b/v1", "A/v1",
+        ] {
             assert!(!valid_api_version(bad), "{bad}");
         }
     }

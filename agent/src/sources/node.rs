@@ -104,8 +104,10 @@ fn requirement_holds(r: &NodeSelectorRequirement, have: Option<&str>) -> bool {
         "Exists" => have.is_some(),
         "DoesNotExist" => have.is_none(),
         "Gt" | "Lt" => {
-            let (Some(h), Some(v)) = (have.and_then(number), values.first().and_then(|v| number(v)))
-            else {
+            let (Some(h), Some(v)) = (
+                have.and_then(number),
+                values.first().and_then(|v| number(v)),
+            ) else {
                 return false;
             };
             if r.operator == "Gt" { h > v } else { h < v }
@@ -209,6 +211,9 @@ mod tests {
         assert_eq!(n.mismatch(&by_name), None);
         let other = pod(vec![vec![req("metadata.name", "In", &["edge2"])]], true);
         let why = n.mismatch(&other).unwrap();
-        assert!(why.contains("required nodeAffinity: metadata.name In"), "{why}");
+        assert!(
+            why.contains("required nodeAffinity: metadata.name In"),
+            "{why}"
+        );
     }
 }

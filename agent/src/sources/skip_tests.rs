@@ -53,7 +53,11 @@ fn a_foreign_kind_beside_a_pod_is_skipped_and_listed_not_refused() {
             .iter()
             .all(|w| w.diag.severity == berth_spec::Severity::Warning)
     );
-    assert!(warnings[0].text.contains("app.yaml:10:1"), "{}", warnings[0].text);
+    assert!(
+        warnings[0].text.contains("app.yaml:10:1"),
+        "{}",
+        warnings[0].text
+    );
 }
 
 #[test]

@@ -148,10 +148,7 @@ impl Names {
                         a: s.ips.clone(),
                     }]
                 };
-                Some(Lookup::Found {
-                    a: Vec::new(),
-                    srv,
-                })
+                Some(Lookup::Found { a: Vec::new(), srv })
             }
             _ => None,
         }
@@ -224,7 +221,10 @@ mod tests {
         assert_eq!(n.lookup("nginx.default.svc.cluster.local", None), both);
         assert_eq!(n.lookup("nginx", None), both);
         let web0 = Lookup::a(&[Ipv4Addr::new(10, 44, 0, 5)]);
-        assert_eq!(n.lookup("web-0.nginx.default.svc.cluster.local.", None), web0);
+        assert_eq!(
+            n.lookup("web-0.nginx.default.svc.cluster.local.", None),
+            web0
+        );
         assert_eq!(n.lookup("web-0.nginx.default.svc", None), web0);
         assert_eq!(
             n.lookup("10-44-0-6.nginx.default.svc.cluster.local", None),

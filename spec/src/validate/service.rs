@@ -37,7 +37,10 @@ pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
                     .as_ref()
                     .is_some_and(|v| !v.is_empty()),
             ),
-            ("loadBalancerIP", s.load_balancer_ip.as_deref().is_some_and(|v| !v.is_empty())),
+            (
+                "loadBalancerIP",
+                s.load_balancer_ip.as_deref().is_some_and(|v| !v.is_empty()),
+            ),
             ("loadBalancerClass", s.load_balancer_class.is_some()),
         ] {
             if set {
@@ -59,7 +62,9 @@ pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
             if ty != "ClusterIP" {
                 o.err(
                     "spec.clusterIP",
-                    format!("a headless Service (clusterIP: None) must be type ClusterIP, not {ty}"),
+                    format!(
+                        "a headless Service (clusterIP: None) must be type ClusterIP, not {ty}"
+                    ),
                 );
             }
         } else if !ip.is_empty() && ip.parse::<std::net::Ipv4Addr>().is_err() {

@@ -174,7 +174,11 @@ fn node_selector(o: &mut Out, p: &str, sel: &NodeSelector) {
     }
     for (i, t) in sel.node_selector_terms.iter().enumerate() {
         let tp = format!("{p}.nodeSelectorTerms[{i}]");
-        let exprs = t.match_expressions.iter().flatten().map(|r| (r, "matchExpressions"));
+        let exprs = t
+            .match_expressions
+            .iter()
+            .flatten()
+            .map(|r| (r, "matchExpressions"));
         let fields = t.match_fields.iter().flatten().map(|r| (r, "matchFields"));
         let mut per: std::collections::BTreeMap<&str, usize> = Default::default();
         for (r, what) in exprs.chain(fields) {
@@ -187,12 +191,16 @@ fn node_selector(o: &mut Out, p: &str, sel: &NodeSelector) {
                 "Exists" | "DoesNotExist" => count == 0,
                 "Gt" | "Lt" => {
                     count == 1
-                        && r.values.as_ref().is_some_and(|v| v[0].parse::<i64>().is_ok())
+                        && r.values
+                            .as_ref()
+                            .is_some_and(|v| v[0].parse::<i64>().is_ok())
                 }
                 other => {
                     o.err(
                         format!("{rp}.operator"),
-                        format!("{other:?} is not valid (In, NotIn, Exists, DoesNotExist, Gt or Lt)"),
+                        format!(
+                            "{other:?} is not valid (In, NotIn, Exists, DoesNotExist, Gt or Lt)"
+                        ),
                     );
                     continue;
                 }
