@@ -211,7 +211,8 @@ mod tests {
     #[test]
     fn completions_and_parallelism() {
         // (completions, parallelism, pods, creates, finished)
-        let cases: Vec<(i32, i32, Vec<PodObs>, usize, Option<Finished>)> = vec![
+        type Case = (i32, i32, Vec<PodObs>, usize, Option<Finished>);
+        let cases: Vec<Case> = vec![
             (1, 1, vec![], 1, None),
             (5, 2, vec![], 2, None),
             (5, 2, vec![pod("a", Phase::Running, None)], 1, None),

@@ -174,12 +174,12 @@ mod tests {
             pod_management_policy: Some(policy.into()),
             update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some(update.into()),
-                rolling_update: (update == "RollingUpdate").then(|| {
+                rolling_update: (update == "RollingUpdate").then_some(
                     RollingUpdateStatefulSetStrategy {
                         partition: Some(partition),
                         max_unavailable: None,
-                    }
-                }),
+                    },
+                ),
             }),
             service_name: Some("nginx".into()),
             ..Default::default()
