@@ -220,16 +220,30 @@ pub struct ServicePort {
     pub node_port: Option<u16>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceEntry {
     pub namespace: String,
     pub name: String,
     /// `spec.clusterIP` when given.
     pub cluster_ip: Option<Ipv4Addr>,
+    /// Node ports are allocated (`type: NodePort` or `LoadBalancer`).
     pub node_port_type: bool,
     pub ports: Vec<ServicePort>,
     /// Ready endpoint addresses only.
     pub endpoints: Vec<Ipv4Addr>,
+    /// `type: LoadBalancer`: besides the node ports, each `port` is
+    /// published on the host's own addresses (as k3s's service load balancer does).
+    #[serde(default)]
+    pub load_balancer: bool,
+    /// `clusterIP: None`: no virtual IP and no rules; DNS answers the ready
+    /// endpoints' addresses.
+    #[serde(default)]
+    pub headless: bool,
+    /// Ready endpoints with a DNS name of their own: a pod whose
+    /// `spec.subdomain` names this Service, by its `spec.hostname` (StatefulSet
+    /// pods: `web-0`), answered as `<hostname>.<service>.<namespace>.svc.<domain>`.
+    #[serde(default)]
+    pub endpoint_hosts: Vec<(String, Ipv4Addr)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -169,6 +169,7 @@ async fn run(cfg: NetConfig) {
                 node_port: None,
             }],
             endpoints: vec![b_ip],
+            ..Default::default()
         }])
         .await
         .unwrap();

@@ -3,7 +3,9 @@
 //! Answers A queries for Services:
 //! `SERVICE` (in the asking pod's namespace, known from its source address),
 //! `SERVICE.NAMESPACE`, `SERVICE.NAMESPACE.svc` and
-//! `SERVICE.NAMESPACE.svc.<cluster domain>`. Other record types for those
+//! `SERVICE.NAMESPACE.svc.<cluster domain>`; for headless Services the ready
+//! endpoints and their per-pod names, and SRV queries for named ports
+//! ([`names`]). Other record types for those
 //! names get an empty NOERROR answer; unknown names inside the cluster domain
 //! get an authoritative NXDOMAIN. Everything else is relayed unchanged to the
 //! host's resolvers (from `/etc/resolv.conf`, or configured): the responder
@@ -15,15 +17,14 @@
 //! `hickory-server`'s authority/catalog machinery would add weight without
 //! doing any of the work.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::rdata::{A, SRV};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
@@ -53,79 +54,9 @@ pub enum DnsError {
     },
 }
 
-/// What a name resolves to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup {
-    Service(Ipv4Addr),
-    /// Inside the cluster domain but unknown.
-    NxDomain,
-    /// Not ours: ask the host's resolvers.
-    Forward,
-}
+mod names;
 
-/// The Service names and the pods' namespaces (by pod IP).
-#[derive(Debug, Default)]
-pub struct Names {
-    pub domain: String,
-    services: HashMap<(String, String), Ipv4Addr>,
-    pods: HashMap<Ipv4Addr, String>,
-}
-
-impl Names {
-    pub fn new(domain: &str) -> Self {
-        Self {
-            domain: domain.trim_matches('.').to_ascii_lowercase(),
-            ..Self::default()
-        }
-    }
-
-    pub fn set_services(&mut self, s: impl IntoIterator<Item = (String, String, Ipv4Addr)>) {
-        self.services = s.into_iter().map(|(ns, n, ip)| ((ns, n), ip)).collect();
-    }
-
-    pub fn set_pods(&mut self, p: impl IntoIterator<Item = (Ipv4Addr, String)>) {
-        self.pods = p.into_iter().collect();
-    }
-
-    fn svc(&self, ns: &str, name: &str) -> Option<Ipv4Addr> {
-        self.services
-            .get(&(ns.to_string(), name.to_string()))
-            .copied()
-    }
-
-    /// Resolve `qname` for a client at `client` (pod IP, for the namespace of short names).
-    pub fn lookup(&self, qname: &str, client: Option<Ipv4Addr>) -> Lookup {
-        let q = qname.trim_end_matches('.').to_ascii_lowercase();
-        let client_ns = client
-            .and_then(|c| self.pods.get(&c))
-            .map(String::as_str)
-            .unwrap_or("default");
-        let two = |rest: &str| -> Option<Ipv4Addr> {
-            let (name, ns) = rest.split_once('.')?;
-            if ns.contains('.') {
-                None
-            } else {
-                self.svc(ns, name)
-            }
-        };
-        let svc_suffix = format!(".svc.{}", self.domain);
-        if let Some(rest) = q.strip_suffix(&svc_suffix) {
-            return two(rest).map_or(Lookup::NxDomain, Lookup::Service);
-        }
-        if q == self.domain || q.ends_with(&format!(".{}", self.domain)) {
-            return Lookup::NxDomain;
-        }
-        if let Some(rest) = q.strip_suffix(".svc") {
-            return two(rest).map_or(Lookup::NxDomain, Lookup::Service);
-        }
-        if !q.contains('.') {
-            return self
-                .svc(client_ns, &q)
-                .map_or(Lookup::Forward, Lookup::Service);
-        }
-        two(&q).map_or(Lookup::Forward, Lookup::Service)
-    }
-}
+pub use names::{Lookup, Names, ServiceNames};
 
 /// Shared between the responder tasks and `HostNetwork`.
 #[derive(Debug)]
@@ -237,12 +168,39 @@ async fn answer(st: &DnsState, req: &[u8], from: IpAddr, tcp: bool) -> Option<Ve
     resp.metadata.recursion_available = true;
     resp.queries = msg.queries.clone();
     match lookup {
-        Lookup::Service(ip) => {
+        Lookup::Found { a, srv } => {
             resp.metadata.authoritative = true;
             let q = &msg.queries[0];
-            if q.query_type() == RecordType::A {
-                resp.answers
-                    .push(Record::from_rdata(q.name().clone(), TTL, RData::A(A(ip))));
+            match q.query_type() {
+                RecordType::A => {
+                    for ip in a {
+                        resp.answers.push(Record::from_rdata(
+                            q.name().clone(),
+                            TTL,
+                            RData::A(A(ip)),
+                        ));
+                    }
+                }
+                RecordType::SRV => {
+                    for s in srv {
+                        let Ok(target) = Name::from_ascii(format!("{}.", s.target)) else {
+                            continue;
+                        };
+                        resp.answers.push(Record::from_rdata(
+                            q.name().clone(),
+                            TTL,
+                            RData::SRV(SRV::new(0, 100, s.port, target.clone())),
+                        ));
+                        for ip in s.a {
+                            resp.additionals.push(Record::from_rdata(
+                                target.clone(),
+                                TTL,
+                                RData::A(A(ip)),
+                            ));
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         Lookup::NxDomain => {
@@ -295,6 +253,8 @@ async fn forward(upstreams: &[SocketAddr], req: &[u8], tcp: bool) -> Option<Vec<
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     fn names() -> Names {
@@ -310,8 +270,8 @@ mod tests {
     #[test]
     fn matches_all_service_name_forms() {
         let n = names();
-        let web = Lookup::Service(Ipv4Addr::new(10, 45, 0, 1));
-        let db = Lookup::Service(Ipv4Addr::new(10, 45, 0, 2));
+        let web = Lookup::a(&[Ipv4Addr::new(10, 45, 0, 1)]);
+        let db = Lookup::a(&[Ipv4Addr::new(10, 45, 0, 2)]);
         for q in [
             "web.default",
             "web.default.svc",

@@ -358,12 +358,30 @@ async fn apply_nft(cfg: &NetConfig, st: &State) -> Result<(), NetError> {
 
 fn update_names(d: &DnsState, st: &State) {
     let mut n = d.names.write().expect("dns names lock");
-    n.set_services(st.services.programmed().map(|s| {
-        (
-            s.entry.namespace.clone(),
-            s.entry.name.clone(),
-            s.cluster_ip,
-        )
+    n.set_service_names(st.services.programmed().map(|s| {
+        dns::ServiceNames {
+            namespace: s.entry.namespace.clone(),
+            name: s.entry.name.clone(),
+            ips: if s.entry.headless {
+                s.entry.endpoints.clone()
+            } else {
+                vec![s.cluster_ip]
+            },
+            headless: s.entry.headless,
+            ports: s
+                .entry
+                .ports
+                .iter()
+                .filter_map(|p| {
+                    let proto = match p.protocol {
+                        berth_contract::Protocol::Tcp => "tcp",
+                        berth_contract::Protocol::Udp => "udp",
+                    };
+                    Some((p.name.clone().filter(|n| !n.is_empty())?, proto, p.port))
+                })
+                .collect(),
+            hosts: s.entry.endpoint_hosts.clone(),
+        }
     }));
     n.set_pods(st.ipam.all().map(|a| (a.ip, a.pod.namespace.clone())));
 }

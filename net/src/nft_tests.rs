@@ -71,6 +71,7 @@ fn pods_and_services_golden() {
             node_port_type: true,
             ports: vec![port.clone()],
             endpoints: vec![Ipv4Addr::new(10, 123, 0, 2), Ipv4Addr::new(10, 123, 0, 3)],
+            ..Default::default()
         },
         cluster_ip: Ipv4Addr::new(10, 123, 1, 1),
         node_ports: vec![(80, Protocol::Tcp, 30080)],

@@ -3,7 +3,11 @@
 //! `sync` replaces the whole set. A Service keeps its ClusterIP for as long as
 //! it exists (stable per namespace/name, also across agent restarts);
 //! `spec.clusterIP` is honoured when inside the service CIDR and not taken.
-//! NodePorts work the same way inside the configured range. Per-Service
+//! NodePorts work the same way inside the configured range. A
+//! `LoadBalancer` Service also has each `port` DNATed on the host's own
+//! addresses (k3s's service load balancer, without its pods); a headless
+//! Service (`clusterIP: None`) gets no address and no rules, only DNS
+//! names (it is programmed with 0.0.0.0). Per-Service
 //! problems are returned in [`ServiceAssigned::error`] and that Service is
 //! not programmed; the others are.
 //!
@@ -146,7 +150,7 @@ impl Services {
             self.cidr.contains(a) && a != self.cidr.network() && a != self.cidr.broadcast()
         };
         // 1. explicit clusterIPs; 2. keep previous; 3. allocate.
-        for s in wanted {
+        for s in wanted.iter().filter(|s| !s.headless) {
             let k = key(&s.namespace, &s.name);
             if let Some(req) = s.cluster_ip {
                 if !valid(req) {
@@ -168,7 +172,10 @@ impl Services {
                 }
             }
         }
-        for s in wanted.iter().filter(|s| s.cluster_ip.is_none()) {
+        for s in wanted
+            .iter()
+            .filter(|s| s.cluster_ip.is_none() && !s.headless)
+        {
             let k = key(&s.namespace, &s.name);
             if let Some(prev) = self.programmed.get(&k).map(|p| p.cluster_ip)
                 && !ips.contains_key(&prev)
@@ -177,7 +184,10 @@ impl Services {
                 chosen.insert(k, prev);
             }
         }
-        for s in wanted.iter().filter(|s| s.cluster_ip.is_none()) {
+        for s in wanted
+            .iter()
+            .filter(|s| s.cluster_ip.is_none() && !s.headless)
+        {
             let k = key(&s.namespace, &s.name);
             if chosen.contains_key(&k) {
                 continue;
@@ -269,7 +279,11 @@ impl Services {
                 })
                 .collect();
             let error = errors.get(&k).cloned();
-            let cluster_ip = chosen.get(&k).copied();
+            let cluster_ip = if s.headless {
+                Some(Ipv4Addr::UNSPECIFIED)
+            } else {
+                chosen.get(&k).copied()
+            };
             if let (Some(ip), None) = (cluster_ip, &error) {
                 next.insert(
                     k.clone(),
@@ -304,8 +318,13 @@ impl Services {
 /// nft rules of one Service: DNAT spread over ready endpoints, or a fast reject.
 pub fn rules(svc: &ProgrammedService) -> Vec<(&'static str, Vec<S>)> {
     let mut out = Vec::new();
+    if svc.entry.headless {
+        return out;
+    }
     let eps = &svc.entry.endpoints;
     for p in &svc.entry.ports {
+        // LoadBalancer: the service port itself on the host's addresses
+        let lb = svc.entry.load_balancer.then_some(p.port);
         let vip = eq(payload("ip", "daddr"), ip(svc.cluster_ip));
         let np = svc
             .node_ports
@@ -317,7 +336,7 @@ pub fn rules(svc: &ProgrammedService) -> Vec<(&'static str, Vec<S>)> {
                 "no_endpoints",
                 vec![vip, dport(p.protocol, p.port), reject(p.protocol)],
             ));
-            if let Some(n) = np {
+            for n in np.into_iter().chain(lb) {
                 out.push((
                     "no_endpoints",
                     vec![daddr_local(), dport(p.protocol, n), reject(p.protocol)],
@@ -332,7 +351,7 @@ pub fn rules(svc: &ProgrammedService) -> Vec<(&'static str, Vec<S>)> {
                     dnat_spread(eps, p.target_port),
                 ],
             ));
-            if let Some(n) = np {
+            for n in np.into_iter().chain(lb) {
                 out.push((
                     "services",
                     vec![

@@ -15,6 +15,7 @@ fn svc(ns: &str, name: &str, ip: Option<Ipv4Addr>, nodeport: bool) -> ServiceEnt
             node_port: None,
         }],
         endpoints: vec![],
+        ..Default::default()
     }
 }
 
@@ -126,4 +127,42 @@ fn rules_reject_without_endpoints_and_spread_with_them() {
         json.contains(r#""numgen":{"mode":"random","mod":2,"offset":0}"#),
         "{json}"
     );
+}
+
+/// Issue 15: a headless Service gets no address, no node ports and no rules;
+/// a LoadBalancer also publishes its port on the host's addresses.
+#[test]
+fn headless_and_load_balancer_services() {
+    let d = tempfile::tempdir().unwrap();
+    let mut s = load(d.path());
+    let mut h = svc("d", "h", None, true);
+    h.headless = true;
+    h.endpoints = vec![Ipv4Addr::new(10, 123, 0, 2)];
+    let a = s.sync(&[h, svc("d", "a", None, false)]).unwrap();
+    assert_eq!(a[0].error, None);
+    assert_eq!(a[0].cluster_ip, Ipv4Addr::UNSPECIFIED);
+    assert!(a[0].node_ports.is_empty());
+    assert_eq!(
+        a[1].cluster_ip,
+        Ipv4Addr::new(10, 123, 1, 1),
+        "the headless one took no address"
+    );
+    let prog: Vec<&ProgrammedService> = s.programmed().collect();
+    let headless = prog.iter().find(|p| p.entry.name == "h").unwrap();
+    assert!(rules(headless).is_empty());
+
+    let mut lb = svc("d", "lb", None, true);
+    lb.load_balancer = true;
+    lb.endpoints = vec![Ipv4Addr::new(10, 123, 0, 2)];
+    let p = ProgrammedService {
+        entry: lb,
+        cluster_ip: Ipv4Addr::new(10, 123, 1, 3),
+        node_ports: vec![(80, Protocol::Tcp, 30001)],
+    };
+    let r = rules(&p);
+    // VIP, node port, and the service port on the host's addresses
+    assert_eq!(r.len(), 3, "{r:?}");
+    let host_port = serde_json::to_string(&r[2].1).unwrap();
+    assert!(host_port.contains(r#""right":80"#), "{host_port}");
+    assert!(host_port.contains("local"), "{host_port}");
 }

@@ -207,6 +207,7 @@ fn svc(ip: Option<Ipv4Addr>, endpoints: Vec<Ipv4Addr>, node_port: bool) -> Servi
             node_port: None,
         }],
         endpoints,
+        ..Default::default()
     }
 }
 

@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use berth_spec::Object;
 use berth_spec::k8s_openapi::api::apps::v1::Deployment;
 use berth_spec::k8s_openapi::api::core::v1::{PodStatus, Service};
+use berth_spec::{Kind, Object, ObjectKey};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -84,7 +84,7 @@ pub(crate) struct Progress {
 
 pub struct Reconciler<I, R, N> {
     deps: Deps<I, R, N>,
-    cfg: ReconcilerConfig,
+    pub(crate) cfg: ReconcilerConfig,
     settings: Arc<WorkerSettings>,
     records: RecordStore,
     pub(crate) pods: Tracked<BTreeMap<(String, String), PodEntry>>,
@@ -432,12 +432,15 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                         to_delete.push((key.clone(), grace))
                     }
                     Some(_) => {}
-                    None if desired.complete => to_delete.push((key.clone(), grace)),
+                    None if desired.may_prune(&ObjectKey::new(Kind::Pod, &key.0, &key.1)) => {
+                        to_delete.push((key.clone(), grace))
+                    }
                     None => {}
                 },
                 Some(owner) => {
                     let owned = deployments.contains(&(key.0.clone(), owner.clone()));
-                    if !owned && desired.complete {
+                    let controller = ObjectKey::new(Kind::Deployment, &key.0, owner);
+                    if !owned && desired.may_prune(&controller) {
                         to_delete.push((key.clone(), grace));
                     }
                 }
@@ -951,6 +954,7 @@ pub(crate) fn pod_obs(e: &PodEntry) -> PodObs {
         ready_since: e.status.as_ref().and_then(ready_since),
         terminating: e.terminating.is_some(),
         created: e.record.created,
+        host_ports: deployment::host_ports(Some(&e.record.spec)),
     }
 }
 

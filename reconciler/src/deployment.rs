@@ -4,12 +4,15 @@
 //! carry the `pod-template-hash` label. [`plan`] decides, from the pods that
 //! exist now, how many pods of the current template to create and which pods
 //! to delete, following RollingUpdate (maxSurge / maxUnavailable, counting only
-//! available pods) or Recreate.
+//! available pods) or Recreate. As in Kubernetes, terminating pods do not
+//! count against maxSurge, so a rollout does not wait for an old pod's grace
+//! period, unless the old pod still holds a hostPort the new pods need.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use berth_spec::k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStrategy};
-use berth_spec::k8s_openapi::api::core::v1::PodTemplateSpec;
+use berth_spec::k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use berth_spec::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// The hash that names a template revision (pod-template-hash).
@@ -27,6 +30,24 @@ pub struct PodObs {
     pub ready_since: Option<SystemTime>,
     pub terminating: bool,
     pub created: SystemTime,
+    /// The host ports (port, protocol) the pod holds.
+    pub host_ports: BTreeSet<(i32, String)>,
+}
+
+/// The host ports (port, protocol) a pod spec asks for.
+pub fn host_ports(spec: Option<&PodSpec>) -> BTreeSet<(i32, String)> {
+    spec.into_iter()
+        .flat_map(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+        })
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let port = p.host_port.filter(|h| *h > 0)?;
+            Some((port, p.protocol.clone().unwrap_or_else(|| "TCP".into())))
+        })
+        .collect()
 }
 
 impl PodObs {
@@ -160,8 +181,15 @@ pub fn plan(
     if stalled {
         return out;
     }
-    // Scale up the new revision within maxSurge (terminating pods still count).
-    let total = pods.len() as i32;
+    // Scale up the new revision within maxSurge. Terminating pods do not
+    // count (Kubernetes semantics), except one still holding a hostPort of
+    // the template: the new pod could not bind it yet.
+    let wanted_ports = host_ports(spec.template.spec.as_ref());
+    let blocking = pods
+        .iter()
+        .filter(|p| p.terminating && !p.host_ports.is_disjoint(&wanted_ports))
+        .count();
+    let total = (live.len() + blocking) as i32;
     let want_new = replicas - new.len() as i32;
     let room = replicas + surge - total;
     if want_new > 0 && room > 0 {

@@ -22,6 +22,18 @@ pub struct DesiredState {
     /// Images of the recorded objects a rollback re-applies: used from the
     /// host as they are, never pulled (even with `imagePullPolicy: Always`).
     pub rollback_images: BTreeSet<String>,
+    /// Objects that a complete source dropped: pruned even while `complete`
+    /// is false because some other source is incomplete (a missing
+    /// directory, a Git remote never reached). Keys of Pods and of the
+    /// controllers (Deployments) whose pods go with them.
+    pub prunable: BTreeSet<ObjectKey>,
+}
+
+impl DesiredState {
+    /// Whether what `key` named may be removed now that it is not desired.
+    pub fn may_prune(&self, key: &ObjectKey) -> bool {
+        self.complete || self.prunable.contains(key)
+    }
 }
 
 pub type DesiredTx = tokio::sync::watch::Sender<Arc<DesiredState>>;

@@ -3,13 +3,15 @@
 //! The reconciler turns the desired object set (from the agent's sources) into
 //! running pods, through the [`traits`] (the `berth-contract` crate) that `image/`, `runtime/` and `net/`
 //! implement, and publishes Kubernetes-shaped status for the API. Planning is
-//! pure (see [`deployment::plan`], [`service::entries`], the pod phase rules in
+//! pure (see [`deployment::plan`], [`statefulset::plan`], [`job::plan`],
+//! [`cron::Schedule`], [`service::entries`], the pod phase rules in
 //! [`pod::status`]); acting goes through the traits. It does not read
 //! manifests, talk HTTP, or call the kernel itself.
 
 pub mod backoff;
 pub mod container;
 pub mod controller;
+pub mod cron;
 pub mod deployment;
 pub mod desired;
 pub mod downward;
@@ -17,6 +19,7 @@ pub mod events;
 mod generation;
 pub mod grpc_health;
 pub mod hash;
+pub mod job;
 pub mod pod;
 pub mod probe;
 pub mod record;
@@ -25,6 +28,7 @@ pub mod seccomp_localhost;
 pub mod service;
 pub mod service_env;
 mod snapshot;
+pub mod statefulset;
 pub mod status;
 #[cfg(test)]
 mod testing;

@@ -1,4 +1,9 @@
 //! Services: selectors over pods to ready endpoints, and hostPort requests. Pure.
+//!
+//! `type: LoadBalancer` is a NodePort Service whose ports are also published
+//! on the host's addresses; a headless Service (`clusterIP: None`) gets no
+//! virtual IP, and DNS answers its ready endpoints (by hostname for pods
+//! whose `spec.subdomain` names it).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -111,6 +116,16 @@ pub fn entries(services: &[&Service], pods: &[EndpointPod<'_>]) -> Vec<ServiceEn
         let mut endpoints: Vec<Ipv4Addr> = ready.iter().filter_map(|p| p.ip).collect();
         endpoints.sort();
         endpoints.dedup();
+        let mut endpoint_hosts: Vec<(String, Ipv4Addr)> = ready
+            .iter()
+            .filter(|p| p.spec.subdomain.as_deref() == Some(name.as_str()))
+            .filter_map(|p| Some((p.spec.hostname.clone()?, p.ip?)))
+            .filter(|(h, _)| !h.is_empty())
+            .collect();
+        endpoint_hosts.sort();
+        endpoint_hosts.dedup();
+        let ty = spec.type_.as_deref().unwrap_or("ClusterIP");
+        let load_balancer = ty == "LoadBalancer";
         out.push(ServiceEntry {
             namespace: ns,
             name,
@@ -119,9 +134,13 @@ pub fn entries(services: &[&Service], pods: &[EndpointPod<'_>]) -> Vec<ServiceEn
                 .as_deref()
                 .filter(|ip| !ip.is_empty() && *ip != "None")
                 .and_then(|ip| ip.parse().ok()),
-            node_port_type: spec.type_.as_deref() == Some("NodePort"),
+            node_port_type: ty == "NodePort"
+                || (load_balancer && spec.allocate_load_balancer_node_ports != Some(false)),
             ports,
             endpoints,
+            load_balancer,
+            headless: spec.cluster_ip.as_deref() == Some("None"),
+            endpoint_hosts,
         });
     }
     out
@@ -239,5 +258,85 @@ mod tests {
         let mut s = spec();
         s.host_network = Some(true);
         assert!(host_ports(&s).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod kinds_tests {
+    use super::*;
+    use berth_spec::k8s_openapi::api::core::v1::{Container, ServiceSpec};
+    use berth_spec::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn svc(ty: &str, cluster_ip: Option<&str>) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                name: Some("nginx".into()),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some(ty.into()),
+                cluster_ip: cluster_ip.map(Into::into),
+                selector: Some([("app".to_string(), "web".to_string())].into()),
+                ports: Some(vec![berth_spec::k8s_openapi::api::core::v1::ServicePort {
+                    port: 80,
+                    name: Some("web".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn pod_spec(host: Option<&str>, sub: Option<&str>) -> PodSpec {
+        PodSpec {
+            hostname: host.map(Into::into),
+            subdomain: sub.map(Into::into),
+            containers: vec![Container::default()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn load_balancer_gets_node_ports_and_host_publishing() {
+        let e = entries(&[&svc("LoadBalancer", None)], &[]);
+        assert!(e[0].load_balancer && e[0].node_port_type && !e[0].headless);
+        let mut s = svc("LoadBalancer", None);
+        s.spec.as_mut().unwrap().allocate_load_balancer_node_ports = Some(false);
+        let e = entries(&[&s], &[]);
+        assert!(e[0].load_balancer && !e[0].node_port_type);
+        let e = entries(&[&svc("ClusterIP", None)], &[]);
+        assert!(!e[0].load_balancer && !e[0].node_port_type);
+    }
+
+    #[test]
+    fn headless_lists_ready_endpoints_and_their_hostnames() {
+        let labels: BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
+        let (s0, s1, s2) = (
+            pod_spec(Some("web-0"), Some("nginx")),
+            pod_spec(Some("web-1"), Some("nginx")),
+            pod_spec(Some("other"), Some("elsewhere")),
+        );
+        let pod = |spec, last, ready| EndpointPod {
+            namespace: "default",
+            labels: &labels,
+            spec,
+            ip: Some(Ipv4Addr::new(10, 0, 0, last)),
+            ready,
+            terminating: false,
+        };
+        let pods = vec![pod(&s0, 2, true), pod(&s1, 3, false), pod(&s2, 4, true)];
+        let e = entries(&[&svc("ClusterIP", Some("None"))], &pods);
+        assert!(e[0].headless);
+        assert_eq!(e[0].cluster_ip, None);
+        assert_eq!(
+            e[0].endpoints,
+            [Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 4)]
+        );
+        assert_eq!(
+            e[0].endpoint_hosts,
+            [("web-0".to_string(), Ipv4Addr::new(10, 0, 0, 2))],
+            "only ready pods whose subdomain is this Service"
+        );
     }
 }

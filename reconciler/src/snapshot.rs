@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 
 use berth_spec::k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus};
-use berth_spec::k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus, Service};
+use berth_spec::k8s_openapi::api::core::v1::{
+    LoadBalancerIngress, LoadBalancerStatus, Pod, PodCondition, PodStatus, PortStatus, Service,
+    ServiceStatus,
+};
 use berth_spec::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use berth_spec::volume::VolumeStatus;
 use berth_spec::{Object, Volume};
@@ -193,9 +196,51 @@ fn service_status<I, R, N>(r: &Reconciler<I, R, N>, s: &Service, _pods: &[Pod]) 
         berth_spec::namespace_of(&s.metadata).to_string(),
         s.metadata.name.clone().unwrap_or_default(),
     );
+    let headless = s
+        .spec
+        .as_ref()
+        .is_some_and(|sp| sp.cluster_ip.as_deref() == Some("None"));
+    let load_balancer = s
+        .spec
+        .as_ref()
+        .is_some_and(|sp| sp.type_.as_deref() == Some("LoadBalancer"));
+    if let (Some(a), Some(spec)) = (r.assigned.get(&key), s.spec.as_ref())
+        && a.error.is_none()
+        && load_balancer
+    {
+        // the ports are published on the host's addresses (servicelb)
+        let ports: Vec<PortStatus> = spec
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| PortStatus {
+                port: p.port,
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                error: None,
+            })
+            .collect();
+        s.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: r.cfg.host_ip.map(|ip| {
+                    vec![LoadBalancerIngress {
+                        ip: Some(ip.to_string()),
+                        ip_mode: Some("VIP".into()),
+                        ports: Some(ports),
+                        ..Default::default()
+                    }]
+                }),
+            }),
+            ..Default::default()
+        });
+    }
     if let (Some(a), Some(spec)) = (r.assigned.get(&key), s.spec.as_mut()) {
-        spec.cluster_ip = Some(a.cluster_ip.to_string());
-        spec.cluster_ips = Some(vec![a.cluster_ip.to_string()]);
+        let ip = if headless {
+            "None".to_string()
+        } else {
+            a.cluster_ip.to_string()
+        };
+        spec.cluster_ip = Some(ip.clone());
+        spec.cluster_ips = Some(vec![ip]);
         for p in spec.ports.iter_mut().flatten() {
             if let Some((_, np)) = a
                 .node_ports

@@ -15,11 +15,13 @@
 //! Decisions a user can see:
 //! - Unknown fields are warnings; everything else found is an error, and every
 //!   error is reported (several type errors in one object included).
+//! - A well-formed object of a kind berth does not run (Ingress,
+//!   NetworkPolicy, RBAC, custom resources, ...) is skipped with a warning
+//!   and listed in [`Parsed::skipped`] ([`skipped`]); it never refuses its file.
 //! - Valid Kubernetes that berth cannot honour on one host (`hostPID`,
 //!   `dnsConfig`, volume types other than emptyDir/hostPath/configMap/secret/
 //!   persistentVolumeClaim, strategies other than RollingUpdate/Recreate,
-//!   LoadBalancer/ExternalName Services, headless Services (`clusterIP: None`,
-//!   not implemented by `net`), ...) is an error saying so
+//!   ExternalName Services, ...) is an error saying so
 //!   ([`validate::unsupported`]).
 //! - Numbers and booleans where Kubernetes wants a string (`value: 8080`) are
 //!   errors, so berth manifests stay valid Kubernetes.
@@ -39,6 +41,7 @@ pub mod object;
 mod parse;
 pub mod quantity;
 pub(crate) mod schema;
+pub mod skipped;
 pub mod validate;
 pub mod volume;
 mod yaml;
@@ -47,6 +50,7 @@ pub use diag::{Diagnostic, Severity};
 pub use object::{DEFAULT_NAMESPACE, Kind, Location, Object, ObjectKey, Sourced, namespace_of};
 pub use parse::{SUPPORTED, parse_str};
 pub use schema::json_schema;
+pub use skipped::Skipped;
 pub use volume::Volume;
 
 /// Rules across objects (duplicates across files, duplicate ClusterIPs,
@@ -64,6 +68,9 @@ pub fn validate_set(objects: &[Sourced]) -> Vec<Diagnostic> {
 pub struct Parsed {
     pub objects: Vec<Sourced>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Well-formed objects of kinds berth does not run (each also has one
+    /// warning in `diagnostics`); they never make the file bad.
+    pub skipped: Vec<Skipped>,
 }
 
 impl Parsed {

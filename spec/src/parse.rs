@@ -241,13 +241,33 @@ fn parse_one(
     let kind = text(v.get("kind"));
     let name = text(v.get("metadata").and_then(|m| m.get("name")));
     let Some(k) = kind_of(&api, &kind) else {
-        out.diagnostics.push(Diagnostic {
-            severity: Severity::Error,
-            location: start,
-            object: None,
-            path: at_prefix,
-            message: unknown_kind_message(&api, &kind, &name),
-        });
+        let known_in = API_OF.iter().find(|(k, _)| *k == kind).map(|(_, a)| *a);
+        match crate::skipped::check(&api, &kind, &name, known_in, SUPPORTED) {
+            Ok(()) => {
+                out.diagnostics.push(Diagnostic {
+                    severity: Severity::Warning,
+                    location: start.clone(),
+                    object: None,
+                    path: at_prefix,
+                    message: format!("{name:?}: {}", crate::skipped::message(&api, &kind)),
+                });
+                let namespace = text(v.get("metadata").and_then(|m| m.get("namespace")));
+                out.skipped.push(crate::Skipped {
+                    api_version: api,
+                    kind,
+                    namespace: Some(namespace).filter(|n| !n.is_empty()),
+                    name,
+                    location: start,
+                });
+            }
+            Err(message) => out.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                location: start,
+                object: None,
+                path: at_prefix,
+                message,
+            }),
+        }
         return;
     };
     // placing a finding costs a pass over the document: past a limit,
@@ -505,29 +525,6 @@ fn kind_of(api: &str, kind: &str) -> Option<Known> {
         (crate::volume::API_VERSION, "Volume") => Known::Volume,
         _ => return None,
     })
-}
-
-fn unknown_kind_message(api: &str, kind: &str, name: &str) -> String {
-    let what = if name.is_empty() {
-        String::new()
-    } else {
-        format!(" (object {name:?})")
-    };
-    if kind.is_empty() {
-        return format!("missing kind{what} (supported: {SUPPORTED})");
-    }
-    if let Some((_, want)) = API_OF.iter().find(|(k, _)| *k == kind) {
-        return if api.is_empty() {
-            format!("missing apiVersion for kind {kind}{what}: berth reads it as {want}")
-        } else {
-            format!("kind {kind}{what} is read in apiVersion {want}, not {api}")
-        };
-    }
-    if api.is_empty() {
-        format!("missing apiVersion for kind {kind}{what} (supported: {SUPPORTED})")
-    } else {
-        format!("unsupported kind {kind} in apiVersion {api}{what} (supported: {SUPPORTED})")
-    }
 }
 
 /// File modes written the YAML 1.1 way, as Kubernetes reads them:

@@ -60,7 +60,7 @@ fn every_error_is_reported_not_just_the_first() {
         "spec.template.spec.containers[0].image: image is required",
         "64Mx",
         "warning: Deployment \"Web_App\": spec.template.spec.containers[0].imag: unknown field",
-        "unsupported kind Gadget",
+        "unknown kind Gadget in apiVersion v1",
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
@@ -257,7 +257,7 @@ fn list_items_keep_paths_and_lines() {
         [
             "l.yaml:14:7: Service \"s\": spec.ports[0].port: invalid type: string \"http\", expected i32",
             "l.yaml:25:9: Pod \"p\": spec.containers[0].ports[0].containerPort: 70000 is not a valid port (1-65535)",
-            "l.yaml:26:3: items[3]: unsupported kind Gizmo in apiVersion v9 (supported: v1 Pod, apps/v1 Deployment, v1 Service, v1 ConfigMap, v1 Secret, v1 PersistentVolumeClaim, berth.dev/v1alpha1 Volume, v1 List)",
+            "l.yaml:26:3: items[3]: v9 Gizmo: metadata.name is required (berth would skip this kind, but it is not a valid object)",
             "l.yaml:22:7: warning: Pod \"p\": spec.containers[0].colour: unknown field (ignored)",
         ]
     );

@@ -46,5 +46,6 @@ pub async fn agent_status(State(st): State<ApiState>) -> Json<Value> {
         "conflicts": view.conflicts,
         "notScheduled": view.unscheduled,
         "refused": view.refused,
+        "skipped": view.sources.iter().map(|s| s.skipped_count).sum::<usize>(),
     }))
 }

@@ -61,6 +61,8 @@ struct FileState {
     good: Vec<Sourced>,
     ever_good: bool,
     diagnostics: Vec<Diagnostic>,
+    /// Objects of kinds berth does not run in the current content.
+    skipped: Vec<berth_spec::Skipped>,
     /// The current content is refused.
     bad: bool,
 }
@@ -151,6 +153,11 @@ impl DirState {
             .filter(|(_, f)| f.bad)
             .map(|(p, _)| p.display().to_string())
             .collect();
+        let skipped: Vec<berth_spec::Skipped> = self
+            .files
+            .values()
+            .flat_map(|f| f.skipped.iter().cloned())
+            .collect();
         SourceReport {
             complete: self.read_once && !never_good_and_bad,
             status: SourceStatus {
@@ -164,6 +171,8 @@ impl DirState {
                 objects: objects.len(),
                 diagnostics,
                 files_with_errors,
+                skipped_count: skipped.len(),
+                skipped,
                 git: None,
                 rollout: None,
             },
@@ -189,6 +198,7 @@ fn read_failed(path: &Path, e: &io::Error, old: Option<FileState>) -> FileState 
         good: Vec::new(),
         ever_good: false,
         diagnostics: Vec::new(),
+        skipped: Vec::new(),
         bad: true,
     });
     st.hash = [0; 32];
@@ -217,6 +227,7 @@ fn parse_file(path: &Path, text: &str, old: Option<FileState>) -> FileState {
             good,
             ever_good,
             diagnostics: parsed.diagnostics,
+            skipped: parsed.skipped,
             bad: true,
         }
     } else {
@@ -226,6 +237,7 @@ fn parse_file(path: &Path, text: &str, old: Option<FileState>) -> FileState {
             good: parsed.objects,
             ever_good: true,
             diagnostics: parsed.diagnostics,
+            skipped: parsed.skipped,
             bad: false,
         }
     }

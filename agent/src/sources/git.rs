@@ -51,6 +51,8 @@ pub enum Evaluation {
     Accepted {
         objects: Vec<Sourced>,
         warnings: Vec<Diagnostic>,
+        /// Objects of kinds berth does not run (each with a warning).
+        skipped: Vec<berth_spec::Skipped>,
     },
     Refused {
         diagnostics: Vec<Diagnostic>,
@@ -61,12 +63,14 @@ pub enum Evaluation {
 pub fn evaluate(files: &[TreeFile], missing_paths: &[String], commit: &str) -> Evaluation {
     let mut objects = Vec::new();
     let mut diags = Vec::new();
+    let mut skipped = Vec::new();
     for (path, text) in files {
         match text {
             Ok(text) => {
                 let p = berth_spec::parse_str(path, text);
                 objects.extend(p.objects);
                 diags.extend(p.diagnostics);
+                skipped.extend(p.skipped);
             }
             Err(e) => diags.push(diag(path, Severity::Error, format!("cannot read: {e}"))),
         }
@@ -95,6 +99,7 @@ pub fn evaluate(files: &[TreeFile], missing_paths: &[String], commit: &str) -> E
         Evaluation::Accepted {
             objects,
             warnings: diags,
+            skipped,
         }
     }
 }
@@ -136,6 +141,8 @@ struct GitState {
     cfg: GitConfig,
     dir: PathBuf,
     applied: Option<(Oid, CommitInfo, Vec<Sourced>, Vec<Diagnostic>)>,
+    /// The applied commit's objects of kinds berth does not run.
+    skipped: Vec<berth_spec::Skipped>,
     refused: Option<(Oid, Refused)>,
     last_fetched: Option<Oid>,
     last_fetch_time: Option<SystemTime>,
@@ -199,6 +206,8 @@ impl GitState {
                 objects: objects.len(),
                 diagnostics,
                 files_with_errors,
+                skipped_count: self.skipped.len(),
+                skipped: self.skipped.clone(),
                 git: Some(git),
                 rollout: None,
             },
@@ -209,12 +218,17 @@ impl GitState {
     /// Take in a newly evaluated commit.
     fn take(&mut self, oid: Oid, info: CommitInfo, ev: Evaluation) {
         match ev {
-            Evaluation::Accepted { objects, warnings } => {
+            Evaluation::Accepted {
+                objects,
+                warnings,
+                skipped,
+            } => {
                 tracing::info!(commit = %oid, subject = %info.subject, objects = objects.len(), "git commit applied");
                 if let Err(e) = git_repo::save_applied(&self.dir, oid) {
                     tracing::warn!(error = %error_chain(&e), "cannot persist the applied commit");
                 }
                 self.applied = Some((oid, info, objects, warnings));
+                self.skipped = skipped;
                 self.refused = None;
             }
             Evaluation::Refused { diagnostics } => {
@@ -257,6 +271,7 @@ pub async fn run(
         cfg,
         dir,
         applied: None,
+        skipped: Vec::new(),
         refused: None,
         last_fetched: None,
         last_fetch_time: None,

@@ -19,7 +19,10 @@
 //!   when something changed) and to the API through a [`View`] watch.
 //!
 //! `complete` is true only when every source is complete, so the reconciler
-//! prunes nothing while any source has never produced a good set.
+//! prunes nothing while any source has never produced a good set, except
+//! what a complete source dropped in this run (`prunable`): an incomplete
+//! source (a missing directory, a Git remote never reached) never stops the
+//! pruning of objects another, complete, source removed.
 
 pub mod dir;
 pub mod git;
@@ -27,7 +30,7 @@ mod git_repo;
 pub mod node;
 pub mod scan;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use berth_reconciler::{DesiredState, DesiredTx};
@@ -76,6 +79,10 @@ pub struct SourceStatus {
     pub diagnostics: Vec<DiagView>,
     /// Files whose current content is refused; their last good objects are kept.
     pub files_with_errors: Vec<String>,
+    /// How many objects of kinds berth does not run were skipped (one warning each).
+    pub skipped_count: usize,
+    /// Those objects: apiVersion, kind, namespace, name and file:line.
+    pub skipped: Vec<berth_spec::Skipped>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub git: Option<git::GitStatus>,
     /// Health-gated rollouts: applied, running and last healthy revision, history.
@@ -156,6 +163,10 @@ struct HubInner {
     generation: u64,
     /// Policy refusals still in force: their reasons and since when.
     refused_since: BTreeMap<ObjectKey, (Vec<String>, jiff::Timestamp)>,
+    /// Per source, the keys of its last report.
+    published: Vec<BTreeSet<ObjectKey>>,
+    /// Keys a complete source dropped and no source names again.
+    prunable: BTreeSet<ObjectKey>,
 }
 
 /// A source's slot in the hub.
@@ -231,6 +242,7 @@ impl Hub {
     pub fn register(self: &Arc<Self>) -> SourceHandle {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.reports.push(None);
+        inner.published.push(BTreeSet::new());
         SourceHandle {
             hub: self.clone(),
             idx: inner.reports.len() - 1,
@@ -247,18 +259,34 @@ impl Hub {
             Some(r) => r.admit(idx, report),
             None => report,
         };
+        let keys: BTreeSet<ObjectKey> = report.objects.iter().map(|s| s.object.key()).collect();
+        if report.complete {
+            let dropped: Vec<ObjectKey> = inner.published[idx].difference(&keys).cloned().collect();
+            inner.prunable.extend(dropped);
+        }
+        inner.published[idx] = keys;
         inner.reports[idx] = Some(report);
         self.merge_all(&mut inner);
     }
 
     fn merge_all(&self, inner: &mut HubInner) {
         let previous = self.desired_tx.borrow().clone();
-        let merged = merge(
+        let mut merged = merge(
             &inner.reports,
             &previous,
             &self.node,
             self.policy.as_deref(),
         );
+        let HubInner {
+            published,
+            prunable,
+            ..
+        } = &mut *inner;
+        prunable.retain(|k| !published.iter().any(|p| p.contains(k)));
+        if merged.desired.complete {
+            prunable.clear();
+        }
+        merged.desired.prunable = prunable.clone();
         let now = jiff::Timestamp::now();
         let first_seen = std::mem::take(&mut inner.first_seen);
         inner.first_seen = merged
@@ -278,7 +306,8 @@ impl Hub {
                 || cur.complete != desired.complete
                 || cur.revision != desired.revision
                 || cur.keep_images != desired.keep_images
-                || cur.rollback_images != desired.rollback_images;
+                || cur.rollback_images != desired.rollback_images
+                || cur.prunable != desired.prunable;
             if changed {
                 *cur = desired.clone();
             }
@@ -489,5 +518,7 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
 
 #[cfg(test)]
 mod policy_tests;
+#[cfg(test)]
+mod skip_tests;
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,7 @@ fn pod(name: &str, hash: &str, ready: bool) -> PodObs {
         ready_since: ready.then_some(T0),
         terminating: false,
         created: T0,
+        host_ports: Default::default(),
     }
 }
 
@@ -205,4 +206,43 @@ fn scale_up_and_down_with_no_rollout() {
         plan(&spec(1, 1, 0), "h1", &pods, now(), false).delete.len(),
         2
     );
+}
+
+/// Issue 15: a rollout does not wait for terminating pods (Kubernetes does
+/// not count them), unless one still holds a hostPort of the new template.
+#[test]
+fn terminating_pods_do_not_hold_up_a_rollout_unless_they_hold_a_host_port() {
+    use berth_spec::k8s_openapi::api::core::v1::{Container, ContainerPort, PodSpec};
+    // 2 replicas, surge 1, unavailable 0: one old pod is terminating, one old
+    // pod and one new ready pod run
+    let mut dying = pod("a", "h1", true);
+    dying.terminating = true;
+    let pods = vec![dying.clone(), pod("b", "h1", true), pod("n", "h2", true)];
+    let p = plan(&spec(2, 1, 0), "h2", &pods, now(), false);
+    assert_eq!(p.create, 1, "the terminating pod does not use the surge");
+
+    let mut s = spec(2, 1, 0);
+    s.template.spec = Some(PodSpec {
+        containers: vec![Container {
+            name: "c".into(),
+            ports: Some(vec![ContainerPort {
+                container_port: 80,
+                host_port: Some(8080),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let mut holding = dying.clone();
+    holding.host_ports = host_ports(s.template.spec.as_ref());
+    let pods = vec![holding, pod("b", "h1", true), pod("n", "h2", true)];
+    let p = plan(&s, "h2", &pods, now(), false);
+    assert_eq!(p.create, 0, "waits: the old pod still holds hostPort 8080");
+
+    // a terminating pod holding another port does not block
+    let mut other = dying;
+    other.host_ports = [(9090, "TCP".to_string())].into();
+    let pods = vec![other, pod("b", "h1", true), pod("n", "h2", true)];
+    assert_eq!(plan(&s, "h2", &pods, now(), false).create, 1);
 }

@@ -1,4 +1,7 @@
-//! Services: type, ClusterIP, ports, NodePorts.
+//! Services: type, ClusterIP, ports, NodePorts. `LoadBalancer` is a NodePort
+//! Service whose ports berth also publishes on the host's addresses (its
+//! status names the node's address, as k3s's service load balancer does);
+//! a headless Service (`clusterIP: None`) has DNS names and no address.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,11 +17,39 @@ pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
         return;
     };
     let ty = s.type_.as_deref().unwrap_or("ClusterIP");
-    if ty != "ClusterIP" && ty != "NodePort" {
-        o.err(
+    match ty {
+        "ClusterIP" | "NodePort" | "LoadBalancer" => {}
+        "ExternalName" => o.err(
             "spec.type",
-            format!("{ty:?} is not supported by berth (ClusterIP or NodePort)"),
-        );
+            "ExternalName is not supported by berth (ClusterIP, NodePort or LoadBalancer)",
+        ),
+        _ => o.err(
+            "spec.type",
+            format!("{ty:?} is not a valid type (ClusterIP, NodePort or LoadBalancer)"),
+        ),
+    }
+    let node_ports = ty == "NodePort" || ty == "LoadBalancer";
+    if ty == "LoadBalancer" {
+        for (field, set) in [
+            (
+                "loadBalancerSourceRanges",
+                s.load_balancer_source_ranges
+                    .as_ref()
+                    .is_some_and(|v| !v.is_empty()),
+            ),
+            (
+                "loadBalancerIP",
+                s.load_balancer_ip.as_deref().is_some_and(|v| !v.is_empty()),
+            ),
+            ("loadBalancerClass", s.load_balancer_class.is_some()),
+        ] {
+            if set {
+                o.warn(
+                    format!("spec.{field}"),
+                    "ignored by berth: the ports are published on all of this host's addresses",
+                );
+            }
+        }
     }
     if s.selector.as_ref().is_none_or(BTreeMap::is_empty) {
         o.warn(
@@ -28,10 +59,14 @@ pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
     }
     if let Some(ip) = s.cluster_ip.as_deref() {
         if ip == "None" {
-            o.err(
-                "spec.clusterIP",
-                "headless Services (clusterIP: None) are not supported by berth yet",
-            );
+            if ty != "ClusterIP" {
+                o.err(
+                    "spec.clusterIP",
+                    format!(
+                        "a headless Service (clusterIP: None) must be type ClusterIP, not {ty}"
+                    ),
+                );
+            }
         } else if !ip.is_empty() && ip.parse::<std::net::Ipv4Addr>().is_err() {
             o.err(
                 "spec.clusterIP",
@@ -60,10 +95,10 @@ pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
             _ => {}
         }
         if let Some(np) = p.node_port {
-            if ty != "NodePort" {
+            if !node_ports {
                 o.err(
                     format!("{base}.nodePort"),
-                    "may only be set when type is NodePort",
+                    "may only be set when type is NodePort or LoadBalancer",
                 );
             } else if !(30000..=32767).contains(&np) {
                 o.err(

@@ -2,9 +2,11 @@
 //! per-object error instead of silently different behaviour (DESIGN.md,
 //! "Kinds and API versions"). Pure scheduling preferences that cannot change
 //! the outcome on one host (preferred affinities) are warnings; tolerations,
-//! priorities and spread constraints are accepted silently.
+//! priorities and spread constraints are accepted silently. Required node
+//! affinity is checked here for form and evaluated by the agent against the
+//! node's labels, like nodeSelector.
 
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::core::v1::{Container, NodeSelector, PodSpec};
 
 use super::Out;
 
@@ -79,10 +81,18 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
 
     if let Some(a) = &s.affinity {
         let p = format!("{base}.affinity");
-        let node_req = a.node_affinity.as_ref().is_some_and(|n| {
+        let node_req = a.node_affinity.as_ref().and_then(|n| {
             n.required_during_scheduling_ignored_during_execution
-                .is_some()
+                .as_ref()
         });
+        if let Some(req) = node_req {
+            // evaluated against this node's labels by the agent, like nodeSelector
+            node_selector(
+                o,
+                &format!("{p}.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"),
+                req,
+            );
+        }
         let pod_req = [
             &a.pod_affinity
                 .as_ref()
@@ -93,12 +103,25 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
         ]
         .iter()
         .any(|r| r.is_some_and(|r| r.as_ref().is_some_and(|v| !v.is_empty())));
-        if node_req || pod_req {
+        let preferred = a.node_affinity.as_ref().is_some_and(|n| {
+            n.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+                .is_some_and(|v| !v.is_empty())
+        }) || a.pod_affinity.as_ref().is_some_and(|x| {
+            x.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+                .is_some_and(|v| !v.is_empty())
+        }) || a.pod_anti_affinity.as_ref().is_some_and(|x| {
+            x.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+                .is_some_and(|v| !v.is_empty())
+        });
+        if pod_req {
             o.err(
                 p,
-                "required (anti-)affinity is not supported by berth (one host; use nodeSelector with kubernetes.io/* labels)",
+                "required pod (anti-)affinity is not supported by berth (it places pods relative to each other across nodes; berth is one node)",
             );
-        } else {
+        } else if preferred {
             o.warn(p, "preferred affinities are ignored by berth (one host)");
         }
     }
@@ -125,6 +148,67 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
         super::lifecycle::restart_policy(o, &p, c, false);
         super::lifecycle::hooks(o, &p, c, false, false);
         container(o, &p, c);
+    }
+}
+
+/// A required node affinity: valid operators and values (whether it matches
+/// this node is the agent's business).
+fn node_selector(o: &mut Out, p: &str, sel: &NodeSelector) {
+    if sel.node_selector_terms.is_empty() {
+        o.err(
+            format!("{p}.nodeSelectorTerms"),
+            "at least one term is required",
+        );
+    }
+    for (i, t) in sel.node_selector_terms.iter().enumerate() {
+        let tp = format!("{p}.nodeSelectorTerms[{i}]");
+        let exprs = t
+            .match_expressions
+            .iter()
+            .flatten()
+            .map(|r| (r, "matchExpressions"));
+        let fields = t.match_fields.iter().flatten().map(|r| (r, "matchFields"));
+        let mut per: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (r, what) in exprs.chain(fields) {
+            let n = per.entry(what).or_default();
+            let rp = format!("{tp}.{what}[{n}]");
+            *n += 1;
+            let count = r.values.as_ref().map_or(0, Vec::len);
+            let ok = match r.operator.as_str() {
+                "In" | "NotIn" => count > 0,
+                "Exists" | "DoesNotExist" => count == 0,
+                "Gt" | "Lt" => {
+                    count == 1
+                        && r.values
+                            .as_ref()
+                            .is_some_and(|v| v[0].parse::<i64>().is_ok())
+                }
+                other => {
+                    o.err(
+                        format!("{rp}.operator"),
+                        format!(
+                            "{other:?} is not valid (In, NotIn, Exists, DoesNotExist, Gt or Lt)"
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if !ok {
+                o.err(
+                    format!("{rp}.values"),
+                    format!(
+                        "wrong values for operator {} (In/NotIn: one or more; Exists/DoesNotExist: none; Gt/Lt: one integer)",
+                        r.operator
+                    ),
+                );
+            }
+            if what == "matchFields" && r.key != "metadata.name" {
+                o.err(
+                    format!("{rp}.key"),
+                    format!("{:?} is not a supported field (metadata.name)", r.key),
+                );
+            }
+        }
     }
 }
 
