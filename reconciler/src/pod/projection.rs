@@ -56,7 +56,7 @@ fn downward_files(
                 downward::file_content(f, pod, node).map_err(|source| VolumeError::Downward {
                     volume: volume.into(),
                     path: f.path.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             let m = f.mode.map(|m| m as u32).unwrap_or(mode);
             Ok((f.path.clone(), content.into_bytes(), m))

@@ -63,7 +63,7 @@ pub enum VolumeError {
         volume: String,
         path: String,
         #[source]
-        source: crate::container::BuildError,
+        source: Box<crate::container::BuildError>,
     },
     #[error("volume {volume}: unsupported volume type")]
     Unsupported { volume: String },
