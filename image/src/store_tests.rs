@@ -153,6 +153,39 @@ async fn import_and_policies_without_a_registry() {
     assert_eq!(s2.stats().layers_unpacked, 3);
 }
 
+/// Regression (issue 15): an archive put into the import dir just before the
+/// agent started was left for a later scan (it may still have been being
+/// written), so the first pod pulled, failed ("dns error") and backed off. A
+/// pull of an image not in the store now imports the import dir first.
+#[tokio::test]
+async fn a_fresh_archive_is_imported_before_any_pull() {
+    let t = tempfile::tempdir().unwrap();
+    let import = t.path().join("import");
+    std::fs::create_dir(&import).unwrap();
+    let (archive, image_id) = docker_archive("example.org/fresh:1");
+    std::fs::write(import.join("fresh.tar"), &archive).unwrap();
+    let mut cfg = ImageStoreConfig::new(t.path().join("images"));
+    cfg.import_dir = Some(import);
+    let s = ImageStore::open(cfg).await.unwrap();
+    // too fresh for the start-up scan
+    assert!(s.images().is_empty());
+    let t0 = std::time::Instant::now();
+    let info = s
+        .ensure("example.org/fresh:1", PullPolicy::IfNotPresent)
+        .await
+        .expect("imported, not pulled (no registry is reachable here)");
+    assert_eq!(info.image_id, image_id);
+    assert!(t0.elapsed() < crate::archive::IMPORT_FIRST_MAX_WAIT);
+    // nothing left to settle: an unknown image fails at once, no waiting
+    let t0 = std::time::Instant::now();
+    assert!(
+        s.ensure("example.org/absent:1", PullPolicy::Never)
+            .await
+            .is_err()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(2));
+}
+
 /// Regression: GC took per-image locks while holding the exclusive lease,
 /// and `ensure` takes the image lock before the shared lease: a deadlock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
