@@ -82,6 +82,18 @@ pub(crate) struct Progress {
     pub stalled: bool,
 }
 
+impl Progress {
+    /// What the Deployment's status shows of it.
+    fn shown(&self) -> (String, deployment::Counts, bool, bool) {
+        (
+            self.hash.clone(),
+            self.last_counts.clone(),
+            self.complete,
+            self.stalled,
+        )
+    }
+}
+
 pub struct Reconciler<I, R, N> {
     deps: Deps<I, R, N>,
     pub(crate) cfg: ReconcilerConfig,
@@ -94,7 +106,8 @@ pub struct Reconciler<I, R, N> {
     world_tx: watch::Sender<Arc<World>>,
     worker_tx: mpsc::Sender<WorkerMsg>,
     worker_rx: mpsc::Receiver<WorkerMsg>,
-    pub(crate) progress: Tracked<BTreeMap<(String, String), Progress>>,
+    /// Not tracked: `last_change` moves every pass; [`Progress::shown`] bumps the generation.
+    pub(crate) progress: BTreeMap<(String, String), Progress>,
     synced_services: Option<Vec<ServiceEntry>>,
     pub(crate) assigned: Tracked<BTreeMap<(String, String), ServiceAssigned>>,
     volume_policies: BTreeMap<(String, String), berth_spec::volume::ReclaimPolicy>,
@@ -104,6 +117,8 @@ pub struct Reconciler<I, R, N> {
     passes: u64,
     /// Bumps on every change of what the status shows (the tracked fields).
     generation: Generation,
+    /// The generation of the last published snapshot.
+    published: Option<u64>,
     /// A pod ended since the records were last saved (saved once per burst).
     records_dirty: bool,
     /// Pods on the host with no readable record, by uid (see [`adoption`]).
@@ -150,7 +165,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             world_tx,
             worker_tx,
             worker_rx,
-            progress: g.track(BTreeMap::new()),
+            progress: BTreeMap::new(),
             synced_services: None,
             assigned: g.track(BTreeMap::new()),
             volume_policies: BTreeMap::new(),
@@ -164,6 +179,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             import_failures: g.track(Vec::new()),
             last_conditions: g.track(Vec::new()),
             generation: g,
+            published: None,
         }
     }
 
@@ -454,7 +470,9 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             self.ensure_pod(d);
         }
         self.start_pending();
-        self.blocked.retain(|k, _| names.contains(k));
+        if self.blocked.keys().any(|k| !names.contains(k)) {
+            self.blocked.retain(|k, _| names.contains(k));
+        }
         self.sync_services(desired).await;
         // the cluster IPs just assigned, for containers' environment
         self.update_world(desired);
@@ -483,6 +501,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             .collect();
         let deadline =
             Duration::from_secs(spec.progress_deadline_seconds.unwrap_or(600).max(0) as u64);
+        let shown_before = self.progress.get(key).map(Progress::shown);
         let prog = self
             .progress
             .entry(key.clone())
@@ -510,6 +529,12 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         prog.complete = p.complete;
         if !p.complete && !prog.stalled && prog.last_change.elapsed() > deadline {
             prog.stalled = true;
+        }
+        let stalled_now = prog.stalled && shown_before.as_ref().is_none_or(|s| !s.3);
+        if shown_before != Some(prog.shown()) {
+            self.generation.bump();
+        }
+        if stalled_now {
             self.events.record(
                 EventInput {
                     warning: true,
@@ -593,6 +618,15 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             // an unrecorded instance still runs or is being removed
             return;
         }
+        if let Some(e) = self.pods.get(&key) {
+            let relabel = e.record.spec_hash == d.spec_hash
+                && e.terminating.is_none()
+                && e.record.labels != d.labels;
+            let reannotate = e.terminating.is_none() && e.annotations != d.annotations;
+            if !relabel && !reannotate {
+                return;
+            }
+        }
         if let Some(e) = self.pods.get_mut(&key) {
             if e.record.spec_hash == d.spec_hash
                 && e.terminating.is_none()
@@ -643,7 +677,13 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                         SystemTime::now(),
                     );
                 }
-                self.blocked.insert(key, (d, msg));
+                let same = self
+                    .blocked
+                    .get(&key)
+                    .is_some_and(|(b, m)| *m == msg && b.spec_hash == d.spec_hash);
+                if !same {
+                    self.blocked.insert(key, (d, msg));
+                }
                 return;
             }
         }
@@ -882,15 +922,18 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         }
     }
 
+    /// A new snapshot when the observed state changed (or every 50 passes);
+    /// its `version` counts the changes published, one at a time.
     fn publish(&mut self, desired: &DesiredState) {
         let cur = self.status_tx.borrow().clone();
-        if cur.ready
-            && cur.version == self.generation.get()
-            && cur.reconcile_passes + 50 > self.passes
-        {
+        let generation = self.generation.get();
+        let changed = self.published != Some(generation);
+        if cur.ready && !changed && cur.reconcile_passes + 50 > self.passes {
             return;
         }
-        let snap: Snapshot = snapshot::build(self, desired, self.generation.get(), self.passes);
+        self.published = Some(generation);
+        let version = cur.version + u64::from(changed);
+        let snap: Snapshot = snapshot::build(self, desired, version, self.passes);
         self.status_tx.send_replace(Arc::new(snap));
     }
 }
