@@ -210,7 +210,7 @@ impl Services {
         let (lo, hi) = self.node_port_range;
         let mut taken: BTreeSet<(u16, Protocol)> = BTreeSet::new();
         let mut nps: BTreeMap<(String, u16, Protocol), u16> = BTreeMap::new();
-        for s in wanted.iter().filter(|s| s.node_port_type) {
+        for s in wanted.iter().filter(|s| s.node_port_type && !s.headless) {
             let k = key(&s.namespace, &s.name);
             for p in &s.ports {
                 if let Some(np) = p.node_port {
@@ -229,7 +229,7 @@ impl Services {
                 }
             }
         }
-        for s in wanted.iter().filter(|s| s.node_port_type) {
+        for s in wanted.iter().filter(|s| s.node_port_type && !s.headless) {
             let k = key(&s.namespace, &s.name);
             let prev = self.programmed.get(&k);
             for p in s.ports.iter().filter(|p| p.node_port.is_none()) {
@@ -246,7 +246,7 @@ impl Services {
                 }
             }
         }
-        for s in wanted.iter().filter(|s| s.node_port_type) {
+        for s in wanted.iter().filter(|s| s.node_port_type && !s.headless) {
             let k = key(&s.namespace, &s.name);
             for p in s.ports.iter().filter(|p| p.node_port.is_none()) {
                 if nps.contains_key(&(k.clone(), p.port, p.protocol)) {

@@ -108,7 +108,7 @@ spec:
         assert_eq!(mode, 0o700, "{} mode {mode:o}", d.display());
     }
     assert!(
-        a.log().contains("making it 0700"),
+        a.log().contains("made it 0700"),
         "the pre-existing 0755 state dir was tightened with a warning"
     );
 
