@@ -339,3 +339,28 @@ pub async fn until<F: Fn(&crate::status::Snapshot) -> bool>(
         }
     }
 }
+
+/// `o` as if read from `t.yaml:1:1`.
+pub fn sourced(o: berth_spec::Object) -> berth_spec::Sourced {
+    berth_spec::Sourced {
+        object: o,
+        location: berth_spec::Location {
+            file: "t.yaml".into(),
+            line: 1,
+            column: 1,
+        },
+    }
+}
+
+/// A desired state of `objs` (revision "r").
+pub fn desired_state(
+    objs: Vec<berth_spec::Object>,
+    complete: bool,
+) -> crate::desired::DesiredState {
+    crate::desired::DesiredState {
+        revision: "r".into(),
+        complete,
+        objects: objs.into_iter().map(|o| (o.key(), sourced(o))).collect(),
+        ..Default::default()
+    }
+}

@@ -1,13 +1,12 @@
 //! The control loop against in-memory fakes: convergence, restarts with
 //! back-off, pruning, rollouts and adoption. Time is paused (auto-advancing).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_spec::Object;
 use berth_spec::k8s_openapi::api::apps::v1::Deployment;
 use berth_spec::k8s_openapi::api::core::v1::{Pod, Service};
-use berth_spec::{Location, Object, Sourced};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -27,25 +26,8 @@ pub(super) struct Harness {
     pub(super) task: tokio::task::JoinHandle<()>,
 }
 
-pub(super) fn sourced(o: Object) -> Sourced {
-    Sourced {
-        object: o,
-        location: Location {
-            file: "t.yaml".into(),
-            line: 1,
-            column: 1,
-        },
-    }
-}
-
 pub(super) fn state(objs: Vec<Object>, complete: bool) -> DesiredState {
-    let objects: BTreeMap<_, _> = objs.into_iter().map(|o| (o.key(), sourced(o))).collect();
-    DesiredState {
-        revision: "r".into(),
-        complete,
-        objects,
-        ..Default::default()
-    }
+    crate::testing::desired_state(objs, complete)
 }
 
 pub(super) fn pod(name: &str, restart: &str) -> Object {

@@ -2,12 +2,11 @@
 //! time: preStop runs before the stop, sidecars stop after the main
 //! containers, a failing postStart kills the container.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_spec::Object;
 use berth_spec::k8s_openapi::api::core::v1::Pod;
-use berth_spec::{Location, Object, Sourced};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -17,27 +16,11 @@ use crate::status::{Snapshot, status_channel};
 use crate::testing::{FakeImages, FakeNetwork, FakeRuntime, until};
 
 fn desired(pods: &[Value]) -> Arc<DesiredState> {
-    let objects: BTreeMap<_, _> = pods
+    let objs = pods
         .iter()
-        .map(|p| {
-            let p: Pod = serde_json::from_value(p.clone()).unwrap();
-            let s = Sourced {
-                object: Object::Pod(Box::new(p)),
-                location: Location {
-                    file: "t.yaml".into(),
-                    line: 1,
-                    column: 1,
-                },
-            };
-            (s.object.key(), s)
-        })
+        .map(|p| Object::Pod(Box::new(serde_json::from_value::<Pod>(p.clone()).unwrap())))
         .collect();
-    Arc::new(DesiredState {
-        revision: "r".into(),
-        complete: true,
-        objects,
-        ..Default::default()
-    })
+    Arc::new(crate::testing::desired_state(objs, true))
 }
 
 fn phase(s: &Snapshot, name: &str) -> Option<String> {

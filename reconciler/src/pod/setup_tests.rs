@@ -2,12 +2,11 @@
 //! start — "File name too long" — kept its address for good). Fakes, paused
 //! time.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_spec::Object;
 use berth_spec::k8s_openapi::api::core::v1::Pod;
-use berth_spec::{Location, Object, Sourced};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -17,7 +16,7 @@ use crate::status::{Snapshot, status_channel};
 use crate::testing::{FakeImages, FakeNetwork, FakeRuntime, until};
 
 fn desired(names: &[&str]) -> Arc<DesiredState> {
-    let objects: BTreeMap<_, _> = names
+    let objs = names
         .iter()
         .map(|name| {
             let p: Pod = serde_json::from_value(json!({
@@ -26,24 +25,10 @@ fn desired(names: &[&str]) -> Arc<DesiredState> {
                 "spec": {"containers": [{"name": "main", "image": "busybox"}]}
             }))
             .unwrap();
-            let o = Object::Pod(Box::new(p));
-            let s = Sourced {
-                object: o,
-                location: Location {
-                    file: "t.yaml".into(),
-                    line: 1,
-                    column: 1,
-                },
-            };
-            (s.object.key(), s)
+            Object::Pod(Box::new(p))
         })
         .collect();
-    Arc::new(DesiredState {
-        revision: "r".into(),
-        complete: true,
-        objects,
-        ..Default::default()
-    })
+    Arc::new(crate::testing::desired_state(objs, true))
 }
 
 fn failed_setups(s: &Snapshot) -> u32 {
