@@ -240,13 +240,16 @@ fn probe(o: &mut Out, p: &str, pr: &Probe, name: &str, c: &Container) {
 /// The `fieldRef` paths berth fills in (the reconciler's list).
 const FIELD_PATHS: &str = "metadata.name, metadata.namespace, metadata.uid, metadata.labels['KEY'], metadata.annotations['KEY'], spec.nodeName, spec.serviceAccountName, status.podIP, status.podIPs, status.hostIP, status.hostIPs";
 
+/// `f` is `<prefix>['<non-empty key>']` (one label or annotation).
+pub(super) fn keyed_field(f: &str, prefix: &str) -> bool {
+    f.strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix("['"))
+        .and_then(|r| r.strip_suffix("']"))
+        .is_some_and(|k| !k.is_empty())
+}
+
 fn field_path_supported(f: &str) -> bool {
-    let keyed = |prefix: &str| {
-        f.strip_prefix(prefix)
-            .and_then(|r| r.strip_prefix("['"))
-            .and_then(|r| r.strip_suffix("']"))
-            .is_some_and(|k| !k.is_empty())
-    };
+    let keyed = |prefix: &str| keyed_field(f, prefix);
     matches!(
         f,
         "metadata.name"

@@ -24,12 +24,7 @@ pub const RESOURCES: [&str; 6] = [
 /// fieldRef paths of a downwardAPI volume file (whole label and annotation
 /// maps, or one key).
 fn volume_field_supported(f: &str) -> bool {
-    let keyed = |prefix: &str| {
-        f.strip_prefix(prefix)
-            .and_then(|r| r.strip_prefix("['"))
-            .and_then(|r| r.strip_suffix("']"))
-            .is_some_and(|k| !k.is_empty())
-    };
+    let keyed = |prefix: &str| super::container::keyed_field(f, prefix);
     matches!(
         f,
         "metadata.name"
