@@ -769,6 +769,23 @@ def report(t_start, load0):
     return f
 
 
+def scenario_cleanup():
+    """After a failed scenario: berth's pods removed (the agent restarted if it
+    died), podman's bt- pods removed, so the next scenario starts clean."""
+    berth_clear()
+    if AGENT.proc is None or AGENT.proc.poll() is not None:
+        AGENT.start()
+    try:
+        wait_until(lambda: berth_freed(), timeout=120, step=0.1, what="berth pods gone")
+    except TimeoutError as e:
+        log(f"warning: {e}")
+    pods = sh(["podman", "pod", "ps", "-q", "--filter", "name=^bt-"], check=False).stdout.split()
+    if pods:
+        podman("pod", "rm", "-f", "-t", "0", *pods, check=False)
+    for f in PM.glob("*.yaml"):
+        f.unlink()
+
+
 def main():
     t_start = time.monotonic()
     load0 = open("/proc/loadavg").read().split()[:3]
@@ -786,39 +803,32 @@ def main():
     wait_until(lambda: none_running([m]) and berth_freed(), what="warm-up removed")
     log(f"agent up, idle RSS {kib(AGENT.proc.pid, 'VmRSS:')} KiB")
     NOTES.append(f"agent RSS after warm-up, no pods: {kib(AGENT.proc.pid, 'VmRSS:') / 1024:.1f} MiB")
+
+    def run(key, title, fn, *args):
+        """One scenario; a failure is reported and cleaned up, and the run goes on."""
+        if not want(key):
+            return
+        log(f"== {title}")
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 (any failure of one scenario)
+            log(f"  FAILED: {type(e).__name__}: {e}")
+            NOTES.append(f"{title}: FAILED ({type(e).__name__}: {str(e)[:200]})")
+            scenario_cleanup()
+
     try:
         for net in ("host", "bridge"):
-            if want("one"):
-                log(f"== one pod, {net}")
-                one_pod(net)
-        if want("twenty"):
-            log("== 20 pods")
-            twenty_pods()
-        if want("restart"):
-            log("== restart after SIGKILL")
-            restart()
-        if want("http"):
-            log("== HTTP")
-            http()
-        if want("start"):
-            log("== agent start and restart (adoption)")
-            edge.agent_start(RESTART_SIZES, N)
-        if want("first"):
-            log("== manifest -> first HTTP 200")
-            edge.first_http(N)
-        if want("rolling"):
-            log("== rolling update")
-            edge.rolling(max(R, 2) if QUICK else N // 2)
-        if want("steady"):
-            for n in STEADY:
-                log(f"== steady state, {n} pods")
-                steady(n)
-        if want("scale"):
-            log("== scaling curve")
-            edge.scaling(SCALE, SCALE_PEER_MAX)
-        if want("image"):
-            log("== image import and pull")
-            edge.image(2 if QUICK else 5)
+            run("one", f"one pod, {net}", one_pod, net)
+        run("twenty", "20 pods", twenty_pods)
+        run("restart", "restart after SIGKILL", restart)
+        run("http", "HTTP", http)
+        run("start", "agent start and restart (adoption)", edge.agent_start, RESTART_SIZES, N)
+        run("first", "manifest -> first HTTP 200", edge.first_http, N)
+        run("rolling", "rolling update", edge.rolling, max(R, 2) if QUICK else N // 2)
+        for n in STEADY:
+            run("steady", f"steady state, {n} pods", steady, n)
+        run("scale", "scaling curve", edge.scaling, SCALE, SCALE_PEER_MAX)
+        run("image", "image import and pull", edge.image, 2 if QUICK else 5)
     finally:
         berth_clear()
         try:
