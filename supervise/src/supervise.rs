@@ -165,6 +165,8 @@ pub fn run(
         clients: Vec::new(),
     };
     s.reap();
+    // start-up is over: its code pages need not stay resident
+    crate::resident::drop_startup_pages();
     s.serve(sigfd.as_ref(), listener.as_ref(), None);
     let (exit_code, signal, oom_killed) = s.ended.unwrap_or((255, None, false));
     let exit = Exit {
