@@ -184,6 +184,15 @@ def pids_by_comm(prefixes):
     return out
 
 
+def in_instance(pid, inst=None):
+    """The process sits in a cgroup of this bench's berth instance (other
+    agents' supervisors on the same host are not ours to count)."""
+    try:
+        return f"/{inst or INST}/" in open(f"/proc/{pid}/cgroup").read()
+    except OSError:
+        return False
+
+
 def system_ticks():
     f = open("/proc/stat").readline().split()[1:]
     return sum(int(x) for x in f)
@@ -511,7 +520,7 @@ def steady(n):
         up = (time.monotonic() - t0) * 1000
         time.sleep(5)
         if tool == "berth":
-            helpers = pids_by_comm(["berth-shim", "berth-supervis"])
+            helpers = [p for p in pids_by_comm(["berth-shim", "berth-supervis"]) if in_instance(p)]
             mains = [AGENT.proc.pid]
         else:
             helpers = pids_by_comm(["conmon"])
