@@ -9,6 +9,8 @@
 #                                           # first rolling steady scale image
 #   BENCH_N=10 BENCH_R=4 BENCH_STEADY="1 10 100" BENCH_STEADY_S=30   # sizes (defaults)
 #   BENCH_SCALE="1 10 50 100 200" BENCH_RESTART_SIZES="0 10 100"
+#   BENCH_BIN_DIR=target/debug BENCH_RESULTS=/tmp/r bench/run.sh   # a trial of the scenarios with
+#                                           # binaries built elsewhere (not timed fairly)
 #
 # It installs what it needs (bench/install.sh: podman, crun, runc, conmon,
 # netavark, catatonit, wrk, hyperfine), builds berth in release mode, builds the
@@ -30,17 +32,24 @@ export BENCH_WORK=$W BENCH_INSTANCE=$INST
 bash bench/install.sh
 for d in "$HOME/.cargo/bin" /usr/local/cargo/bin; do [ -x "$d/cargo" ] && export PATH="$d:$PATH"; done
 
-echo "== building berth (release)"
-cargo build --release --bins
-# the resident per-container supervisor, linked statically as the package
-# ships it (scripts/package.sh: same flags): 1.35 MB RSS instead of 2.2 MB,
-# most of it shared text pages; panic=abort drops the unwinding code, and a
-# non-PIE binary has no relocations to apply at start
-cargo rustc --release -p berth-supervise --bin berth-supervise -- -C target-feature=+crt-static \
-  -C panic=abort -C relocation-model=static
-cargo build --release -p berth-runtime --examples
-cargo build --release -p berth-image --example unpack_bench
-TGT=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+  # a trial with binaries built elsewhere (berth, berth-shim, berth-supervise,
+  # examples/start_bench, examples/unpack_bench): nothing is built
+  TGT=$(cd "$BENCH_BIN_DIR" && pwd)
+  echo "== using the binaries in $TGT (BENCH_BIN_DIR; not built here)"
+else
+  echo "== building berth (release)"
+  cargo build --release --bins
+  # the resident per-container supervisor, linked statically as the package
+  # ships it (scripts/package.sh: same flags): 1.35 MB RSS instead of 2.2 MB,
+  # most of it shared text pages; panic=abort drops the unwinding code, and a
+  # non-PIE binary has no relocations to apply at start
+  cargo rustc --release -p berth-supervise --bin berth-supervise -- -C target-feature=+crt-static \
+    -C panic=abort -C relocation-model=static
+  cargo build --release -p berth-runtime --examples
+  cargo build --release -p berth-image --example unpack_bench
+  TGT=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
+fi
 export BENCH_BERTH=$TGT/berth BENCH_START_BENCH=$TGT/examples/start_bench BENCH_UNPACK_BENCH=$TGT/examples/unpack_bench
 
 rm -rf "$W"; mkdir -p "$W/images" "$W/state" "$W/manifests" "$W/podman" "$W/baseline"
