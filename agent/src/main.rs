@@ -82,6 +82,8 @@ fn main() -> ExitCode {
     berth_runtime::heap::cap_arenas(2);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .enable_all()
         .build()
     {
@@ -115,6 +117,16 @@ fn raise_fd_limit() {
     }
 }
 
+/// Threads of the blocking pool (tokio's default is 512): container
+/// starts, netns handles, image unpacks and file I/O. A burst of 100 pod
+/// starts queues here instead of holding a hundred threads (stacks, malloc
+/// caches) that stay resident until they time out.
+const MAX_BLOCKING_THREADS: usize = 32;
+/// An idle blocking thread exits after this (tokio's default is 10 s): the
+/// idle agent after a burst holds no threads, and a new burst's thread costs
+/// tens of microseconds to start.
+const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(1);
+
 /// How often freed heap pages are given back to the kernel.
 const HEAP_TRIM_INTERVAL: Duration = Duration::from_secs(3);
 
@@ -128,7 +140,11 @@ fn trim_heap() {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            berth_runtime::heap::trim();
+            // freed heap means a burst of work ended: the code only it (or
+            // start-up) ran need not stay resident either
+            if berth_runtime::heap::trim() {
+                berth_runtime::heap::drop_code_pages();
+            }
         }
     });
 }
@@ -138,12 +154,19 @@ async fn run(cfg: Config) -> Result<()> {
     for d in [&cfg.state_dir, &cfg.run_dir] {
         dirs::ensure_private_dir(d).with_context(|| format!("preparing {}", d.display()))?;
     }
-    // what this host offers: reported (degraded mode), never a reason to stop
-    let host_report = Arc::new(host::probe(
-        &host::Roots::real(cfg.state_dir.clone()),
-        berth_image::pull::Puller::new(Default::default()).https_available(),
-    ));
-    host_report.log();
+    // what this host offers: reported (degraded mode), never a reason to
+    // stop; probed beside start-up, so the API does not wait for it
+    let host_report = Arc::new(host::HostCell::default());
+    {
+        let cell = host_report.clone();
+        let roots = host::Roots::real(cfg.state_dir.clone());
+        tokio::task::spawn_blocking(move || {
+            let https = berth_image::pull::Puller::new(Default::default()).https_available();
+            let report = host::probe(&roots, https);
+            report.log();
+            cell.set(report);
+        });
+    }
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (desired_tx, desired_rx) = berth_reconciler::desired_channel();
     let (status_tx, status_rx) = berth_reconciler::status_channel();

@@ -44,6 +44,20 @@ use crate::pull::{Puller, RegistryOptions};
 use crate::reference::Reference;
 use crate::unpack::{Caps, UnpackError, UnpackLimits, unpack_layer};
 
+/// How stale an image's `last_used` may get before a use writes the index
+/// again (image GC orders images by it: a minute is far below its scale).
+const LAST_USED_STEP: u64 = 60;
+
+/// `new` differs from the indexed `old` in `last_used` only, by less than
+/// [`LAST_USED_STEP`] seconds.
+fn only_used_recently(old: &ImageRecord, new: &ImageRecord) -> bool {
+    let same = ImageRecord {
+        last_used: new.last_used,
+        ..old.clone()
+    };
+    same == *new && new.last_used.saturating_sub(old.last_used) < LAST_USED_STEP
+}
+
 #[derive(Debug, Clone)]
 pub struct ImageStoreConfig {
     /// `<state-dir>/images`
@@ -344,20 +358,23 @@ impl ImageStore {
             });
         }
         let now = now_unix();
-        let created = self.index.get(key).map(|r| r.created).unwrap_or(now);
-        self.index.put(
-            key,
-            ImageRecord {
-                manifest: manifest_digest.to_string(),
-                config: config_digest.to_string(),
-                repo_digest: repo_digest.clone(),
-                extra_blobs: extra_blobs.iter().map(ToString::to_string).collect(),
-                layers: records,
-                size,
-                created,
-                last_used: now,
-            },
-        )?;
+        let old = self.index.get(key);
+        let rec = ImageRecord {
+            manifest: manifest_digest.to_string(),
+            config: config_digest.to_string(),
+            repo_digest: repo_digest.clone(),
+            extra_blobs: extra_blobs.iter().map(ToString::to_string).collect(),
+            layers: records,
+            size,
+            created: old.as_ref().map(|r| r.created).unwrap_or(now),
+            last_used: now,
+        };
+        // a container start of a local image only moves `last_used`: that is
+        // written at most once a minute (the index write is durable, two
+        // fsyncs, and was paid by every container start)
+        if !old.is_some_and(|o| only_used_recently(&o, &rec)) {
+            self.index.put(key, rec)?;
+        }
         Ok(ImageInfo {
             reference: key.to_string(),
             image_id: config_digest.to_string(),

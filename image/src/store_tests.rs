@@ -226,3 +226,29 @@ async fn gc_and_ensure_run_concurrently_without_deadlock() {
     .await
     .expect("no deadlock between GC and ensure");
 }
+
+#[test]
+fn a_use_within_a_minute_does_not_rewrite_the_index() {
+    let old = ImageRecord {
+        manifest: "sha256:m".into(),
+        config: "sha256:c".into(),
+        repo_digest: None,
+        extra_blobs: vec![],
+        layers: vec![],
+        size: 10,
+        created: 1000,
+        last_used: 1000,
+    };
+    let used = |t| ImageRecord {
+        last_used: t,
+        ..old.clone()
+    };
+    assert!(only_used_recently(&old, &used(1000)));
+    assert!(only_used_recently(&old, &used(1059)));
+    assert!(!only_used_recently(&old, &used(1060)), "a minute later it is written");
+    let changed = ImageRecord {
+        manifest: "sha256:other".into(),
+        ..used(1001)
+    };
+    assert!(!only_used_recently(&old, &changed), "any other change is written");
+}

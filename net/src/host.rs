@@ -142,6 +142,11 @@ pub struct HostNetwork {
     mtu: u32,
     host_ip: Option<Ipv4Addr>,
     state: Mutex<State>,
+    /// Held from rendering an nft batch (under `state`) until `nft` applied
+    /// it, so batches reach the kernel in the order they were rendered even
+    /// when `state` is released during the apply (lock order: `state`, then
+    /// this).
+    nft_order: Mutex<()>,
     dns_state: Option<Arc<DnsState>>,
     _dns: Option<DnsServer>,
 }
@@ -237,6 +242,7 @@ impl HostNetwork {
             mtu,
             host_ip,
             state: Mutex::new(state),
+            nft_order: Mutex::new(()),
             dns_state,
             _dns: dns,
         })
@@ -315,7 +321,7 @@ impl HostNetwork {
         if ports_before.as_deref() != Some(&req.host_ports[..])
             && !(ports_before.is_none() && req.host_ports.is_empty())
         {
-            apply_nft(&self.cfg, st).await?;
+            self.apply_nft_locked(st).await?;
         }
         if let Some(d) = &self.dns_state {
             update_names(d, st);
@@ -345,15 +351,27 @@ impl HostNetwork {
 
 async fn apply_nft(cfg: &NetConfig, st: &State) -> Result<(), NetError> {
     let bridge = cfg.bridge();
-    let input = RenderInput {
+    nft::apply(&cfg.instance, &nft::render(&render_input(cfg, &bridge, st))).await?;
+    Ok(())
+}
+
+fn render_input<'a>(cfg: &'a NetConfig, bridge: &'a str, st: &'a State) -> RenderInput<'a> {
+    RenderInput {
         table: &cfg.instance,
-        bridge: &bridge,
+        bridge,
         pod_cidr: cfg.pod_cidr,
         pods: st.ipam.all().collect(),
         services: st.services.programmed().collect(),
-    };
-    nft::apply(&cfg.instance, &nft::render(&input)).await?;
-    Ok(())
+    }
+}
+
+impl HostNetwork {
+    /// Apply the table for `st` (whose lock the caller holds), after any
+    /// batch rendered before it.
+    async fn apply_nft_locked(&self, st: &State) -> Result<(), NetError> {
+        let _order = self.nft_order.lock().await;
+        apply_nft(&self.cfg, st).await
+    }
 }
 
 fn update_names(d: &DnsState, st: &State) {
@@ -493,7 +511,7 @@ impl Network for HostNetwork {
         if let Some(a) = st.ipam.release(&key)?
             && !a.host_ports.is_empty()
         {
-            apply_nft(&self.cfg, &st).await?;
+            self.apply_nft_locked(&st).await?;
         }
         if let Some(d) = &self.dns_state {
             update_names(d, &st);
@@ -521,10 +539,17 @@ impl Network for HostNetwork {
     ) -> Result<Vec<ServiceAssigned>, NetError> {
         let mut st = self.state.lock().await;
         let assigned = st.services.sync(services)?;
-        apply_nft(&self.cfg, &st).await?;
+        // rendered under the state lock, applied under the order lock only:
+        // a pod's set-up (netns, veth) goes on while `nft` runs
+        let bridge = self.cfg.bridge();
+        let batch = nft::render(&render_input(&self.cfg, &bridge, &st));
+        let order = self.nft_order.lock().await;
         if let Some(d) = &self.dns_state {
             update_names(d, &st);
         }
+        drop(st);
+        nft::apply(&self.cfg.instance, &batch).await?;
+        drop(order);
         Ok(assigned)
     }
 }

@@ -896,6 +896,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         }
         match self.deps.net.sync_services(&entries).await {
             Ok(assigned) => {
+                tracing::debug!(target: "berth::timing", services = entries.len(), "services programmed");
                 self.assigned.clear();
                 for a in assigned {
                     if let Some(err) = &a.error {

@@ -7,6 +7,7 @@
 //! arenas stays resident. [`cap_arenas`] bounds their number and [`trim`]
 //! returns free pages at the top and inside the arenas to the kernel. Both
 //! only tune the allocator; neither frees or moves a live allocation.
+//! [`drop_code_pages`] does the same for code pages that ran once.
 
 /// At most `n` malloc arenas for this process (0 or negative: unchanged).
 /// Best called before the runtime's threads start. False when refused or
@@ -21,6 +22,15 @@ pub fn cap_arenas(n: i32) -> bool {
 /// Give free heap pages back to the kernel; true when any were released.
 pub fn trim() -> bool {
     imp::trim()
+}
+
+/// Unmap this process's pages of its own executable's read-only, unmodified
+/// mappings (code and constants), so that what a burst of work ran once and
+/// start-up code (argument parsing, host probes, configuration) do not stay
+/// resident; what runs again faults back in from the page cache. The bytes
+/// of mappings dropped. See `berth_supervise::resident`.
+pub fn drop_code_pages() -> usize {
+    berth_supervise::resident::drop_startup_pages()
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

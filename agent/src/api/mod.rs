@@ -3,7 +3,8 @@
 //!
 //! Endpoints (all GET unless said otherwise):
 //! - `/healthz` -> `ok` (never needs the token); `/readyz` -> `ok` once every
-//!   source synced and the reconciler finished its first pass and no agent
+//!   source synced, the reconciler finished its first pass, the host probes
+//!   (run beside start-up) are done and no agent
 //!   condition blocks readiness (a failed pod worker), else 503
 //! - `/version`, `/api`, `/api/v1`, `/apis`, `/apis/apps/v1`,
 //!   `/apis/berth.dev/v1alpha1`: discovery for kubectl
@@ -310,6 +311,9 @@ async fn readyz(State(st): State<ApiState>) -> Response {
     }
     if !snap.ready {
         missing.push("the reconciler has not finished its first pass");
+    }
+    if !st.page.host.probed() {
+        missing.push("the host's features are still being probed");
     }
     // e.g. a pod worker that failed and waits to be started again
     let conditions = snap.not_ready_reasons();

@@ -45,7 +45,7 @@ pub struct PageCtx {
     /// When this agent process started.
     pub started: SystemTime,
     /// What the host offers, probed at start (degraded mode).
-    pub host: Arc<crate::host::HostReport>,
+    pub host: Arc<crate::host::HostCell>,
 }
 
 impl Default for PageCtx {
@@ -54,7 +54,7 @@ impl Default for PageCtx {
             usage: Arc::default(),
             node_labels: Arc::default(),
             started: SystemTime::now(),
-            host: Arc::default(),
+            host: Arc::new(crate::host::HostCell::with(Default::default())),
         }
     }
 }

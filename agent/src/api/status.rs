@@ -37,7 +37,7 @@ pub async fn agent_status(State(st): State<ApiState>) -> Json<Value> {
         "complete": view.desired.complete,
         "ready": snap.ready,
         "conditions": conditions,
-        "host": &*st.page.host,
+        "host": &**st.page.host,
         "sources": view.sources,
         "objects": counts,
         "observed": {"pods": snap.pods.len(), "deployments": snap.deployments.len(), "services": snap.services.len(), "volumes": snap.volumes.len()},

@@ -98,6 +98,41 @@ pub struct HostReport {
     pub checks: Vec<Check>,
 }
 
+/// The agent's host report, filled in once the probes are done: they run
+/// beside start-up (they read many files and run `nft --version`, and the
+/// registry client loads the CA bundle), not before the API answers. Reads
+/// as an empty report (no checks, no condition) until then.
+#[derive(Debug, Default)]
+pub struct HostCell(std::sync::OnceLock<HostReport>);
+
+static NO_CHECKS: HostReport = HostReport { checks: Vec::new() };
+
+impl HostCell {
+    /// A cell holding `report` already.
+    pub fn with(report: HostReport) -> Self {
+        let c = Self::default();
+        c.set(report);
+        c
+    }
+
+    /// Fill the cell; a second report is ignored.
+    pub fn set(&self, report: HostReport) {
+        let _ = self.0.set(report);
+    }
+
+    /// The probes are done (the report is filled in).
+    pub fn probed(&self) -> bool {
+        self.0.get().is_some()
+    }
+}
+
+impl std::ops::Deref for HostCell {
+    type Target = HostReport;
+    fn deref(&self) -> &HostReport {
+        self.0.get().unwrap_or(&NO_CHECKS)
+    }
+}
+
 impl HostReport {
     /// The worst level found (`Ok` for an empty report).
     pub fn worst(&self) -> Level {

@@ -359,6 +359,7 @@ pub async fn run(
             watcher = None; // the directory may come back as a new inode
         }
         handle.publish(report);
+        tracing::debug!(target: "berth::timing", dir = %root.display(), "manifest scan published");
         let wait = if ok {
             resync
         } else {
@@ -386,6 +387,7 @@ pub async fn run(
                     }
                 }
                 open.clear();
+                tracing::debug!(target: "berth::timing", dir = %root.display(), "manifest change burst ended");
             }
         }
     }

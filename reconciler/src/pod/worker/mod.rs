@@ -463,6 +463,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         if self.last_status.as_ref() == Some(&st) {
             return;
         }
+        tracing::debug!(target: "berth::timing", pod = %self.pod.key(), phase = ?st.phase, "pod status published");
         self.last_status = Some(st.clone());
         let logs = self
             .init

@@ -22,6 +22,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 )
             })?;
             self.net = Some(net);
+            tracing::debug!(target: "berth::timing", pod = %self.pod.key(), "pod network ready");
         }
         if self.sandbox.is_none() {
             let cfg = SandboxConfig {
@@ -51,6 +52,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 )
             })?;
             self.sandbox = Some(sb);
+            tracing::debug!(target: "berth::timing", pod = %self.pod.key(), "pod sandbox ready");
         }
         self.prepare_volumes().await?;
         // group ownership once per set-up, not on every object change

@@ -44,6 +44,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 return;
             }
         };
+        tracing::debug!(target: "berth::timing", pod = %self.pod.key(), container = %spec.name, "image ready");
         self.event(
             false,
             "Pulled",
@@ -90,6 +91,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         };
         match self.deps.runtime.run(&cfg).await {
             Ok(info) => {
+                tracing::debug!(target: "berth::timing", pod = %self.pod.key(), container = %spec.name, "container running");
                 let started_at = match info.state {
                     ContainerState::Running { started_at, .. } => started_at,
                     _ => SystemTime::now(),
