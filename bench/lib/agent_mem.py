@@ -50,7 +50,7 @@ def main():
           f"Anonymous {r['Anonymous']} kB, file-backed {r['Rss'] - r['Anonymous']} kB, threads {threads}")
     rows = sorted(mappings(PID), key=lambda m: -m.get("Rss", 0))
     stacks = [m for m in rows if m["path"] == "[anon]" and m["size"] in (2048, 2052, 8192)]
-    print(f"  2 MiB anonymous mappings (thread stacks): {len(stacks)}, RSS {sum(m.get('Rss', 0) for m in stacks)} kB")
+    print(f"  2 MiB anonymous mappings (thread stacks, allocator regions): {len(stacks)}, RSS {sum(m.get('Rss', 0) for m in stacks)} kB")
     for m in rows[:14]:
         print(f"  {m.get('Rss', 0):7d} kB rss {m.get('Anonymous', 0):7d} kB anon {m['size']:8d} kB size  {m['perm']} {m['path']}")
     sup = [p for p in B.pids_by_comm(["berth-supervis"]) if B.in_instance(p)]
