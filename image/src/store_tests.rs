@@ -245,10 +245,16 @@ fn a_use_within_a_minute_does_not_rewrite_the_index() {
     };
     assert!(only_used_recently(&old, &used(1000)));
     assert!(only_used_recently(&old, &used(1059)));
-    assert!(!only_used_recently(&old, &used(1060)), "a minute later it is written");
+    assert!(
+        !only_used_recently(&old, &used(1060)),
+        "a minute later it is written"
+    );
     let changed = ImageRecord {
         manifest: "sha256:other".into(),
         ..used(1001)
     };
-    assert!(!only_used_recently(&old, &changed), "any other change is written");
+    assert!(
+        !only_used_recently(&old, &changed),
+        "any other change is written"
+    );
 }
