@@ -44,7 +44,11 @@ rm -rf "$tdir/debian"
 # BERTH_DEB_VERSION: the package's version (e.g. 0.1.0-2 for an upgrade test)
 version_args=()
 [ -z "${BERTH_DEB_VERSION:-}" ] || version_args=(--deb-version "$BERTH_DEB_VERSION")
-cargo deb -p berth --no-build --profile "$profile" "${target_args[@]}" "${version_args[@]}" --output "$tdir/debian" >&2
+# the vm profile's package (tests only) is compressed fast: quicker to
+# build on a loaded CI host and to unpack in an emulated guest
+fast_args=()
+[ "$profile" = release ] || fast_args=(--fast)
+cargo deb -p berth --no-build --profile "$profile" "${target_args[@]}" "${version_args[@]}" "${fast_args[@]}" --output "$tdir/debian" >&2
 deb=$(ls "$tdir"/debian/berth_*.deb)
 echo "package: $(basename "$deb"): $(stat -c %s "$deb") bytes ($(du -h "$deb" | cut -f1)), installed size $(dpkg-deb -f "$deb" Installed-Size) KiB" >&2
 # an absolute path, so `apt install "$(scripts/package.sh | tail -n 1)"` works

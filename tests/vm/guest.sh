@@ -154,10 +154,15 @@ host_features() {
   saved=$(ip -4 route show default)
   [ -z "$saved" ] || ip -4 route del default
   defroute=$(ip -4 route show default)
-  body=$(curl -fsS -m 5 "http://$vip/" 2>&1 | head -c 80)
+  # the answer (stdout) and curl's complaint (stderr) apart: an error
+  # message is not an answer
+  local curl_rc curl_err
+  curl -fsS -m 5 -o "$S/vip-body.txt" "http://$vip/" 2>"$S/vip-curl.err"; curl_rc=$?
+  body=$(head -c 80 "$S/vip-body.txt" 2>/dev/null)
+  curl_err=$(head -c 120 "$S/vip-curl.err")
   [ -z "$saved" ] || ip -4 route add $saved
-  check service.vip-from-host "default route: '${defroute:-none}' (was '${saved}'); route $(ip -4 route show | grep -m1 "^10.45" ); curl http://$vip/: '$(echo "$body" | tr '\n' ' ')'" \
-    test -n "$vip" -a -z "$defroute" -a -n "$body"
+  check service.vip-from-host "default route: '${defroute:-none}' (was '${saved}'); route $(ip -4 route show | grep -m1 "^10.45" ); curl http://$vip/: exit $curl_rc, '$(echo "$body" | tr '\n' ' ')' $curl_err" \
+    test -n "$vip" -a -z "$defroute" -a "$curl_rc" = 0 -a -n "$body"
   esc=$(journalctl -b -u berth.service --no-pager -o cat | grep -c $'\e\[')
   check logs.no-colour "$esc journal lines of berth with ANSI escapes" test "$esc" = 0
 }
