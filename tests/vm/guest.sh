@@ -385,7 +385,6 @@ EOF
 pull_checks() {
   local at left pid v bv
   at=$(cat "$S/pull-partial" 2>/dev/null)
-  start_registry || info pull "the guest's registry did not answer after the power cut"
   pulled_runs() { pid=$(pgrep -f 'pulled-sleep' | head -1); [ -n "$pid" ] && [ -s "/proc/$pid/root/verified" ]; }
   wait_until 300 pulled_runs
   v=$(cat "/proc/$pid/root/verified" 2>/dev/null)
@@ -400,6 +399,9 @@ pull_checks() {
 phase_after_crash() {
   local t0 t first
   t0=$(now)
+  # the registry first (a transient unit: gone with the power): the pod
+  # `pulled` waits for it, and crash.pods-run waits for that pod
+  start_registry || info pull "the guest's registry did not answer after the power cut"
   if wait_until 180 up_and_healthy; then
     pass crash.agent-starts "active, /healthz ok at uptime $(up)s"
   else
