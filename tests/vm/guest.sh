@@ -37,9 +37,11 @@ check() { # check NAME EVIDENCE CMD...
 up() { cut -d' ' -f1 /proc/uptime; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
-wait_until() { # wait_until SECONDS CMD...: poll once a second
-  local t=$1 i=0; shift
-  while [ "$i" -lt "$t" ]; do "$@" && return 0; sleep 1; i=$((i + 1)); done
+wait_until() { # wait_until SECONDS CMD...: poll once a second, SECONDS of wall time
+  # (counting polls instead stretched a 480 s wait several times over
+  # when each poll itself took seconds under TCG)
+  local end=$(( $(date +%s) + $1 )); shift
+  while [ "$(date +%s)" -lt "$end" ]; do "$@" && return 0; sleep 1; done
   "$@"
 }
 api() { curl -fsS -m 5 "$API$1" 2>/dev/null; }
