@@ -17,3 +17,21 @@ cargo test --workspace --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-2
 if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
     FUZZ_SECONDS="${FUZZ_SECONDS:-30}" ./scripts/fuzz.sh
 fi
+
+# The VM test (tests/vm/README.md): berth's Debian package installed in a
+# Debian 12 guest with systemd and cgroup v2 only, restarted, upgraded,
+# rebooted, its power cut during a burst of manifest changes and an image
+# pull, removed and purged. The package comes from the `vm` profile (the
+# release profile without fat LTO, Cargo.toml) in $CARGO_TARGET_DIR/vm, kept
+# between CI runs, so a run after a small change rebuilds berth's own crates
+# only. The guest image is cached by a hash of its recipe in
+# /var/cache/berth-vm (built once, about 15 minutes). BERTH_VM_TEST=0 skips it.
+if [ "${BERTH_VM_TEST:-1}" != 0 ]; then
+    vm_t0=$(date +%s)
+    vm_deb=$(BERTH_PROFILE=vm ./scripts/package.sh | tail -n 1)
+    vm_t1=$(date +%s)
+    vm_rc=0
+    BERTH_DEB="$vm_deb" ./tests/vm/run.sh || vm_rc=$?
+    echo "vm test: package build $((vm_t1 - vm_t0)) s, VM run $(($(date +%s) - vm_t1)) s, exit $vm_rc" >&2
+    exit "$vm_rc"
+fi

@@ -445,13 +445,39 @@ const CLONE_NS_MASK: u64 = 0x7E02_0000;
 /// personality(2) values Docker allows (PER_LINUX, PER_LINUX32, UNAME26 variants, query).
 const PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 
+/// The ABIs the filter covers: the native one and the compat ABIs its kernel
+/// also runs (a 64-bit kernel runs 32-bit binaries), as Docker lists them. An
+/// ABI missing here is refused whole by the kernel (the filter's default for
+/// an unknown architecture is to kill), so an architecture this list does not
+/// name gets only its native ABI (libseccomp always adds the native one).
 fn arches() -> Value {
-    if cfg!(target_arch = "aarch64") {
-        json!(["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"])
+    let names: &[&str] = if cfg!(target_arch = "x86_64") {
+        &["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+    } else if cfg!(target_arch = "x86") {
+        &["SCMP_ARCH_X86"]
+    } else if cfg!(target_arch = "aarch64") {
+        &["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]
+    } else if cfg!(target_arch = "arm") {
+        &["SCMP_ARCH_ARM"]
+    } else if cfg!(all(target_arch = "powerpc64", target_endian = "little")) {
+        &["SCMP_ARCH_PPC64LE"]
+    } else if cfg!(target_arch = "s390x") {
+        &["SCMP_ARCH_S390X", "SCMP_ARCH_S390"]
+    } else if cfg!(target_arch = "riscv64") {
+        &["SCMP_ARCH_RISCV64"]
     } else {
-        json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"])
-    }
+        &[]
+    };
+    json!(names)
 }
+
+/// Which argument of clone(2) holds the flags: the first everywhere but on
+/// s390, whose clone takes the stack first.
+const CLONE_FLAGS_ARG: u32 = if cfg!(any(target_arch = "s390x", target_arch = "s390")) {
+    1
+} else {
+    0
+};
 
 /// The OCI `linux.seccomp` value for a container with these (effective) capabilities.
 pub fn profile(caps: &[String]) -> Value {
@@ -474,7 +500,7 @@ pub fn profile(caps: &[String]) -> Value {
     } else {
         // threads and plain forks, no new namespaces
         rules.push(json!({"names": ["clone"], "action": "SCMP_ACT_ALLOW",
-            "args": [{"index": 0, "value": CLONE_NS_MASK, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}));
+            "args": [{"index": CLONE_FLAGS_ARG, "value": CLONE_NS_MASK, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}));
         // glibc and musl fall back to clone on ENOSYS
         rules.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}));
     }
@@ -497,6 +523,21 @@ mod tests {
             .iter()
             .map(|v| v.as_str().unwrap().to_string())
             .collect()
+    }
+
+    #[test]
+    fn the_native_abi_comes_first() {
+        let a = arches();
+        let native = match std::env::consts::ARCH {
+            "x86_64" => Some("SCMP_ARCH_X86_64"),
+            "aarch64" => Some("SCMP_ARCH_AARCH64"),
+            "arm" => Some("SCMP_ARCH_ARM"),
+            _ => None,
+        };
+        if let Some(n) = native {
+            assert_eq!(a[0], n, "{a}");
+        }
+        assert_eq!(profile(&[])["architectures"], a);
     }
 
     #[test]
@@ -531,6 +572,7 @@ mod tests {
             .find(|r| r["names"][0] == "clone")
             .unwrap();
         assert_eq!(clone["args"][0]["op"], "SCMP_CMP_MASKED_EQ");
+        assert_eq!(clone["args"][0]["index"], CLONE_FLAGS_ARG);
         assert_eq!(p["defaultAction"], "SCMP_ACT_ERRNO");
     }
 

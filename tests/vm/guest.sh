@@ -37,9 +37,11 @@ check() { # check NAME EVIDENCE CMD...
 up() { cut -d' ' -f1 /proc/uptime; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
-wait_until() { # wait_until SECONDS CMD...: poll once a second
-  local t=$1 i=0; shift
-  while [ "$i" -lt "$t" ]; do "$@" && return 0; sleep 1; i=$((i + 1)); done
+wait_until() { # wait_until SECONDS CMD...: poll once a second, SECONDS of wall time
+  # (counting polls instead stretched a 480 s wait several times over
+  # when each poll itself took seconds under TCG)
+  local end=$(( $(date +%s) + $1 )); shift
+  while [ "$(date +%s)" -lt "$end" ]; do "$@" && return 0; sleep 1; done
   "$@"
 }
 api() { curl -fsS -m 5 "$API$1" 2>/dev/null; }
@@ -77,11 +79,55 @@ dump() { # dump TAG: artifacts for a human
   pods_json > "$S/pods-$1.json"
   api /api/v1/status > "$S/status-$1.json"
   systemd-cgls --no-pager > "$S/cgls-$1.txt" 2>&1
+  # where this boot's time went (once a boot)
+  [ -e "$S/boot-times-$boot.txt" ] || {
+    systemd-analyze time; systemd-analyze critical-chain berth.service; systemd-analyze blame | head -25
+  } > "$S/boot-times-$boot.txt" 2>&1
   sync
 }
 vol_first() { head -1 "$VOL" 2>/dev/null; }
 vol_count() { wc -l < "$VOL" 2>/dev/null || echo 0; }
 vol_has() { [ "$(vol_count)" -ge "$1" ]; }
+
+# The power cut during an image pull: a registry on the guest's loopback
+# (Debian's docker-registry, its storage read-only from the share, see
+# make-pull-registry.sh) serving an image with a 96 MiB layer; the pod
+# `pulled` checks that layer's checksum before it sleeps.
+INGEST=/var/lib/berth/images/ingest
+BLOBS=/var/lib/berth/images/blobs/sha256
+registry_up() { curl -fsS -m 3 http://127.0.0.1:5000/v2/ >/dev/null 2>&1; }
+start_registry() {
+  systemctl stop vmtest-registry.service 2>/dev/null
+  systemctl reset-failed vmtest-registry.service 2>/dev/null
+  systemd-run --quiet --unit=vmtest-registry "$S/docker-registry" serve "$S/registry/config.yml" &&
+    wait_until 60 registry_up
+}
+pull_pod() {
+  cat > "$M/pulled.yaml" <<'EOF'
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pulled
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: 127.0.0.1:5000/berth-vmtest/big:1
+    command: ["sh", "-c", "sha256sum -c /big.sha256 > /verified 2>&1 || { cat /verified; exit 1; }; exec sleep 3600 # pulled-sleep"]
+EOF
+}
+# the largest file in the ingest dir (a blob being downloaded), in bytes
+ingest_bytes() { find "$INGEST" -type f -printf '%s\n' 2>/dev/null | sort -n | tail -1; }
+# every committed blob hashes to its name: "<bad count> <count>"
+blobs_verify() {
+  local f n=0 bad=0
+  for f in "$BLOBS"/*; do
+    [ -f "$f" ] || continue
+    n=$((n + 1))
+    [ "$(sha256sum < "$f" | cut -d' ' -f1)" = "$(basename "$f")" ] || { bad=$((bad + 1)); echo "bad blob $f" >&2; }
+  done
+  echo "$bad $n"
+}
 
 # The cgroup v2 and host items of issue 19, on a systemd host with no
 # network card (so no default route).
@@ -104,10 +150,21 @@ host_features() {
   check metrics.psi "$(grep -c '^berth_pod_pressure_seconds_total' <<<"$metrics") PSI series; $(grep -m1 '^berth_pod_pressure_seconds_total' <<<"$metrics")" \
     grep -q '^berth_pod_pressure_seconds_total{namespace="default",pod="worker",resource="memory"' <<<"$metrics"
   vip=$(api /api/v1/services | jq -r '.items[] | select(.metadata.name == "web") | .spec.clusterIP')
+  # the image's stand-in uplink has a default route (as real hosts do):
+  # take it away for this check, then put it back
+  local saved
+  saved=$(ip -4 route show default)
+  [ -z "$saved" ] || ip -4 route del default
   defroute=$(ip -4 route show default)
-  body=$(curl -fsS -m 5 "http://$vip/" 2>&1 | head -c 80)
-  check service.vip-from-host "default route: '${defroute:-none}'; route $(ip -4 route show | grep -m1 "^10.45" ); curl http://$vip/: '$(echo "$body" | tr '\n' ' ')'" \
-    test -n "$vip" -a -z "$defroute" -a -n "$body"
+  # the answer (stdout) and curl's complaint (stderr) apart: an error
+  # message is not an answer
+  local curl_rc curl_err
+  curl -fsS -m 5 -o "$S/vip-body.txt" "http://$vip/" 2>"$S/vip-curl.err"; curl_rc=$?
+  body=$(head -c 80 "$S/vip-body.txt" 2>/dev/null)
+  curl_err=$(head -c 120 "$S/vip-curl.err")
+  [ -z "$saved" ] || ip -4 route add $saved
+  check service.vip-from-host "default route: '${defroute:-none}' (was '${saved}'); route $(ip -4 route show | grep -m1 "^10.45" ); curl http://$vip/: exit $curl_rc, '$(echo "$body" | tr '\n' ' ')' $curl_err" \
+    test -n "$vip" -a -z "$defroute" -a "$curl_rc" = 0 -a -n "$body"
   esc=$(journalctl -b -u berth.service --no-pager -o cat | grep -c $'\e\[')
   check logs.no-colour "$esc journal lines of berth with ANSI escapes" test "$esc" = 0
 }
@@ -275,6 +332,24 @@ phase_after_reboot() {
   # A burst of manifest changes (non-atomic writes, removals, rescales);
   # the host kills the VM somewhere in it.
   echo after-crash > "$S/phase"; sync
+  if start_registry; then
+    info pull "registry on 127.0.0.1:5000 up at uptime $(up)s"
+  else
+    fail power-off.during-pull "the guest's registry did not answer: $(systemctl status --no-pager vmtest-registry.service 2>&1 | head -8 | tr '\n' ' ')"
+  fi
+  pull_pod
+  # tell the host when a good part of the layer is on disk, not all of it
+  (
+    for _ in $(seq 900); do
+      b=$(ingest_bytes)
+      if [ -n "$b" ] && [ "$b" -ge $((8 << 20)) ]; then
+        echo "$b" > "$S/pull-partial"; sync
+        info pull "$b bytes of the layer in $INGEST at uptime $(up)s"
+        exit 0
+      fi
+      sleep 0.2
+    done
+  ) &
   local i n end web=2
   end=$(( $(date +%s) + 240 ))
   date +%s > "$S/burst-started"; sync
@@ -306,9 +381,29 @@ EOF
   fail power-off.during-burst "the burst ran 240s and the host never killed the VM"
 }
 
+# After the power cut in the middle of the pull: the partial download is
+# gone (discarded) or finished (resumed), the pod runs on a layer whose
+# content checks out, and every blob in the store matches its digest.
+pull_checks() {
+  local at left pid v bv
+  at=$(cat "$S/pull-partial" 2>/dev/null)
+  pulled_runs() { pid=$(pgrep -f 'pulled-sleep' | head -1); [ -n "$pid" ] && [ -s "/proc/$pid/root/verified" ]; }
+  wait_until 300 pulled_runs
+  v=$(cat "/proc/$pid/root/verified" 2>/dev/null)
+  left=$(find "$INGEST" -type f -printf '%f:%s ' 2>/dev/null)
+  check crash.pull-completes "partial layer at the cut: ${at:-none} bytes; now: pod pulled pid ${pid:-none}, its check of the 96 MiB layer: '$v'; ingest: '${left}'" \
+    test -n "$at" -a "$v" = "/big: OK" -a -z "$left"
+  bv=$(blobs_verify)
+  check crash.blobs-verify "$(cut -d' ' -f1 <<<"$bv") of $(cut -d' ' -f2 <<<"$bv") blobs in $BLOBS do not match their digest" \
+    test "$(cut -d' ' -f1 <<<"$bv")" = 0 -a "$(cut -d' ' -f2 <<<"$bv")" -gt 0
+}
+
 phase_after_crash() {
   local t0 t first
   t0=$(now)
+  # the registry first (a transient unit: gone with the power): the pod
+  # `pulled` waits for it, and crash.pods-run waits for that pod
+  start_registry || info pull "the guest's registry did not answer after the power cut"
   if wait_until 180 up_and_healthy; then
     pass crash.agent-starts "active, /healthz ok at uptime $(up)s"
   else
@@ -324,6 +419,7 @@ phase_after_crash() {
   else
     fail crash.pods-run "after 480s: $(pods_summary)"
   fi
+  pull_checks
   check crash.agent-stable "NRestarts=$(systemctl show -p NRestarts --value berth.service), $(systemctl is-active berth.service)" \
     test "$(systemctl show -p NRestarts --value berth.service)" = 0
   first=$(cat "$KEEP/vol-first" 2>/dev/null)
@@ -331,10 +427,10 @@ phase_after_crash() {
   dump after-crash
 
   # back to the examples: the burst's pods go, web returns to 2 replicas
-  rm -f "$M"/burst-*.yaml
+  rm -f "$M"/burst-*.yaml "$M/pulled.yaml"
   cp "$KEEP/web.yaml" "$M/web.yaml"
   t0=$(now)
-  converged() { examples_ready && ! pgrep -f burst-sleep >/dev/null; }
+  converged() { examples_ready && ! pgrep -f 'burst-sleep|pulled-sleep' >/dev/null; }
   if wait_until 300 converged; then
     pass crash.converges "examples only $(since "$t0")s after restoring the manifests: $(pods_summary)"
   else
