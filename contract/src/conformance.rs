@@ -95,10 +95,7 @@ pub async fn prober<P: Prober>(p: &P, eps: &ProbeEndpoints) {
         CheckOutcome::Failure("service unhealthy (responded with NOT_SERVING)".into()),
         "gRPC health check answered NOT_SERVING"
     );
-    let m = failure(
-        p.check(&grpc(eps.closed), t).await,
-        "gRPC to a closed port",
-    );
+    let m = failure(p.check(&grpc(eps.closed), t).await, "gRPC to a closed port");
     assert!(m.starts_with(&format!("dial {}: ", eps.closed)), "{m}");
     failure(
         p.check(&grpc(eps.http_ok), t).await,
@@ -256,26 +253,46 @@ pub async fn claims<V: Volumes>(v: &V) {
     fn ok<T, E: Classify>(r: Result<T, E>, what: &str) -> T {
         r.unwrap_or_else(|e| panic!("{what}: {}", error_chain(&e)))
     }
-    let usage = |name: &'static str| async move {
-        ok(v.claim_usage("default", name).await, "claim_usage")
-    };
+    let usage =
+        |name: &'static str| async move { ok(v.claim_usage("default", name).await, "claim_usage") };
     assert_eq!(usage("conf-claim").await, None, "no directory yet");
-    let p = ok(v.ensure_claim("default", "conf-claim").await, "ensure_claim");
-    let p2 = ok(v.ensure_claim("default", "conf-claim").await, "ensure_claim again");
+    let p = ok(
+        v.ensure_claim("default", "conf-claim").await,
+        "ensure_claim",
+    );
+    let p2 = ok(
+        v.ensure_claim("default", "conf-claim").await,
+        "ensure_claim again",
+    );
     assert_eq!(p, p2, "ensure_claim is idempotent");
     let pod = pod("conformance-claim");
-    let bound = ok(v.ensure_volume(&VolumeRequest {
+    let bound = ok(
+        v.ensure_volume(&VolumeRequest {
             pod: pod.clone(),
             name: "data".into(),
             source: VolumeSource::Claim {
                 claim: "conf-claim".into(),
             },
-        }).await, "ensure_volume of the claim");
+        })
+        .await,
+        "ensure_volume of the claim",
+    );
     assert_eq!(bound.path, p, "pods bind the claim's directory");
-    assert!(usage("conf-claim").await.is_some(), "a made claim is measured");
-    let other = ok(v.ensure_claim("other", "conf-claim").await, "ensure_claim in another namespace");
+    assert!(
+        usage("conf-claim").await.is_some(),
+        "a made claim is measured"
+    );
+    let other = ok(
+        v.ensure_claim("other", "conf-claim").await,
+        "ensure_claim in another namespace",
+    );
     assert_ne!(other, p, "claims are per namespace");
-    for (ns, name) in [("default", ".."), ("default", "a/b"), ("..", "x"), ("default", "")] {
+    for (ns, name) in [
+        ("default", ".."),
+        ("default", "a/b"),
+        ("..", "x"),
+        ("default", ""),
+    ] {
         match v.ensure_claim(ns, name).await {
             Err(e) => assert_eq!(e.kind(), ErrorKind::Invalid, "{ns}/{name}"),
             Ok(p) => panic!("claim {ns}/{name:?} accepted as {p:?}"),

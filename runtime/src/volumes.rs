@@ -25,8 +25,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use berth_contract::{
-    Classify, ErrorKind, FsGroupRequest, HostPathType, HostVolume, MountKind, PodRef, ProjectedFile, VolumeRequest,
-    VolumeSource, Volumes,
+    Classify, ErrorKind, FsGroupRequest, HostPathType, HostVolume, MountKind, PodRef,
+    ProjectedFile, VolumeRequest, VolumeSource, Volumes,
 };
 use sha2::{Digest, Sha256};
 
@@ -189,8 +189,13 @@ impl VolumeDirs {
         Ok(self.claim_dir(namespace, claim))
     }
 
-    fn claim_err(namespace: &str, claim: &str, path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError {
-        let (namespace, claim, path) = (namespace.to_string(), claim.to_string(), path.to_path_buf());
+    fn claim_err(
+        namespace: &str,
+        claim: &str,
+        path: &Path,
+    ) -> impl FnOnce(std::io::Error) -> VolumeError {
+        let (namespace, claim, path) =
+            (namespace.to_string(), claim.to_string(), path.to_path_buf());
         move |source| VolumeError::Claim {
             namespace,
             claim,

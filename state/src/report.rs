@@ -137,8 +137,16 @@ mod tests {
         report_unreadable("spec", &root.join("c.json"), &std::io::Error::other("x"));
         let mine = take_reports(&[root]);
         assert_eq!(mine.len(), 2, "{mine:?}");
-        assert!(mine[0].message().contains("moved aside to /report-test-root/a.json.quarantined-1-0"));
-        assert!(mine[1].message().ends_with("(x); kept in place"), "{}", mine[1].message());
+        assert!(
+            mine[0]
+                .message()
+                .contains("moved aside to /report-test-root/a.json.quarantined-1-0")
+        );
+        assert!(
+            mine[1].message().ends_with("(x); kept in place"),
+            "{}",
+            mine[1].message()
+        );
         assert!(take_reports(&[root]).is_empty());
         assert_eq!(take_reports(&[other]).len(), 1);
     }

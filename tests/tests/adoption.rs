@@ -99,10 +99,12 @@ fn corrupt_records_replace_no_container() -> anyhow::Result<()> {
             .unwrap_or(Value::Null);
         assert_eq!(cond["status"], "False", "{tag}: {st}");
         assert!(
-            cond["message"].as_str().is_some_and(|m| m.contains(&format!(
-                "moved aside to {}.quarantined-",
-                records.display()
-            ))),
+            cond["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!(
+                    "moved aside to {}.quarantined-",
+                    records.display()
+                ))),
             "{tag}: {cond}"
         );
         let ev = a.get_json("/api/v1/events")?.to_string();

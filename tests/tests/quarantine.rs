@@ -85,7 +85,10 @@ fn find(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
 /// The `name` file of the container whose pod is `pod`.
 fn container_file(run_dir: &Path, pod: &str, name: &str) -> anyhow::Result<PathBuf> {
     for e in std::fs::read_dir(run_dir.join("containers"))?.flatten() {
-        if e.file_name().to_string_lossy().starts_with(&format!("default_{pod}_")) {
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with(&format!("default_{pod}_"))
+        {
             return Ok(e.path().join(name));
         }
     }
@@ -127,9 +130,11 @@ fn unreadable_state_files_are_named_and_replace_no_container() -> anyhow::Result
     })?;
     a.write_manifest("all.yaml", &manifests())?;
     a.start()?;
-    a.wait_for("runs Running, done Succeeded", Duration::from_secs(90), |v| {
-        (phase(v, "runs") == "Running" && phase(v, "done") == "Succeeded").then_some(())
-    })?;
+    a.wait_for(
+        "runs Running, done Succeeded",
+        Duration::from_secs(90),
+        |v| (phase(v, "runs") == "Running" && phase(v, "done") == "Succeeded").then_some(()),
+    )?;
     let before = pgrep(MARKER);
     assert_eq!(before.len(), 1, "{before:?}");
     // the files, found once (a quarantine leaves a fresh file where each was)
@@ -185,10 +190,7 @@ fn unreadable_state_files_are_named_and_replace_no_container() -> anyhow::Result
         assert_eq!(cond["status"], "False", "{how:?}: {st}");
         let msg = cond["message"].as_str().unwrap_or_default();
         for (what, (p, _)) in &moved {
-            let named = format!(
-                "{} could not be read (",
-                p.display()
-            );
+            let named = format!("{} could not be read (", p.display());
             assert!(msg.contains(&named), "{how:?}: {what} not named: {msg}");
             let to = format!("moved aside to {}.quarantined-", p.display());
             assert!(msg.contains(&to), "{how:?}: {what}: where it went: {msg}");
@@ -206,7 +208,11 @@ fn unreadable_state_files_are_named_and_replace_no_container() -> anyhow::Result
         }
         for p in &kept {
             let named = format!("{} could not be read (", p.display());
-            assert!(msg.contains(&named), "{how:?}: {} not named: {msg}", p.display());
+            assert!(
+                msg.contains(&named),
+                "{how:?}: {} not named: {msg}",
+                p.display()
+            );
             assert!(p.exists(), "{how:?}: {} was moved", p.display());
         }
         let ev = a.get_json("/api/v1/events")?.to_string();

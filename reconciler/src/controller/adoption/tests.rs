@@ -222,7 +222,10 @@ async fn corrupt_records_replace_nothing() {
         let s = h.status.borrow().clone();
         assert_eq!(s.pods.len(), 3, "{tag}");
         let c = condition(&s, "StateFilesReadable").unwrap();
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "Quarantined"));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "Quarantined")
+        );
         assert!(
             c.message.starts_with(&format!(
                 "pod records {} could not be read (",
