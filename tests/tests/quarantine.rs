@@ -82,13 +82,15 @@ fn find(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// The `name` file of the container whose pod is `pod`.
+/// The `name` file of the container whose pod is `pod` (its `spec.json`
+/// names the pod).
 fn container_file(run_dir: &Path, pod: &str, name: &str) -> anyhow::Result<PathBuf> {
     for e in std::fs::read_dir(run_dir.join("containers"))?.flatten() {
-        if e.file_name()
-            .to_string_lossy()
-            .starts_with(&format!("default_{pod}_"))
-        {
+        let spec: Value = std::fs::read(e.path().join("spec.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or(Value::Null);
+        if spec["config"]["pod"]["name"] == pod {
             return Ok(e.path().join(name));
         }
     }
