@@ -10,8 +10,11 @@
 # can be given as the first argument or in BERTH_PREV_COMMIT.
 #
 # Binaries are cached by commit in $BERTH_PREV_CACHE (default
-# ~/.cache/berth-prev/<commit>/); a second call for the same commit builds
-# nothing. The source is exported with `git archive` into a temp dir (no
+# /var/cache/berth-prev/<commit>/ as root, else ~/.cache/berth-prev/); a
+# second call for the same commit builds nothing and takes well under a
+# second, which is why scripts/test.sh runs the upgrade test: only the first
+# run on a machine pays for the build (a cold debug build, ~25 min on 2 busy
+# cores). The source is exported with `git archive` into a temp dir (no
 # worktree is registered in this repository); the cargo target dir is
 # shared across commits ($BERTH_PREV_CACHE/target), so a later commit
 # rebuilds only what changed. Debug builds: the test checks behaviour, and a
@@ -36,7 +39,12 @@ commit=$(git -C "$root" rev-parse --verify --quiet "$want^{commit}") || {
     exit 1
 }
 
-cache=${BERTH_PREV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/berth-prev}
+if [ "$(id -u)" = 0 ]; then
+    default_cache=/var/cache/berth-prev
+else
+    default_cache=${XDG_CACHE_HOME:-$HOME/.cache}/berth-prev
+fi
+cache=${BERTH_PREV_CACHE:-$default_cache}
 out=$cache/$commit
 bins=(berth berth-shim berth-supervise)
 done_all() {
@@ -53,6 +61,8 @@ src=$(mktemp -d "$cache/src.XXXXXX")
 trap 'rm -rf "$src"' EXIT
 git -C "$root" archive "$commit" | tar -x -C "$src"
 export CARGO_TARGET_DIR=$cache/target
+# no debug info: a smaller cache, a faster build (the test checks behaviour)
+export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-0}
 (
     cd "$src"
     # progress on stderr; stdout is the directory only

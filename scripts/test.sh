@@ -12,6 +12,15 @@ cargo build --workspace --bins
 export BERTH_E2E_REQUIRED="${BERTH_E2E_REQUIRED:-1}"
 cargo test --workspace --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-2}"
 
+# The upgrade test: the previous release's binaries are built once per
+# machine and cached by commit (scripts/build-prev.sh: the first run is a
+# cold debug build, ~25 min; later runs find the cache in well under a
+# second). BERTH_UPGRADE_TEST=0 skips it.
+if [ "${BERTH_UPGRADE_TEST:-1}" != 0 ]; then
+    prev=$(./scripts/build-prev.sh)
+    BERTH_PREV_BIN_DIR="$prev" cargo test -p berth-e2e --test adoption -- --ignored upgrade
+fi
+
 # A short bounded fuzz run of every target (layer unpacker, manifest parser):
 # a crash fails the suite. FUZZ_SECONDS=0 skips it.
 if [ "${FUZZ_SECONDS:-30}" != 0 ]; then

@@ -22,6 +22,10 @@ pub struct ProbeEndpoints {
     pub http_redirect: SocketAddr,
     /// Answers every GET with 503.
     pub http_unavailable: SocketAddr,
+    /// A gRPC server whose health service answers `SERVING` (to every service name).
+    pub grpc_serving: SocketAddr,
+    /// A gRPC server whose health service answers `NOT_SERVING`.
+    pub grpc_not_serving: SocketAddr,
 }
 
 fn get(addr: SocketAddr) -> NetCheck {
@@ -71,6 +75,32 @@ pub async fn prober<P: Prober>(p: &P, eps: &ProbeEndpoints) {
         m.starts_with(&format!("Get \"http://{}/healthz\": ", eps.closed)),
         "{m}"
     );
+
+    let grpc = |addr| NetCheck::Grpc {
+        addr,
+        service: "db".into(),
+    };
+    assert_eq!(
+        p.check(&grpc(eps.grpc_serving), t).await,
+        CheckOutcome::Success,
+        "gRPC health check answered SERVING"
+    );
+    assert_eq!(
+        p.check(&tcp(eps.grpc_serving), t).await,
+        CheckOutcome::Success,
+        "tcp to a gRPC server"
+    );
+    assert_eq!(
+        p.check(&grpc(eps.grpc_not_serving), t).await,
+        CheckOutcome::Failure("service unhealthy (responded with NOT_SERVING)".into()),
+        "gRPC health check answered NOT_SERVING"
+    );
+    let m = failure(p.check(&grpc(eps.closed), t).await, "gRPC to a closed port");
+    assert!(m.starts_with(&format!("dial {}: ", eps.closed)), "{m}");
+    failure(
+        p.check(&grpc(eps.http_ok), t).await,
+        "gRPC to an HTTP/1.1 server",
+    );
 }
 
 fn pod(uid: &str) -> PodRef {
@@ -98,8 +128,9 @@ fn files(content: &[u8]) -> VolumeSource {
     }
 }
 
-/// `host_path` is an existing directory the implementation may bind as is.
-pub async fn volumes<V: Volumes>(v: &V, host_path: PathBuf) {
+/// `host_path` is an existing directory the implementation may bind as is;
+/// `gid` a group the caller may give files to (its own).
+pub async fn volumes<V: Volumes>(v: &V, host_path: PathBuf, gid: u32) {
     let (a, b) = (pod("conformance-a"), pod("conformance-b"));
     let req = |pod: &PodRef, name: &str, source: VolumeSource| VolumeRequest {
         pod: pod.clone(),
@@ -153,7 +184,7 @@ pub async fn volumes<V: Volumes>(v: &V, host_path: PathBuf) {
         hp,
         HostVolume {
             kind: MountKind::Bind,
-            path: host_path
+            path: host_path.clone()
         },
         "a hostPath is bound as it is"
     );
@@ -176,6 +207,37 @@ pub async fn volumes<V: Volumes>(v: &V, host_path: PathBuf) {
         }
     }
 
+    // fsGroup: on the pod's own volumes and claims, twice (idempotent);
+    // never on a path the implementation did not make
+    for on_root_mismatch in [false, true, false] {
+        let fg = FsGroupRequest {
+            pod: a.clone(),
+            gid,
+            on_root_mismatch,
+            volumes: vec![s1.path.clone(), ca.path.clone()],
+        };
+        v.apply_fs_group(&fg)
+            .await
+            .unwrap_or_else(|e| panic!("{fg:?}: {}", error_chain(&e)));
+    }
+    for outside in [
+        host_path.clone(),
+        PathBuf::from("/"),
+        s1.path.join("../../.."),
+        PathBuf::from("relative"),
+    ] {
+        let fg = FsGroupRequest {
+            pod: a.clone(),
+            gid,
+            on_root_mismatch: false,
+            volumes: vec![outside],
+        };
+        match v.apply_fs_group(&fg).await {
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Invalid, "{fg:?}: {}", error_chain(&e)),
+            Ok(()) => panic!("{fg:?}: fsGroup applied outside the volumes"),
+        }
+    }
+
     for p in [&a, &a, &b] {
         v.remove_pod_volumes(p)
             .await
@@ -184,6 +246,71 @@ pub async fn volumes<V: Volumes>(v: &V, host_path: PathBuf) {
     let again = ensure(req(&a, "scratch", scratch(false))).await;
     assert_eq!(again, s1, "a removed pod's volume can be made again");
     v.remove_pod_volumes(&a).await.expect("removing again");
+}
+
+/// The claims of `Volume` objects: made, measured and deleted by name.
+pub async fn claims<V: Volumes>(v: &V) {
+    fn ok<T, E: Classify>(r: Result<T, E>, what: &str) -> T {
+        r.unwrap_or_else(|e| panic!("{what}: {}", error_chain(&e)))
+    }
+    let usage =
+        |name: &'static str| async move { ok(v.claim_usage("default", name).await, "claim_usage") };
+    assert_eq!(usage("conf-claim").await, None, "no directory yet");
+    let p = ok(
+        v.ensure_claim("default", "conf-claim").await,
+        "ensure_claim",
+    );
+    let p2 = ok(
+        v.ensure_claim("default", "conf-claim").await,
+        "ensure_claim again",
+    );
+    assert_eq!(p, p2, "ensure_claim is idempotent");
+    let pod = pod("conformance-claim");
+    let bound = ok(
+        v.ensure_volume(&VolumeRequest {
+            pod: pod.clone(),
+            name: "data".into(),
+            source: VolumeSource::Claim {
+                claim: "conf-claim".into(),
+            },
+        })
+        .await,
+        "ensure_volume of the claim",
+    );
+    assert_eq!(bound.path, p, "pods bind the claim's directory");
+    assert!(
+        usage("conf-claim").await.is_some(),
+        "a made claim is measured"
+    );
+    let other = ok(
+        v.ensure_claim("other", "conf-claim").await,
+        "ensure_claim in another namespace",
+    );
+    assert_ne!(other, p, "claims are per namespace");
+    for (ns, name) in [
+        ("default", ".."),
+        ("default", "a/b"),
+        ("..", "x"),
+        ("default", ""),
+    ] {
+        match v.ensure_claim(ns, name).await {
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Invalid, "{ns}/{name}"),
+            Ok(p) => panic!("claim {ns}/{name:?} accepted as {p:?}"),
+        }
+        assert!(
+            v.remove_claim(ns, name).await.is_err(),
+            "removing claim {ns}/{name:?}"
+        );
+    }
+    for _ in 0..2 {
+        ok(
+            v.remove_claim("default", "conf-claim").await,
+            "remove_claim (twice is fine)",
+        );
+    }
+    assert_eq!(usage("conf-claim").await, None, "a removed claim is gone");
+    ok(v.remove_claim("other", "conf-claim").await, "remove_claim");
+    ok(v.remove_pod_volumes(&pod).await, "remove_pod_volumes");
 }
 
 /// A [`Runtime`]'s container lifecycle. `long` is a container that runs

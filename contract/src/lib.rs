@@ -480,8 +480,8 @@ pub trait Runtime: Prober + Volumes + Send + Sync + 'static {
 
 // === probes ===
 
-/// A network check of a probe (`tcpSocket`, `httpGet`), as the host dials it.
-/// Exec probes go through [`Runtime::exec`].
+/// A network check of a probe (`tcpSocket`, `httpGet`, `grpc`), as the host
+/// dials it. Exec probes go through [`Runtime::exec`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetCheck {
     /// Succeeds when a TCP connection to `addr` opens.
@@ -492,6 +492,10 @@ pub enum NetCheck {
         path: String,
         headers: Vec<(String, String)>,
     },
+    /// One `grpc.health.v1.Health/Check` call for `service` (empty: the
+    /// server as a whole) over HTTP/2 cleartext; succeeds when the answer
+    /// is `SERVING`.
+    Grpc { addr: SocketAddr, service: String },
 }
 
 /// Outcome of one probe attempt; a failure carries the message kubelet would show.
@@ -591,6 +595,20 @@ pub struct HostVolume {
     pub path: PathBuf,
 }
 
+/// A pod's `fsGroup`, to apply to some of its volumes (those
+/// [`Volumes::ensure_volume`] returned: emptyDirs on disk and claims).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsGroupRequest {
+    pub pod: PodRef,
+    pub gid: u32,
+    /// `fsGroupChangePolicy: OnRootMismatch`: a volume whose root already
+    /// has the group and the setgid bit is left alone.
+    pub on_root_mismatch: bool,
+    /// Host paths of the volumes; each must be a volume this implementation
+    /// made (anything else is refused as [`ErrorKind::Invalid`]).
+    pub volumes: Vec<PathBuf>,
+}
+
 /// The host side of pod volumes: directories and projected files.
 pub trait Volumes: Send + Sync + 'static {
     type VolumeError: Classify;
@@ -607,4 +625,35 @@ pub trait Volumes: Send + Sync + 'static {
         &self,
         pod: &PodRef,
     ) -> impl Future<Output = Result<(), Self::VolumeError>> + Send;
+
+    /// Give every file and directory of the volumes the pod's group, group
+    /// read/write (search on directories) and setgid on directories, as
+    /// kubelet does; symlinks are neither followed nor changed.
+    fn apply_fs_group(
+        &self,
+        req: &FsGroupRequest,
+    ) -> impl Future<Output = Result<(), Self::VolumeError>> + Send;
+
+    /// Create the directory of a claim (a `Volume` object of `namespace`)
+    /// if it is not there; returns where it is. Idempotent.
+    fn ensure_claim(
+        &self,
+        namespace: &str,
+        claim: &str,
+    ) -> impl Future<Output = Result<PathBuf, Self::VolumeError>> + Send;
+
+    /// Delete a claim's data (`reclaimPolicy: Delete`). Idempotent.
+    fn remove_claim(
+        &self,
+        namespace: &str,
+        claim: &str,
+    ) -> impl Future<Output = Result<(), Self::VolumeError>> + Send;
+
+    /// Bytes held by the claim's regular files (symlinks not followed), or
+    /// `None` when the claim has no directory.
+    fn claim_usage(
+        &self,
+        namespace: &str,
+        claim: &str,
+    ) -> impl Future<Output = Result<Option<u64>, Self::VolumeError>> + Send;
 }

@@ -9,6 +9,8 @@
 //! Adoption after a restart is in [`adoption`]; failed workers in [`workers`].
 
 mod adoption;
+mod claims;
+mod file_problems;
 mod workers;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -110,8 +112,9 @@ pub struct Reconciler<I, R, N> {
     pub(crate) progress: BTreeMap<(String, String), Progress>,
     synced_services: Option<Vec<ServiceEntry>>,
     pub(crate) assigned: Tracked<BTreeMap<(String, String), ServiceAssigned>>,
-    volume_policies: BTreeMap<(String, String), berth_spec::volume::ReclaimPolicy>,
-    volume_usage: Tracked<BTreeMap<(String, String), u64>>,
+    /// Volume objects (claims), as made on the host (see [`claims`]).
+    pub(crate) claims: Tracked<BTreeMap<claims::ClaimKey, claims::Claim>>,
+    volume_usage: Tracked<claims::Usage>,
     /// Pods created in this pass whose workers start once their records are saved.
     pending: Vec<(PodRef, DesiredPod)>,
     passes: u64,
@@ -127,6 +130,8 @@ pub struct Reconciler<I, R, N> {
     reaping: BTreeMap<String, (PodRef, WorkerHandle)>,
     /// (reason, message) of each problem reading the records at start.
     record_problems: Vec<(String, String)>,
+    /// Files that could not be read (see [`file_problems`]).
+    file_problems: Tracked<Vec<berth_state::FileProblem>>,
     /// Image archives whose import failed, as last reported by the store.
     import_failures: Tracked<Vec<(String, String)>>,
     /// The conditions last published.
@@ -168,7 +173,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             progress: BTreeMap::new(),
             synced_services: None,
             assigned: g.track(BTreeMap::new()),
-            volume_policies: BTreeMap::new(),
+            claims: g.track(BTreeMap::new()),
             volume_usage: g.track(BTreeMap::new()),
             pending: Vec::new(),
             passes: 0,
@@ -176,6 +181,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             orphans: BTreeMap::new(),
             reaping: BTreeMap::new(),
             record_problems: Vec::new(),
+            file_problems: g.track(Vec::new()),
             import_failures: g.track(Vec::new()),
             last_conditions: g.track(Vec::new()),
             generation: g,
@@ -191,7 +197,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         let mut gc = tokio::time::interval(self.cfg.image_gc_interval);
         gc.tick().await;
         let mut usage = tokio::time::interval(Duration::from_secs(60));
-        let (usage_tx, mut usage_rx) = mpsc::channel::<BTreeMap<(String, String), u64>>(1);
+        let (usage_tx, mut usage_rx) = mpsc::channel::<claims::Usage>(1);
         loop {
             let desired = desired_rx.borrow_and_update().clone();
             self.pass(&desired).await;
@@ -231,35 +237,6 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             }
         }
         tracing::info!("reconciler stopped; containers keep running");
-    }
-
-    /// Measure the bytes used by each Volume off the loop (a directory walk).
-    fn spawn_volume_usage(
-        &self,
-        desired: &DesiredState,
-        tx: mpsc::Sender<BTreeMap<(String, String), u64>>,
-    ) {
-        let vd = self.volume_dirs();
-        let dirs: Vec<((String, String), PathBuf)> = desired
-            .objects
-            .values()
-            .filter_map(|s| match &s.object {
-                Object::Volume(v) => {
-                    let ns = berth_spec::namespace_of(&v.metadata).to_string();
-                    let name = v.metadata.name.clone().unwrap_or_default();
-                    let dir = vd.claim_dir(&ns, &name);
-                    Some(((ns, name), dir))
-                }
-                _ => None,
-            })
-            .collect();
-        if dirs.is_empty() {
-            return;
-        }
-        tokio::task::spawn_blocking(move || {
-            let out = dirs.into_iter().map(|(k, d)| (k, dir_size(&d))).collect();
-            let _ = tx.try_send(out);
-        });
     }
 
     /// Report image archives that failed to import (an `ImportFailed` event
@@ -406,8 +383,9 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
 
     async fn pass(&mut self, desired: &DesiredState) {
         self.passes += 1;
+        self.collect_file_problems();
         self.update_world(desired);
-        self.sync_volumes(desired);
+        self.sync_volumes(desired).await;
         self.resolve_orphans(desired);
         self.restart_failed_workers().await;
         let now = SystemTime::now();
@@ -813,58 +791,6 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         });
     }
 
-    /// Volume directories exist while their object does; `reclaimPolicy: Delete`
-    /// removes the data once the object is gone and no pod uses it.
-    fn sync_volumes(&mut self, desired: &DesiredState) {
-        let dirs = self.volume_dirs();
-        let mut present = BTreeSet::new();
-        for s in desired.objects.values() {
-            if let Object::Volume(v) = &s.object {
-                let ns = berth_spec::namespace_of(&v.metadata).to_string();
-                let name = v.metadata.name.clone().unwrap_or_default();
-                let dir = dirs.claim_dir(&ns, &name);
-                if !dir.exists()
-                    && let Err(e) = std::fs::create_dir_all(&dir)
-                {
-                    tracing::warn!(volume = %name, err = %e, "creating volume directory");
-                }
-                self.volume_policies
-                    .insert((ns.clone(), name.clone()), v.spec.reclaim_policy);
-                present.insert((ns, name));
-            }
-        }
-        if !desired.complete {
-            return;
-        }
-        let gone: Vec<(String, String)> = self
-            .volume_policies
-            .keys()
-            .filter(|k| !present.contains(*k))
-            .cloned()
-            .collect();
-        for key in gone {
-            let in_use = self.pods.values().any(|e| {
-                e.record.pod.namespace == key.0
-                    && e.record.spec.volumes.iter().flatten().any(|v| {
-                        v.persistent_volume_claim
-                            .as_ref()
-                            .is_some_and(|c| c.claim_name == key.1)
-                    })
-            });
-            if in_use {
-                continue;
-            }
-            if self.volume_policies.remove(&key) == Some(berth_spec::volume::ReclaimPolicy::Delete)
-            {
-                let dir = dirs.claim_dir(&key.0, &key.1);
-                tracing::info!(volume = %key.1, ?dir, "reclaimPolicy Delete: removing volume data");
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    tracing::warn!(volume = %key.1, err = %e, "removing volume data");
-                }
-            }
-        }
-    }
-
     async fn sync_services(&mut self, desired: &DesiredState) {
         let services: Vec<&Service> = desired
             .objects
@@ -951,28 +877,6 @@ async fn sleep_until_some(t: Option<Instant>) {
     }
 }
 
-/// Bytes used by regular files under `dir` (symlinks not followed).
-fn dir_size(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(md) = e.path().symlink_metadata() else {
-                continue;
-            };
-            if md.is_dir() {
-                stack.push(e.path());
-            } else if md.is_file() {
-                total += md.len();
-            }
-        }
-    }
-    total
-}
-
 pub(crate) fn pod_ready(s: &PodStatus) -> bool {
     s.conditions
         .iter()
@@ -1031,13 +935,6 @@ fn desired_from_record(r: &PodRecord) -> DesiredPod {
 
 // for snapshot.rs
 impl<I, R, N> Reconciler<I, R, N> {
-    pub(crate) fn volume_dirs(&self) -> pod::volumes::VolumeDirs {
-        pod::volumes::VolumeDirs {
-            state_dir: self.cfg.state_dir.clone(),
-            run_dir: self.cfg.run_dir.clone(),
-        }
-    }
-
     pub(crate) fn cfg(&self) -> &ReconcilerConfig {
         &self.cfg
     }

@@ -17,7 +17,6 @@ pub mod desired;
 pub mod downward;
 pub mod events;
 mod generation;
-pub mod grpc_health;
 pub mod hash;
 pub mod job;
 pub mod pod;

@@ -1,4 +1,4 @@
-//! Probes (exec, httpGet, tcpSocket) with Kubernetes' field semantics.
+//! Probes (exec, httpGet, tcpSocket, grpc) with Kubernetes' field semantics.
 //!
 //! One task per (container attempt, probe kind) runs the probe every
 //! `periodSeconds` after `initialDelaySeconds`, applies the success/failure
@@ -142,40 +142,24 @@ pub async fn probe_once<R: Runtime>(rt: &R, probe: &Probe, target: &ProbeTarget)
             Err(m) => Outcome::Failure(m),
         };
     }
-    if let Some(g) = &probe.grpc {
-        let Ok(port) = u16::try_from(g.port) else {
-            return Outcome::Failure(format!("port {} is not valid", g.port));
-        };
-        let addr = SocketAddr::new(IpAddr::V4(target.ip), port);
-        let service = g.service.clone().unwrap_or_default();
-        return match tokio::time::timeout(timeout, crate::grpc_health::check(addr, &service)).await
-        {
-            Ok(Ok(crate::grpc_health::SERVING)) => Outcome::Success,
-            Ok(Ok(st)) => Outcome::Failure(format!(
-                "service unhealthy (responded with {})",
-                match st {
-                    0 => "UNKNOWN",
-                    2 => "NOT_SERVING",
-                    3 => "SERVICE_UNKNOWN",
-                    _ => "an unknown status",
-                }
-            )),
-            Ok(Err(e)) => Outcome::Failure(e),
-            Err(_) => Outcome::Failure(format!(
-                "timeout: health rpc did not complete within {timeout:?}"
-            )),
-        };
-    }
     Outcome::Failure("probe has no handler".into())
 }
 
-/// The network check of a `tcpSocket` or `httpGet` probe (None for other
-/// handlers); Err is the failure to report without dialing.
+/// The network check of a `tcpSocket`, `httpGet` or `grpc` probe (None for
+/// other handlers); Err is the failure to report without dialing.
 fn net_check(probe: &Probe, target: &ProbeTarget) -> Option<Result<NetCheck, String>> {
     let host = |h: Option<&str>| {
         h.and_then(|h| h.parse::<IpAddr>().ok())
             .unwrap_or(IpAddr::V4(target.ip))
     };
+    if let Some(g) = &probe.grpc {
+        let Ok(port) = u16::try_from(g.port) else {
+            return Some(Err(format!("port {} is not valid", g.port)));
+        };
+        let addr = SocketAddr::new(IpAddr::V4(target.ip), port);
+        let service = g.service.clone().unwrap_or_default();
+        return Some(Ok(NetCheck::Grpc { addr, service }));
+    }
     if let Some(tcp) = &probe.tcp_socket {
         let Some(port) = resolve_port(&tcp.port, &target.ports) else {
             return Some(Err(format!("port {:?} not found", tcp.port)));

@@ -230,7 +230,7 @@ impl RecordStore {
             // the next save does not overwrite what could not be read
             Err(e) => {
                 let cause = error_chain(&e);
-                let problem = match berth_state::quarantine(&self.path, e) {
+                let problem = match berth_state::quarantine(RecordFile::WHAT, &self.path, e) {
                     Ok(q) => RecordProblem::Quarantined {
                         path: q.path,
                         moved_to: q.moved_to,

@@ -272,7 +272,10 @@ fn volume_status<I, R, N>(r: &Reconciler<I, R, N>, v: &Volume) -> Volume {
     let mut v = v.clone();
     let ns = berth_spec::namespace_of(&v.metadata).to_string();
     let name = v.metadata.name.clone().unwrap_or_default();
-    let path = r.volume_dirs().claim_dir(&ns, &name);
+    let path = r
+        .claims
+        .get(&(ns.clone(), name.clone()))
+        .and_then(|c| c.path.clone());
     let used_by: Vec<String> = r
         .pods
         .values()
@@ -289,8 +292,8 @@ fn volume_status<I, R, N>(r: &Reconciler<I, R, N>, v: &Volume) -> Volume {
         .collect();
     v.status =
         Some(VolumeStatus {
-            phase: Some(if path.is_dir() { "Bound" } else { "Pending" }.into()),
-            host_path: Some(path.display().to_string()),
+            phase: Some(if path.is_some() { "Bound" } else { "Pending" }.into()),
+            host_path: path.map(|p| p.display().to_string()),
             used_bytes: r.volume_usage(&ns, &name),
             used_by,
             message: v.spec.size.as_ref().map(|s| {

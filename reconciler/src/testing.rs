@@ -83,6 +83,10 @@ pub struct FakeRuntime {
     pub endpoints: Mutex<FakeEndpoints>,
     /// Pod volumes asked for, by (pod key, volume name).
     pub volumes: Mutex<BTreeMap<(String, String), VolumeSource>>,
+    /// Each `apply_fs_group` call.
+    pub fs_groups: Mutex<Vec<FsGroupRequest>>,
+    /// Claims made (and not removed) as (namespace, claim), with their usage.
+    pub claims: Mutex<BTreeMap<(String, String), u64>>,
     /// `exec <id> <argv...>` and `stop <id>`, in call order.
     pub calls: Mutex<Vec<String>>,
 }

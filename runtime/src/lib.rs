@@ -237,10 +237,12 @@ impl ShimRuntime {
         let spec = match (read.identity(), read) {
             (Some(s), SpecRead::Identity { why, .. }) => {
                 tracing::warn!(container = %id, err = %berth_contract::error_chain(&why), "spec.json read by its identity only");
+                berth_state::report_unreadable("container spec", &dir.join("spec.json"), &why);
                 s
             }
             (Some(s), _) => s,
             (None, SpecRead::Unreadable(source)) => {
+                berth_state::report_unreadable("container spec", &dir.join("spec.json"), &source);
                 return Err(RuntimeError::SpecRead {
                     id: id.into(),
                     source,
@@ -276,7 +278,7 @@ impl ShimRuntime {
             };
         }
         let shim_alive = shim_process(dir).is_some();
-        if let Some(s) = read_json::<Started>(&dir.join("state.json")) {
+        if let Some(s) = spec_file::read_started(dir) {
             if shim_alive || self.init_in_cgroup(dir, s.pid) {
                 return ContainerState::Running {
                     pid: s.pid as u32,

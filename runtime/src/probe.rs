@@ -1,5 +1,6 @@
-//! The host side of `tcpSocket` and `httpGet` probes: the reconciler decides
-//! what to check ([`NetCheck`]), this dials it from the host.
+//! The host side of `tcpSocket`, `httpGet` and `grpc` probes: the
+//! reconciler decides what to check ([`NetCheck`]), this dials it from the
+//! host.
 //!
 //! The HTTP client is deliberately minimal: one `GET` with `Connection:
 //! close`, and only the status line is read (at most [`STATUS_LINE_MAX`]
@@ -11,6 +12,8 @@ use std::time::Duration;
 use berth_contract::{CheckOutcome, NetCheck, Prober};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod grpc;
 
 /// Bytes of the response read to find the status code.
 const STATUS_LINE_MAX: usize = 64;
@@ -39,6 +42,24 @@ pub async fn check(check: &NetCheck, timeout: Duration) -> CheckOutcome {
                 "Get \"http://{addr}{path}\": context deadline exceeded"
             )),
         },
+        NetCheck::Grpc { addr, service } => {
+            match tokio::time::timeout(timeout, grpc::check(*addr, service)).await {
+                Ok(Ok(grpc::SERVING)) => CheckOutcome::Success,
+                Ok(Ok(st)) => CheckOutcome::Failure(format!(
+                    "service unhealthy (responded with {})",
+                    match st {
+                        0 => "UNKNOWN",
+                        2 => "NOT_SERVING",
+                        3 => "SERVICE_UNKNOWN",
+                        _ => "an unknown status",
+                    }
+                )),
+                Ok(Err(e)) => CheckOutcome::Failure(e),
+                Err(_) => CheckOutcome::Failure(format!(
+                    "timeout: health rpc did not complete within {timeout:?}"
+                )),
+            }
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use berth_state::{DecodeError, StateError, Versioned};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::layout::{Exit, ShimSpec};
+use crate::layout::{Exit, ShimSpec, Started};
 
 /// The `spec.json` format this berth writes.
 pub const SPEC_VERSION: u32 = 1;
@@ -161,12 +161,33 @@ fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
 /// supervisor is gone and whose init is not running has exited), which never
 /// makes a running container look gone.
 pub fn read_exit(dir: &Path) -> Option<Exit> {
-    let path = dir.join("status.json");
-    let data = std::fs::read(&path).ok()?;
-    match serde_json::from_slice::<Exit>(&data) {
-        Ok(e) => Some(e),
+    read_reported(&dir.join("status.json"), "container exit status")
+}
+
+/// The supervisor's `state.json` (the container's init pid and start), if
+/// it is there and readable; an unreadable one is reported as
+/// [`read_exit`]'s is.
+pub fn read_started(dir: &Path) -> Option<Started> {
+    read_reported(&dir.join("state.json"), "container start record")
+}
+
+/// A small JSON file the shim or the supervisor wrote; one that is there
+/// but does not decode is logged and reported (kept in place: the caller
+/// decides from the processes).
+fn read_reported<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Option<T> {
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            berth_state::report_unreadable(what, path, &e);
+            return None;
+        }
+    };
+    match serde_json::from_slice::<T>(&data) {
+        Ok(v) => Some(v),
         Err(err) => {
-            tracing::warn!(path = %path.display(), %err, "unreadable exit status; deciding from the processes");
+            tracing::warn!(path = %path.display(), %err, "unreadable {what}; deciding from the processes");
+            berth_state::report_unreadable(what, path, &err);
             None
         }
     }

@@ -25,8 +25,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use berth_contract::{
-    Classify, ErrorKind, HostPathType, HostVolume, MountKind, PodRef, ProjectedFile, VolumeRequest,
-    VolumeSource, Volumes,
+    Classify, ErrorKind, FsGroupRequest, HostPathType, HostVolume, MountKind, PodRef,
+    ProjectedFile, VolumeRequest, VolumeSource, Volumes,
 };
 use sha2::{Digest, Sha256};
 
@@ -53,13 +53,38 @@ pub enum VolumeError {
     },
     #[error("volume {volume}: name {volume:?} is not a single path component")]
     BadName { volume: String },
+    #[error("claim {namespace}/{claim}: names must be single path components")]
+    BadClaimName { namespace: String, claim: String },
+    #[error("claim {namespace}/{claim}: {path}")]
+    Claim {
+        namespace: String,
+        claim: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("fsGroup of pod {pod}: {path} is not one of its volumes")]
+    NotAVolume { pod: String, path: PathBuf },
+    #[error("fsGroup {gid} on {path}")]
+    FsGroup {
+        gid: u32,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Classify for VolumeError {
     fn kind(&self) -> ErrorKind {
         match self {
-            VolumeError::HostPath { .. } | VolumeError::BadName { .. } => ErrorKind::Invalid,
-            VolumeError::Io { .. } | VolumeError::Remove { .. } => ErrorKind::Transient,
+            VolumeError::HostPath { .. }
+            | VolumeError::BadName { .. }
+            | VolumeError::BadClaimName { .. }
+            | VolumeError::NotAVolume { .. } => ErrorKind::Invalid,
+            VolumeError::Io { .. }
+            | VolumeError::Remove { .. }
+            | VolumeError::Claim { .. }
+            | VolumeError::FsGroup { .. } => ErrorKind::Transient,
         }
     }
 }
@@ -152,6 +177,66 @@ impl VolumeDirs {
         }
     }
 
+    /// The directory of claim `namespace/claim`, refusing names that are
+    /// not one path component each.
+    fn claim_path(&self, namespace: &str, claim: &str) -> Result<PathBuf, VolumeError> {
+        if !single_component(namespace) || !single_component(claim) {
+            return Err(VolumeError::BadClaimName {
+                namespace: namespace.into(),
+                claim: claim.into(),
+            });
+        }
+        Ok(self.claim_dir(namespace, claim))
+    }
+
+    fn claim_err(
+        namespace: &str,
+        claim: &str,
+        path: &Path,
+    ) -> impl FnOnce(std::io::Error) -> VolumeError {
+        let (namespace, claim, path) =
+            (namespace.to_string(), claim.to_string(), path.to_path_buf());
+        move |source| VolumeError::Claim {
+            namespace,
+            claim,
+            path,
+            source,
+        }
+    }
+
+    /// Create a claim's directory below root-only parents (blocking).
+    pub fn make_claim(&self, namespace: &str, claim: &str) -> Result<PathBuf, VolumeError> {
+        let p = self.claim_path(namespace, claim)?;
+        let private = [
+            self.state_dir.join("volumes"),
+            self.state_dir.join("volumes").join(namespace),
+        ];
+        dir_below_private(&p, &private).map_err(Self::claim_err(namespace, claim, &p))?;
+        Ok(p)
+    }
+
+    /// Delete a claim's directory and data (blocking).
+    pub fn delete_claim(&self, namespace: &str, claim: &str) -> Result<(), VolumeError> {
+        let p = self.claim_path(namespace, claim)?;
+        match fs::remove_dir_all(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Self::claim_err(namespace, claim, &p)(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Bytes of the claim's regular files; `None` without a directory (blocking).
+    pub fn measure_claim(&self, namespace: &str, claim: &str) -> Result<Option<u64>, VolumeError> {
+        let p = self.claim_path(namespace, claim)?;
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => Ok(Some(dir_size(&p))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Self::claim_err(namespace, claim, &p)(e)),
+        }
+    }
+
     /// Remove the pod's own volume dirs (emptyDir, projections). Claims are kept.
     pub fn remove_pod(&self, pod: &PodRef) -> Result<(), VolumeError> {
         for d in [self.pod_state(pod), self.pod_run(pod)] {
@@ -181,6 +266,26 @@ impl Volumes for VolumeDirs {
         let (dirs, pod) = (self.clone(), pod.clone());
         blocking(move || dirs.remove_pod(&pod)).await
     }
+
+    async fn apply_fs_group(&self, req: &FsGroupRequest) -> Result<(), VolumeError> {
+        let (dirs, req) = (self.clone(), req.clone());
+        blocking(move || dirs.fs_group(&req)).await
+    }
+
+    async fn ensure_claim(&self, namespace: &str, claim: &str) -> Result<PathBuf, VolumeError> {
+        let (dirs, ns, c) = (self.clone(), namespace.to_string(), claim.to_string());
+        blocking(move || dirs.make_claim(&ns, &c)).await
+    }
+
+    async fn remove_claim(&self, namespace: &str, claim: &str) -> Result<(), VolumeError> {
+        let (dirs, ns, c) = (self.clone(), namespace.to_string(), claim.to_string());
+        blocking(move || dirs.delete_claim(&ns, &c)).await
+    }
+
+    async fn claim_usage(&self, namespace: &str, claim: &str) -> Result<Option<u64>, VolumeError> {
+        let (dirs, ns, c) = (self.clone(), namespace.to_string(), claim.to_string());
+        blocking(move || dirs.measure_claim(&ns, &c)).await
+    }
 }
 
 impl Volumes for crate::ShimRuntime {
@@ -192,6 +297,22 @@ impl Volumes for crate::ShimRuntime {
 
     async fn remove_pod_volumes(&self, pod: &PodRef) -> Result<(), VolumeError> {
         self.volume_dirs().remove_pod_volumes(pod).await
+    }
+
+    async fn apply_fs_group(&self, req: &FsGroupRequest) -> Result<(), VolumeError> {
+        self.volume_dirs().apply_fs_group(req).await
+    }
+
+    async fn ensure_claim(&self, namespace: &str, claim: &str) -> Result<PathBuf, VolumeError> {
+        Volumes::ensure_claim(&self.volume_dirs(), namespace, claim).await
+    }
+
+    async fn remove_claim(&self, namespace: &str, claim: &str) -> Result<(), VolumeError> {
+        Volumes::remove_claim(&self.volume_dirs(), namespace, claim).await
+    }
+
+    async fn claim_usage(&self, namespace: &str, claim: &str) -> Result<Option<u64>, VolumeError> {
+        Volumes::claim_usage(&self.volume_dirs(), namespace, claim).await
     }
 }
 
@@ -212,6 +333,28 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// Bytes used by regular files under `dir` (symlinks not followed).
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(md) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if md.is_dir() {
+                stack.push(e.path());
+            } else if md.is_file() {
+                total += md.len();
+            }
+        }
+    }
+    total
 }
 
 fn single_component(s: &str) -> bool {
@@ -357,6 +500,8 @@ fn project(dir: &Path, files: &[ProjectedFile]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+mod fs_group;
 
 #[cfg(test)]
 mod tests;

@@ -164,12 +164,12 @@ pub fn read_versioned<T: Versioned>(path: &Path) -> Result<Loaded<T>, StateError
                 path: path.to_path_buf(),
                 limit: T::MAX_BYTES,
             };
-            return quarantine(path, cause).map(Loaded::Quarantined);
+            return quarantine(T::WHAT, path, cause).map(Loaded::Quarantined);
         }
     };
     match decode::<T>(path, &data) {
         Ok((value, version)) => Ok(Loaded::Found { value, version }),
-        Err(cause) => quarantine(path, cause).map(Loaded::Quarantined),
+        Err(cause) => quarantine(T::WHAT, path, cause).map(Loaded::Quarantined),
     }
 }
 
@@ -211,11 +211,13 @@ pub fn decode<T: Versioned>(path: &Path, data: &[u8]) -> Result<(T, u32), StateE
         })
 }
 
-/// Move `path` aside as `<name>.quarantined-<secs>-<nanos>` in its directory.
+/// Move `path` (holding `what`) aside as `<name>.quarantined-<secs>-<nanos>`
+/// in its directory, and report it ([`crate::take_reports`]).
 ///
 /// # Errors
-/// When the rename fails; the file is then left where it was.
-pub fn quarantine(path: &Path, cause: StateError) -> Result<Quarantine, StateError> {
+/// When the rename fails; the file is then left where it was (and reported
+/// as kept in place).
+pub fn quarantine(what: &str, path: &Path, cause: StateError) -> Result<Quarantine, StateError> {
     let since = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
@@ -233,16 +235,28 @@ pub fn quarantine(path: &Path, cause: StateError) -> Result<Quarantine, StateErr
         _ => Ok(()),
     });
     match moved {
-        Ok(()) => Ok(Quarantine {
-            path: path.to_path_buf(),
-            moved_to: to,
-            cause,
-        }),
-        Err(source) => Err(StateError::Quarantine {
-            path: path.to_path_buf(),
-            to,
-            source,
-        }),
+        Ok(()) => {
+            crate::report(crate::FileProblem {
+                what: what.into(),
+                path: path.to_path_buf(),
+                moved_to: Some(to.clone()),
+                cause: crate::report::chain(&cause),
+            });
+            Ok(Quarantine {
+                path: path.to_path_buf(),
+                moved_to: to,
+                cause,
+            })
+        }
+        Err(source) => {
+            let err = StateError::Quarantine {
+                path: path.to_path_buf(),
+                to,
+                source,
+            };
+            crate::report_unreadable(what, path, &err);
+            Err(err)
+        }
     }
 }
 

@@ -15,12 +15,14 @@
 //! know) is never taken for "empty": it is moved aside as
 //! `<name>.quarantined-<unix seconds>-<nanos>` and reported as
 //! [`Loaded::Quarantined`], so the caller recovers from what it can observe
-//! and the evidence stays on disk.
+//! and the evidence stays on disk. Every quarantine is also reported
+//! ([`take_reports`]), so the agent shows it as an event and a condition.
 //!
 //! Not here: what the files mean, or when to write them.
 
 mod atomic;
 mod envelope;
+mod report;
 
 pub use atomic::{
     create_private_dir, ensure_private_dir, write_atomic, write_atomic_in, write_atomic_mode,
@@ -29,3 +31,4 @@ pub use envelope::{
     DecodeError, Loaded, Quarantine, StateError, Versioned, decode, quarantine, read_versioned,
     write_versioned,
 };
+pub use report::{FileProblem, report, report_unreadable, take_reports};

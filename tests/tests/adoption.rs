@@ -53,9 +53,9 @@ fn corrupt_records_replace_no_container() -> anyhow::Result<()> {
         return Ok(());
     }
     let mut a = Agent::new(AgentOpts {
-        instance: "btadopt1",
-        net: 41,
-        port: 17141,
+        instance: "btcr2",
+        net: 36,
+        port: 17332,
         with_image: true,
     })?;
     let markers = ["sleep 7141", "sleep 7142", "sleep 7143"];
@@ -94,18 +94,21 @@ fn corrupt_records_replace_no_container() -> anyhow::Result<()> {
         let st = a.get_json("/api/v1/status")?;
         let cond = st["conditions"]
             .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "PodRecordsReadable"))
+            .and_then(|c| c.iter().find(|c| c["type"] == "StateFilesReadable"))
             .cloned()
             .unwrap_or(Value::Null);
         assert_eq!(cond["status"], "False", "{tag}: {st}");
         assert!(
             cond["message"]
                 .as_str()
-                .is_some_and(|m| m.contains("moved aside")),
+                .is_some_and(|m| m.contains(&format!(
+                    "moved aside to {}.quarantined-",
+                    records.display()
+                ))),
             "{tag}: {cond}"
         );
         let ev = a.get_json("/api/v1/events")?.to_string();
-        assert!(ev.contains("RecordsQuarantined"), "{tag}: {ev}");
+        assert!(ev.contains("Quarantined"), "{tag}: {ev}");
         let kept = std::fs::read_dir(a.state_dir.join("reconciler"))?
             .flatten()
             .filter(|e| {
@@ -167,9 +170,9 @@ fn pods_deleted_while_the_agent_was_down_are_removed_completely() -> anyhow::Res
         return Ok(());
     }
     let mut a = Agent::new(AgentOpts {
-        instance: "btadopt2",
-        net: 42,
-        port: 17142,
+        instance: "btcr3",
+        net: 37,
+        port: 17333,
         with_image: true,
     })?;
     a.write_manifest(
@@ -254,9 +257,9 @@ fn crash_loop_keeps_its_back_off_across_an_agent_restart() -> anyhow::Result<()>
         return Ok(());
     }
     let mut a = Agent::new(AgentOpts {
-        instance: "btadopt3",
-        net: 43,
-        port: 17143,
+        instance: "btcr4",
+        net: 38,
+        port: 17334,
         with_image: true,
     })?;
     a.write_manifest("p.yaml", &pod_yaml("crasher", "exit 3"))?;
@@ -314,9 +317,9 @@ fn upgrade_adopts_every_pod_of_the_previous_release() -> anyhow::Result<()> {
             .map_err(|_| anyhow::anyhow!("BERTH_PREV_BIN_DIR is not set"))?,
     );
     let mut a = Agent::new(AgentOpts {
-        instance: "btadopt4",
-        net: 44,
-        port: 17144,
+        instance: "btcr5",
+        net: 39,
+        port: 17335,
         with_image: true,
     })?;
     let markers = ["sleep 7441", "sleep 7442"];
@@ -390,7 +393,7 @@ spec:
     );
     let st = a.get_json("/api/v1/status")?;
     assert!(
-        !st["conditions"].to_string().contains("PodRecordsReadable"),
+        !st["conditions"].to_string().contains("StateFilesReadable"),
         "records of the previous release were not read: {st}"
     );
     // read in place (rewritten as version 2 at the next change), not moved aside

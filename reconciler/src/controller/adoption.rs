@@ -243,13 +243,14 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
     }
 
     fn report_record_problem(&mut self, p: &RecordProblem) {
-        let msg = p.message();
-        tracing::error!(%msg, "pod records");
         let reason = match p {
-            RecordProblem::Quarantined { .. } => "RecordsQuarantined",
-            RecordProblem::Unreadable { .. } => "RecordsUnreadable",
+            // a file moved aside or left unreadable is reported as every
+            // other state file is ([`super::file_problems`])
+            RecordProblem::Quarantined { .. } | RecordProblem::Unreadable { .. } => return,
             RecordProblem::EntriesDropped { .. } => "RecordsEntriesDropped",
         };
+        let msg = p.message();
+        tracing::error!(%msg, "pod records");
         self.node_event(true, reason, &msg);
         self.record_problems.push((reason.to_string(), msg));
     }

@@ -185,6 +185,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 blocks_ready: false,
             });
         }
+        out.extend(super::file_problems::condition(&self.file_problems));
         let now = Instant::now();
         let failing: Vec<String> = self
             .pods

@@ -50,19 +50,6 @@ pub enum VolumeError {
     NoSuchVolume { mount: String },
 }
 
-/// Where Volumes (claims) live, for the controller's own claim bookkeeping.
-#[derive(Debug, Clone)]
-pub struct VolumeDirs {
-    pub state_dir: PathBuf,
-    pub run_dir: PathBuf,
-}
-
-impl VolumeDirs {
-    pub fn claim_dir(&self, namespace: &str, claim: &str) -> PathBuf {
-        self.state_dir.join("volumes").join(namespace).join(claim)
-    }
-}
-
 /// A pod volume on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedVolume {

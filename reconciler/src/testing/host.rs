@@ -17,6 +17,8 @@ pub struct FakeEndpoints {
     pub listening: BTreeSet<SocketAddr>,
     /// Answers HTTP GET with this status (and accepts TCP).
     pub http: BTreeMap<SocketAddr, u16>,
+    /// Answers gRPC health checks with this `ServingStatus` (and accepts TCP).
+    pub grpc: BTreeMap<SocketAddr, u64>,
 }
 
 impl Prober for FakeRuntime {
@@ -24,7 +26,10 @@ impl Prober for FakeRuntime {
         let eps = self.endpoints.lock().unwrap();
         match check {
             NetCheck::Tcp { addr } => {
-                if eps.listening.contains(addr) || eps.http.contains_key(addr) {
+                if eps.listening.contains(addr)
+                    || eps.http.contains_key(addr)
+                    || eps.grpc.contains_key(addr)
+                {
                     CheckOutcome::Success
                 } else {
                     CheckOutcome::Failure(format!("dial tcp {addr}: connection refused"))
@@ -38,6 +43,17 @@ impl Prober for FakeRuntime {
                 None => CheckOutcome::Failure(format!(
                     "Get \"http://{addr}{path}\": connection refused"
                 )),
+            },
+            NetCheck::Grpc { addr, .. } => match eps.grpc.get(addr) {
+                Some(1) => CheckOutcome::Success,
+                Some(st) => CheckOutcome::Failure(format!(
+                    "service unhealthy (responded with {})",
+                    if *st == 2 { "NOT_SERVING" } else { "UNKNOWN" }
+                )),
+                None if eps.listening.contains(addr) || eps.http.contains_key(addr) => {
+                    CheckOutcome::Failure(format!("{addr}: not a gRPC server"))
+                }
+                None => CheckOutcome::Failure(format!("dial {addr}: connection refused")),
             },
         }
     }
@@ -61,9 +77,12 @@ impl Volumes for FakeRuntime {
                 if !single_component(claim) || !single_component(&req.pod.namespace) {
                     return Err(bad());
                 }
-                let p = PathBuf::from("/fake/volumes")
-                    .join(&req.pod.namespace)
-                    .join(claim);
+                let p = claim_path(&req.pod.namespace, claim)?;
+                self.claims
+                    .lock()
+                    .unwrap()
+                    .entry((req.pod.namespace.clone(), claim.clone()))
+                    .or_insert(0);
                 (MountKind::Bind, p)
             }
             VolumeSource::HostPath { path, .. } => (MountKind::Bind, path.clone()),
@@ -97,6 +116,70 @@ impl Volumes for FakeRuntime {
             .retain(|(p, _), _| *p != pod.key());
         Ok(())
     }
+
+    async fn apply_fs_group(&self, req: &FsGroupRequest) -> Result<(), FakeError> {
+        let empty_dirs = PathBuf::from("/fake/pods")
+            .join(req.pod.key())
+            .join("empty-dir");
+        let claims = PathBuf::from("/fake/volumes").join(&req.pod.namespace);
+        for v in &req.volumes {
+            let one_below = |base: &PathBuf| {
+                v.strip_prefix(base).is_ok_and(|rest| {
+                    rest.components().count() == 1
+                        && rest
+                            .components()
+                            .all(|c| matches!(c, std::path::Component::Normal(_)))
+                })
+            };
+            if !one_below(&empty_dirs) && !one_below(&claims) {
+                return Err(FakeError(
+                    format!("{} is not a volume of the pod", v.display()),
+                    ErrorKind::Invalid,
+                ));
+            }
+        }
+        self.fs_groups.lock().unwrap().push(req.clone());
+        Ok(())
+    }
+
+    async fn ensure_claim(&self, namespace: &str, claim: &str) -> Result<PathBuf, FakeError> {
+        let p = claim_path(namespace, claim)?;
+        self.claims
+            .lock()
+            .unwrap()
+            .entry((namespace.into(), claim.into()))
+            .or_insert(0);
+        Ok(p)
+    }
+
+    async fn remove_claim(&self, namespace: &str, claim: &str) -> Result<(), FakeError> {
+        claim_path(namespace, claim)?;
+        self.claims
+            .lock()
+            .unwrap()
+            .remove(&(namespace.into(), claim.into()));
+        Ok(())
+    }
+
+    async fn claim_usage(&self, namespace: &str, claim: &str) -> Result<Option<u64>, FakeError> {
+        claim_path(namespace, claim)?;
+        Ok(self
+            .claims
+            .lock()
+            .unwrap()
+            .get(&(namespace.into(), claim.into()))
+            .copied())
+    }
+}
+
+fn claim_path(namespace: &str, claim: &str) -> Result<PathBuf, FakeError> {
+    if !single_component(namespace) || !single_component(claim) {
+        return Err(FakeError(
+            format!("claim {namespace}/{claim}: bad name"),
+            ErrorKind::Invalid,
+        ));
+    }
+    Ok(PathBuf::from("/fake/volumes").join(namespace).join(claim))
 }
 
 /// The conformance suite, on the fakes (the real implementations run it in
@@ -113,6 +196,8 @@ mod conformance {
             http_ok: "127.0.0.1:1003".parse().unwrap(),
             http_redirect: "127.0.0.1:1004".parse().unwrap(),
             http_unavailable: "127.0.0.1:1005".parse().unwrap(),
+            grpc_serving: "127.0.0.1:1006".parse().unwrap(),
+            grpc_not_serving: "127.0.0.1:1007".parse().unwrap(),
         };
         {
             let mut e = rt.endpoints.lock().unwrap();
@@ -120,6 +205,8 @@ mod conformance {
             e.http.insert(eps.http_ok, 200);
             e.http.insert(eps.http_redirect, 302);
             e.http.insert(eps.http_unavailable, 503);
+            e.grpc.insert(eps.grpc_serving, 1);
+            e.grpc.insert(eps.grpc_not_serving, 2);
         }
         berth_contract::conformance::prober(&rt, &eps).await;
     }
@@ -174,7 +261,16 @@ mod conformance {
     #[tokio::test]
     async fn fake_volumes_conform() {
         let rt = FakeRuntime::default();
-        berth_contract::conformance::volumes(&rt, "/fake-host-file-never-checked".into()).await;
+        berth_contract::conformance::volumes(&rt, "/fake-host-file-never-checked".into(), 100)
+            .await;
         assert!(rt.volumes.lock().unwrap().is_empty());
+        assert_eq!(rt.fs_groups.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn fake_claims_conform() {
+        let rt = FakeRuntime::default();
+        berth_contract::conformance::claims(&rt).await;
+        assert!(rt.claims.lock().unwrap().is_empty());
     }
 }

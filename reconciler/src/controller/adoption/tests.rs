@@ -207,7 +207,7 @@ async fn corrupt_records_replace_nothing() {
             three_pods(),
         );
         until(&mut h.status, "3 running again", |s| {
-            running(s) == 3 && condition(s, "PodRecordsReadable").is_some()
+            running(s) == 3 && condition(s, "StateFilesReadable").is_some()
         })
         .await;
         tokio::time::sleep(Duration::from_secs(30)).await;
@@ -221,10 +221,28 @@ async fn corrupt_records_replace_nothing() {
         assert!(rt.removed.lock().unwrap().is_empty(), "{tag}");
         let s = h.status.borrow().clone();
         assert_eq!(s.pods.len(), 3, "{tag}");
-        let c = condition(&s, "PodRecordsReadable").unwrap();
-        assert_eq!(c.status, "False");
-        assert!(c.message.contains("moved aside"), "{}", c.message);
-        assert!(s.events.iter().any(|e| e.reason == "RecordsQuarantined"));
+        let c = condition(&s, "StateFilesReadable").unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "Quarantined")
+        );
+        assert!(
+            c.message.starts_with(&format!(
+                "pod records {} could not be read (",
+                records.display()
+            )) && c.message.contains(&format!(
+                "moved aside to {}.quarantined-",
+                records.display()
+            )),
+            "{}",
+            c.message
+        );
+        assert!(condition(&s, "PodRecordsReadable").is_none());
+        assert!(
+            s.events
+                .iter()
+                .any(|e| e.reason == "Quarantined" && e.message.contains("pods.json"))
+        );
         assert!(s.events.iter().filter(|e| e.reason == "Adopted").count() == 3);
         // the quarantined file is kept; new records were written
         let kept = std::fs::read_dir(dir.join("state/reconciler"))

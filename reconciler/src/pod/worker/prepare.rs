@@ -56,8 +56,15 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         }
         self.prepare_volumes().await?;
         // group ownership once per set-up, not on every object change
-        super::super::fs_group::apply(&self.d.spec, &self.prepared)
-            .map_err(|e| PodError::new(Reason::FailedMount, error_chain(&e), None))
+        let Some(req) = super::super::fs_group::request(&self.pod, &self.d.spec, &self.prepared)
+        else {
+            return Ok(());
+        };
+        self.deps
+            .runtime
+            .apply_fs_group(&req)
+            .await
+            .map_err(|e| PodError::new(Reason::FailedMount, error_chain(&e), Some(e.kind())))
     }
 
     /// After a failed setup, give back the sandbox and the network (the pod's
