@@ -16,6 +16,7 @@ pub mod dns;
 pub mod lifecycle;
 pub mod names;
 pub mod policy;
+mod pod_fields;
 mod projected;
 mod security_profiles;
 mod service;
