@@ -74,7 +74,10 @@ mod tests {
             localhost_profile(&c, Some(&pod), &ann).as_deref(),
             Some("pod-wide")
         );
-        ann.insert(format!("{ANNOTATION}web"), "localhost/from-annotation".into());
+        ann.insert(
+            format!("{ANNOTATION}web"),
+            "localhost/from-annotation".into(),
+        );
         ann.insert(format!("{ANNOTATION}other"), "localhost/not-mine".into());
         assert_eq!(
             localhost_profile(&c, Some(&pod), &ann).as_deref(),

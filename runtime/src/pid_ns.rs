@@ -33,7 +33,11 @@ fn pid_file(dir: &Path) -> PathBuf {
 
 /// The init of the pod's PID namespace, if it still runs: its PID.
 pub fn running(dir: &Path) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(pid_file(dir)).ok()?.trim().parse().ok()?;
+    let pid: i32 = fs::read_to_string(pid_file(dir))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     if pid <= 1 {
         return None;
     }

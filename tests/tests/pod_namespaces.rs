@@ -39,7 +39,11 @@ fn wait_file(a: &Agent, p: &Path, timeout: Duration) -> anyhow::Result<String> {
 /// `pidns.pid` files under the instance's pod dirs: (file, pid).
 fn pid_ns_inits(run_dir: &Path) -> Vec<(PathBuf, i32)> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(run_dir.join("pods")).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(run_dir.join("pods"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let f = e.path().join("pidns.pid");
         if let Some(pid) = std::fs::read_to_string(&f)
             .ok()

@@ -66,9 +66,10 @@ fn adapted(file: &str, image: &str, cmd: &str) -> anyhow::Result<String> {
 }
 
 fn ready(p: &Value) -> bool {
-    p["status"]["conditions"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    p["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 /// The one pod of a Deployment (by its name prefix) once it is Ready.
@@ -163,7 +164,8 @@ fn check_kubectl(a: &Agent, mysql_pod: &str, wp_pod: &str) -> anyhow::Result<()>
         lb[1] == "LoadBalancer" && lb[3] != "<pending>" && lb[4].starts_with("80:"),
         "LoadBalancer row {lb:?} in:\n{t}"
     );
-    let hl = row(&t, "service/wordpress-mysql").with_context(|| format!("no headless row:\n{t}"))?;
+    let hl =
+        row(&t, "service/wordpress-mysql").with_context(|| format!("no headless row:\n{t}"))?;
     ensure!(
         hl[1] == "ClusterIP" && hl[2] == "None",
         "headless row {hl:?} in:\n{t}"
@@ -251,11 +253,8 @@ fn wordpress_and_mysql_tutorial() -> anyhow::Result<()> {
         "the mysql volume lost its data: {db1} said {id1}, {db2} said {id2}"
     );
     // the new pod started on the same directory: two starts recorded in it
-    let starts = std::fs::read_to_string(
-        a.state_dir
-            .join("volumes/default/mysql-pv-claim/starts"),
-    )
-    .context("reading the mysql volume's start log")?;
+    let starts = std::fs::read_to_string(a.state_dir.join("volumes/default/mysql-pv-claim/starts"))
+        .context("reading the mysql volume's start log")?;
     ensure!(
         starts.lines().count() == 2,
         "the mysql volume saw these starts: {starts:?}"

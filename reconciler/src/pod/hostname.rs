@@ -97,7 +97,10 @@ mod tests {
     fn hostname_and_subdomain_as_kubelet_writes_them() {
         let ip = "10.44.0.7".parse().unwrap();
         let h = pod_host("p", "default", &spec(None, None, None), "cluster.local").unwrap();
-        assert_eq!((h.uts.as_str(), hosts_line(ip, &h)), ("p", "10.44.0.7\tp\n".into()));
+        assert_eq!(
+            (h.uts.as_str(), hosts_line(ip, &h)),
+            ("p", "10.44.0.7\tp\n".into())
+        );
         let h = pod_host(
             "busybox-1",
             "shop",
@@ -119,15 +122,32 @@ mod tests {
 
     #[test]
     fn set_hostname_as_fqdn_puts_the_whole_name_in_uts_within_64_bytes() {
-        let h = pod_host("p", "ns", &spec(Some("a"), Some("s"), Some(true)), "cluster.local").unwrap();
+        let h = pod_host(
+            "p",
+            "ns",
+            &spec(Some("a"), Some("s"), Some(true)),
+            "cluster.local",
+        )
+        .unwrap();
         assert_eq!(h.uts, "a.s.ns.svc.cluster.local");
         assert_eq!(h.short, "a");
         // without a subdomain there is no FQDN: the short name stays
-        let h = pod_host("p", "ns", &spec(Some("a"), None, Some(true)), "cluster.local").unwrap();
+        let h = pod_host(
+            "p",
+            "ns",
+            &spec(Some("a"), None, Some(true)),
+            "cluster.local",
+        )
+        .unwrap();
         assert_eq!(h.uts, "a");
         let long = "h".repeat(40);
-        let e = pod_host("p", "ns", &spec(Some(&long), Some("sub"), Some(true)), "cluster.local")
-            .unwrap_err();
+        let e = pod_host(
+            "p",
+            "ns",
+            &spec(Some(&long), Some("sub"), Some(true)),
+            "cluster.local",
+        )
+        .unwrap_err();
         assert_eq!(e.len, 40 + ".sub.ns.svc.cluster.local".len());
     }
 

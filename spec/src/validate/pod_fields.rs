@@ -33,7 +33,9 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
             );
         }
     }
-    if s.hostname_override.as_deref().is_some_and(|h| !h.is_empty())
+    if s.hostname_override
+        .as_deref()
+        .is_some_and(|h| !h.is_empty())
         && s.set_hostname_as_fqdn == Some(true)
     {
         o.err(
@@ -128,7 +130,10 @@ fn container(o: &mut Out, p: &str, c: &Container) {
             "a change of resources replaces the pod (no in-place resize)",
         );
     }
-    if c.restart_policy_rules.as_ref().is_some_and(|v| !v.is_empty()) {
+    if c.restart_policy_rules
+        .as_ref()
+        .is_some_and(|v| !v.is_empty())
+    {
         ignored(
             o,
             format!("{p}.restartPolicyRules"),
@@ -180,11 +185,7 @@ pub(crate) fn service(o: &mut Out, s: &ServiceSpec) {
             "one node: every endpoint is local, but the client's source address is not kept",
         );
     }
-    let v6 = s
-        .ip_families
-        .iter()
-        .flatten()
-        .any(|f| f == "IPv6")
+    let v6 = s.ip_families.iter().flatten().any(|f| f == "IPv6")
         || s.ip_family_policy.as_deref() == Some("RequireDualStack");
     if v6 {
         o.err(
@@ -228,7 +229,10 @@ mod tests {
         assert_eq!(paths(&o), [(true, "spec.hostname".to_string())]);
         s.hostname = Some("web-0".into());
         s.host_pid = Some(true);
-        s.security_context.as_mut().unwrap().supplemental_groups_policy = Some("Loose".into());
+        s.security_context
+            .as_mut()
+            .unwrap()
+            .supplemental_groups_policy = Some("Loose".into());
         let mut o = Out(Vec::new());
         pod_spec(&mut o, "spec", &s);
         assert_eq!(

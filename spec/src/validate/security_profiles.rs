@@ -222,9 +222,16 @@ mod tests {
             Some("spec.securityContext.appArmorProfile.localhostProfile")
         );
         let mut o = Out(Vec::new());
-        let a: BTreeMap<String, String> =
-            [(format!("{APPARMOR_ANNOTATION}web"), "localhost/".to_string())].into();
+        let a: BTreeMap<String, String> = [(
+            format!("{APPARMOR_ANNOTATION}web"),
+            "localhost/".to_string(),
+        )]
+        .into();
         annotations(&mut o, "metadata.annotations", Some(&a));
-        assert!(o.0[0].message.contains("not a valid AppArmor profile"), "{:?}", o.0);
+        assert!(
+            o.0[0].message.contains("not a valid AppArmor profile"),
+            "{:?}",
+            o.0
+        );
     }
 }
