@@ -289,6 +289,11 @@ pub struct SandboxConfig {
     pub network: PodNetwork,
     /// Pod-level cgroup limits (sum of containers), optional.
     pub resources: Resources,
+    /// `shareProcessNamespace`: one PID namespace for all the pod's
+    /// containers, held by a small init process (PID 1 of the pod, as
+    /// kubelet's pause container).
+    #[serde(default)]
+    pub share_process_namespace: bool,
 }
 
 /// Pod-level things containers share, kept under the run dir.
@@ -298,6 +303,9 @@ pub struct Sandbox {
     pub netns: Option<PathBuf>,
     pub ipc_ns: Option<PathBuf>,
     pub uts_ns: Option<PathBuf>,
+    /// The pod's shared PID namespace (`shareProcessNamespace`), if any.
+    #[serde(default)]
+    pub pid_ns: Option<PathBuf>,
     pub hosts_file: PathBuf,
     pub hostname_file: PathBuf,
     pub resolv_conf: PathBuf,
@@ -340,6 +348,14 @@ pub struct Security {
     /// `hostIPC`: the host's IPC namespace instead of the pod's.
     #[serde(default)]
     pub host_ipc: bool,
+    /// `supplementalGroupsPolicy: Strict`: only the pod's groups, not those
+    /// the image's `/etc/group` lists the user in (`Merge`, the default).
+    #[serde(default)]
+    pub supplemental_groups_strict: bool,
+    /// A `Localhost` AppArmor profile's name (loaded in the kernel), applied
+    /// to the container's process; only where the kernel has AppArmor.
+    #[serde(default)]
+    pub apparmor_profile: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

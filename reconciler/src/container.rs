@@ -347,6 +347,10 @@ pub fn security(c: &Container, pod: Option<&PodSecurityContext>) -> Security {
         seccomp_localhost: None,
         host_pid: false,
         host_ipc: false,
+        supplemental_groups_strict: pod.and_then(|p| p.supplemental_groups_policy.as_deref())
+            == Some("Strict"),
+        // set by the worker: it needs the pod's annotations
+        apparmor_profile: None,
     }
 }
 

@@ -8,6 +8,7 @@
 //! [`pod::status`]); acting goes through the traits. It does not read
 //! manifests, talk HTTP, or call the kernel itself.
 
+pub mod apparmor;
 pub mod backoff;
 pub mod container;
 pub mod controller;

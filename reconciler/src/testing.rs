@@ -141,6 +141,7 @@ impl Runtime for FakeRuntime {
             netns: cfg.network.netns.clone(),
             ipc_ns: None,
             uts_ns: None,
+            pid_ns: None,
             hosts_file: "/tmp/hosts".into(),
             hostname_file: "/tmp/hostname".into(),
             resolv_conf: "/tmp/resolv.conf".into(),

@@ -205,6 +205,7 @@ async fn main() {
                 dns_search: vec![],
             },
             resources: Resources::default(),
+            share_process_namespace: false,
         })
         .await
         .unwrap();

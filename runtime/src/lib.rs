@@ -33,6 +33,7 @@ pub mod layout;
 pub use berth_supervise::logs;
 pub mod oci;
 pub mod orphan;
+pub mod pid_ns;
 pub mod precheck;
 pub mod probe;
 pub mod retention;
@@ -498,7 +499,7 @@ impl Runtime for ShimRuntime {
                     step: "creating the pod cgroup",
                     message: berth_contract::error_chain(&e),
                 })?;
-            sandbox::ensure(&dir, &cfg, cg)
+            sandbox::ensure(&dir, &cfg, cg, &rt.cfg.shim_path)
         })
         .await
     }

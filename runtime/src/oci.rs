@@ -216,6 +216,27 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<(u32, u32),
     Ok((uid, gid))
 }
 
+/// Groups whose member list in group-format text names the user of `uid`
+/// (looked up in passwd-format text), at most 64 of them.
+pub fn member_groups(uid: u32, passwd: &str, group: &str) -> Vec<u32> {
+    let uid_s = uid.to_string();
+    let Some(name) = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && f[2] == uid_s).then(|| f[0].to_string())
+    }) else {
+        return Vec::new();
+    };
+    group
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let member = f.len() > 3 && f[3].split(',').any(|m| m.trim() == name);
+            member.then(|| f[2].parse().ok()).flatten()
+        })
+        .take(64)
+        .collect()
+}
+
 /// The config.json value.
 pub fn spec(
     cfg: &ContainerConfig,
@@ -279,8 +300,11 @@ pub fn spec(
     }
     let mut namespaces = vec![json!({"type": "mount"}), json!({"type": "cgroup"})];
     // hostPID / hostIPC: no namespace of that type, so the host's
-    if !sec.host_pid {
-        namespaces.insert(0, json!({"type": "pid"}));
+    // shareProcessNamespace: the pod's PID namespace, held by its init
+    match &cfg.sandbox.pid_ns {
+        _ if sec.host_pid => {}
+        Some(p) => namespaces.insert(0, json!({"type": "pid", "path": p})),
+        None => namespaces.insert(0, json!({"type": "pid"})),
     }
     match &cfg.sandbox.ipc_ns {
         _ if sec.host_ipc => {}
@@ -358,6 +382,10 @@ pub fn spec(
     let mut process = process;
     if !sec.allow_privilege_escalation {
         process["noNewPrivileges"] = json!(true);
+    }
+    // a Localhost AppArmor profile (accepted only where the kernel has AppArmor)
+    if let Some(p) = sec.apparmor_profile.as_deref().filter(|_| !sec.privileged) {
+        process["apparmorProfile"] = json!(p);
     }
     Ok(json!({
         "ociVersion": "1.0.2",

@@ -3,7 +3,8 @@
 //! `<run>/pods/<pod key>/{hosts,hostname,resolv.conf}` and the IPC and UTS
 //! namespaces, held by bind mounts of `/proc/thread-self/ns/{ipc,uts}` made
 //! from a short-lived thread that unshared them (so no process has to live
-//! for them to stay).
+//! for them to stay). A shared PID namespace needs a process: see
+//! [`crate::pid_ns`].
 
 use std::fs;
 use std::os::unix::fs::OpenOptionsExt;
@@ -84,6 +85,7 @@ pub fn ensure(
     dir: &Path,
     cfg: &SandboxConfig,
     cgroup_parent: String,
+    shim: &Path,
 ) -> Result<Sandbox, RuntimeError> {
     let err = |step: &'static str| {
         let pod = cfg.pod.key();
@@ -113,11 +115,17 @@ pub fn ensure(
     let ipc = dir.join("ipc");
     let uts = dir.join("uts");
     hold_namespaces(&ipc, &uts, &cfg.hostname).map_err(err("creating IPC and UTS namespaces"))?;
+    let pid_ns = if cfg.share_process_namespace {
+        Some(crate::pid_ns::ensure(dir, shim).map_err(err("creating the shared PID namespace"))?)
+    } else {
+        None
+    };
     Ok(Sandbox {
         pod: cfg.pod.clone(),
         netns: cfg.network.netns.clone(),
         ipc_ns: Some(ipc),
         uts_ns: Some(uts),
+        pid_ns,
         hosts_file: dir.join("hosts"),
         hostname_file: dir.join("hostname"),
         resolv_conf: dir.join("resolv.conf"),
@@ -127,6 +135,7 @@ pub fn ensure(
 
 /// Unmount the namespace files and remove the pod dir. Idempotent.
 pub fn remove(dir: &Path) -> std::io::Result<()> {
+    crate::pid_ns::remove(dir);
     for ns in ["ipc", "uts"] {
         let p = dir.join(ns);
         if is_mountpoint(&p) {

@@ -93,10 +93,20 @@ fn resolve_user(spec: &ShimSpec, rootfs: &Path) -> Result<oci::User, Fail> {
             ),
         ));
     }
+    let mut additional_gids: Vec<u32> = s.supplemental_groups.iter().map(|g| *g as u32).collect();
+    // supplementalGroupsPolicy Merge (the default): also the groups the
+    // image's /etc/group lists the user in, as containerd adds them
+    if !s.supplemental_groups_strict {
+        for g in oci::member_groups(uid, &passwd, &group) {
+            if g != gid && !additional_gids.contains(&g) {
+                additional_gids.push(g);
+            }
+        }
+    }
     Ok(oci::User {
         uid,
         gid,
-        additional_gids: s.supplemental_groups.iter().map(|g| *g as u32).collect(),
+        additional_gids,
     })
 }
 

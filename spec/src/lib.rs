@@ -18,11 +18,11 @@
 //! - A well-formed object of a kind berth does not run (Ingress,
 //!   NetworkPolicy, RBAC, custom resources, ...) is skipped with a warning
 //!   and listed in [`Parsed::skipped`] ([`skipped`]); it never refuses its file.
-//! - Valid Kubernetes that berth cannot honour on one host (`hostPID`,
-//!   `dnsConfig`, volume types other than emptyDir/hostPath/configMap/secret/
-//!   persistentVolumeClaim, strategies other than RollingUpdate/Recreate,
-//!   ExternalName Services, ...) is an error saying so
-//!   ([`validate::unsupported`]).
+//! - Valid Kubernetes that berth cannot honour on one host (volume types
+//!   berth does not have, `resourceClaims`, `runtimeClassName`, ExternalName
+//!   Services, ...) is an error saying so ([`validate::unsupported`]); a
+//!   field berth ignores without changing what runs in a way that matters
+//!   (`imagePullSecrets`, `sessionAffinity`, ...) is a warning naming it.
 //! - Numbers and booleans where Kubernetes wants a string (`value: 8080`) are
 //!   errors, so berth manifests stay valid Kubernetes.
 //! - A Service without a selector is a warning (berth has no manual Endpoints).

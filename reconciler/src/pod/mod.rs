@@ -7,6 +7,7 @@ pub mod etc_files;
 pub mod fs_group;
 #[cfg(test)]
 mod hooks_tests;
+pub mod hostname;
 pub mod plan;
 mod projection;
 #[cfg(test)]

@@ -240,6 +240,7 @@ mod conformance {
                 netns: None,
                 ipc_ns: None,
                 uts_ns: None,
+                pid_ns: None,
                 hosts_file: "/h".into(),
                 hostname_file: "/n".into(),
                 resolv_conf: "/r".into(),

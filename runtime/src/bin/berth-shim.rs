@@ -18,6 +18,10 @@ fn main() {
             berth_runtime::shim::launch(&berth_runtime::shim::dir_arg(&args[2]))
         }
         Some("supervise") if args.len() == 8 => berth_runtime::shim::supervise_main(&args[2..]),
+        Some("pidns") if args.len() == 3 => {
+            berth_runtime::pid_ns::holder_main(&berth_runtime::shim::dir_arg(&args[2]))
+        }
+        Some("pid1") if args.len() == 2 => berth_runtime::pid_ns::init_main(),
         Some("serve") if args.len() == 3 => {
             berth_runtime::shim::serve_main(&berth_runtime::shim::dir_arg(&args[2]))
         }

@@ -31,6 +31,7 @@ fn cfg() -> ContainerConfig {
             netns: Some("/run/x/netns/p".into()),
             ipc_ns: Some("/run/x/pods/p/ipc".into()),
             uts_ns: Some("/run/x/pods/p/uts".into()),
+            pid_ns: None,
             hosts_file: "/run/x/pods/p/hosts".into(),
             hostname_file: "/run/x/pods/p/hostname".into(),
             resolv_conf: "/run/x/pods/p/resolv.conf".into(),
@@ -235,4 +236,76 @@ fn localhost_seccomp_profile_replaces_the_default() {
     )
     .unwrap_err();
     assert!(e.contains("Localhost seccomp profile"), "{e}");
+}
+
+#[test]
+fn a_shared_pid_namespace_is_joined_by_path() {
+    let mut c = cfg();
+    c.sandbox.pid_ns = Some("/proc/4242/ns/pid".into());
+    let v = spec(
+        &c,
+        Path::new("/r"),
+        "/x/p/u-c-0",
+        &user(),
+        1024,
+        (1024, 4096),
+    )
+    .unwrap();
+    let pid: Vec<&Value> = v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] == "pid")
+        .collect();
+    assert_eq!(pid.len(), 1);
+    assert_eq!(pid[0]["path"], "/proc/4242/ns/pid");
+    // hostPID wins (validation refuses both together)
+    c.security.host_pid = true;
+    let v = spec(
+        &c,
+        Path::new("/r"),
+        "/x/p/u-c-0",
+        &user(),
+        1024,
+        (1024, 4096),
+    )
+    .unwrap();
+    assert!(!ns_types(&v).contains(&"pid".to_string()));
+}
+
+#[test]
+fn member_groups_come_from_the_group_file() {
+    let passwd = "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
+    let group =
+        "root:x:0:\napp:x:1000:\nvideo:x:44:app,other\naudio:x:29:other\nwheel:x:10: app \n";
+    assert_eq!(member_groups(1000, passwd, group), [44, 10]);
+    assert!(member_groups(0, passwd, group).is_empty());
+    // a uid without a passwd entry has no name, so no memberships
+    assert!(member_groups(2000, passwd, group).is_empty());
+}
+
+#[test]
+fn a_localhost_apparmor_profile_goes_to_the_process() {
+    let mut c = cfg();
+    let v = spec(
+        &c,
+        Path::new("/r"),
+        "/x/p/u-c-0",
+        &user(),
+        1024,
+        (1024, 4096),
+    )
+    .unwrap();
+    assert!(v["process"].get("apparmorProfile").is_none());
+    c.security.apparmor_profile = Some("k8s-deny-write".into());
+    let v = spec(
+        &c,
+        Path::new("/r"),
+        "/x/p/u-c-0",
+        &user(),
+        1024,
+        (1024, 4096),
+    )
+    .unwrap();
+    assert_eq!(v["process"]["apparmorProfile"], "k8s-deny-write");
 }

@@ -156,6 +156,7 @@ impl Harness {
                 dns_search: vec!["default.svc.cluster.local".into()],
             },
             resources,
+            share_process_namespace: false,
         };
         self.rt()
             .ensure_sandbox(&cfg)

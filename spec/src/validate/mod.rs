@@ -15,6 +15,7 @@ mod container;
 pub mod dns;
 pub mod lifecycle;
 pub mod names;
+mod pod_fields;
 pub mod policy;
 mod projected;
 mod security_profiles;

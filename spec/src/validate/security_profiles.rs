@@ -1,8 +1,11 @@
 //! seccomp and AppArmor profiles. `seccompProfile` `RuntimeDefault`,
 //! `Unconfined` and `Localhost` (read from `<state-dir>/seccomp/` by the
-//! agent) are honoured; AppArmor profiles other than `Unconfined` are a
-//! per-object error, as kubelet refuses them on a kernel without AppArmor
-//! (and berth does not apply them where it has it).
+//! agent) are honoured. AppArmor as kubelet: on a kernel without AppArmor
+//! any profile but `Unconfined` (field or annotation) is a per-object error
+//! ("cannot enforce AppArmor"), as kubelet's admission refuses such a pod;
+//! where the kernel has AppArmor a `Localhost` profile is applied by name
+//! (it must be loaded), and `RuntimeDefault` is refused: berth loads no
+//! default profile of its own.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path};
@@ -19,11 +22,18 @@ pub fn apparmor_enabled() -> bool {
         .is_ok_and(|s| s.trim() == "Y")
 }
 
-fn apparmor_refused() -> &'static str {
-    if apparmor_enabled() {
-        "AppArmor profiles are not applied by berth (only Unconfined is accepted)"
-    } else {
-        "cannot enforce AppArmor: AppArmor is not enabled on this host (only Unconfined is accepted)"
+/// Why a profile of this type is refused on this host, or `None` when it
+/// is applied (`Unconfined`; `Localhost` where the kernel has AppArmor).
+fn apparmor_refused(type_: &str) -> Option<&'static str> {
+    match type_ {
+        "Unconfined" => None,
+        _ if !apparmor_enabled() => Some(
+            "cannot enforce AppArmor: AppArmor is not enabled on this host (only Unconfined is accepted)",
+        ),
+        "Localhost" => None,
+        _ => Some(
+            "RuntimeDefault AppArmor is not available: berth loads no default AppArmor profile (use Localhost with a loaded profile, or Unconfined)",
+        ),
     }
 }
 
@@ -55,8 +65,23 @@ fn seccomp(o: &mut Out, p: &str, s: &SeccompProfile) {
 }
 
 fn apparmor(o: &mut Out, p: &str, a: &AppArmorProfile) {
-    if a.type_ != "Unconfined" {
-        o.err(format!("{p}.type"), apparmor_refused());
+    match a.type_.as_str() {
+        "Unconfined" | "RuntimeDefault" | "Localhost" => {}
+        t => {
+            o.err(
+                format!("{p}.type"),
+                format!("{t:?} is not valid (RuntimeDefault, Unconfined or Localhost)"),
+            );
+            return;
+        }
+    }
+    if a.type_ == "Localhost" && a.localhost_profile.as_deref().is_none_or(str::is_empty) {
+        o.err(
+            format!("{p}.localhostProfile"),
+            "localhostProfile is required with type Localhost",
+        );
+    } else if let Some(why) = apparmor_refused(&a.type_) {
+        o.err(format!("{p}.type"), why);
     }
 }
 
@@ -94,11 +119,29 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
     }
 }
 
-/// The AppArmor annotations of a pod (or pod template): `unconfined` only.
+/// The AppArmor annotations of a pod (or pod template): `unconfined`,
+/// `runtime/default` or `localhost/<profile>`, under the same rules.
 pub(crate) fn annotations(o: &mut Out, base: &str, a: Option<&BTreeMap<String, String>>) {
     for (k, v) in a.into_iter().flatten() {
-        if k.starts_with(APPARMOR_ANNOTATION) && v != "unconfined" {
-            o.err(format!("{base}['{k}']"), apparmor_refused());
+        if !k.starts_with(APPARMOR_ANNOTATION) {
+            continue;
+        }
+        let type_ = match v.as_str() {
+            "unconfined" => "Unconfined",
+            "runtime/default" => "RuntimeDefault",
+            l if l.len() > "localhost/".len() && l.starts_with("localhost/") => "Localhost",
+            other => {
+                o.err(
+                    format!("{base}['{k}']"),
+                    format!(
+                        "{other:?} is not a valid AppArmor profile (runtime/default, unconfined or localhost/<name>)"
+                    ),
+                );
+                continue;
+            }
+        };
+        if let Some(why) = apparmor_refused(type_) {
+            o.err(format!("{base}['{k}']"), why);
         }
     }
 }
@@ -157,5 +200,38 @@ mod tests {
         .into();
         annotations(&mut o, "metadata.annotations", Some(&a));
         assert_eq!(o.0.len(), 1);
+    }
+
+    #[test]
+    fn apparmor_as_kubelet_on_this_host() {
+        assert_eq!(apparmor_refused("Unconfined"), None);
+        // kubelet refuses RuntimeDefault without AppArmor; berth has no default profile with it
+        assert!(apparmor_refused("RuntimeDefault").is_some());
+        assert_eq!(apparmor_refused("Localhost").is_none(), apparmor_enabled());
+        let mut o = Out(Vec::new());
+        apparmor(
+            &mut o,
+            "spec.securityContext.appArmorProfile",
+            &AppArmorProfile {
+                type_: "Localhost".into(),
+                localhost_profile: None,
+            },
+        );
+        assert_eq!(
+            o.0[0].path.as_deref(),
+            Some("spec.securityContext.appArmorProfile.localhostProfile")
+        );
+        let mut o = Out(Vec::new());
+        let a: BTreeMap<String, String> = [(
+            format!("{APPARMOR_ANNOTATION}web"),
+            "localhost/".to_string(),
+        )]
+        .into();
+        annotations(&mut o, "metadata.annotations", Some(&a));
+        assert!(
+            o.0[0].message.contains("not a valid AppArmor profile"),
+            "{:?}",
+            o.0
+        );
     }
 }

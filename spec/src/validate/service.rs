@@ -28,6 +28,7 @@ pub(crate) fn service(o: &mut Out, name: Option<&str>, svc: &Service) {
             format!("{ty:?} is not a valid type (ClusterIP, NodePort or LoadBalancer)"),
         ),
     }
+    super::pod_fields::service(o, s);
     let node_ports = ty == "NodePort" || ty == "LoadBalancer";
     if ty == "LoadBalancer" {
         for (field, set) in [

@@ -26,15 +26,9 @@ fn unsupported(o: &mut Out, path: String, what: &str) {
 }
 
 pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
-    // hostPID and hostIPC are honoured (the operator policy may forbid them);
-    // a shared PID namespace needs a process to hold it, which berth's pods lack
-    if s.share_process_namespace == Some(true) {
-        unsupported(
-            o,
-            format!("{base}.shareProcessNamespace"),
-            "shareProcessNamespace",
-        );
-    }
+    // hostPID, hostIPC and shareProcessNamespace are honoured (the operator
+    // policy may forbid the first two); the remaining fields: `pod_fields`
+    super::pod_fields::pod_spec(o, base, s);
     super::dns::pod_spec(o, base, s);
     super::security_profiles::pod_spec(o, base, s);
     if let Some(r) = &s.resources {

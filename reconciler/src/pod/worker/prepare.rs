@@ -25,17 +25,27 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             tracing::debug!(target: "berth::timing", pod = %self.pod.key(), "pod network ready");
         }
         if self.sandbox.is_none() {
+            let network = self.net.clone().unwrap_or(PodNetwork {
+                netns: None,
+                ip: None,
+                dns_servers: vec![],
+                dns_search: vec![],
+            });
+            // spec.hostname / subdomain / setHostnameAsFQDN, as kubelet
+            let host = super::super::hostname::pod_host(
+                &self.d.name,
+                &self.d.namespace,
+                &self.d.spec,
+                super::super::hostname::cluster_domain(&network.dns_search),
+            )
+            .map_err(|e| PodError::new(Reason::FailedCreatePodSandBox, e.to_string(), None))?;
             let cfg = SandboxConfig {
                 pod: self.pod.clone(),
-                // at most 63 bytes, as kubelet (the kernel refuses more than 64)
-                hostname: berth_spec::validate::names::pod_hostname(&self.d.name).to_string(),
-                network: self.net.clone().unwrap_or(PodNetwork {
-                    netns: None,
-                    ip: None,
-                    dns_servers: vec![],
-                    dns_search: vec![],
-                }),
+                hostname: host.uts.clone(),
+                network,
                 resources: container::pod_resources(&self.d.spec),
+                share_process_namespace: self.d.spec.share_process_namespace == Some(true)
+                    && self.d.spec.host_pid != Some(true),
             };
             let sb = self.deps.runtime.ensure_sandbox(&cfg).await.map_err(|e| {
                 PodError::new(
@@ -44,7 +54,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                     Some(e.kind()),
                 )
             })?;
-            self.write_etc_files(&sb, &cfg.network).map_err(|e| {
+            self.write_etc_files(&sb, &cfg, &host).map_err(|e| {
                 PodError::new(
                     Reason::FailedCreatePodSandBox,
                     format!("writing the pod's hosts and resolv.conf: {e}"),
@@ -120,14 +130,31 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
     /// hostAliases into the pod's hosts file and dnsConfig/dnsPolicy into
     /// its resolv.conf, over what the runtime wrote (kept when the pod asks
     /// for nothing).
-    fn write_etc_files(&self, sb: &Sandbox, net: &PodNetwork) -> std::io::Result<()> {
+    fn write_etc_files(
+        &self,
+        sb: &Sandbox,
+        cfg: &SandboxConfig,
+        host: &super::super::hostname::PodHost,
+    ) -> std::io::Result<()> {
         use super::super::etc_files;
         let spec = &self.d.spec;
-        if let Some(extra) =
-            etc_files::host_aliases(spec.host_aliases.as_deref().unwrap_or_default())
-        {
+        let net = &cfg.network;
+        let aliases = etc_files::host_aliases(spec.host_aliases.as_deref().unwrap_or_default());
+        // the pod's own line as kubelet writes it (`<ip> <fqdn> <hostname>`
+        // with a subdomain) instead of the runtime's `<ip> <hostname>`
+        let own = net.ip.map(|ip| {
+            (
+                format!("{ip}\t{}\n", cfg.hostname),
+                super::super::hostname::hosts_line(ip, host),
+            )
+        });
+        let own = own.filter(|(written, wanted)| written != wanted);
+        if aliases.is_some() || own.is_some() {
             let mut hosts = std::fs::read_to_string(&sb.hosts_file)?;
-            hosts.push_str(&extra);
+            if let Some((written, wanted)) = own {
+                hosts = hosts.replace(&written, &wanted);
+            }
+            hosts.push_str(aliases.as_deref().unwrap_or_default());
             berth_state::write_atomic_mode(&sb.hosts_file, hosts.as_bytes(), 0o644)?;
         }
         let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();

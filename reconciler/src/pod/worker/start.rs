@@ -197,6 +197,8 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
         security.seccomp_localhost =
             crate::seccomp_localhost::profile(spec, pod_sc, &self.settings.state_dir)
                 .map_err(|e| cfg_err(error_chain(&e)))?;
+        security.apparmor_profile =
+            crate::apparmor::localhost_profile(spec, pod_sc, &self.d.annotations);
         security.host_pid = self.d.spec.host_pid == Some(true);
         security.host_ipc = self.d.spec.host_ipc == Some(true);
         let mut labels = std::collections::BTreeMap::new();
