@@ -81,8 +81,6 @@ struct Wanted {
     ns: String,
     name: String,
     spec: JobSpec,
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
     cron: Option<crate::batch_store::CronOwned>,
 }
 
@@ -241,8 +239,6 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     ns: berth_spec::namespace_of(m).to_string(),
                     name: m.name.clone().unwrap_or_default(),
                     spec: j.spec.clone().unwrap_or_default(),
-                    labels: m.labels.clone().unwrap_or_default(),
-                    annotations: m.annotations.clone().unwrap_or_default(),
                     cron: None,
                 });
             }
@@ -254,8 +250,6 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     ns: ns.to_string(),
                     name: name.to_string(),
                     spec: c.spec.clone(),
-                    labels: c.labels.clone(),
-                    annotations: c.annotations.clone(),
                     cron: Some(c.clone()),
                 });
             }
