@@ -425,7 +425,7 @@ fn key_of(v: &Value) -> (String, String) {
 
 /// The objects of one resource, sorted by namespace and name.
 pub fn collect(res: Res, view: &View, snap: &Snapshot) -> Vec<Value> {
-    let mut out = match res {
+    let out = match res {
         Res::Namespaces => namespaces(view, snap),
         _ => {
             let observed: Vec<Value> = match res {
