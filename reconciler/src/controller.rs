@@ -10,7 +10,9 @@
 
 mod adoption;
 mod claims;
+mod cronjobs;
 mod file_problems;
+pub(crate) mod jobs;
 mod workers;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -136,6 +138,8 @@ pub struct Reconciler<I, R, N> {
     import_failures: Tracked<Vec<(String, String)>>,
     /// The conditions last published.
     pub(crate) last_conditions: Tracked<Vec<AgentCondition>>,
+    /// Jobs and CronJobs (see [`jobs`]).
+    pub(crate) batch: jobs::Batch,
 }
 
 impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
@@ -162,6 +166,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 host_ip: cfg.host_ip,
             }),
             records: RecordStore::new(&cfg.state_dir),
+            batch: jobs::Batch::new(&cfg.state_dir),
             cfg,
             pods: g.track(BTreeMap::new()),
             blocked: g.track(BTreeMap::new()),
@@ -192,6 +197,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
     /// Run until `shutdown` turns true (or its sender goes). Workloads keep running.
     pub async fn run(mut self, mut desired_rx: DesiredRx, mut shutdown: watch::Receiver<bool>) {
         self.adopt().await;
+        self.load_batch();
         let mut resync = tokio::time::interval(self.cfg.resync);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut gc = tokio::time::interval(self.cfg.image_gc_interval);
@@ -203,7 +209,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             self.pass(&desired).await;
             self.check_imports();
             self.publish(&desired);
-            let retry = self.next_worker_retry();
+            let retry = earliest(self.next_worker_retry(), self.batch_wake());
             tokio::select! {
                 r = shutdown.changed() => {
                     if r.is_err() || *shutdown.borrow() {
@@ -431,6 +437,8 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     }
                     None => {}
                 },
+                // Jobs' pods: see `jobs`
+                Some(_) if e.record.owner_kind == Some(Kind::Job) => {}
                 Some(owner) => {
                     let owned = deployments.contains(&(key.0.clone(), owner.clone()));
                     let controller = ObjectKey::new(Kind::Deployment, &key.0, owner);
@@ -443,6 +451,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         for (key, grace) in to_delete {
             self.delete_pod(&key, grace, "Killing");
         }
+        self.sync_batch(desired, now);
         self.start_adopted();
         for d in want {
             self.ensure_pod(d);
@@ -473,7 +482,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             .pods
             .values()
             .filter(|e| {
-                e.record.pod.namespace == key.0 && e.record.owner.as_deref() == Some(key.1.as_str())
+                e.record.pod.namespace == key.0 && e.record.owned_by(Kind::Deployment, &key.1)
             })
             .map(pod_obs)
             .collect();
@@ -681,6 +690,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         let record = PodRecord {
             pod: pod.clone(),
             owner: d.owner.clone(),
+            owner_kind: d.owner_kind,
             template_hash: d.template_hash.clone(),
             spec_hash: d.spec_hash.clone(),
             labels: d.labels.clone(),
@@ -870,6 +880,13 @@ pub(crate) fn grace_of(spec: &berth_spec::k8s_openapi::api::core::v1::PodSpec) -
     Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64)
 }
 
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 async fn sleep_until_some(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
@@ -912,6 +929,7 @@ pub(crate) fn desired_from_pod(p: &berth_spec::k8s_openapi::api::core::v1::Pod) 
         namespace: berth_spec::namespace_of(&p.metadata).to_string(),
         name: p.metadata.name.clone().unwrap_or_default(),
         owner: None,
+        owner_kind: None,
         template_hash: None,
         labels: p.metadata.labels.clone().unwrap_or_default(),
         annotations: p.metadata.annotations.clone().unwrap_or_default(),
@@ -925,6 +943,7 @@ fn desired_from_record(r: &PodRecord) -> DesiredPod {
         namespace: r.pod.namespace.clone(),
         name: r.pod.name.clone(),
         owner: r.owner.clone(),
+        owner_kind: r.owner_kind,
         template_hash: r.template_hash.clone(),
         labels: r.labels.clone(),
         annotations: BTreeMap::new(),

@@ -10,9 +10,12 @@
 
 pub mod apparmor;
 pub mod backoff;
+mod batch_status;
+pub mod batch_store;
 pub mod container;
 pub mod controller;
-pub mod cron;
+pub use berth_spec::cron;
+pub mod cronjob;
 pub mod deployment;
 pub mod desired;
 pub mod downward;

@@ -5,8 +5,11 @@
 //!
 //! ```text
 //! version 2: { "version": 2, "pods": [ PodRecord, ... ] }
-//!            PodRecord = { pod, owner, template_hash, spec_hash, labels, spec,
-//!                          created, backoff: { "<container>": BackoffRecord } }
+//!            PodRecord = { pod, owner, owner_kind?, template_hash, spec_hash,
+//!                          labels, spec, created,
+//!                          backoff: { "<container>": BackoffRecord } }
+//!            (`owner_kind`, e.g. "Job", is absent for Deployment pods and
+//!            in files of berth before Jobs: read as a Deployment)
 //! version 1: the same without "backoff" (berth before back-off was saved)
 //! ```
 //!
@@ -41,8 +44,11 @@ const MAX_BYTES: u64 = 64 << 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PodRecord {
     pub pod: PodRef,
-    /// Name of the owning Deployment, if any.
+    /// Name of the owning controller, if any.
     pub owner: Option<String>,
+    /// Kind of the owner: a Deployment when unset (records before Jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_kind: Option<berth_spec::Kind>,
     /// `pod-template-hash` for Deployment pods.
     pub template_hash: Option<String>,
     pub spec_hash: String,
@@ -52,6 +58,14 @@ pub struct PodRecord {
     /// Restart back-off per container name (version 2).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub backoff: BTreeMap<String, BackoffRecord>,
+}
+
+impl PodRecord {
+    /// Whether the controller `kind`/`name` (in the pod's namespace) owns this pod.
+    pub fn owned_by(&self, kind: berth_spec::Kind, name: &str) -> bool {
+        self.owner.as_deref() == Some(name)
+            && self.owner_kind.unwrap_or(berth_spec::Kind::Deployment) == kind
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -46,13 +46,28 @@ pub(crate) fn build<I, R, N>(
                 creation_timestamp: Some(time(e.record.created)),
                 deletion_timestamp: e.terminating.map(time),
                 owner_references: e.record.owner.as_ref().map(|o| {
-                    vec![OwnerReference {
-                        api_version: "apps/v1".into(),
-                        kind: "Deployment".into(),
-                        name: o.clone(),
-                        uid: String::new(),
-                        controller: Some(true),
-                        ..Default::default()
+                    vec![match e.record.owner_kind {
+                        Some(berth_spec::Kind::Job) => OwnerReference {
+                            api_version: "batch/v1".into(),
+                            kind: "Job".into(),
+                            name: o.clone(),
+                            uid: e
+                                .record
+                                .labels
+                                .get(crate::controller::jobs::LABEL_CONTROLLER_UID)
+                                .cloned()
+                                .unwrap_or_default(),
+                            controller: Some(true),
+                            block_owner_deletion: Some(true),
+                        },
+                        _ => OwnerReference {
+                            api_version: "apps/v1".into(),
+                            kind: "Deployment".into(),
+                            name: o.clone(),
+                            uid: String::new(),
+                            controller: Some(true),
+                            ..Default::default()
+                        },
                     }]
                 }),
                 ..Default::default()
@@ -101,12 +116,15 @@ pub(crate) fn build<I, R, N>(
             _ => {}
         }
     }
+    let (jobs, cron_jobs) = crate::batch_status::build(r, desired);
     Snapshot {
         version,
         pods,
         deployments,
         services,
         volumes,
+        jobs,
+        cron_jobs,
         events: r.events.to_vec(),
         logs,
         reconcile_passes: passes,

@@ -51,6 +51,9 @@ pub struct Snapshot {
     pub deployments: Vec<Deployment>,
     pub services: Vec<Service>,
     pub volumes: Vec<Volume>,
+    /// Jobs (a manifest's, and those CronJobs created) and CronJobs.
+    pub jobs: Vec<berth_spec::k8s_openapi::api::batch::v1::Job>,
+    pub cron_jobs: Vec<berth_spec::k8s_openapi::api::batch::v1::CronJob>,
     pub events: Vec<Event>,
     /// Log file of each container: (namespace, pod, container) -> current log path.
     pub logs: Vec<(String, String, String, std::path::PathBuf)>,

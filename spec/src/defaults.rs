@@ -72,6 +72,37 @@ pub fn apply(o: &mut Object) {
             }
         }
         Object::Volume(v) => ns(&mut v.metadata),
+        Object::Job(j) => {
+            ns(&mut j.metadata);
+            if let Some(s) = j.spec.as_mut() {
+                job_spec(s);
+            }
+        }
+        Object::CronJob(c) => {
+            ns(&mut c.metadata);
+            let s = &mut c.spec;
+            s.concurrency_policy.get_or_insert_with(|| "Allow".into());
+            s.suspend.get_or_insert(false);
+            s.successful_jobs_history_limit.get_or_insert(3);
+            s.failed_jobs_history_limit.get_or_insert(1);
+            if let Some(js) = s.job_template.spec.as_mut() {
+                job_spec(js);
+            }
+        }
+    }
+}
+
+/// Job defaults as kube-apiserver fills them.
+fn job_spec(s: &mut k8s_openapi::api::batch::v1::JobSpec) {
+    if s.completions.is_none() && s.parallelism.is_none() {
+        s.completions = Some(1);
+    }
+    s.parallelism.get_or_insert(1);
+    s.backoff_limit.get_or_insert(6);
+    s.completion_mode.get_or_insert_with(|| "NonIndexed".into());
+    s.suspend.get_or_insert(false);
+    if let Some(ps) = s.template.spec.as_mut() {
+        pod_spec(ps);
     }
 }
 

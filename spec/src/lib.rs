@@ -35,6 +35,7 @@
 
 pub use k8s_openapi;
 
+pub mod cron;
 pub mod defaults;
 pub mod diag;
 pub mod object;

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use serde::{Deserialize, Serialize};
 
@@ -17,16 +18,20 @@ pub enum Kind {
     Volume,
     ConfigMap,
     Secret,
+    Job,
+    CronJob,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Pod,
         Kind::Deployment,
         Kind::Service,
         Kind::Volume,
         Kind::ConfigMap,
         Kind::Secret,
+        Kind::Job,
+        Kind::CronJob,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +42,8 @@ impl Kind {
             Kind::Volume => "Volume",
             Kind::ConfigMap => "ConfigMap",
             Kind::Secret => "Secret",
+            Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
         }
     }
 }
@@ -82,6 +89,8 @@ pub enum Object {
     Volume(Box<Volume>),
     ConfigMap(Box<ConfigMap>),
     Secret(Box<Secret>),
+    Job(Box<Job>),
+    CronJob(Box<CronJob>),
 }
 
 impl Object {
@@ -93,6 +102,8 @@ impl Object {
             Object::Volume(_) => Kind::Volume,
             Object::ConfigMap(_) => Kind::ConfigMap,
             Object::Secret(_) => Kind::Secret,
+            Object::Job(_) => Kind::Job,
+            Object::CronJob(_) => Kind::CronJob,
         }
     }
 
@@ -102,6 +113,7 @@ impl Object {
         match self {
             Object::Deployment(_) => "apps/v1",
             Object::Volume(_) => crate::volume::API_VERSION,
+            Object::Job(_) | Object::CronJob(_) => "batch/v1",
             Object::Pod(_) | Object::Service(_) | Object::ConfigMap(_) | Object::Secret(_) => "v1",
         }
     }
@@ -114,6 +126,37 @@ impl Object {
             Object::Volume(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
+            Object::Job(o) => &o.metadata,
+            Object::CronJob(o) => &o.metadata,
+        }
+    }
+
+    /// The pod spec this object runs (a Pod's own, a controller's template)
+    /// and its path in the object, for rules that apply to every pod spec.
+    pub fn pod_spec(&self) -> Option<(&'static str, &k8s_openapi::api::core::v1::PodSpec)> {
+        match self {
+            Object::Pod(p) => p.spec.as_ref().map(|s| ("spec", s)),
+            Object::Deployment(d) => d
+                .spec
+                .template
+                .spec
+                .as_ref()
+                .map(|s| ("spec.template.spec", s)),
+            Object::Job(j) => j
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .map(|s| ("spec.template.spec", s)),
+            Object::CronJob(c) => c
+                .spec
+                .job_template
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .map(|s| ("spec.jobTemplate.spec.template.spec", s)),
+            Object::Service(_) | Object::Volume(_) | Object::ConfigMap(_) | Object::Secret(_) => {
+                None
+            }
         }
     }
 

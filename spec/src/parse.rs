@@ -8,6 +8,7 @@
 //! line by path.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use serde::de::DeserializeOwned;
 
@@ -18,7 +19,7 @@ use crate::yaml::{self, Document, YamlError};
 use crate::{Parsed, defaults, validate};
 
 /// The kinds and apiVersions berth reads, for error messages.
-pub const SUPPORTED: &str = "v1 Pod, apps/v1 Deployment, v1 Service, v1 ConfigMap, v1 Secret, v1 PersistentVolumeClaim, berth.dev/v1alpha1 Volume, v1 List";
+pub const SUPPORTED: &str = "v1 Pod, apps/v1 Deployment, v1 Service, v1 ConfigMap, v1 Secret, v1 PersistentVolumeClaim, berth.dev/v1alpha1 Volume, batch/v1 Job, batch/v1 CronJob, v1 List";
 
 /// Parse one file's text (`file` is used only for locations). Never panics.
 ///
@@ -393,6 +394,14 @@ fn typed_object(
             let (o, u) = read::<PersistentVolumeClaim>(doc, v, prefix, direct)?;
             (Object::Volume(defaults::volume_from_pvc(o).into()), u)
         }
+        Known::Job => {
+            let (o, u) = read::<Job>(doc, v, prefix, direct)?;
+            (Object::Job(o.into()), u)
+        }
+        Known::CronJob => {
+            let (o, u) = read::<CronJob>(doc, v, prefix, direct)?;
+            (Object::CronJob(o.into()), u)
+        }
     })
 }
 
@@ -475,6 +484,8 @@ enum Known {
     Secret,
     Volume,
     Pvc,
+    Job,
+    CronJob,
 }
 
 impl Known {
@@ -488,6 +499,8 @@ impl Known {
             Known::Secret => "Secret",
             Known::Volume => "Volume",
             Known::Pvc => "PersistentVolumeClaim",
+            Known::Job => "Job",
+            Known::CronJob => "CronJob",
         }
     }
 
@@ -499,12 +512,14 @@ impl Known {
             Known::ConfigMap => Kind::ConfigMap,
             Known::Secret => Kind::Secret,
             Known::Volume | Known::Pvc => Kind::Volume,
+            Known::Job => Kind::Job,
+            Known::CronJob => Kind::CronJob,
         }
     }
 }
 
 /// The apiVersion berth reads each supported kind in.
-const API_OF: [(&str, &str); 7] = [
+const API_OF: [(&str, &str); 9] = [
     ("Pod", "v1"),
     ("Deployment", "apps/v1"),
     ("Service", "v1"),
@@ -512,6 +527,8 @@ const API_OF: [(&str, &str); 7] = [
     ("Secret", "v1"),
     ("PersistentVolumeClaim", "v1"),
     ("Volume", crate::volume::API_VERSION),
+    ("Job", "batch/v1"),
+    ("CronJob", "batch/v1"),
 ];
 
 fn kind_of(api: &str, kind: &str) -> Option<Known> {
@@ -523,6 +540,8 @@ fn kind_of(api: &str, kind: &str) -> Option<Known> {
         ("v1", "Secret") => Known::Secret,
         ("v1", "PersistentVolumeClaim") => Known::Pvc,
         (crate::volume::API_VERSION, "Volume") => Known::Volume,
+        ("batch/v1", "Job") => Known::Job,
+        ("batch/v1", "CronJob") => Known::CronJob,
         _ => return None,
     })
 }

@@ -21,6 +21,8 @@ fn short(r: Res) -> &'static [&'static str] {
         Res::ReplicaSets => &["rs"],
         Res::Endpoints => &["ep"],
         Res::Pvcs => &["pvc"],
+        Res::CronJobs => &["cj"],
+        Res::Jobs => &[],
         Res::Secrets | Res::EndpointSlices => &[],
     }
 }
@@ -29,7 +31,12 @@ fn short(r: Res) -> &'static [&'static str] {
 /// services, deployments and replicasets among what berth has.
 fn categories(r: Res) -> &'static [&'static str] {
     match r {
-        Res::Pods | Res::Services | Res::Deployments | Res::ReplicaSets => &["all"],
+        Res::Pods
+        | Res::Services
+        | Res::Deployments
+        | Res::ReplicaSets
+        | Res::Jobs
+        | Res::CronJobs => &["all"],
         _ => &[],
     }
 }
@@ -38,7 +45,13 @@ fn subresources(r: Res) -> &'static [&'static str] {
     match r {
         Res::Pods => &["status", "log"],
         Res::Deployments | Res::ReplicaSets => &["status", "scale"],
-        Res::Services | Res::Nodes | Res::Namespaces | Res::Volumes | Res::Pvcs => &["status"],
+        Res::Services
+        | Res::Nodes
+        | Res::Namespaces
+        | Res::Volumes
+        | Res::Pvcs
+        | Res::Jobs
+        | Res::CronJobs => &["status"],
         _ => &[],
     }
 }
@@ -86,9 +99,10 @@ pub fn routes() -> Router<ApiState> {
         .route("/api", get(|| async { Json(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})) }))
         .route("/api/v1", get(|| async { Json(resource_list("v1")) }))
         .route("/apis", get(|| async { Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-            group("apps", "v1"), group("discovery.k8s.io", "v1"), group("berth.dev", "v1alpha1"), group("metrics.k8s.io", "v1beta1"),
+            group("apps", "v1"), group("batch", "v1"), group("discovery.k8s.io", "v1"), group("berth.dev", "v1alpha1"), group("metrics.k8s.io", "v1beta1"),
         ]})) }))
         .route("/apis/apps/v1", get(|| async { Json(resource_list("apps/v1")) }))
+        .route("/apis/batch/v1", get(|| async { Json(resource_list("batch/v1")) }))
         .route("/apis/discovery.k8s.io/v1", get(|| async { Json(resource_list("discovery.k8s.io/v1")) }))
         .route("/apis/berth.dev/v1alpha1", get(|| async { Json(resource_list(berth_spec::volume::API_VERSION)) }))
         .route("/apis/metrics.k8s.io/v1beta1", get(|| async { Json(metrics_list()) }))

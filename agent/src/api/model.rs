@@ -276,7 +276,7 @@ struct Built {
 }
 
 /// Resources the model holds, in build order (later ones read earlier ones).
-const BASE: [Res; 7] = [
+const BASE: [Res; 9] = [
     Res::Pods,
     Res::Deployments,
     Res::Services,
@@ -284,6 +284,8 @@ const BASE: [Res; 7] = [
     Res::ConfigMaps,
     Res::Secrets,
     Res::Namespaces,
+    Res::Jobs,
+    Res::CronJobs,
 ];
 
 fn build(view: &View, snap: &Snapshot, ctx: &Ctx<'_>, host: &node::HostFacts) -> Built {

@@ -32,10 +32,12 @@ pub enum Res {
     Endpoints,
     EndpointSlices,
     Pvcs,
+    Jobs,
+    CronJobs,
 }
 
 impl Res {
-    pub const ALL: [Res; 13] = [
+    pub const ALL: [Res; 15] = [
         Res::Pods,
         Res::Deployments,
         Res::Services,
@@ -49,6 +51,8 @@ impl Res {
         Res::Endpoints,
         Res::EndpointSlices,
         Res::Pvcs,
+        Res::Jobs,
+        Res::CronJobs,
     ];
     /// The resource of a group/version and plural name.
     pub fn from_path(group_version: &str, plural: &str) -> Option<Res> {
@@ -71,6 +75,8 @@ impl Res {
             Res::Endpoints => "endpoints",
             Res::EndpointSlices => "endpointslices",
             Res::Pvcs => "persistentvolumeclaims",
+            Res::Jobs => "jobs",
+            Res::CronJobs => "cronjobs",
         }
     }
     pub fn api_version(self) -> &'static str {
@@ -78,6 +84,7 @@ impl Res {
             Res::Deployments | Res::ReplicaSets => "apps/v1",
             Res::Volumes => berth_spec::volume::API_VERSION,
             Res::EndpointSlices => "discovery.k8s.io/v1",
+            Res::Jobs | Res::CronJobs => "batch/v1",
             _ => "v1",
         }
     }
@@ -96,6 +103,8 @@ impl Res {
             Res::Endpoints => "Endpoints",
             Res::EndpointSlices => "EndpointSlice",
             Res::Pvcs => "PersistentVolumeClaim",
+            Res::Jobs => "Job",
+            Res::CronJobs => "CronJob",
         }
     }
     pub fn namespaced(self) -> bool {
@@ -119,6 +128,8 @@ impl Res {
             Res::Volumes => Kind::Volume,
             Res::ConfigMaps => Kind::ConfigMap,
             Res::Secrets => Kind::Secret,
+            Res::Jobs => Kind::Job,
+            Res::CronJobs => Kind::CronJob,
             _ => return None,
         })
     }
@@ -414,7 +425,7 @@ fn key_of(v: &Value) -> (String, String) {
 
 /// The objects of one resource, sorted by namespace and name.
 pub fn collect(res: Res, view: &View, snap: &Snapshot) -> Vec<Value> {
-    let mut out = match res {
+    let out = match res {
         Res::Namespaces => namespaces(view, snap),
         _ => {
             let observed: Vec<Value> = match res {
@@ -422,6 +433,12 @@ pub fn collect(res: Res, view: &View, snap: &Snapshot) -> Vec<Value> {
                 Res::Deployments => snap.deployments.iter().map(to_value).collect(),
                 Res::Services => snap.services.iter().map(to_value).collect(),
                 Res::Volumes => snap.volumes.iter().map(to_value).collect(),
+                // whole objects (a CronJob's Jobs have no manifest; a Job
+                // past ttlSecondsAfterFinished is no longer shown)
+                Res::Jobs => return finish(res, snap.jobs.iter().map(to_value).collect()),
+                Res::CronJobs => {
+                    return finish(res, snap.cron_jobs.iter().map(to_value).collect());
+                }
                 _ => Vec::new(),
             };
             let mut observed: HashMap<(String, String), Value> =
@@ -447,6 +464,10 @@ pub fn collect(res: Res, view: &View, snap: &Snapshot) -> Vec<Value> {
             out
         }
     };
+    finish(res, out)
+}
+
+fn finish(res: Res, mut out: Vec<Value>) -> Vec<Value> {
     for v in &mut out {
         v["apiVersion"] = json!(res.api_version());
         v["kind"] = json!(res.kind());

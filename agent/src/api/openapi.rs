@@ -52,6 +52,8 @@ fn refs(g: &mut SchemaGenerator) -> Vec<(Res, String)> {
                 Res::Endpoints => r::<Endpoints>(g),
                 Res::EndpointSlices => r::<EndpointSlice>(g),
                 Res::Pvcs => r::<PersistentVolumeClaim>(g),
+                Res::Jobs => r::<berth_spec::k8s_openapi::api::batch::v1::Job>(g),
+                Res::CronJobs => r::<berth_spec::k8s_openapi::api::batch::v1::CronJob>(g),
             };
             (res, rf)
         })

@@ -365,6 +365,50 @@ pub fn node_address(o: &Value, type_: &str) -> String {
         .unwrap_or_else(|| "<none>".into())
 }
 
+/// A Job's STATUS column (kubectl's `printJob`).
+pub fn job_status(o: &Value) -> &'static str {
+    let has = |t: &str| cond_true(o, t);
+    if has("Complete") {
+        "Complete"
+    } else if has("Failed") {
+        "Failed"
+    } else if !o["metadata"]["deletionTimestamp"].is_null() {
+        "Terminating"
+    } else if has("Suspended") {
+        "Suspended"
+    } else if has("FailureTarget") {
+        "FailureTarget"
+    } else if has("SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
+    } else {
+        "Running"
+    }
+}
+
+/// A Job's COMPLETIONS column: `succeeded/completions`, or `n/1 of p`
+/// for a work queue with parallelism.
+pub fn job_completions(o: &Value) -> String {
+    let succeeded = o["status"]["succeeded"].as_i64().unwrap_or(0);
+    match (
+        o["spec"]["completions"].as_i64(),
+        o["spec"]["parallelism"].as_i64().unwrap_or(1),
+    ) {
+        (Some(c), _) => format!("{succeeded}/{c}"),
+        (None, p) if p > 1 => format!("{succeeded}/1 of {p}"),
+        (None, _) => format!("{succeeded}/1"),
+    }
+}
+
+/// A Job's DURATION column: start to completion, or to now while it runs.
+pub fn job_duration(o: &Value) -> String {
+    let t = |v: &Value| v.as_str().and_then(|s| s.parse::<jiff::Timestamp>().ok());
+    let Some(start) = t(&o["status"]["startTime"]) else {
+        return String::new();
+    };
+    let end = t(&o["status"]["completionTime"]).unwrap_or_else(jiff::Timestamp::now);
+    super::table::human(end.as_second() - start.as_second())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,5 +530,28 @@ mod tests {
         assert_eq!(super::super::table::human(86400 * 3), "3d");
         assert_eq!(super::super::table::human(86400 * 3 + 3600), "3d1h");
         assert_eq!(super::super::table::human(86400 * 30), "30d");
+    }
+
+    #[test]
+    fn job_columns() {
+        let job = |spec: Value, status: Value| json!({"metadata": {"name": "j"}, "spec": spec, "status": status});
+        let done = job(
+            json!({"completions": 3, "parallelism": 2}),
+            json!({"succeeded": 3, "startTime": "2020-01-01T00:00:00Z", "completionTime": "2020-01-01T00:01:05Z",
+                "conditions": [{"type": "Complete", "status": "True"}]}),
+        );
+        assert_eq!(job_status(&done), "Complete");
+        assert_eq!(job_completions(&done), "3/3");
+        assert_eq!(job_duration(&done), "65s");
+        let failed = job(
+            json!({"parallelism": 1}),
+            json!({"conditions": [{"type": "Failed", "status": "True"}]}),
+        );
+        assert_eq!(job_status(&failed), "Failed");
+        assert_eq!(job_completions(&failed), "0/1");
+        assert_eq!(job_duration(&failed), "");
+        let queue = job(json!({"parallelism": 4}), json!({"succeeded": 1}));
+        assert_eq!(job_status(&queue), "Running");
+        assert_eq!(job_completions(&queue), "1/1 of 4");
     }
 }

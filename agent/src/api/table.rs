@@ -120,6 +120,28 @@ fn columns(res: Res) -> &'static [Col] {
             ("Age", "string", 0),
             ("VolumeMode", "string", 1),
         ],
+        Res::Jobs => &[
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Completions", "string", 0),
+            ("Duration", "string", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
+        Res::CronJobs => &[
+            ("Name", "string", 0),
+            ("Schedule", "string", 0),
+            ("Timezone", "string", 0),
+            ("Suspend", "boolean", 0),
+            ("Active", "integer", 0),
+            ("Last Schedule", "string", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
     }
 }
 
@@ -325,6 +347,45 @@ fn cells(res: Res, o: &Value) -> Vec<Value> {
                 json!(or_unset(s(&o["spec"]["volumeAttributesClassName"]))),
                 created,
                 json!(s(&o["spec"]["volumeMode"])),
+            ]
+        }
+        Res::Jobs => {
+            let (cs, images) = printers::containers_images(&o["spec"]["template"]);
+            vec![
+                name,
+                json!(printers::job_status(o)),
+                json!(printers::job_completions(o)),
+                json!(printers::job_duration(o)),
+                created,
+                json!(cs),
+                json!(images),
+                json!(printers::selector(&o["spec"]["selector"])),
+            ]
+        }
+        Res::CronJobs => {
+            let spec = &o["spec"];
+            let (cs, images) =
+                printers::containers_images(&spec["jobTemplate"]["spec"]["template"]);
+            let last = match st["lastScheduleTime"].as_str() {
+                Some(_) => age(&st["lastScheduleTime"]),
+                None => "<none>".into(),
+            };
+            let sel = &spec["jobTemplate"]["spec"]["selector"];
+            vec![
+                name,
+                json!(s(&spec["schedule"])),
+                json!(spec["timeZone"].as_str().unwrap_or("<none>")),
+                json!(spec["suspend"].as_bool().unwrap_or(false)),
+                json!(st["active"].as_array().map_or(0, Vec::len)),
+                json!(last),
+                created,
+                json!(cs),
+                json!(images),
+                json!(if sel.is_null() {
+                    "<none>".to_string()
+                } else {
+                    printers::selector(sel)
+                }),
             ]
         }
     }

@@ -297,11 +297,7 @@ impl Rollouts {
 /// The container images (init containers too) of the Pods and Deployments in `objs`.
 fn images_of<'a>(objs: impl Iterator<Item = &'a Sourced>, out: &mut BTreeSet<String>) {
     for s in objs {
-        let spec = match &s.object {
-            Object::Pod(p) => p.spec.as_ref(),
-            Object::Deployment(d) => d.spec.template.spec.as_ref(),
-            _ => None,
-        };
+        let spec = s.object.pod_spec().map(|(_, spec)| spec);
         for c in spec.into_iter().flat_map(|s| {
             s.containers
                 .iter()

@@ -124,6 +124,8 @@ fn object_from_json(kind: Kind, v: serde_json::Value) -> Result<Object, serde_js
         Kind::Volume => Object::Volume(Box::new(serde_json::from_value::<Volume>(v)?)),
         Kind::ConfigMap => Object::ConfigMap(Box::new(serde_json::from_value::<ConfigMap>(v)?)),
         Kind::Secret => Object::Secret(Box::new(serde_json::from_value::<Secret>(v)?)),
+        Kind::Job => Object::Job(Box::new(serde_json::from_value(v)?)),
+        Kind::CronJob => Object::CronJob(Box::new(serde_json::from_value(v)?)),
     })
 }
 

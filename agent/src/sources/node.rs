@@ -18,11 +18,7 @@ impl NodeInfo {
     /// Why `obj` does not run here, if its (template's) `nodeSelector` or
     /// required node affinity does not match this node.
     pub fn mismatch(&self, obj: &Object) -> Option<String> {
-        let spec: &PodSpec = match obj {
-            Object::Pod(p) => p.spec.as_ref()?,
-            Object::Deployment(d) => d.spec.template.spec.as_ref()?,
-            _ => return None,
-        };
+        let spec: &PodSpec = obj.pod_spec()?.1;
         if let Some(sel) = &spec.node_selector {
             let missing: Vec<String> = sel
                 .iter()

@@ -134,6 +134,7 @@ pub(crate) fn deployment_pod(
         namespace: ns.to_string(),
         name,
         owner: Some(dname.to_string()),
+        owner_kind: None,
         template_hash: Some(hash.to_string()),
         labels,
         annotations: meta.annotations.clone().unwrap_or_default(),
@@ -304,6 +305,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     let record = PodRecord {
                         pod: o.pod.clone(),
                         owner: d.owner.clone(),
+                        owner_kind: d.owner_kind,
                         template_hash: d.template_hash.clone(),
                         spec_hash: d.spec_hash.clone(),
                         labels: d.labels.clone(),
@@ -341,6 +343,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                         namespace: o.pod.namespace.clone(),
                         name: o.pod.name.clone(),
                         owner: None,
+                        owner_kind: None,
                         template_hash: None,
                         labels: BTreeMap::new(),
                         annotations: BTreeMap::new(),

@@ -33,8 +33,9 @@ pub use worker::{REASON_SUPERVISOR_LOST, spawn};
 pub struct DesiredPod {
     pub namespace: String,
     pub name: String,
-    /// Owning Deployment.
+    /// Owning controller (a Deployment unless `owner_kind` says otherwise).
     pub owner: Option<String>,
+    pub owner_kind: Option<berth_spec::Kind>,
     pub template_hash: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,

@@ -38,6 +38,7 @@ fn rec(name: &str) -> PodRecord {
             uid: format!("uid-{name}"),
         },
         owner: None,
+        owner_kind: None,
         template_hash: None,
         spec_hash: "h".into(),
         labels: BTreeMap::new(),

@@ -11,6 +11,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::object::{Object, Sourced};
 use crate::quantity;
 
+mod batch;
 mod container;
 pub mod dns;
 pub mod lifecycle;
@@ -178,6 +179,8 @@ pub fn object(obj: &Object) -> Vec<Problem> {
         }
         Object::Deployment(d) => workload::deployment(&mut o, m.name.as_deref(), d),
         Object::Service(svc) => service::service(&mut o, m.name.as_deref(), svc),
+        Object::Job(j) => batch::job(&mut o, m.name.as_deref(), j),
+        Object::CronJob(c) => batch::cron_job(&mut o, m.name.as_deref(), c),
         Object::ConfigMap(c) => {
             check_name(&mut o, m.name.as_deref(), NameRule::Subdomain);
             for k in c

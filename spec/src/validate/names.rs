@@ -73,7 +73,13 @@ pub(crate) fn check(o: &mut Out, obj: &Object) {
             max_deployment_name_len(ns),
             "its pods are named <name>-<hash>-<suffix> and berth names their host files and cgroups <namespace>_<pod>_<uid>, which must fit in 255 bytes",
         ),
-        Object::Service(_) | Object::Volume(_) | Object::ConfigMap(_) | Object::Secret(_) => {
+        // Jobs: at most 63 characters (validate::batch), pods `<job>-<5 chars>`
+        Object::Service(_)
+        | Object::Volume(_)
+        | Object::ConfigMap(_)
+        | Object::Secret(_)
+        | Object::Job(_)
+        | Object::CronJob(_) => {
             return;
         }
     };

@@ -207,6 +207,11 @@ pub fn check(policy: &Policy, obj: &Object) -> Vec<Problem> {
                 pod_spec(&mut o, policy, "spec.template.spec", s);
             }
         }
+        Object::Job(_) | Object::CronJob(_) => {
+            if let Some((path, s)) = obj.pod_spec() {
+                pod_spec(&mut o, policy, path, s);
+            }
+        }
         Object::Service(_) | Object::Volume(_) | Object::ConfigMap(_) | Object::Secret(_) => {}
     }
     o.0

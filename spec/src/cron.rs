@@ -4,6 +4,12 @@
 //! (`spec.timeZone`, or a `CRON_TZ=`/`TZ=` prefix; UTC when unset, as
 //! kube-controller-manager runs in UTC). When both day fields are
 //! restricted, a day matches either (cron semantics).
+//!
+//! Here in `spec` so validation refuses a bad schedule or time zone at its
+//! file:line; the reconciler plans with the same parser. A named time zone
+//! is looked up in the host's time zone database (`/usr/share/zoneinfo`,
+//! through jiff), as kube-apiserver does: the one read of the filesystem
+//! this crate makes.
 
 use std::fmt;
 
@@ -192,10 +198,17 @@ impl Schedule {
     /// The first scheduled time strictly after `t` (within about 5 years).
     pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
         let start = t.to_zoned(self.tz.clone());
-        let mut day = start.date();
+        let first = start.date();
+        // times of the first day before `t`'s hour cannot follow it (an
+        // hour repeated by DST is checked by the timestamp below)
+        let first_hour = start.hour().saturating_sub(1);
+        let mut day = first;
         for _ in 0..(366 * 5) {
             if self.day_matches(day) {
                 for &h in &self.hours {
+                    if day == first && (h as i8) < first_hour {
+                        continue;
+                    }
                     for &m in &self.minutes {
                         let dt =
                             DateTime::from_parts(day, jiff::civil::time(h as i8, m as i8, 0, 0));
@@ -228,11 +241,18 @@ impl Schedule {
             n += 1;
             cur = next;
             if n >= 100 {
-                // jump near the end; only the latest one matters
-                cur = cur.max(until - jiff::SignedDuration::from_hours(24 * 7));
-                n = 100;
-                if let Some(last) = self.latest_near(cur, until) {
-                    latest = Some(last);
+                // only the latest one matters: look in growing windows
+                // before `until` (an hour of a minutely schedule is 60
+                // steps, not the 10,000 of a week)
+                for hours in [1, 24, 24 * 7, 24 * 31, 24 * 366] {
+                    let from = cur.max(until - jiff::SignedDuration::from_hours(hours));
+                    if let Some(last) = self.latest_near(from, until) {
+                        latest = Some(last);
+                        break;
+                    }
+                    if from == cur {
+                        break;
+                    }
                 }
                 break;
             }
