@@ -207,10 +207,12 @@ fn schema_covers_every_kind() {
         "berth.Secret",
         "berth.Volume",
         "berth.PersistentVolumeClaim",
+        "berth.Job",
+        "berth.CronJob",
     ] {
         assert!(defs.contains_key(k), "{k} missing");
     }
-    assert_eq!(s["allOf"].as_array().unwrap().len(), 8);
+    assert_eq!(s["allOf"].as_array().unwrap().len(), 10);
     let golden = format!("{}/tests/golden/schema.json", env!("CARGO_MANIFEST_DIR"));
     let text = serde_json::to_string_pretty(&s).unwrap() + "\n";
     if std::env::var_os("BLESS").is_some() {

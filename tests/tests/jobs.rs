@@ -102,20 +102,19 @@ fn wait_obj<T>(
     f: impl Fn(&Value) -> Option<T>,
 ) -> Result<T> {
     let t0 = Instant::now();
-    let mut last = String::new();
     loop {
-        match a.get(path) {
+        let last = match a.get(path) {
             Ok((200, body)) => {
                 if let Ok(v) = serde_json::from_str::<Value>(&body)
                     && let Some(t) = f(&v)
                 {
                     return Ok(t);
                 }
-                last = body;
+                body
             }
-            Ok((code, body)) => last = format!("{code}: {body}"),
-            Err(e) => last = e.to_string(),
-        }
+            Ok((code, body)) => format!("{code}: {body}"),
+            Err(e) => e.to_string(),
+        };
         if t0.elapsed() > timeout {
             bail!(
                 "timed out after {timeout:?} waiting for {what}; last {path}:\n{last}\nagent log tail:\n{}",
