@@ -473,11 +473,7 @@ fn arches() -> Value {
 
 /// Which argument of clone(2) holds the flags: the first everywhere but on
 /// s390, whose clone takes the stack first.
-const CLONE_FLAGS_ARG: u32 = if cfg!(target_arch = "s390x") {
-    1
-} else {
-    0
-};
+const CLONE_FLAGS_ARG: u32 = if cfg!(target_arch = "s390x") { 1 } else { 0 };
 
 /// The OCI `linux.seccomp` value for a container with these (effective) capabilities.
 pub fn profile(caps: &[String]) -> Value {
