@@ -34,8 +34,11 @@ fi
 # release profile without fat LTO, Cargo.toml) in $CARGO_TARGET_DIR/vm, kept
 # between CI runs, so a run after a small change rebuilds berth's own crates
 # only. The guest image is cached by a hash of its recipe in
-# /var/cache/berth-vm (built once, about 15 minutes). BERTH_VM_TEST=0 skips it.
-if [ "${BERTH_VM_TEST:-1}" != 0 ]; then
+# /var/cache/berth-vm (built once, about 15 minutes).
+# Not yet on by default: one whole run has passed every check but one (a
+# test bug, fixed since), and with a cold `vm` build it does not fit CI's
+# budget on the 2-core machine yet. BERTH_VM_TEST=1 runs it.
+if [ "${BERTH_VM_TEST:-0}" != 0 ]; then
     vm_t0=$(date +%s)
     vm_deb=$(BERTH_PROFILE=vm ./scripts/package.sh | tail -n 1)
     vm_t1=$(date +%s)

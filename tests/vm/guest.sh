@@ -113,7 +113,7 @@ spec:
   containers:
   - name: c
     image: 127.0.0.1:5000/berth-vmtest/big:1
-    command: ["sh", "-c", "sha256sum -c /big.sha256 > /verified 2>&1 || { cat /verified; exit 1; }; exec sleep 3600 # pulled-sleep"]
+    command: ["sh", "-c", "sha256sum -c /big.sha256 > /verified 2>&1 || { cat /verified; exit 1; }; exec sleep 3599"]
 EOF
 }
 # the largest file in the ingest dir (a blob being downloaded), in bytes
@@ -368,7 +368,7 @@ spec:
   containers:
   - name: c
     image: berth.local/busybox:1.36
-    command: ["sh", "-c", "echo round $i; exec sleep 3600 # burst-sleep"]
+    command: ["sh", "-c", "echo round $i; exec sleep 3598"]
 EOF
     [ $((i % 3)) = 0 ] && rm -f "$M/burst-$(((i + 3) % 6)).yaml"
     if [ $((i % 4)) = 0 ]; then
@@ -387,7 +387,7 @@ EOF
 pull_checks() {
   local at left pid v bv
   at=$(cat "$S/pull-partial" 2>/dev/null)
-  pulled_runs() { pid=$(pgrep -f 'pulled-sleep' | head -1); [ -n "$pid" ] && [ -s "/proc/$pid/root/verified" ]; }
+  pulled_runs() { pid=$(pgrep -fx 'sleep 3599' | head -1); [ -n "$pid" ] && [ -s "/proc/$pid/root/verified" ]; }
   wait_until 300 pulled_runs
   v=$(cat "/proc/$pid/root/verified" 2>/dev/null)
   left=$(find "$INGEST" -type f -printf '%f:%s ' 2>/dev/null)
@@ -430,11 +430,11 @@ phase_after_crash() {
   rm -f "$M"/burst-*.yaml "$M/pulled.yaml"
   cp "$KEEP/web.yaml" "$M/web.yaml"
   t0=$(now)
-  converged() { examples_ready && ! pgrep -f 'burst-sleep|pulled-sleep' >/dev/null; }
+  converged() { examples_ready && ! pgrep -fx 'sleep 359[89]' >/dev/null; }
   if wait_until 300 converged; then
     pass crash.converges "examples only $(since "$t0")s after restoring the manifests: $(pods_summary)"
   else
-    fail crash.converges "after 300s: $(pods_summary); burst processes: $(pgrep -f burst-sleep | tr '\n' ' ')"
+    fail crash.converges "after 300s: $(pods_summary); burst processes: $(pgrep -fx "sleep 3598" | tr '\n' ' ')"
   fi
   dump converged
   remove_and_purge
