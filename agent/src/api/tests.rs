@@ -294,7 +294,13 @@ async fn tables_and_discovery_for_kubectl() {
         .collect();
     assert_eq!(
         g,
-        ["apps", "discovery.k8s.io", "berth.dev", "metrics.k8s.io"]
+        [
+            "apps",
+            "batch",
+            "discovery.k8s.io",
+            "berth.dev",
+            "metrics.k8s.io"
+        ]
     );
     assert!(
         json(&f.state, "/api/v1").await["resources"]
