@@ -368,7 +368,23 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             (f, d.at)
         });
         let p = job::plan(&w.spec, &obs, run.started, done.as_ref(), now);
+        let ttl_passed = run.done.as_ref().is_some_and(|d| {
+            w.spec
+                .ttl_seconds_after_finished
+                .is_some_and(|t| now >= d.at + std::time::Duration::from_secs(t.max(0) as u64))
+        });
         for name in &p.delete {
+            // A finished Job keeps its pods until its TTL. A pod with no status
+            // yet was just adopted after a restart: it looks active to the
+            // planner, which would delete it as the active pods of a Job that
+            // has finished.
+            let unobserved = self
+                .pods
+                .get(&(w.ns.clone(), name.clone()))
+                .is_some_and(|e| e.status.is_none());
+            if run.done.is_some() && !ttl_passed && unobserved {
+                continue;
+            }
             self.delete_job_pod(&w.ns, name);
         }
         let mut created = 0u32;
