@@ -374,15 +374,12 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 .is_some_and(|t| now >= d.at + std::time::Duration::from_secs(t.max(0) as u64))
         });
         for name in &p.delete {
-            // A finished Job keeps its pods until its TTL. A pod with no status
-            // yet was just adopted after a restart: it looks active to the
-            // planner, which would delete it as the active pods of a Job that
-            // has finished.
-            let unobserved = self
-                .pods
-                .get(&(w.ns.clone(), name.clone()))
-                .is_some_and(|e| e.status.is_none());
-            if run.done.is_some() && !ttl_passed && unobserved {
+            // A Job that had finished before this pass keeps its pods until
+            // its TTL: after an agent restart its adopted pods have no status
+            // (or a passing one) for a moment and would look like active pods
+            // of a finished Job to the planner. Active pods are deleted in the
+            // pass that finishes the Job.
+            if run.done.is_some() && !ttl_passed {
                 continue;
             }
             self.delete_job_pod(&w.ns, name);
