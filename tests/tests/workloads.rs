@@ -67,9 +67,16 @@ fn pod_runs_restarts_and_is_pruned() -> anyhow::Result<()> {
     let ctr_ns = std::fs::read_link(format!("/proc/{}/ns/pid", pids[0]))?;
     assert_ne!(host_ns, ctr_ns);
     // logs through the API
-    let (code, log) = a.get("/api/v1/namespaces/default/pods/sleeper/log")?;
-    assert_eq!(code, 200);
-    assert!(log.contains("hello-from-berth"), "log: {log}");
+    let t0 = std::time::Instant::now();
+    loop {
+        let (code, log) = a.get("/api/v1/namespaces/default/pods/sleeper/log")?;
+        assert_eq!(code, 200, "log: {log}");
+        if log.contains("hello-from-berth") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "log: {log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // SIGKILL the container: restarted at once (first restart), new PID
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pids[0] as i32),

@@ -139,7 +139,12 @@ pub async fn pod_log(
         path: path.display().to_string(),
         source,
     };
-    let bytes = tokio::fs::read(&path).await.map_err(lerr)?;
+    // a container that has just started may not have its log file yet:
+    // nothing written so far, as kubelet shows it
+    let bytes = match tokio::fs::read(&path).await {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        r => r.map_err(lerr)?,
+    };
     let text = String::from_utf8_lossy(&bytes);
     let done = complete_len(&text);
     let mut partial = String::new();
