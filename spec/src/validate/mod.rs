@@ -60,6 +60,26 @@ impl Out {
 
 /// The path of a map entry: `base.key`, or `base["key"]` when the key has
 /// characters other than alphanumerics, `-` and `_` (dots, slashes, spaces).
+/// A pod spec's init containers, then its containers, each with its path
+/// (`<base>.initContainers[i]`, `<base>.containers[i]`).
+pub(crate) fn containers_at<'a>(
+    base: &'a str,
+    s: &'a k8s_openapi::api::core::v1::PodSpec,
+) -> impl Iterator<Item = (String, &'a k8s_openapi::api::core::v1::Container)> + 'a {
+    let init = s
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(move |(i, c)| (format!("{base}.initContainers[{i}]"), c));
+    let main = s
+        .containers
+        .iter()
+        .enumerate()
+        .map(move |(i, c)| (format!("{base}.containers[{i}]"), c));
+    init.chain(main)
+}
+
 pub(crate) fn key_path(base: &str, key: &str) -> String {
     if !key.is_empty()
         && key

@@ -100,18 +100,7 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
             "dynamic resource allocation needs a cluster (ResourceClaims are allocated by the scheduler and drivers); berth has none",
         );
     }
-    let init = s
-        .init_containers
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, c)| (format!("{base}.initContainers[{i}]"), c));
-    let main = s
-        .containers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (format!("{base}.containers[{i}]"), c));
-    for (p, c) in init.chain(main) {
+    for (p, c) in super::containers_at(base, s) {
         container(o, &p, c);
     }
 }

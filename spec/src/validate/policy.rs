@@ -257,19 +257,7 @@ fn pod_spec(o: &mut Out, policy: &Policy, base: &str, s: &PodSpec) {
             );
         }
     }
-    let containers: Vec<(String, &Container)> = s
-        .init_containers
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, c)| (format!("{base}.initContainers[{i}]"), c))
-        .chain(
-            s.containers
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("{base}.containers[{i}]"), c)),
-        )
-        .collect();
+    let containers: Vec<(String, &Container)> = super::containers_at(base, s).collect();
     host_paths(o, policy, base, s, &containers);
     for (p, c) in &containers {
         container(o, policy, p, c, host_network);

@@ -95,18 +95,7 @@ pub(crate) fn pod_spec(o: &mut Out, base: &str, s: &PodSpec) {
             apparmor(o, &format!("{p}.appArmorProfile"), x);
         }
     }
-    let init = s
-        .init_containers
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, c)| (format!("{base}.initContainers[{i}]"), c));
-    let main = s
-        .containers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (format!("{base}.containers[{i}]"), c));
-    for (cp, c) in init.chain(main) {
+    for (cp, c) in super::containers_at(base, s) {
         let Some(sc) = &c.security_context else {
             continue;
         };

@@ -87,19 +87,7 @@ pub fn set(objects: &[Sourced]) -> Vec<Diagnostic> {
                 ));
             }
         }
-        let containers = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, c)| (format!("{base}.initContainers[{i}]"), c))
-            .chain(
-                spec.containers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (format!("{base}.containers[{i}]"), c)),
-            );
-        for (cp, c) in containers {
+        for (cp, c) in super::containers_at(base, spec) {
             for (j, e) in c.env_from.iter().flatten().enumerate() {
                 if let Some(r) = e
                     .config_map_ref
