@@ -459,16 +459,11 @@ impl ShimRuntime {
         if let Some(p) = shim_process(&dir) {
             let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
         }
-        if let Some(cg) = self.cgroup_of(id) {
-            let pids = self.cg.pids(&cg);
-            for p in &pids {
-                let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
-            }
-            if !pids.is_empty() {
-                // let the kernel take them out of the cgroup before rmdir
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            self.cg.remove(&cg);
+        if let Some(cg) = self.cgroup_of(id)
+            && !self.cg.kill_and_remove(&cg)
+        {
+            // the pod's cgroup removal takes it (and retries) with the pod
+            tracing::warn!(container = %id, cgroup = %cg, "container cgroup still busy after its processes were killed");
         }
         let youki = self.layout.youki_root().join(id);
         if youki.exists() {
@@ -514,8 +509,17 @@ impl Runtime for ShimRuntime {
                 message: e.to_string(),
             })?;
             // the containers are gone; a supervisor may still be on its way out
-            // of the pod's `supervisor` leaf: wait for it (briefly) before rmdir
-            rt.cg.kill_and_remove(&rt.pod_cgroup(&pod));
+            // of the pod's `supervisor` leaf: wait for it (briefly) before
+            // rmdir, and report a cgroup still there so cleanup retries it
+            // (an error, not a leak: on a loaded host that exit can be slow)
+            let cg = rt.pod_cgroup(&pod);
+            if !rt.cg.kill_and_remove(&cg) {
+                return Err(RuntimeError::Sandbox {
+                    pod: pod.key(),
+                    step: "removing the pod cgroup",
+                    message: format!("{cg} still has processes or children"),
+                });
+            }
             retention::remove_pod(&rt.cfg.log_dir, &pod.key()).map_err(|e| RuntimeError::Sandbox {
                 pod: pod.key(),
                 step: "removing the pod's logs",

@@ -151,17 +151,24 @@ impl Cgroups {
 impl Cgroups {
     /// After the container's init has ended: SIGKILL whatever is left in its
     /// cgroup and remove the cgroup, retrying while the killed processes
-    /// exit (as libcontainer's delete does).
-    pub fn kill_and_remove(&self, path: &str) {
+    /// exit (as libcontainer's delete does), for about a second at most.
+    /// Returns whether the cgroup is gone from every hierarchy: on a loaded
+    /// host a killed process can take longer than that to leave, and the
+    /// caller then retries later rather than leak the cgroup.
+    pub fn kill_and_remove(&self, path: &str) -> bool {
         if path.trim_matches('/').is_empty() {
-            return;
+            return false;
         }
-        let mut delay = std::time::Duration::from_millis(10);
-        for _ in 0..4 {
+        let deadline = std::time::Instant::now() + KILL_AND_REMOVE_WAIT;
+        let mut delay = std::time::Duration::from_millis(5);
+        loop {
             self.kill_all(path);
             self.remove(path);
-            if !self.exists(path) {
-                return;
+            if !self.exists_anywhere(path) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
             }
             std::thread::sleep(delay);
             delay = (delay * 2).min(std::time::Duration::from_millis(100));
@@ -189,9 +196,20 @@ impl Cgroups {
         }
     }
 
-    /// Whether the cgroup dir is still there (in the memory hierarchy on v1).
-    fn exists(&self, path: &str) -> bool {
-        self.dir("memory", path).exists()
+    /// Whether the cgroup dir is still there in any hierarchy. On v1 each
+    /// hierarchy's rmdir is separate: a process that leaves between two of
+    /// them lets the later ones succeed and leaves the earlier ones behind.
+    pub fn exists_anywhere(&self, path: &str) -> bool {
+        let rel = path.trim_start_matches('/');
+        match self.version {
+            Version::V2 => self.root.join(rel).is_dir(),
+            Version::V1 => fs::read_dir(&self.root).is_ok_and(|rd| {
+                rd.flatten().any(|e| {
+                    let b = e.path();
+                    !b.is_symlink() && b.join(rel).is_dir()
+                })
+            }),
+        }
     }
 }
 
@@ -199,6 +217,9 @@ impl Cgroups {
 /// (`<instance>/<pod key>/supervisor`): a leaf, as v2 allows processes only
 /// in leaves once the pod enables controllers for its children.
 pub const SUPERVISOR_LEAF: &str = "supervisor";
+
+/// How long [`Cgroups::kill_and_remove`] waits for killed processes to leave.
+const KILL_AND_REMOVE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The v1 hierarchies a supervisor joins: what its log copying costs
 /// (memory, CPU time) and its one pid count against the pod.
@@ -335,6 +356,27 @@ mod tests {
         assert!(!d.exists());
     }
 
+    // regression: on v1 the cgroup counted as gone once the memory
+    // hierarchy's dir was; a process that left between two rmdirs kept the
+    // earlier hierarchies' dirs, and nothing ever removed them
+    #[test]
+    fn v1_cgroup_exists_while_any_hierarchy_has_it() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for h in ["memory", "pids", "cpu,cpuacct"] {
+            fs::create_dir_all(r.join(h).join("berth/pod/c")).unwrap();
+        }
+        std::os::unix::fs::symlink(r.join("cpu,cpuacct"), r.join("cpu")).unwrap();
+        let cg = Cgroups::detect(r);
+        assert_eq!(cg.version, Version::V1);
+        fs::remove_dir(r.join("memory/berth/pod/c")).unwrap();
+        assert!(cg.exists_anywhere("/berth/pod/c"), "pids still has it");
+        assert!(cg.kill_and_remove("/berth/pod"));
+        assert!(!cg.exists_anywhere("/berth/pod"));
+        assert!(!r.join("pids/berth/pod").exists());
+        assert!(r.join("pids/berth").is_dir(), "the parent stays");
+    }
+
     #[test]
     fn v1_layout() {
         let root = tempfile::tempdir().unwrap();
@@ -402,7 +444,7 @@ mod tests {
         let cg = Cgroups::detect(r);
         for path in ["", "/", "//"] {
             cg.kill_all(path);
-            cg.kill_and_remove(path);
+            assert!(!cg.kill_and_remove(path));
         }
         assert!(child.try_wait().unwrap().is_none(), "killed from the root");
         assert!(r.join("cgroup.procs").exists());
