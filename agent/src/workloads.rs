@@ -60,14 +60,17 @@ pub async fn start_workloads(
     // tmpfs even where /run is on disk, so secret data never reaches a disk.
     ensure_tmpfs(&cfg.run_dir.join("pods")).context("preparing the tmpfs for pod files")?;
 
-    let runtime = Arc::new(
-        ShimRuntime::new(RuntimeConfig::new(
-            &cfg.instance,
-            &cfg.run_dir,
-            &cfg.state_dir,
-        ))
-        .context("starting the container runtime")?,
-    );
+    let mut rt_cfg = RuntimeConfig::new(&cfg.instance, &cfg.run_dir, &cfg.state_dir);
+    // hostPath volumes are resolved beneath the prefixes the policy allows,
+    // so a symlink in an allowed directory cannot lead a mount out of it
+    rt_cfg.host_path_prefixes = cfg.policy.as_ref().map(|p| {
+        p.policy
+            .allowed_host_paths
+            .iter()
+            .map(|r| std::path::PathBuf::from(&r.path_prefix))
+            .collect()
+    });
+    let runtime = Arc::new(ShimRuntime::new(rt_cfg).context("starting the container runtime")?);
 
     let rcfg = ReconcilerConfig {
         state_dir: cfg.state_dir.clone(),

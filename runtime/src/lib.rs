@@ -29,6 +29,7 @@ pub mod caps;
 pub mod cgroups;
 pub mod control;
 pub mod heap;
+pub mod host_path;
 pub mod layout;
 pub use berth_supervise::logs;
 pub mod oci;
@@ -130,6 +131,9 @@ pub struct RuntimeConfig {
     pub log_max_bytes: u64,
     pub log_max_files: u32,
     pub cgroup_root: PathBuf,
+    /// The operator policy's `allowedHostPaths` prefixes (None: no policy);
+    /// hostPath volumes are resolved beneath them.
+    pub host_path_prefixes: Option<Vec<PathBuf>>,
 }
 
 impl RuntimeConfig {
@@ -148,6 +152,7 @@ impl RuntimeConfig {
             log_max_bytes: 10 * 1024 * 1024,
             log_max_files: 3,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            host_path_prefixes: None,
         }
     }
 }

@@ -30,6 +30,8 @@ use berth_contract::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::host_path;
+
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
     #[error("volume {volume}: hostPath {path} check failed: {reason}")]
@@ -94,6 +96,10 @@ impl Classify for VolumeError {
 pub struct VolumeDirs {
     pub state_dir: PathBuf,
     pub run_dir: PathBuf,
+    /// The operator policy's `allowedHostPaths` prefixes: hostPath volumes
+    /// are resolved beneath them ([`crate::host_path`]). None: no policy,
+    /// any hostPath as written (whoever writes manifests is root).
+    pub host_path_prefixes: Option<Vec<PathBuf>>,
 }
 
 impl VolumeDirs {
@@ -136,8 +142,24 @@ impl VolumeDirs {
                 Ok(bind(p))
             }
             VolumeSource::HostPath { path, type_ } => {
-                check_host_path(name, path, *type_)?;
-                Ok(bind(path.clone()))
+                let Some(prefixes) = &self.host_path_prefixes else {
+                    check_host_path(name, path, *type_)?;
+                    return Ok(bind(path.clone()));
+                };
+                let create = match type_ {
+                    HostPathType::DirectoryOrCreate => host_path::Create::Directory,
+                    HostPathType::FileOrCreate => host_path::Create::File,
+                    _ => host_path::Create::Nothing,
+                };
+                let real = host_path::confine(path, prefixes, create).map_err(|e| {
+                    VolumeError::HostPath {
+                        volume: name.into(),
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                check_host_path(name, &real, *type_)?;
+                Ok(bind(real))
             }
             VolumeSource::EmptyDir { memory, size_bytes } => {
                 let (root, base) = if *memory {
@@ -322,6 +344,7 @@ impl crate::ShimRuntime {
         VolumeDirs {
             state_dir: self.cfg.state_dir.clone(),
             run_dir: self.cfg.run_dir.clone(),
+            host_path_prefixes: self.cfg.host_path_prefixes.clone(),
         }
     }
 }

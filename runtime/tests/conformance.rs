@@ -120,6 +120,7 @@ async fn host_volumes_conform() {
     let dirs = VolumeDirs {
         state_dir: t.path().join("state"),
         run_dir: t.path().join("run"),
+        host_path_prefixes: None,
     };
     let host = t.path().join("host");
     std::fs::create_dir(&host).unwrap();
@@ -162,6 +163,7 @@ async fn host_claims_conform() {
     let dirs = VolumeDirs {
         state_dir: t.path().join("state"),
         run_dir: t.path().join("run"),
+        host_path_prefixes: None,
     };
     conformance::claims(&dirs).await;
     // beyond the contract: usage counts the bytes of regular files

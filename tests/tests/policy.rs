@@ -272,3 +272,99 @@ fn an_unusable_policy_stops_the_agent_at_start() -> anyhow::Result<()> {
     assert!(!a.run_dir.exists(), "the run dir was created");
     Ok(())
 }
+
+/// A symlink inside an allowed hostPath directory must not lead a mount out
+/// of it: a pod allowed a directory read-write could otherwise plant
+/// `allowed/escape -> /etc` and a second pod mount the host's `/etc` through
+/// it. A symlink that stays inside the prefix still works.
+#[test]
+fn a_symlink_in_an_allowed_host_path_cannot_lead_a_mount_out() -> anyhow::Result<()> {
+    if !preconditions("a_symlink_in_an_allowed_host_path_cannot_lead_a_mount_out") {
+        return Ok(());
+    }
+    let mut a = Agent::new(AgentOpts {
+        instance: "btpol3",
+        net: 77,
+        port: 17177,
+        with_image: true,
+    })?;
+    let allowed = a.dir.join("allowed");
+    let outside = a.dir.join("outside");
+    std::fs::create_dir_all(allowed.join("sub"))?;
+    std::fs::create_dir_all(&outside)?;
+    std::fs::write(outside.join("secret"), "host secret\n")?;
+    std::fs::write(allowed.join("sub/shared"), "shared data\n")?;
+    std::os::unix::fs::symlink(&outside, allowed.join("escape"))?;
+    std::os::unix::fs::symlink("sub", allowed.join("inside"))?;
+    let policy = a.dir.join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: berth.dev/v1alpha1\nkind: Policy\nmetadata: {{name: e2e}}\nspec:\n  allowedHostPaths:\n  - pathPrefix: {}\n",
+            allowed.display()
+        ),
+    )?;
+    a.extra_args = vec!["--policy".into(), policy.display().to_string()];
+    let pod = |name: &str, path: &str, n: u32| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "ls /mnt; exec sleep {n}"]
+    volumeMounts:
+    - {{name: h, mountPath: /mnt}}
+  volumes:
+  - name: h
+    hostPath: {{path: {}, type: Directory}}
+"#,
+            allowed.join(path).display()
+        )
+    };
+    a.write_manifest(
+        "pods.yaml",
+        &format!(
+            "{}---\n{}",
+            pod("leak", "escape", 7178),
+            pod("ok", "inside", 7179)
+        ),
+    )?;
+    a.start()?;
+    a.wait_for("ok Running", Duration::from_secs(90), |v| {
+        (phase(v, "ok").as_deref() == Some("Running")).then_some(())
+    })?;
+    // the refused mount: an event naming the escape, the container never started
+    let t0 = Instant::now();
+    let msg = loop {
+        let ev = a.get_json("/api/v1/events")?;
+        let found = ev["items"].as_array().into_iter().flatten().find_map(|e| {
+            (e["involvedObject"]["name"] == "leak" && e["reason"] == "FailedMount")
+                .then(|| e["message"].as_str().unwrap_or("").to_string())
+        });
+        if let Some(m) = found {
+            break m;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no FailedMount event for leak: {ev:#}\n{}",
+            berth_e2e::tail(&a.log(), 40)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(msg.contains("resolves outside the allowed prefix"), "{msg}");
+    let pods = a.get_json("/api/v1/pods")?;
+    assert_ne!(phase(&pods, "leak").as_deref(), Some("Running"), "{pods:#}");
+    assert!(pgrep("sleep 7178").is_empty(), "the escaping pod runs");
+    // the pod whose symlink stays inside sees the directory it points to
+    let (code, log) = a.get("/api/v1/namespaces/default/pods/ok/log")?;
+    assert_eq!(code, 200, "{log}");
+    assert!(log.contains("shared"), "{log}");
+    a.shutdown_clean()?;
+    Ok(())
+}

@@ -114,6 +114,7 @@ mod tests {
         let dirs = VolumeDirs {
             state_dir: t.path().join("state"),
             run_dir: t.path().join("run"),
+            host_path_prefixes: None,
         };
         let pod = PodRef {
             namespace: "default".into(),

@@ -45,6 +45,7 @@ fn volumes_land_below_private_dirs() {
     let dirs = VolumeDirs {
         state_dir: t.path().join("state"),
         run_dir: t.path().join("run"),
+        host_path_prefixes: None,
     };
     let pod = PodRef {
         namespace: "default".into(),
@@ -122,6 +123,7 @@ fn names_that_climb_out_are_refused() {
     let dirs = VolumeDirs {
         state_dir: t.path().join("state"),
         run_dir: t.path().join("run"),
+        host_path_prefixes: None,
     };
     let pod = PodRef {
         namespace: "default".into(),
