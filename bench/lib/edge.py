@@ -280,6 +280,10 @@ PROBE = """        readinessProbe:
 """
 
 
+# the same probe at a Pod's container indentation (PROBE is a template's)
+POD_PROBE = "".join(line[4:] + "\n" for line in PROBE.splitlines())
+
+
 def deployment_doc(name, m, replicas=3):
     """No `ports:` list: podman 4.x publishes a containerPort without hostPort
     on the host's port of the same number, so 3 replicas would collide on
@@ -321,20 +325,24 @@ def replica_pods_doc(name, m, replicas=3):
             f"  name: {name}-{k}\n  labels: {{app: {name}}}\n"
             "spec:\n  terminationGracePeriodSeconds: 10\n  containers:\n  - name: web\n"
             f"    image: {B.IMAGE}\n    imagePullPolicy: IfNotPresent\n"
-            f"    command: {json.dumps(['sh', '-c', web_cmd(m)])}\n" + PROBE
+            f"    command: {json.dumps(['sh', '-c', web_cmd(m)])}\n" + POD_PROBE
         )
     return "---\n".join(docs)
 
 
 def listening(pid, port=8080):
     """The process's network namespace has a TCP socket listening on port
-    (its /proc/PID/net/tcp): httpd is up in that pod."""
+    (its /proc/PID/net/tcp or tcp6): httpd is up in that pod. busybox httpd
+    binds [::] where the namespace has IPv6 (berth's pods), 0.0.0.0 where it
+    has not: only tcp6 shows the first."""
     want = f"{port:04X}"
-    try:
-        with open(f"/proc/{pid}/net/tcp") as f:
-            rows = [ln.split() for ln in f.readlines()[1:]]
-    except OSError:
-        return False
+    rows = []
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as f:
+                rows += [ln.split() for ln in f.readlines()[1:]]
+        except OSError:
+            pass
     return any(len(r) > 3 and r[1].rsplit(":", 1)[-1] == want and r[3] == "0A" for r in rows)
 
 
