@@ -308,6 +308,18 @@ def podman(*args, check=True):
 
 
 def podman_down(path):
+    """`podman kube down`; podman 4.3 on this v1 host sometimes exits 125
+    with EBUSY on a pod's hugetlb cgroup after its containers are gone. The
+    callers wait for the processes to be gone; the error goes in the notes."""
+    r = podman("kube", "down", str(path), check=False)
+    if r.returncode != 0:
+        first = (r.stderr.strip().splitlines() or [""])[0][:200]
+        note = f"podman kube down exited {r.returncode} (pods removed anyway): {first}"
+        if note not in NOTES:
+            NOTES.append(note)
+
+
+def podman_down(path):
     podman("kube", "down", str(path), check=False)
 
 
@@ -550,7 +562,7 @@ def steady(n):
             (MAN / "steady.yaml").unlink()
             wait_until(lambda: none_running(ms) and berth_freed(), timeout=600, step=0.02, what="berth removed")
         else:
-            podman("kube", "down", str(PM / "steady.yaml"))
+            podman_down(PM / "steady.yaml")
             wait_until(lambda: none_running(ms), timeout=600, step=0.02, what="podman removed")
         res[tool]["down_ms"] = (time.monotonic() - t1) * 1000
         log(f"  steady {n} {tool}: {res[tool]}")

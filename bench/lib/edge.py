@@ -533,7 +533,7 @@ def scaling(sizes, peer_max):
                 (B.MAN / "scale.yaml").unlink()
                 B.wait_until(lambda: B.none_running(ms_) and B.berth_freed(), timeout=1800, step=0.01, what="berth removed")
             else:
-                B.podman("kube", "down", str(B.PM / "scale.yaml"))
+                B.podman_down(B.PM / "scale.yaml")
                 B.wait_until(lambda: B.none_running(ms_), timeout=1800, step=0.01, what="podman removed")
             res[tool] = (up, ms(t0))
         B.log(f"  scale {n}: {res}")
