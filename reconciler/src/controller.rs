@@ -9,6 +9,7 @@
 //! Adoption after a restart is in [`adoption`]; failed workers in [`workers`].
 
 mod adoption;
+pub mod replicated;
 mod workers;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -414,6 +415,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         let mut want: Vec<DesiredPod> = Vec::new();
         let mut names: BTreeSet<(String, String)> = BTreeSet::new();
         let mut deployments: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut controllers: BTreeSet<ObjectKey> = BTreeSet::new();
         for sourced in desired.objects.values() {
             match &sourced.object {
                 Object::Pod(p) => {
@@ -428,6 +430,15 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     );
                     deployments.insert(key.clone());
                     self.plan_deployment(d, &key, now, &mut want);
+                }
+                o @ (Object::StatefulSet(_)
+                | Object::DaemonSet(_)
+                | Object::ReplicaSet(_)
+                | Object::ReplicationController(_)) => {
+                    let k = o.key();
+                    let key = (k.namespace.clone(), k.name.clone());
+                    controllers.insert(k);
+                    self.plan_replicated(o, &key, now, &mut want);
                 }
                 _ => {}
             }
@@ -454,8 +465,12 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     None => {}
                 },
                 Some(owner) => {
-                    let owned = deployments.contains(&(key.0.clone(), owner.clone()));
-                    let controller = ObjectKey::new(Kind::Deployment, &key.0, owner);
+                    let (kind, name) = crate::owner::parse(owner);
+                    let controller = ObjectKey::new(kind, &key.0, name);
+                    let owned = match controller.kind {
+                        Kind::Deployment => deployments.contains(&(key.0.clone(), owner.clone())),
+                        _ => controllers.contains(&controller),
+                    };
                     if !owned && desired.may_prune(&controller) {
                         to_delete.push((key.clone(), grace));
                     }
@@ -779,6 +794,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             no_pull: desired.rollback_images.clone(),
             services: Vec::new(),
         };
+        w.claims.extend(replicated::claims(desired, &self.pods));
         for s in desired.objects.values() {
             let m = s.object.metadata();
             let key = (
@@ -831,6 +847,18 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 self.volume_policies
                     .insert((ns.clone(), name.clone()), v.spec.reclaim_policy);
                 present.insert((ns, name));
+            }
+        }
+        // StatefulSet replicas' claims: created as needed, never removed here
+        for (ns, name) in replicated::claims(desired, &self.pods) {
+            let dir = dirs.claim_dir(&ns, &name);
+            if !dir.exists() {
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    tracing::warn!(volume = %name, err = %e, "creating volume directory");
+                } else {
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+                }
             }
         }
         if !desired.complete {

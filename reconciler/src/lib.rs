@@ -3,7 +3,8 @@
 //! The reconciler turns the desired object set (from the agent's sources) into
 //! running pods, through the [`traits`] (the `berth-contract` crate) that `image/`, `runtime/` and `net/`
 //! implement, and publishes Kubernetes-shaped status for the API. Planning is
-//! pure (see [`deployment::plan`], [`statefulset::plan`], [`job::plan`],
+//! pure (see [`deployment::plan`], [`statefulset::plan`], [`daemonset::plan`],
+//! [`replicaset::plan`], [`job::plan`],
 //! [`cron::Schedule`], [`service::entries`], the pod phase rules in
 //! [`pod::status`]); acting goes through the traits. It does not read
 //! manifests, talk HTTP, or call the kernel itself.
@@ -12,6 +13,7 @@ pub mod backoff;
 pub mod container;
 pub mod controller;
 pub mod cron;
+pub mod daemonset;
 pub mod deployment;
 pub mod desired;
 pub mod downward;
@@ -20,9 +22,11 @@ mod generation;
 pub mod grpc_health;
 pub mod hash;
 pub mod job;
+pub mod owner;
 pub mod pod;
 pub mod probe;
 pub mod record;
+pub mod replicaset;
 pub mod rollout;
 pub mod seccomp_localhost;
 pub mod service;

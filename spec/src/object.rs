@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ReplicationController, Secret, Service};
 use serde::{Deserialize, Serialize};
 
 use crate::volume::Volume;
@@ -17,16 +17,24 @@ pub enum Kind {
     Volume,
     ConfigMap,
     Secret,
+    StatefulSet,
+    DaemonSet,
+    ReplicaSet,
+    ReplicationController,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Pod,
         Kind::Deployment,
         Kind::Service,
         Kind::Volume,
         Kind::ConfigMap,
         Kind::Secret,
+        Kind::StatefulSet,
+        Kind::DaemonSet,
+        Kind::ReplicaSet,
+        Kind::ReplicationController,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +45,10 @@ impl Kind {
             Kind::Volume => "Volume",
             Kind::ConfigMap => "ConfigMap",
             Kind::Secret => "Secret",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::ReplicationController => "ReplicationController",
         }
     }
 }
@@ -82,6 +94,10 @@ pub enum Object {
     Volume(Box<Volume>),
     ConfigMap(Box<ConfigMap>),
     Secret(Box<Secret>),
+    StatefulSet(Box<StatefulSet>),
+    DaemonSet(Box<DaemonSet>),
+    ReplicaSet(Box<ReplicaSet>),
+    ReplicationController(Box<ReplicationController>),
 }
 
 impl Object {
@@ -93,6 +109,10 @@ impl Object {
             Object::Volume(_) => Kind::Volume,
             Object::ConfigMap(_) => Kind::ConfigMap,
             Object::Secret(_) => Kind::Secret,
+            Object::StatefulSet(_) => Kind::StatefulSet,
+            Object::DaemonSet(_) => Kind::DaemonSet,
+            Object::ReplicaSet(_) => Kind::ReplicaSet,
+            Object::ReplicationController(_) => Kind::ReplicationController,
         }
     }
 
@@ -100,9 +120,16 @@ impl Object {
     /// `berth.dev/v1alpha1`); a PersistentVolumeClaim was converted to Volume.
     pub fn api_version(&self) -> &'static str {
         match self {
-            Object::Deployment(_) => "apps/v1",
+            Object::Deployment(_)
+            | Object::StatefulSet(_)
+            | Object::DaemonSet(_)
+            | Object::ReplicaSet(_) => "apps/v1",
             Object::Volume(_) => crate::volume::API_VERSION,
-            Object::Pod(_) | Object::Service(_) | Object::ConfigMap(_) | Object::Secret(_) => "v1",
+            Object::Pod(_)
+            | Object::Service(_)
+            | Object::ConfigMap(_)
+            | Object::Secret(_)
+            | Object::ReplicationController(_) => "v1",
         }
     }
 
@@ -114,6 +141,35 @@ impl Object {
             Object::Volume(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
+            Object::StatefulSet(o) => &o.metadata,
+            Object::DaemonSet(o) => &o.metadata,
+            Object::ReplicaSet(o) => &o.metadata,
+            Object::ReplicationController(o) => &o.metadata,
+        }
+    }
+
+    /// The pod template of a replicated workload (Deployment, StatefulSet,
+    /// DaemonSet, ReplicaSet, ReplicationController).
+    pub fn pod_template(&self) -> Option<&k8s_openapi::api::core::v1::PodTemplateSpec> {
+        match self {
+            Object::Deployment(o) => Some(&o.spec.template),
+            Object::StatefulSet(o) => Some(&o.spec.template),
+            Object::DaemonSet(o) => Some(&o.spec.template),
+            Object::ReplicaSet(o) => o.spec.template.as_ref(),
+            Object::ReplicationController(o) => o.spec.as_ref()?.template.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// [`Object::pod_template`], mutable.
+    pub fn pod_template_mut(&mut self) -> Option<&mut k8s_openapi::api::core::v1::PodTemplateSpec> {
+        match self {
+            Object::Deployment(o) => Some(&mut o.spec.template),
+            Object::StatefulSet(o) => Some(&mut o.spec.template),
+            Object::DaemonSet(o) => Some(&mut o.spec.template),
+            Object::ReplicaSet(o) => o.spec.template.as_mut(),
+            Object::ReplicationController(o) => o.spec.as_mut()?.template.as_mut(),
+            _ => None,
         }
     }
 

@@ -7,8 +7,10 @@
 //! go through [`yaml::typed_reencoded`], which keeps the path and finds the
 //! line by path.
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, Secret, Service,
+};
 use serde::de::DeserializeOwned;
 
 use crate::diag::{Diagnostic, Severity};
@@ -18,7 +20,7 @@ use crate::yaml::{self, Document, YamlError};
 use crate::{Parsed, defaults, validate};
 
 /// The kinds and apiVersions berth reads, for error messages.
-pub const SUPPORTED: &str = "v1 Pod, apps/v1 Deployment, v1 Service, v1 ConfigMap, v1 Secret, v1 PersistentVolumeClaim, berth.dev/v1alpha1 Volume, v1 List";
+pub const SUPPORTED: &str = "v1 Pod, apps/v1 Deployment, apps/v1 StatefulSet, apps/v1 DaemonSet, apps/v1 ReplicaSet, v1 ReplicationController, v1 Service, v1 ConfigMap, v1 Secret, v1 PersistentVolumeClaim, berth.dev/v1alpha1 Volume, v1 List";
 
 /// Parse one file's text (`file` is used only for locations). Never panics.
 ///
@@ -373,6 +375,22 @@ fn typed_object(
             let (o, u) = read::<Deployment>(doc, v, prefix, direct)?;
             (Object::Deployment(o.into()), u)
         }
+        Known::StatefulSet => {
+            let (o, u) = read::<StatefulSet>(doc, v, prefix, direct)?;
+            (Object::StatefulSet(o.into()), u)
+        }
+        Known::DaemonSet => {
+            let (o, u) = read::<DaemonSet>(doc, v, prefix, direct)?;
+            (Object::DaemonSet(o.into()), u)
+        }
+        Known::ReplicaSet => {
+            let (o, u) = read::<ReplicaSet>(doc, v, prefix, direct)?;
+            (Object::ReplicaSet(o.into()), u)
+        }
+        Known::ReplicationController => {
+            let (o, u) = read::<ReplicationController>(doc, v, prefix, direct)?;
+            (Object::ReplicationController(o.into()), u)
+        }
         Known::Service => {
             let (o, u) = read::<Service>(doc, v, prefix, direct)?;
             (Object::Service(o.into()), u)
@@ -470,6 +488,10 @@ fn finish(
 enum Known {
     Pod,
     Deployment,
+    StatefulSet,
+    DaemonSet,
+    ReplicaSet,
+    ReplicationController,
     Service,
     ConfigMap,
     Secret,
@@ -483,6 +505,10 @@ impl Known {
         match self {
             Known::Pod => "Pod",
             Known::Deployment => "Deployment",
+            Known::StatefulSet => "StatefulSet",
+            Known::DaemonSet => "DaemonSet",
+            Known::ReplicaSet => "ReplicaSet",
+            Known::ReplicationController => "ReplicationController",
             Known::Service => "Service",
             Known::ConfigMap => "ConfigMap",
             Known::Secret => "Secret",
@@ -495,6 +521,10 @@ impl Known {
         match self {
             Known::Pod => Kind::Pod,
             Known::Deployment => Kind::Deployment,
+            Known::StatefulSet => Kind::StatefulSet,
+            Known::DaemonSet => Kind::DaemonSet,
+            Known::ReplicaSet => Kind::ReplicaSet,
+            Known::ReplicationController => Kind::ReplicationController,
             Known::Service => Kind::Service,
             Known::ConfigMap => Kind::ConfigMap,
             Known::Secret => Kind::Secret,
@@ -504,9 +534,13 @@ impl Known {
 }
 
 /// The apiVersion berth reads each supported kind in.
-const API_OF: [(&str, &str); 7] = [
+const API_OF: [(&str, &str); 11] = [
     ("Pod", "v1"),
     ("Deployment", "apps/v1"),
+    ("StatefulSet", "apps/v1"),
+    ("DaemonSet", "apps/v1"),
+    ("ReplicaSet", "apps/v1"),
+    ("ReplicationController", "v1"),
     ("Service", "v1"),
     ("ConfigMap", "v1"),
     ("Secret", "v1"),
@@ -518,6 +552,10 @@ fn kind_of(api: &str, kind: &str) -> Option<Known> {
     Some(match (api, kind) {
         ("v1", "Pod") => Known::Pod,
         ("apps/v1", "Deployment") => Known::Deployment,
+        ("apps/v1", "StatefulSet") => Known::StatefulSet,
+        ("apps/v1", "DaemonSet") => Known::DaemonSet,
+        ("apps/v1", "ReplicaSet") => Known::ReplicaSet,
+        ("v1", "ReplicationController") => Known::ReplicationController,
         ("v1", "Service") => Known::Service,
         ("v1", "ConfigMap") => Known::ConfigMap,
         ("v1", "Secret") => Known::Secret,

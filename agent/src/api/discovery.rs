@@ -21,6 +21,9 @@ fn short(r: Res) -> &'static [&'static str] {
         Res::ReplicaSets => &["rs"],
         Res::Endpoints => &["ep"],
         Res::Pvcs => &["pvc"],
+        Res::StatefulSets => &["sts"],
+        Res::DaemonSets => &["ds"],
+        Res::ReplicationControllers => &["rc"],
         Res::Secrets | Res::EndpointSlices => &[],
     }
 }
@@ -29,7 +32,13 @@ fn short(r: Res) -> &'static [&'static str] {
 /// services, deployments and replicasets among what berth has.
 fn categories(r: Res) -> &'static [&'static str] {
     match r {
-        Res::Pods | Res::Services | Res::Deployments | Res::ReplicaSets => &["all"],
+        Res::Pods
+        | Res::Services
+        | Res::Deployments
+        | Res::ReplicaSets
+        | Res::StatefulSets
+        | Res::DaemonSets
+        | Res::ReplicationControllers => &["all"],
         _ => &[],
     }
 }
@@ -37,7 +46,10 @@ fn categories(r: Res) -> &'static [&'static str] {
 fn subresources(r: Res) -> &'static [&'static str] {
     match r {
         Res::Pods => &["status", "log"],
-        Res::Deployments | Res::ReplicaSets => &["status", "scale"],
+        Res::Deployments | Res::ReplicaSets | Res::StatefulSets | Res::ReplicationControllers => {
+            &["status", "scale"]
+        }
+        Res::DaemonSets => &["status"],
         Res::Services | Res::Nodes | Res::Namespaces | Res::Volumes | Res::Pvcs => &["status"],
         _ => &[],
     }

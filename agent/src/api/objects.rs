@@ -32,10 +32,13 @@ pub enum Res {
     Endpoints,
     EndpointSlices,
     Pvcs,
+    StatefulSets,
+    DaemonSets,
+    ReplicationControllers,
 }
 
 impl Res {
-    pub const ALL: [Res; 13] = [
+    pub const ALL: [Res; 16] = [
         Res::Pods,
         Res::Deployments,
         Res::Services,
@@ -49,6 +52,9 @@ impl Res {
         Res::Endpoints,
         Res::EndpointSlices,
         Res::Pvcs,
+        Res::StatefulSets,
+        Res::DaemonSets,
+        Res::ReplicationControllers,
     ];
     /// The resource of a group/version and plural name.
     pub fn from_path(group_version: &str, plural: &str) -> Option<Res> {
@@ -71,11 +77,14 @@ impl Res {
             Res::Endpoints => "endpoints",
             Res::EndpointSlices => "endpointslices",
             Res::Pvcs => "persistentvolumeclaims",
+            Res::StatefulSets => "statefulsets",
+            Res::DaemonSets => "daemonsets",
+            Res::ReplicationControllers => "replicationcontrollers",
         }
     }
     pub fn api_version(self) -> &'static str {
         match self {
-            Res::Deployments | Res::ReplicaSets => "apps/v1",
+            Res::Deployments | Res::ReplicaSets | Res::StatefulSets | Res::DaemonSets => "apps/v1",
             Res::Volumes => berth_spec::volume::API_VERSION,
             Res::EndpointSlices => "discovery.k8s.io/v1",
             _ => "v1",
@@ -96,6 +105,9 @@ impl Res {
             Res::Endpoints => "Endpoints",
             Res::EndpointSlices => "EndpointSlice",
             Res::Pvcs => "PersistentVolumeClaim",
+            Res::StatefulSets => "StatefulSet",
+            Res::DaemonSets => "DaemonSet",
+            Res::ReplicationControllers => "ReplicationController",
         }
     }
     pub fn namespaced(self) -> bool {
@@ -119,6 +131,10 @@ impl Res {
             Res::Volumes => Kind::Volume,
             Res::ConfigMaps => Kind::ConfigMap,
             Res::Secrets => Kind::Secret,
+            Res::StatefulSets => Kind::StatefulSet,
+            Res::DaemonSets => Kind::DaemonSet,
+            Res::ReplicaSets => Kind::ReplicaSet,
+            Res::ReplicationControllers => Kind::ReplicationController,
             _ => return None,
         })
     }
@@ -284,7 +300,15 @@ async fn one(
         })?;
     match sub.as_deref() {
         None | Some("status") => {}
-        Some("scale") if matches!(res, Res::Deployments | Res::ReplicaSets) => {
+        Some("scale")
+            if matches!(
+                res,
+                Res::Deployments
+                    | Res::ReplicaSets
+                    | Res::StatefulSets
+                    | Res::ReplicationControllers
+            ) =>
+        {
             return Ok(axum::Json(scale(obj)).into_response());
         }
         Some(_) => return Err(ApiError::NoRoute),
@@ -422,6 +446,12 @@ pub fn collect(res: Res, view: &View, snap: &Snapshot) -> Vec<Value> {
                 Res::Deployments => snap.deployments.iter().map(to_value).collect(),
                 Res::Services => snap.services.iter().map(to_value).collect(),
                 Res::Volumes => snap.volumes.iter().map(to_value).collect(),
+                Res::StatefulSets => snap.stateful_sets.iter().map(to_value).collect(),
+                Res::DaemonSets => snap.daemon_sets.iter().map(to_value).collect(),
+                Res::ReplicaSets => snap.replica_sets.iter().map(to_value).collect(),
+                Res::ReplicationControllers => {
+                    snap.replication_controllers.iter().map(to_value).collect()
+                }
                 _ => Vec::new(),
             };
             let mut observed: HashMap<(String, String), Value> =

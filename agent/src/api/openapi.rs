@@ -13,9 +13,10 @@ use std::sync::OnceLock;
 use axum::extract::Path;
 use axum::routing::get;
 use axum::{Json, Router};
-use berth_spec::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use berth_spec::k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use berth_spec::k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service,
+    ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController,
+    Secret, Service,
 };
 use berth_spec::k8s_openapi::api::discovery::v1::EndpointSlice;
 use berth_spec::k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -52,6 +53,9 @@ fn refs(g: &mut SchemaGenerator) -> Vec<(Res, String)> {
                 Res::Endpoints => r::<Endpoints>(g),
                 Res::EndpointSlices => r::<EndpointSlice>(g),
                 Res::Pvcs => r::<PersistentVolumeClaim>(g),
+                Res::StatefulSets => r::<StatefulSet>(g),
+                Res::DaemonSets => r::<DaemonSet>(g),
+                Res::ReplicationControllers => r::<ReplicationController>(g),
             };
             (res, rf)
         })

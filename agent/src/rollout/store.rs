@@ -124,6 +124,12 @@ fn object_from_json(kind: Kind, v: serde_json::Value) -> Result<Object, serde_js
         Kind::Volume => Object::Volume(Box::new(serde_json::from_value::<Volume>(v)?)),
         Kind::ConfigMap => Object::ConfigMap(Box::new(serde_json::from_value::<ConfigMap>(v)?)),
         Kind::Secret => Object::Secret(Box::new(serde_json::from_value::<Secret>(v)?)),
+        Kind::StatefulSet => Object::StatefulSet(Box::new(serde_json::from_value(v)?)),
+        Kind::DaemonSet => Object::DaemonSet(Box::new(serde_json::from_value(v)?)),
+        Kind::ReplicaSet => Object::ReplicaSet(Box::new(serde_json::from_value(v)?)),
+        Kind::ReplicationController => {
+            Object::ReplicationController(Box::new(serde_json::from_value(v)?))
+        }
     })
 }
 

@@ -20,8 +20,7 @@ impl NodeInfo {
     pub fn mismatch(&self, obj: &Object) -> Option<String> {
         let spec: &PodSpec = match obj {
             Object::Pod(p) => p.spec.as_ref()?,
-            Object::Deployment(d) => d.spec.template.spec.as_ref()?,
-            _ => return None,
+            o => o.pod_template()?.spec.as_ref()?,
         };
         if let Some(sel) = &spec.node_selector {
             let missing: Vec<String> = sel

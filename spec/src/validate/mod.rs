@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod names;
 pub mod policy;
 mod projected;
+mod replicated;
 mod security_profiles;
 mod service;
 mod set;
@@ -176,6 +177,10 @@ pub fn object(obj: &Object) -> Vec<Problem> {
             }
         }
         Object::Deployment(d) => workload::deployment(&mut o, m.name.as_deref(), d),
+        Object::StatefulSet(_)
+        | Object::DaemonSet(_)
+        | Object::ReplicaSet(_)
+        | Object::ReplicationController(_) => replicated::check(&mut o, m.name.as_deref(), obj),
         Object::Service(svc) => service::service(&mut o, m.name.as_deref(), svc),
         Object::ConfigMap(c) => {
             check_name(&mut o, m.name.as_deref(), NameRule::Subdomain);

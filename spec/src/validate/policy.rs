@@ -207,6 +207,14 @@ pub fn check(policy: &Policy, obj: &Object) -> Vec<Problem> {
                 pod_spec(&mut o, policy, "spec.template.spec", s);
             }
         }
+        Object::StatefulSet(_)
+        | Object::DaemonSet(_)
+        | Object::ReplicaSet(_)
+        | Object::ReplicationController(_) => {
+            if let Some(s) = obj.pod_template().and_then(|t| t.spec.as_ref()) {
+                pod_spec(&mut o, policy, "spec.template.spec", s);
+            }
+        }
         Object::Service(_) | Object::Volume(_) | Object::ConfigMap(_) | Object::Secret(_) => {}
     }
     o.0

@@ -56,8 +56,10 @@ pub fn set(objects: &[Sourced]) -> Vec<Diagnostic> {
         let key = s.object.key();
         let (base, spec) = match &s.object {
             Object::Pod(p) => ("spec", p.spec.as_ref()),
-            Object::Deployment(d) => ("spec.template.spec", d.spec.template.spec.as_ref()),
-            _ => continue,
+            o => match o.pod_template() {
+                Some(t) => ("spec.template.spec", t.spec.as_ref()),
+                None => continue,
+            },
         };
         let Some(spec) = spec else { continue };
         let mut refs: Vec<(String, Kind, String)> = Vec::new();
