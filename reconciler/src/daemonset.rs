@@ -26,7 +26,11 @@ pub struct Plan {
 
 /// Plan one step. `revision` is the current template's revision.
 pub fn plan(spec: &DaemonSetSpec, revision: &str, pods: &[PodObs]) -> Plan {
-    let on_delete = spec.update_strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("OnDelete");
+    let on_delete = spec
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.type_.as_deref())
+        == Some("OnDelete");
     let mut live: Vec<&PodObs> = pods.iter().filter(|p| !p.terminating).collect();
     // the current revision's pod first: it is the one kept
     live.sort_by_key(|p| (p.revision != revision, p.name.clone()));
@@ -71,8 +75,20 @@ mod tests {
     fn table() {
         let cases: Vec<(&str, &str, Vec<PodObs>, bool, Vec<&str>)> = vec![
             ("none: create", "RollingUpdate", vec![], true, vec![]),
-            ("current: nothing", "RollingUpdate", vec![pod("a", "r2", false)], false, vec![]),
-            ("outdated: delete it", "RollingUpdate", vec![pod("a", "r1", false)], false, vec!["a"]),
+            (
+                "current: nothing",
+                "RollingUpdate",
+                vec![pod("a", "r2", false)],
+                false,
+                vec![],
+            ),
+            (
+                "outdated: delete it",
+                "RollingUpdate",
+                vec![pod("a", "r1", false)],
+                false,
+                vec!["a"],
+            ),
             (
                 "old pod still terminating: wait",
                 "RollingUpdate",
@@ -80,8 +96,20 @@ mod tests {
                 false,
                 vec![],
             ),
-            ("OnDelete keeps the outdated pod", "OnDelete", vec![pod("a", "r1", false)], false, vec![]),
-            ("OnDelete recreates a deleted pod", "OnDelete", vec![], true, vec![]),
+            (
+                "OnDelete keeps the outdated pod",
+                "OnDelete",
+                vec![pod("a", "r1", false)],
+                false,
+                vec![],
+            ),
+            (
+                "OnDelete recreates a deleted pod",
+                "OnDelete",
+                vec![],
+                true,
+                vec![],
+            ),
             (
                 "two pods: the current one stays",
                 "RollingUpdate",

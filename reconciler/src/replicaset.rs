@@ -86,18 +86,46 @@ mod tests {
         };
         let cases: Vec<(&str, i32, Vec<PodObs>, usize, Vec<&str>)> = vec![
             ("empty: create all", 3, vec![], 3, vec![]),
-            ("enough", 2, vec![pod("a", true, 5), pod("b", false, 4)], 0, vec![]),
+            (
+                "enough",
+                2,
+                vec![pod("a", true, 5), pod("b", false, 4)],
+                0,
+                vec![],
+            ),
             ("one short", 2, vec![pod("a", true, 5)], 1, vec![]),
-            ("terminating pods do not count", 1, vec![dying.clone()], 1, vec![]),
-            ("pods the selector does not match do not count", 1, vec![stray], 1, vec![]),
+            (
+                "terminating pods do not count",
+                1,
+                vec![dying.clone()],
+                1,
+                vec![],
+            ),
+            (
+                "pods the selector does not match do not count",
+                1,
+                vec![stray],
+                1,
+                vec![],
+            ),
             (
                 "scale down: not ready first, then newest",
                 1,
-                vec![pod("old", true, 9), pod("new", true, 1), pod("sick", false, 5)],
+                vec![
+                    pod("old", true, 9),
+                    pod("new", true, 1),
+                    pod("sick", false, 5),
+                ],
                 0,
                 vec!["sick", "new"],
             ),
-            ("scale to zero", 0, vec![pod("a", true, 2), dying], 0, vec!["a"]),
+            (
+                "scale to zero",
+                0,
+                vec![pod("a", true, 2), dying],
+                0,
+                vec!["a"],
+            ),
             ("negative replicas is zero", -1, vec![], 0, vec![]),
         ];
         for (what, replicas, pods, create, delete) in cases {

@@ -34,7 +34,8 @@ pub(crate) fn build<I, R, N>(
     for ((ns, name), e) in &r.pods {
         let mut labels = e.record.labels.clone();
         let owner = e.record.owner.as_deref().map(crate::owner::parse);
-        if let (Some(h), Some((berth_spec::Kind::Deployment, _))) = (&e.record.template_hash, owner) {
+        if let (Some(h), Some((berth_spec::Kind::Deployment, _))) = (&e.record.template_hash, owner)
+        {
             labels.insert(crate::controller::LABEL_TEMPLATE_HASH.into(), h.clone());
         }
         let mut spec = e.record.spec.clone();

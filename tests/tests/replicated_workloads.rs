@@ -90,7 +90,10 @@ fn secs(v: &Value) -> i64 {
     let t = s.get(11..19).unwrap_or("00:00:00");
     let p: Vec<i64> = t.split(':').filter_map(|x| x.parse().ok()).collect();
     let day: i64 = s.get(8..10).and_then(|d| d.parse().ok()).unwrap_or(0);
-    day * 86400 + p.first().unwrap_or(&0) * 3600 + p.get(1).unwrap_or(&0) * 60 + p.get(2).unwrap_or(&0)
+    day * 86400
+        + p.first().unwrap_or(&0) * 3600
+        + p.get(1).unwrap_or(&0) * 60
+        + p.get(2).unwrap_or(&0)
 }
 
 #[test]
@@ -115,7 +118,10 @@ fn statefulset_ordered_start_dns_and_volumes() -> anyhow::Result<()> {
         }
         (ready(v, "web-0") && ready(v, "web-1")).then_some(())
     })?;
-    assert!(early.is_empty(), "web-1 started before web-0 was Ready: {early:?}");
+    assert!(
+        early.is_empty(),
+        "web-1 started before web-0 was Ready: {early:?}"
+    );
     let pods = a.get_json("/api/v1/pods")?;
     let w0 = Agent::pod(&pods, "web-0").unwrap();
     let w1 = Agent::pod(&pods, "web-1").unwrap();
@@ -128,16 +134,25 @@ fn statefulset_ordered_start_dns_and_volumes() -> anyhow::Result<()> {
         secs(&w1["metadata"]["creationTimestamp"]) >= ready0,
         "web-1 created after web-0 Ready: {w0} {w1}"
     );
-    assert_eq!(w0["metadata"]["ownerReferences"][0]["kind"], "StatefulSet", "{w0}");
+    assert_eq!(
+        w0["metadata"]["ownerReferences"][0]["kind"], "StatefulSet",
+        "{w0}"
+    );
     assert_eq!(w0["metadata"]["ownerReferences"][0]["name"], "web", "{w0}");
     assert_eq!(w0["spec"]["hostname"], "web-0", "{w0}");
     assert_eq!(w0["spec"]["subdomain"], "nginx", "{w0}");
-    let ip0 = w0["status"]["podIP"].as_str().unwrap_or_default().to_string();
+    let ip0 = w0["status"]["podIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let sts = a.get_json("/apis/apps/v1/namespaces/default/statefulsets/web")?;
     assert_eq!(sts["kind"], "StatefulSet", "{sts}");
     assert_eq!(sts["status"]["replicas"], 2, "{sts}");
     assert_eq!(sts["status"]["readyReplicas"], 2, "{sts}");
-    let rev1 = sts["status"]["updateRevision"].as_str().unwrap_or_default().to_string();
+    let rev1 = sts["status"]["updateRevision"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(rev1.starts_with("web-"), "{sts}");
     assert_eq!(sts["status"]["currentRevision"], rev1.as_str(), "{sts}");
 
@@ -158,7 +173,9 @@ spec:
         ),
     )?;
     a.wait_for("client done", Duration::from_secs(60), |v| {
-        let ph = Agent::pod(v, "client")?["status"]["phase"].as_str()?.to_string();
+        let ph = Agent::pod(v, "client")?["status"]["phase"]
+            .as_str()?
+            .to_string();
         (ph == "Succeeded" || ph == "Failed").then_some(())
     })?;
     let (_, log) = a.get("/api/v1/namespaces/default/pods/client/log")?;
@@ -167,7 +184,10 @@ spec:
         .and_then(|(_, r)| r.split_once("PAGE"))
         .unwrap_or_default();
     assert!(web0.contains(&ip0), "web-0.nginx is {ip0}: {log}");
-    assert!(page.contains("I-am-web-1"), "web-1.nginx serves web-1: {log}");
+    assert!(
+        page.contains("I-am-web-1"),
+        "web-1.nginx serves web-1: {log}"
+    );
     a.remove_manifest("client.yaml")?;
 
     // a template change rolls web-1 then web-0; web-0's claim keeps its data
@@ -199,7 +219,11 @@ spec:
     a.wait_for("web-1 gone", Duration::from_secs(60), |v| {
         (Agent::pod(v, "web-1").is_none() && ready(v, "web-0")).then_some(())
     })?;
-    assert!(vol1.join("starts").is_file(), "scale-down keeps {}", vol1.display());
+    assert!(
+        vol1.join("starts").is_file(),
+        "scale-down keeps {}",
+        vol1.display()
+    );
     let table = a.get("/apis/apps/v1/namespaces/default/statefulsets")?;
     assert_eq!(table.0, 200, "{table:?}");
     a.shutdown_clean()
@@ -290,8 +314,15 @@ fn daemonset_replicaset_rc_scale_and_adoption() -> anyhow::Result<()> {
     };
     let (ds, fe, rc) = a.wait_for("all ready", Duration::from_secs(120), all_ready)?;
     let pods = a.get_json("/api/v1/pods")?;
-    assert!(with_prefix(&pods, "picky-").is_empty(), "nodeSelector does not match: {pods}");
-    for (n, kind) in [(&ds[0], "DaemonSet"), (&fe[0], "ReplicaSet"), (&rc[0], "ReplicationController")] {
+    assert!(
+        with_prefix(&pods, "picky-").is_empty(),
+        "nodeSelector does not match: {pods}"
+    );
+    for (n, kind) in [
+        (&ds[0], "DaemonSet"),
+        (&fe[0], "ReplicaSet"),
+        (&rc[0], "ReplicationController"),
+    ] {
         let p = Agent::pod(&pods, n).unwrap();
         assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], kind, "{p}");
     }
@@ -304,7 +335,10 @@ fn daemonset_replicaset_rc_scale_and_adoption() -> anyhow::Result<()> {
     let c = a.get_json("/api/v1/namespaces/default/replicationcontrollers/rc")?;
     assert_eq!(c["status"]["readyReplicas"], 1, "{c}");
     let st = a.get_json("/api/v1/status")?;
-    assert!(st.to_string().contains("picky"), "the DaemonSet that does not match is reported: {st}");
+    assert!(
+        st.to_string().contains("picky"),
+        "the DaemonSet that does not match is reported: {st}"
+    );
 
     // kill -9 and restart: every pod adopted, no container replaced
     let pids: Vec<Vec<u32>> = [17302, 17303, 17304]
@@ -323,7 +357,11 @@ fn daemonset_replicaset_rc_scale_and_adoption() -> anyhow::Result<()> {
     let uids2: Vec<String> = names(&pods2).iter().map(|n| uid(&pods2, n)).collect();
     assert_eq!(uids, uids2, "no pod replaced");
     for (m, before) in [17302, 17303, 17304].iter().zip(&pids) {
-        assert_eq!(&pgrep(&format!("sleep {m}")), before, "containers of sleep {m} kept");
+        assert_eq!(
+            &pgrep(&format!("sleep {m}")),
+            before,
+            "containers of sleep {m} kept"
+        );
     }
 
     // scale the ReplicaSet to 1 with a new template: no rollout, old pods stay
@@ -335,7 +373,11 @@ fn daemonset_replicaset_rc_scale_and_adoption() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(3));
     let fe_now = with_prefix(&a.get_json("/api/v1/pods")?, "fe-");
     assert_eq!(fe_now.len(), 1, "{fe_now:?}");
-    assert_eq!(pgrep("sleep 17305").len(), 0, "a template change replaces no pod");
+    assert_eq!(
+        pgrep("sleep 17305").len(),
+        0,
+        "a template change replaces no pod"
+    );
     a.wait_for("old fe containers gone", Duration::from_secs(30), |_| {
         (pgrep("sleep 17303").len() == 1).then_some(())
     })?;

@@ -363,7 +363,10 @@ fn owner_uids(
     own_rs: &[Value],
 ) -> Vec<Value> {
     for p in &mut pods {
-        let ns = p["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+        let ns = p["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         for o in p["metadata"]["ownerReferences"]
             .as_array_mut()
             .into_iter()
@@ -382,10 +385,7 @@ fn owner_uids(
                 .or_else(|| {
                     own_rs
                         .iter()
-                        .find(|r| {
-                            kind == "ReplicaSet"
-                                && key_of(r) == (ns.clone(), name.clone())
-                        })
+                        .find(|r| kind == "ReplicaSet" && key_of(r) == (ns.clone(), name.clone()))
                         .and_then(|r| r["metadata"]["uid"].as_str().map(str::to_string))
                 });
             if let Some(u) = uid {

@@ -15,8 +15,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use berth_spec::k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use berth_spec::k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController,
-    Secret, Service,
+    ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolumeClaim, Pod,
+    ReplicationController, Secret, Service,
 };
 use berth_spec::k8s_openapi::api::discovery::v1::EndpointSlice;
 use berth_spec::k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};

@@ -62,7 +62,11 @@ pub fn workload_of(s: &Sourced) -> Option<WorkloadRef> {
             })
         }
         Object::DaemonSet(d) => {
-            let on_delete = d.spec.update_strategy.as_ref().and_then(|s| s.type_.as_deref())
+            let on_delete = d
+                .spec
+                .update_strategy
+                .as_ref()
+                .and_then(|s| s.type_.as_deref())
                 == Some("OnDelete");
             Some(WorkloadRef::Set {
                 controller: berth_spec::Kind::DaemonSet,
@@ -205,13 +209,9 @@ pub fn observe(
                     .iter()
                     .flatten()
                     .any(|o| o.kind == controller.as_str() && o.name == *name)
-                    && p.metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| {
-                            l.get(berth_reconciler::controller::replicated::LABEL_REVISION)
-                        })
-                        == Some(&format!("{name}-{revision}"))
+                    && p.metadata.labels.as_ref().and_then(|l| {
+                        l.get(berth_reconciler::controller::replicated::LABEL_REVISION)
+                    }) == Some(&format!("{name}-{revision}"))
             }
         }
     };

@@ -71,13 +71,22 @@ pub(crate) fn pod_named(obj: &Object, ns: &str, name: &str) -> Option<DesiredPod
         }
         Object::DaemonSet(d) => {
             let rev = revision(&d.spec.template);
-            (daemon_pod_name(ns, set, &rev) == name)
-                .then(|| owned_pod(ns, Kind::DaemonSet, set, name.into(), &d.spec.template, &rev))
+            (daemon_pod_name(ns, set, &rev) == name).then(|| {
+                owned_pod(
+                    ns,
+                    Kind::DaemonSet,
+                    set,
+                    name.into(),
+                    &d.spec.template,
+                    &rev,
+                )
+            })
         }
         Object::ReplicaSet(_) | Object::ReplicationController(_) => {
             let t = obj.pod_template()?;
             let suffix = name.strip_prefix(set)?.strip_prefix('-')?;
-            (suffix.len() == 5).then(|| owned_pod(ns, obj.kind(), set, name.into(), t, &revision(t)))
+            (suffix.len() == 5)
+                .then(|| owned_pod(ns, obj.kind(), set, name.into(), t, &revision(t)))
         }
         _ => None,
     }
@@ -110,7 +119,9 @@ pub(crate) fn claims(
         let own = owner::encode(Kind::StatefulSet, name);
         ordinals.extend(
             pods.values()
-                .filter(|e| e.record.pod.namespace == ns && e.record.owner.as_deref() == Some(own.as_str()))
+                .filter(|e| {
+                    e.record.pod.namespace == ns && e.record.owner.as_deref() == Some(own.as_str())
+                })
                 .filter_map(|e| statefulset::ordinal(name, &e.record.pod.name)),
         );
         for c in set.spec.volume_claim_templates.iter().flatten() {
@@ -130,7 +141,9 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         let own = owner::encode(kind, set);
         self.pods
             .values()
-            .filter(|e| e.record.pod.namespace == ns && e.record.owner.as_deref() == Some(own.as_str()))
+            .filter(|e| {
+                e.record.pod.namespace == ns && e.record.owner.as_deref() == Some(own.as_str())
+            })
             .collect()
     }
 
@@ -234,19 +247,41 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             if let Some(e) = self.pods.get(&pk) {
                 let grace = grace_of(&e.record.spec);
                 self.delete_pod(&pk, grace, "Killing");
-                self.set_event(kind, key, "SuccessfulDelete", &format!("delete Pod {name} in {kind} {set} successful"), now);
+                self.set_event(
+                    kind,
+                    key,
+                    "SuccessfulDelete",
+                    &format!("delete Pod {name} in {kind} {set} successful"),
+                    now,
+                );
             }
         }
         for d in create {
-            if self.pods.contains_key(&(d.namespace.clone(), d.name.clone())) {
+            if self
+                .pods
+                .contains_key(&(d.namespace.clone(), d.name.clone()))
+            {
                 continue;
             }
-            self.set_event(kind, key, "SuccessfulCreate", &format!("create Pod {} in {kind} {set} successful", d.name), now);
+            self.set_event(
+                kind,
+                key,
+                "SuccessfulCreate",
+                &format!("create Pod {} in {kind} {set} successful", d.name),
+                now,
+            );
             want.push(d);
         }
     }
 
-    fn set_event(&mut self, kind: Kind, key: &(String, String), reason: &str, message: &str, now: SystemTime) {
+    fn set_event(
+        &mut self,
+        kind: Kind,
+        key: &(String, String),
+        reason: &str,
+        message: &str,
+        now: SystemTime,
+    ) {
         self.events.record(
             EventInput {
                 warning: false,

@@ -50,7 +50,10 @@ pub(crate) fn check(o: &mut Out, name: Option<&str>, obj: &Object) {
                 }
                 if let Some(ru) = &st.rolling_update {
                     if ru.partition.is_some_and(|p| p < 0) {
-                        o.err("spec.updateStrategy.rollingUpdate.partition", "must be >= 0");
+                        o.err(
+                            "spec.updateStrategy.rollingUpdate.partition",
+                            "must be >= 0",
+                        );
                     }
                     if ru.max_unavailable.is_some() {
                         o.warn(
@@ -74,10 +77,20 @@ pub(crate) fn check(o: &mut Out, name: Option<&str>, obj: &Object) {
                 }
             }
             if s.min_ready_seconds.is_some_and(|m| m > 0) {
-                o.warn("spec.minReadySeconds", "not honoured: a pod counts once it is Ready");
+                o.warn(
+                    "spec.minReadySeconds",
+                    "not honoured: a pod counts once it is Ready",
+                );
             }
-            if s.ordinals.as_ref().and_then(|x| x.start).is_some_and(|n| n != 0) {
-                o.warn("spec.ordinals.start", "not honoured: berth numbers pods from 0");
+            if s.ordinals
+                .as_ref()
+                .and_then(|x| x.start)
+                .is_some_and(|n| n != 0)
+            {
+                o.warn(
+                    "spec.ordinals.start",
+                    "not honoured: berth numbers pods from 0",
+                );
             }
             if let Some(r) = &s.persistent_volume_claim_retention_policy
                 && [&r.when_deleted, &r.when_scaled]
@@ -118,9 +131,14 @@ pub(crate) fn check(o: &mut Out, name: Option<&str>, obj: &Object) {
                         format!("{x:?} is not valid (RollingUpdate or OnDelete)"),
                     ),
                 }
-                let surge = st.rolling_update.as_ref().and_then(|r| r.max_surge.as_ref());
-                if surge.is_some_and(|v| !matches!(v, IntOrString::Int(0)) && !matches!(v, IntOrString::String(s) if s == "0%" || s == "0"))
-                {
+                let surge = st
+                    .rolling_update
+                    .as_ref()
+                    .and_then(|r| r.max_surge.as_ref());
+                if surge.is_some_and(|v| {
+                    !matches!(v, IntOrString::Int(0))
+                        && !matches!(v, IntOrString::String(s) if s == "0%" || s == "0")
+                }) {
                     o.warn(
                         "spec.updateStrategy.rollingUpdate.maxSurge",
                         "not honoured: berth stops the old pod before it starts the new one",
@@ -128,7 +146,10 @@ pub(crate) fn check(o: &mut Out, name: Option<&str>, obj: &Object) {
                 }
             }
             if s.min_ready_seconds.is_some_and(|m| m > 0) {
-                o.warn("spec.minReadySeconds", "not honoured: a pod counts once it is Ready");
+                o.warn(
+                    "spec.minReadySeconds",
+                    "not honoured: a pod counts once it is Ready",
+                );
             }
             template(o, kind, Some(&s.template));
         }
@@ -142,7 +163,10 @@ pub(crate) fn check(o: &mut Out, name: Option<&str>, obj: &Object) {
                 s.template.as_ref().and_then(|t| t.metadata.as_ref()),
             );
             if s.min_ready_seconds.is_some_and(|m| m > 0) {
-                o.warn("spec.minReadySeconds", "not honoured: a pod counts once it is Ready");
+                o.warn(
+                    "spec.minReadySeconds",
+                    "not honoured: a pod counts once it is Ready",
+                );
             }
             template(o, kind, s.template.as_ref());
         }
@@ -163,7 +187,10 @@ pub(crate) fn check(o: &mut Out, name: Option<&str>, obj: &Object) {
                 s.template.as_ref().and_then(|t| t.metadata.as_ref()),
             );
             if s.min_ready_seconds.is_some_and(|m| m > 0) {
-                o.warn("spec.minReadySeconds", "not honoured: a pod counts once it is Ready");
+                o.warn(
+                    "spec.minReadySeconds",
+                    "not honoured: a pod counts once it is Ready",
+                );
             }
             template(o, kind, s.template.as_ref());
         }
@@ -185,7 +212,9 @@ fn selector(
     meta: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
 ) {
     let labels = sel.and_then(|s| s.match_labels.clone()).unwrap_or_default();
-    let exprs = sel.and_then(|s| s.match_expressions.as_ref()).is_some_and(|e| !e.is_empty());
+    let exprs = sel
+        .and_then(|s| s.match_expressions.as_ref())
+        .is_some_and(|e| !e.is_empty());
     if exprs {
         o.err(
             "spec.selector.matchExpressions",
@@ -211,14 +240,18 @@ fn selector(
 
 fn template(o: &mut Out, kind: &str, t: Option<&PodTemplateSpec>) {
     let Some(ps) = t.and_then(|t| t.spec.as_ref()) else {
-        o.err("spec.template.spec", format!("a {kind} needs a pod template spec"));
+        o.err(
+            "spec.template.spec",
+            format!("a {kind} needs a pod template spec"),
+        );
         return;
     };
     pod_spec(o, "spec.template.spec", ps);
     super::security_profiles::annotations(
         o,
         "spec.template.metadata.annotations",
-        t.and_then(|t| t.metadata.as_ref()).and_then(|m| m.annotations.as_ref()),
+        t.and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref()),
     );
     if ps.restart_policy.as_deref().is_some_and(|r| r != "Always") {
         o.err(

@@ -70,12 +70,20 @@ fn live(s: &Snapshot, prefix: &str) -> Vec<(String, String)> {
         .pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
+        .filter(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(prefix))
+        })
         .filter(|p| p.status.as_ref().is_some_and(crate::controller::pod_ready))
         .map(|p| {
             (
                 p.metadata.name.clone().unwrap(),
-                p.spec.as_ref().unwrap().containers[0].image.clone().unwrap(),
+                p.spec.as_ref().unwrap().containers[0]
+                    .image
+                    .clone()
+                    .unwrap(),
             )
         })
         .collect();
@@ -107,11 +115,21 @@ async fn statefulset_orders_rolls_and_scales_keeping_claims() {
         ready.len() == 3
     })
     .await;
-    assert!(early.borrow().is_empty(), "created before a lower ordinal was Ready: {early:?}");
+    assert!(
+        early.borrow().is_empty(),
+        "created before a lower ordinal was Ready: {early:?}"
+    );
     let snap = h.status.borrow().clone();
-    let p0 = snap.pods.iter().find(|p| p.metadata.name.as_deref() == Some("web-0")).unwrap();
+    let p0 = snap
+        .pods
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some("web-0"))
+        .unwrap();
     let owner = &p0.metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("StatefulSet", "web"));
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("StatefulSet", "web")
+    );
     let spec = p0.spec.as_ref().unwrap();
     assert_eq!(spec.hostname.as_deref(), Some("web-0"));
     assert_eq!(spec.subdomain.as_deref(), Some("nginx"));
@@ -121,7 +139,8 @@ async fn statefulset_orders_rolls_and_scales_keeping_claims() {
     assert_eq!((st.replicas, st.ready_replicas), (3, Some(3)));
     assert_eq!(st.current_revision, st.update_revision);
     // rolling update: highest ordinal first, all end at the new image
-    h.desired_tx.send_replace(Arc::new(state(vec![sts(3, "img:2")], true)));
+    h.desired_tx
+        .send_replace(Arc::new(state(vec![sts(3, "img:2")], true)));
     until(&mut h.status, "rolled", |s| {
         live(s, "web-").iter().filter(|(_, i)| i == "img:2").count() == 3
     })
@@ -130,7 +149,8 @@ async fn statefulset_orders_rolls_and_scales_keeping_claims() {
     assert_eq!(st.current_revision, st.update_revision);
     assert_eq!(st.updated_replicas, Some(3));
     // scale down: web-2 goes, its claim stays
-    h.desired_tx.send_replace(Arc::new(state(vec![sts(1, "img:2")], true)));
+    h.desired_tx
+        .send_replace(Arc::new(state(vec![sts(1, "img:2")], true)));
     until(&mut h.status, "scaled", |s| {
         live(s, "web-").len() == 1 && s.pods.len() == 1
     })
@@ -156,7 +176,13 @@ async fn replica_sets_daemon_sets_scale_and_are_adopted() {
             ds("img:1"),
         ]
     };
-    let mut h = start(&dir, Default::default(), rt.clone(), net.clone(), state(objs(3, "img:1"), true));
+    let mut h = start(
+        &dir,
+        Default::default(),
+        rt.clone(),
+        net.clone(),
+        state(objs(3, "img:1"), true),
+    );
     until(&mut h.status, "5 ready", |s| {
         live(s, "fe-").len() == 3 && live(s, "rc-").len() == 1 && live(s, "agent-").len() == 1
     })
@@ -166,7 +192,13 @@ async fn replica_sets_daemon_sets_scale_and_are_adopted() {
     let _ = h.stop.send(true);
     h.task.await.unwrap();
     // a restarted reconciler adopts every pod without starting anything
-    let mut h = start(&dir, Default::default(), rt.clone(), net.clone(), state(objs(3, "img:1"), true));
+    let mut h = start(
+        &dir,
+        Default::default(),
+        rt.clone(),
+        net.clone(),
+        state(objs(3, "img:1"), true),
+    );
     until(&mut h.status, "5 ready again", |s| {
         live(s, "fe-").len() == 3 && live(s, "rc-").len() == 1 && live(s, "agent-").len() == 1
     })
@@ -176,13 +208,27 @@ async fn replica_sets_daemon_sets_scale_and_are_adopted() {
     let after: Vec<String> = rt.running().iter().map(|c| c.id.clone()).collect();
     assert_eq!(before, after);
     // a new template and fewer replicas: scaled down, nothing replaced
-    h.desired_tx.send_replace(Arc::new(state(objs(1, "img:9"), true)));
+    h.desired_tx
+        .send_replace(Arc::new(state(objs(1, "img:9"), true)));
     until(&mut h.status, "fe at 1", |s| {
-        s.pods.iter().filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with("fe-"))).count() == 1
+        s.pods
+            .iter()
+            .filter(|p| {
+                p.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("fe-"))
+            })
+            .count()
+            == 1
     })
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(live(&h.status.borrow(), "fe-")[0].1, "img:1", "no rollout of an RS template");
+    assert_eq!(
+        live(&h.status.borrow(), "fe-")[0].1,
+        "img:1",
+        "no rollout of an RS template"
+    );
     let st = h.status.borrow().replica_sets[0].status.clone().unwrap();
     assert_eq!((st.replicas, st.ready_replicas), (1, Some(1)));
     // the DaemonSet rolls to a new template
@@ -191,8 +237,17 @@ async fn replica_sets_daemon_sets_scale_and_are_adopted() {
         true,
     )));
     until(&mut h.status, "ds rolled, rc pruned", |s| {
-        live(s, "agent-").iter().map(|(_, i)| i.as_str()).collect::<Vec<_>>() == ["img:2"]
-            && !s.pods.iter().any(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with("rc-")))
+        live(s, "agent-")
+            .iter()
+            .map(|(_, i)| i.as_str())
+            .collect::<Vec<_>>()
+            == ["img:2"]
+            && !s.pods.iter().any(|p| {
+                p.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("rc-"))
+            })
     })
     .await;
     let d = h.status.borrow().daemon_sets[0].status.clone().unwrap();
