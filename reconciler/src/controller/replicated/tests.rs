@@ -94,10 +94,11 @@ fn live(s: &Snapshot, prefix: &str) -> Vec<(String, String)> {
 #[tokio::test(start_paused = true)]
 async fn statefulset_orders_rolls_and_scales_keeping_claims() {
     let dir = tmp("sts");
+    let rt = Arc::new(FakeRuntime::default());
     let mut h = start(
         &dir,
         Default::default(),
-        Default::default(),
+        rt.clone(),
         Default::default(),
         state(vec![sts(3, "img:1")], true),
     );
@@ -133,8 +134,15 @@ async fn statefulset_orders_rolls_and_scales_keeping_claims() {
     let spec = p0.spec.as_ref().unwrap();
     assert_eq!(spec.hostname.as_deref(), Some("web-0"));
     assert_eq!(spec.subdomain.as_deref(), Some("nginx"));
-    let claim = dir.join("state/volumes/default/data-web-2");
-    assert!(claim.is_dir(), "{}", claim.display());
+    let claim = ("default".to_string(), "data-web-2".to_string());
+    let has_claim = || rt.claims.lock().unwrap().contains_key(&claim);
+    assert!(has_claim(), "{claim:?} made");
+    let vol = spec.volumes.iter().flatten().find(|v| v.name == "data");
+    assert_eq!(
+        vol.and_then(|v| v.persistent_volume_claim.as_ref())
+            .map(|c| c.claim_name.as_str()),
+        Some("data-web-0")
+    );
     let st = snap.stateful_sets[0].status.clone().unwrap();
     assert_eq!((st.replicas, st.ready_replicas), (3, Some(3)));
     assert_eq!(st.current_revision, st.update_revision);
@@ -155,7 +163,7 @@ async fn statefulset_orders_rolls_and_scales_keeping_claims() {
         live(s, "web-").len() == 1 && s.pods.len() == 1
     })
     .await;
-    assert!(claim.is_dir(), "scale-down keeps {}", claim.display());
+    assert!(has_claim(), "scale-down keeps {claim:?}");
     // pruned with the manifest
     h.desired_tx.send_replace(Arc::new(state(vec![], true)));
     until(&mut h.status, "pruned", |s| s.pods.is_empty()).await;
