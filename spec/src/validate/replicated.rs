@@ -22,11 +22,10 @@ pub(crate) fn check(o: &mut Out, name: Option<&str>, obj: &Object) {
             let s = &s.spec;
             replicas(o, s.replicas);
             selector(o, kind, Some(&s.selector), s.template.metadata.as_ref());
+            // optional since Kubernetes 1.29: without it the pods get no
+            // subdomain (no `web-0.<service>` name), nothing else changes
             match s.service_name.as_deref() {
-                None | Some("") => o.err(
-                    "spec.serviceName",
-                    "a StatefulSet needs serviceName: the headless Service that gives its pods their names (web-0.<serviceName>)",
-                ),
+                None | Some("") => {}
                 Some(n) if !is_dns1123_label(n) => o.err(
                     "spec.serviceName",
                     format!("{n:?} is not a valid Service name (a DNS-1123 label)"),
