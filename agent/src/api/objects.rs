@@ -491,10 +491,41 @@ pub fn collect(res: Res, view: &View, snap: &Snapshot) -> Vec<Value> {
                 })
                 .collect();
             out.extend(observed.into_values());
+            if res == Res::DaemonSets {
+                out.extend(unscheduled_daemon_sets(view));
+            }
             out
         }
     };
     finish(res, out)
+}
+
+/// DaemonSets whose nodeSelector or required node affinity does not match
+/// this node: listed as Kubernetes lists a DaemonSet no node matches (0 pods
+/// desired), with a condition saying why.
+fn unscheduled_daemon_sets(view: &View) -> impl Iterator<Item = Value> + '_ {
+    view.unscheduled
+        .iter()
+        .filter(|u| u.sourced.object.kind() == berth_spec::Kind::DaemonSet)
+        .map(|u| {
+            let mut v = desired_json(&u.sourced, None);
+            v["status"] = json!({
+                "observedGeneration": 1,
+                "desiredNumberScheduled": 0,
+                "currentNumberScheduled": 0,
+                "numberMisscheduled": 0,
+                "numberReady": 0,
+                "numberAvailable": 0,
+                "updatedNumberScheduled": 0,
+                "conditions": [{
+                    "type": "NodeMatched",
+                    "status": "False",
+                    "reason": "NodeMismatch",
+                    "message": u.reason,
+                }],
+            });
+            v
+        })
 }
 
 fn finish(res: Res, mut out: Vec<Value>) -> Vec<Value> {

@@ -104,6 +104,9 @@ pub struct Unscheduled {
     pub object: String,
     pub location: String,
     pub reason: String,
+    /// The object itself (a DaemonSet is still listed, with 0 pods desired).
+    #[serde(skip)]
+    pub sourced: Sourced,
 }
 
 /// An object the operator's policy refused.
@@ -420,6 +423,7 @@ fn merge(
                 object: key.to_string(),
                 location: s.location.to_string(),
                 reason,
+                sourced: s.clone(),
             });
             false
         }
