@@ -145,6 +145,7 @@ fn statefulset_ordered_start_dns_and_volumes() -> anyhow::Result<()> {
         .as_str()
         .unwrap_or_default()
         .to_string();
+    assert!(!ip0.is_empty(), "web-0 has an IP: {w0}");
     let sts = a.get_json("/apis/apps/v1/namespaces/default/statefulsets/web")?;
     assert_eq!(sts["kind"], "StatefulSet", "{sts}");
     assert_eq!(sts["status"]["replicas"], 2, "{sts}");
@@ -226,6 +227,30 @@ spec:
     );
     let table = a.get("/apis/apps/v1/namespaces/default/statefulsets")?;
     assert_eq!(table.0, 200, "{table:?}");
+
+    // kill -9 and restart: web-0 is adopted, its container not restarted
+    // (a new one would add a line to its Volume's starts file)
+    let pods = a.get_json("/api/v1/pods")?;
+    let uid0 = uid(&pods, "web-0");
+    let starts0 = a.state_dir.join("volumes/default/data-web-0/starts");
+    let before = std::fs::read_to_string(&starts0)?;
+    assert_eq!(before.matches("start-web-0").count(), 2, "{before}");
+    a.kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    a.start()?;
+    a.wait_ready(Duration::from_secs(60))?;
+    a.wait_for("web-0 ready again", Duration::from_secs(60), |v| {
+        ready(v, "web-0").then_some(())
+    })?;
+    std::thread::sleep(Duration::from_secs(3));
+    let pods = a.get_json("/api/v1/pods")?;
+    assert_eq!(uid(&pods, "web-0"), uid0, "web-0 adopted, not replaced");
+    assert_eq!(with_prefix(&pods, "web-"), ["web-0"], "{pods}");
+    assert_eq!(
+        std::fs::read_to_string(&starts0)?,
+        before,
+        "web-0's container kept running"
+    );
     a.shutdown_clean()
 }
 
@@ -338,6 +363,19 @@ fn daemonset_replicaset_rc_scale_and_adoption() -> anyhow::Result<()> {
     assert!(
         st.to_string().contains("picky"),
         "the DaemonSet that does not match is reported: {st}"
+    );
+    // ... and listed as Kubernetes lists it (0 desired), saying why
+    let picky = a.get_json("/apis/apps/v1/namespaces/default/daemonsets/picky")?;
+    assert_eq!(picky["status"]["desiredNumberScheduled"], 0, "{picky}");
+    let why = picky["status"]["conditions"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(why.contains("nodeSelector disk=ssd"), "{picky}");
+    let (code, table) = a.get("/apis/apps/v1/namespaces/default/daemonsets")?;
+    assert_eq!(code, 200, "{table}");
+    assert!(
+        table.contains("\"picky\"") && table.contains("\"agent\""),
+        "both listed: {table}"
     );
 
     // kill -9 and restart: every pod adopted, no container replaced
