@@ -70,7 +70,7 @@ spec:
       - name: web
         image: {IMAGE}
         env: [{{name: GENERATION, value: "{generation}"}}]
-        command: ["sh", "-c", "echo start-$(hostname) >> /data/starts; cat /data/starts; mkdir -p /www; echo I-am-$(hostname) > /www/index.html; exec httpd -f -p 8080 -h /www"]
+        command: ["sh", "-c", "echo start-$(hostname) >> /data/starts; cat /data/starts; cat /etc/hosts; mkdir -p /www; echo I-am-$(hostname) > /www/index.html; exec httpd -f -p 8080 -h /www"]
         ports: [{{containerPort: 8080, name: web}}]
         readinessProbe: {{tcpSocket: {{port: 8080}}, initialDelaySeconds: 3, periodSeconds: 1}}
         volumeMounts: [{{name: data, mountPath: /data}}]
@@ -81,6 +81,15 @@ spec:
       resources: {{requests: {{storage: 10Mi}}}}
 "#
     )
+}
+
+/// The pod IP of `name` now.
+fn pod_ip(a: &Agent, name: &str) -> anyhow::Result<String> {
+    let pods = a.get_json("/api/v1/pods")?;
+    Ok(Agent::pod(&pods, name)
+        .and_then(|p| p["status"]["podIP"].as_str())
+        .unwrap_or("no-ip")
+        .to_string())
 }
 
 /// RFC 3339 seconds of a timestamp field, for ordering.
@@ -211,6 +220,14 @@ spec:
         log0.matches("start-web-0").count(),
         2,
         "the new web-0 sees the old one's write in its Volume: {log0}"
+    );
+    // the pod's own hosts line with its FQDN, as kubelet writes it
+    let ip0 = pod_ip(&a, "web-0")?;
+    assert!(
+        log0.contains(&format!(
+            "{ip0}\tweb-0.nginx.default.svc.cluster.local\tweb-0\n"
+        )),
+        "web-0's /etc/hosts: {log0}"
     );
     let vol1 = a.state_dir.join("volumes/default/data-web-1");
     assert!(vol1.join("starts").is_file(), "{}", vol1.display());
