@@ -71,9 +71,18 @@ mod tests {
         }
     }
 
+    /// (what, strategy, pods, create, delete)
+    type Case = (
+        &'static str,
+        &'static str,
+        Vec<PodObs>,
+        bool,
+        Vec<&'static str>,
+    );
+
     #[test]
     fn table() {
-        let cases: Vec<(&str, &str, Vec<PodObs>, bool, Vec<&str>)> = vec![
+        let cases: Vec<Case> = vec![
             ("none: create", "RollingUpdate", vec![], true, vec![]),
             (
                 "current: nothing",

@@ -74,6 +74,9 @@ mod tests {
         }
     }
 
+    /// (what, replicas, pods, create, delete)
+    type Case = (&'static str, i32, Vec<PodObs>, usize, Vec<&'static str>);
+
     #[test]
     fn table() {
         let dying = PodObs {
@@ -84,7 +87,7 @@ mod tests {
             labels: [("app".to_string(), "other".to_string())].into(),
             ..pod("s", true, 1)
         };
-        let cases: Vec<(&str, i32, Vec<PodObs>, usize, Vec<&str>)> = vec![
+        let cases: Vec<Case> = vec![
             ("empty: create all", 3, vec![], 3, vec![]),
             (
                 "enough",

@@ -352,7 +352,7 @@ fn daemonset_replicaset_rc_scale_and_adoption() -> anyhow::Result<()> {
             && fe.len() == 3
             && rc.len() == 1
             && ds.iter().chain(&fe).chain(&rc).all(|n| ready(v, n)))
-        .then(|| (ds, fe, rc))
+        .then_some((ds, fe, rc))
     };
     let (ds, fe, rc) = a.wait_for("all ready", Duration::from_secs(120), all_ready)?;
     let pods = a.get_json("/api/v1/pods")?;
