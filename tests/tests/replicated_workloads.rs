@@ -384,6 +384,10 @@ fn daemonset_replicaset_rc_scale_and_adoption() -> anyhow::Result<()> {
     // ... and listed as Kubernetes lists it (0 desired), saying why
     let picky = a.get_json("/apis/apps/v1/namespaces/default/daemonsets/picky")?;
     assert_eq!(picky["status"]["desiredNumberScheduled"], 0, "{picky}");
+    assert!(
+        picky["metadata"]["creationTimestamp"].is_string(),
+        "{picky}"
+    );
     let why = picky["status"]["conditions"][0]["message"]
         .as_str()
         .unwrap_or_default();

@@ -508,7 +508,8 @@ fn unscheduled_daemon_sets(view: &View) -> impl Iterator<Item = Value> + '_ {
         .iter()
         .filter(|u| u.sourced.object.kind() == berth_spec::Kind::DaemonSet)
         .map(|u| {
-            let mut v = desired_json(&u.sourced, None);
+            let first_seen = view.first_seen.get(&u.sourced.object.key());
+            let mut v = desired_json(&u.sourced, first_seen);
             v["status"] = json!({
                 "observedGeneration": 1,
                 "desiredNumberScheduled": 0,

@@ -292,11 +292,19 @@ impl Hub {
         merged.desired.prunable = prunable.clone();
         let now = jiff::Timestamp::now();
         let first_seen = std::mem::take(&mut inner.first_seen);
+        // desired objects, and those not scheduled here (a DaemonSet is
+        // still listed)
+        let unscheduled = merged.unscheduled.iter().map(|u| u.sourced.object.key());
         inner.first_seen = merged
             .desired
             .objects
             .keys()
-            .map(|k| (k.clone(), first_seen.get(k).copied().unwrap_or(now)))
+            .cloned()
+            .chain(unscheduled)
+            .map(|k| {
+                let t = first_seen.get(&k).copied().unwrap_or(now);
+                (k, t)
+            })
             .collect();
         let mut desired = merged.desired;
         if let Some(r) = &self.rollouts {
