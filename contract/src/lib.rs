@@ -294,7 +294,20 @@ pub struct SandboxConfig {
     /// kubelet's pause container).
     #[serde(default)]
     pub share_process_namespace: bool,
+    /// The pod's whole `/etc/hosts`, when it is not the default
+    /// ([`HOSTS_LOCALHOST`] and `<ip>\t<hostname>`): the FQDN line of a pod
+    /// with a subdomain, `hostAliases`. The runtime writes it.
+    #[serde(default)]
+    pub hosts: Option<String>,
+    /// The pod's whole `/etc/resolv.conf`, when its spec sets one
+    /// (`dnsPolicy`, `dnsConfig`); else the runtime's from `network`.
+    #[serde(default)]
+    pub resolv_conf: Option<String>,
 }
+
+/// The loopback lines every pod's `/etc/hosts` starts with.
+pub const HOSTS_LOCALHOST: &str =
+    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 
 /// Pod-level things containers share, kept under the run dir.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ mod claims;
 mod cronjobs;
 mod file_problems;
 pub(crate) mod jobs;
+pub mod replicated;
 mod workers;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -398,6 +399,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         let mut want: Vec<DesiredPod> = Vec::new();
         let mut names: BTreeSet<(String, String)> = BTreeSet::new();
         let mut deployments: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut controllers: BTreeSet<ObjectKey> = BTreeSet::new();
         for sourced in desired.objects.values() {
             match &sourced.object {
                 Object::Pod(p) => {
@@ -412,6 +414,15 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     );
                     deployments.insert(key.clone());
                     self.plan_deployment(d, &key, now, &mut want);
+                }
+                o @ (Object::StatefulSet(_)
+                | Object::DaemonSet(_)
+                | Object::ReplicaSet(_)
+                | Object::ReplicationController(_)) => {
+                    let k = o.key();
+                    let key = (k.namespace.clone(), k.name.clone());
+                    controllers.insert(k);
+                    self.plan_replicated(o, &key, now, &mut want);
                 }
                 _ => {}
             }
@@ -440,8 +451,12 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 // Jobs' pods: see `jobs`
                 Some(_) if e.record.owner_kind == Some(Kind::Job) => {}
                 Some(owner) => {
-                    let owned = deployments.contains(&(key.0.clone(), owner.clone()));
-                    let controller = ObjectKey::new(Kind::Deployment, &key.0, owner);
+                    let kind = e.record.owner_kind.unwrap_or(Kind::Deployment);
+                    let controller = ObjectKey::new(kind, &key.0, owner);
+                    let owned = match controller.kind {
+                        Kind::Deployment => deployments.contains(&(key.0.clone(), owner.clone())),
+                        _ => controllers.contains(&controller),
+                    };
                     if !owned && desired.may_prune(&controller) {
                         to_delete.push((key.clone(), grace));
                     }
@@ -767,6 +782,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             no_pull: desired.rollback_images.clone(),
             services: Vec::new(),
         };
+        w.claims.extend(replicated::claims(desired, &self.pods));
         for s in desired.objects.values() {
             let m = s.object.metadata();
             let key = (

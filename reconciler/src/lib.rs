@@ -3,7 +3,8 @@
 //! The reconciler turns the desired object set (from the agent's sources) into
 //! running pods, through the [`traits`] (the `berth-contract` crate) that `image/`, `runtime/` and `net/`
 //! implement, and publishes Kubernetes-shaped status for the API. Planning is
-//! pure (see [`deployment::plan`], [`statefulset::plan`], [`job::plan`],
+//! pure (see [`deployment::plan`], [`statefulset::plan`], [`daemonset::plan`],
+//! [`replicaset::plan`], [`job::plan`],
 //! [`cron::Schedule`], [`service::entries`], the pod phase rules in
 //! [`pod::status`]); acting goes through the traits. It does not read
 //! manifests, talk HTTP, or call the kernel itself.
@@ -16,6 +17,7 @@ pub mod container;
 pub mod controller;
 pub use berth_spec::cron;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod desired;
 pub mod downward;
@@ -23,9 +25,11 @@ pub mod events;
 mod generation;
 pub mod hash;
 pub mod job;
+pub mod owner;
 pub mod pod;
 pub mod probe;
 pub mod record;
+pub mod replicaset;
 pub mod rollout;
 pub mod seccomp_localhost;
 pub mod service;

@@ -21,6 +21,8 @@ use crate::desired::DesiredState;
 use crate::pod::status::time;
 use crate::status::Snapshot;
 
+mod replicated;
+
 pub(crate) fn build<I, R, N>(
     r: &Reconciler<I, R, N>,
     desired: &DesiredState,
@@ -31,7 +33,14 @@ pub(crate) fn build<I, R, N>(
     let mut logs = Vec::new();
     for ((ns, name), e) in &r.pods {
         let mut labels = e.record.labels.clone();
-        if let Some(h) = &e.record.template_hash {
+        let owner = e.record.owner.as_deref().map(|o| {
+            (
+                e.record.owner_kind.unwrap_or(berth_spec::Kind::Deployment),
+                o,
+            )
+        });
+        if let (Some(h), Some((berth_spec::Kind::Deployment, _))) = (&e.record.template_hash, owner)
+        {
             labels.insert(crate::controller::LABEL_TEMPLATE_HASH.into(), h.clone());
         }
         let mut spec = e.record.spec.clone();
@@ -45,29 +54,23 @@ pub(crate) fn build<I, R, N>(
                 annotations: (!e.annotations.is_empty()).then(|| e.annotations.clone()),
                 creation_timestamp: Some(time(e.record.created)),
                 deletion_timestamp: e.terminating.map(time),
-                owner_references: e.record.owner.as_ref().map(|o| {
-                    vec![match e.record.owner_kind {
-                        Some(berth_spec::Kind::Job) => OwnerReference {
-                            api_version: "batch/v1".into(),
-                            kind: "Job".into(),
-                            name: o.clone(),
-                            uid: e
-                                .record
+                owner_references: owner.map(|(kind, o)| {
+                    let job = kind == berth_spec::Kind::Job;
+                    vec![OwnerReference {
+                        api_version: crate::owner::api_version(kind).into(),
+                        kind: kind.as_str().into(),
+                        name: o.to_string(),
+                        uid: if job {
+                            e.record
                                 .labels
                                 .get(crate::controller::jobs::LABEL_CONTROLLER_UID)
                                 .cloned()
-                                .unwrap_or_default(),
-                            controller: Some(true),
-                            block_owner_deletion: Some(true),
+                                .unwrap_or_default()
+                        } else {
+                            String::new()
                         },
-                        _ => OwnerReference {
-                            api_version: "apps/v1".into(),
-                            kind: "Deployment".into(),
-                            name: o.clone(),
-                            uid: String::new(),
-                            controller: Some(true),
-                            ..Default::default()
-                        },
+                        controller: Some(true),
+                        block_owner_deletion: job.then_some(true),
                     }]
                 }),
                 ..Default::default()
@@ -108,8 +111,18 @@ pub(crate) fn build<I, R, N>(
     let mut deployments = Vec::new();
     let mut services = Vec::new();
     let mut volumes = Vec::new();
+    let mut stateful_sets = Vec::new();
+    let mut daemon_sets = Vec::new();
+    let mut replica_sets = Vec::new();
+    let mut replication_controllers = Vec::new();
     for s in desired.objects.values() {
         match &s.object {
+            Object::StatefulSet(x) => stateful_sets.push(replicated::stateful_set(r, x)),
+            Object::DaemonSet(x) => daemon_sets.push(replicated::daemon_set(r, x)),
+            Object::ReplicaSet(x) => replica_sets.push(replicated::replica_set(r, x)),
+            Object::ReplicationController(x) => {
+                replication_controllers.push(replicated::replication_controller(r, x))
+            }
             Object::Deployment(d) => deployments.push(deployment_status(r, d)),
             Object::Service(svc) => services.push(service_status(r, svc, &pods)),
             Object::Volume(v) => volumes.push(volume_status(r, v)),
@@ -125,6 +138,10 @@ pub(crate) fn build<I, R, N>(
         volumes,
         jobs,
         cron_jobs,
+        stateful_sets,
+        daemon_sets,
+        replica_sets,
+        replication_controllers,
         events: r.events.to_vec(),
         logs,
         reconcile_passes: passes,

@@ -1,8 +1,9 @@
 //! StatefulSets on one node, planned purely (like [`crate::deployment`]).
 //!
 //! Pods are named `<set>-<ordinal>` (stable), with `spec.hostname` = the
-//! pod's name and `spec.subdomain` = `serviceName`, so a headless Service
-//! of that name answers `web-0.<service>`; each `volumeClaimTemplates` entry
+//! pod's name and `spec.subdomain` = `serviceName` (optional, as since
+//! Kubernetes 1.29: no subdomain without it), so a headless Service of that
+//! name answers `web-0.<service>`; each `volumeClaimTemplates` entry
 //! becomes the pod's own berth Volume `<template>-<set>-<ordinal>` (kept
 //! when the set scales down, as Kubernetes keeps the claims).
 //!
@@ -334,6 +335,13 @@ mod tests {
         assert_eq!(
             t.metadata.unwrap().labels.unwrap()["statefulset.kubernetes.io/pod-name"],
             "web-1"
+        );
+        // serviceName is optional (Kubernetes >= 1.29): no subdomain then
+        s.service_name = None;
+        let ps = pod_template("web", &s, 0).spec.unwrap();
+        assert_eq!(
+            (ps.hostname.as_deref(), ps.subdomain.as_deref()),
+            (Some("web-0"), None)
         );
     }
 }

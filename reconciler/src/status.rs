@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use berth_spec::Volume;
-use berth_spec::k8s_openapi::api::apps::v1::Deployment;
-use berth_spec::k8s_openapi::api::core::v1::{Pod, Service};
+use berth_spec::k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use berth_spec::k8s_openapi::api::core::v1::{Pod, ReplicationController, Service};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -54,6 +54,10 @@ pub struct Snapshot {
     /// Jobs (a manifest's, and those CronJobs created) and CronJobs.
     pub jobs: Vec<berth_spec::k8s_openapi::api::batch::v1::Job>,
     pub cron_jobs: Vec<berth_spec::k8s_openapi::api::batch::v1::CronJob>,
+    pub stateful_sets: Vec<StatefulSet>,
+    pub daemon_sets: Vec<DaemonSet>,
+    pub replica_sets: Vec<ReplicaSet>,
+    pub replication_controllers: Vec<ReplicationController>,
     pub events: Vec<Event>,
     /// Log file of each container: (namespace, pod, container) -> current log path.
     pub logs: Vec<(String, String, String, std::path::PathBuf)>,

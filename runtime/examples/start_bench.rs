@@ -206,6 +206,8 @@ async fn main() {
             },
             resources: Resources::default(),
             share_process_namespace: false,
+            hosts: None,
+            resolv_conf: None,
         })
         .await
         .unwrap();

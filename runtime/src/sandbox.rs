@@ -96,15 +96,22 @@ pub fn ensure(
         crate::layout::private_dir(pods).map_err(|e| err("creating the pod dir")(e.to_string()))?;
     }
     crate::layout::private_dir(dir).map_err(|e| err("creating the pod dir")(e.to_string()))?;
-    let mut hosts =
-        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    if let Some(ip) = cfg.network.ip {
-        hosts.push_str(&format!("{ip}\t{}\n", cfg.hostname));
-    }
+    // the pod's own files when its spec asks for them, else the defaults
+    let hosts = cfg.hosts.clone().unwrap_or_else(|| {
+        let mut hosts = String::from(berth_contract::HOSTS_LOCALHOST);
+        if let Some(ip) = cfg.network.ip {
+            hosts.push_str(&format!("{ip}\t{}\n", cfg.hostname));
+        }
+        hosts
+    });
+    let resolv = cfg
+        .resolv_conf
+        .clone()
+        .unwrap_or_else(|| resolv_conf(&cfg.network));
     let files = [
         ("hosts", hosts),
         ("hostname", format!("{}\n", cfg.hostname)),
-        ("resolv.conf", resolv_conf(&cfg.network)),
+        ("resolv.conf", resolv),
     ];
     for (name, content) in files {
         // readable by any user inside the container (bind-mounted as /etc/...);

@@ -72,6 +72,23 @@ pub fn apply(o: &mut Object) {
             }
         }
         Object::Volume(v) => ns(&mut v.metadata),
+        Object::StatefulSet(_)
+        | Object::DaemonSet(_)
+        | Object::ReplicaSet(_)
+        | Object::ReplicationController(_) => {
+            let m = match o {
+                Object::StatefulSet(x) => &mut x.metadata,
+                Object::DaemonSet(x) => &mut x.metadata,
+                Object::ReplicaSet(x) => &mut x.metadata,
+                Object::ReplicationController(x) => &mut x.metadata,
+                _ => return,
+            };
+            ns(m);
+            crate::workloads::defaults(o);
+            if let Some(ps) = o.pod_template_mut().and_then(|t| t.spec.as_mut()) {
+                pod_spec(ps);
+            }
+        }
         Object::Job(j) => {
             ns(&mut j.metadata);
             if let Some(s) = j.spec.as_mut() {

@@ -45,6 +45,7 @@ pub(crate) mod schema;
 pub mod skipped;
 pub mod validate;
 pub mod volume;
+mod workloads;
 mod yaml;
 
 pub use diag::{Diagnostic, Severity};

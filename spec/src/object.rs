@@ -2,9 +2,9 @@
 
 use std::fmt;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ReplicationController, Secret, Service};
 use serde::{Deserialize, Serialize};
 
 use crate::volume::Volume;
@@ -20,10 +20,14 @@ pub enum Kind {
     Secret,
     Job,
     CronJob,
+    StatefulSet,
+    DaemonSet,
+    ReplicaSet,
+    ReplicationController,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Pod,
         Kind::Deployment,
         Kind::Service,
@@ -32,6 +36,10 @@ impl Kind {
         Kind::Secret,
         Kind::Job,
         Kind::CronJob,
+        Kind::StatefulSet,
+        Kind::DaemonSet,
+        Kind::ReplicaSet,
+        Kind::ReplicationController,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +52,10 @@ impl Kind {
             Kind::Secret => "Secret",
             Kind::Job => "Job",
             Kind::CronJob => "CronJob",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::ReplicationController => "ReplicationController",
         }
     }
 }
@@ -91,6 +103,10 @@ pub enum Object {
     Secret(Box<Secret>),
     Job(Box<Job>),
     CronJob(Box<CronJob>),
+    StatefulSet(Box<StatefulSet>),
+    DaemonSet(Box<DaemonSet>),
+    ReplicaSet(Box<ReplicaSet>),
+    ReplicationController(Box<ReplicationController>),
 }
 
 impl Object {
@@ -104,6 +120,10 @@ impl Object {
             Object::Secret(_) => Kind::Secret,
             Object::Job(_) => Kind::Job,
             Object::CronJob(_) => Kind::CronJob,
+            Object::StatefulSet(_) => Kind::StatefulSet,
+            Object::DaemonSet(_) => Kind::DaemonSet,
+            Object::ReplicaSet(_) => Kind::ReplicaSet,
+            Object::ReplicationController(_) => Kind::ReplicationController,
         }
     }
 
@@ -111,10 +131,17 @@ impl Object {
     /// `berth.dev/v1alpha1`); a PersistentVolumeClaim was converted to Volume.
     pub fn api_version(&self) -> &'static str {
         match self {
-            Object::Deployment(_) => "apps/v1",
+            Object::Deployment(_)
+            | Object::StatefulSet(_)
+            | Object::DaemonSet(_)
+            | Object::ReplicaSet(_) => "apps/v1",
             Object::Volume(_) => crate::volume::API_VERSION,
             Object::Job(_) | Object::CronJob(_) => "batch/v1",
-            Object::Pod(_) | Object::Service(_) | Object::ConfigMap(_) | Object::Secret(_) => "v1",
+            Object::Pod(_)
+            | Object::Service(_)
+            | Object::ConfigMap(_)
+            | Object::Secret(_)
+            | Object::ReplicationController(_) => "v1",
         }
     }
 
@@ -128,6 +155,10 @@ impl Object {
             Object::Secret(o) => &o.metadata,
             Object::Job(o) => &o.metadata,
             Object::CronJob(o) => &o.metadata,
+            Object::StatefulSet(o) => &o.metadata,
+            Object::DaemonSet(o) => &o.metadata,
+            Object::ReplicaSet(o) => &o.metadata,
+            Object::ReplicationController(o) => &o.metadata,
         }
     }
 
@@ -136,12 +167,6 @@ impl Object {
     pub fn pod_spec(&self) -> Option<(&'static str, &k8s_openapi::api::core::v1::PodSpec)> {
         match self {
             Object::Pod(p) => p.spec.as_ref().map(|s| ("spec", s)),
-            Object::Deployment(d) => d
-                .spec
-                .template
-                .spec
-                .as_ref()
-                .map(|s| ("spec.template.spec", s)),
             Object::Job(j) => j
                 .spec
                 .as_ref()
@@ -154,9 +179,35 @@ impl Object {
                 .as_ref()
                 .and_then(|s| s.template.spec.as_ref())
                 .map(|s| ("spec.jobTemplate.spec.template.spec", s)),
-            Object::Service(_) | Object::Volume(_) | Object::ConfigMap(_) | Object::Secret(_) => {
-                None
-            }
+            o => o
+                .pod_template()
+                .and_then(|t| t.spec.as_ref())
+                .map(|s| ("spec.template.spec", s)),
+        }
+    }
+
+    /// The pod template of a replicated workload (Deployment, StatefulSet,
+    /// DaemonSet, ReplicaSet, ReplicationController).
+    pub fn pod_template(&self) -> Option<&k8s_openapi::api::core::v1::PodTemplateSpec> {
+        match self {
+            Object::Deployment(o) => Some(&o.spec.template),
+            Object::StatefulSet(o) => Some(&o.spec.template),
+            Object::DaemonSet(o) => Some(&o.spec.template),
+            Object::ReplicaSet(o) => o.spec.template.as_ref(),
+            Object::ReplicationController(o) => o.spec.as_ref()?.template.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// [`Object::pod_template`], mutable.
+    pub fn pod_template_mut(&mut self) -> Option<&mut k8s_openapi::api::core::v1::PodTemplateSpec> {
+        match self {
+            Object::Deployment(o) => Some(&mut o.spec.template),
+            Object::StatefulSet(o) => Some(&mut o.spec.template),
+            Object::DaemonSet(o) => Some(&mut o.spec.template),
+            Object::ReplicaSet(o) => o.spec.template.as_mut(),
+            Object::ReplicationController(o) => o.spec.as_mut()?.template.as_mut(),
+            _ => None,
         }
     }
 

@@ -7,9 +7,11 @@
 //! go through [`yaml::typed_reencoded`], which keeps the path and finds the
 //! line by path.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, Secret, Service,
+};
 use serde::de::DeserializeOwned;
 
 use crate::diag::{Diagnostic, Severity};
@@ -19,7 +21,7 @@ use crate::yaml::{self, Document, YamlError};
 use crate::{Parsed, defaults, validate};
 
 /// The kinds and apiVersions berth reads, for error messages.
-pub const SUPPORTED: &str = "v1 Pod, apps/v1 Deployment, v1 Service, v1 ConfigMap, v1 Secret, v1 PersistentVolumeClaim, berth.dev/v1alpha1 Volume, batch/v1 Job, batch/v1 CronJob, v1 List";
+pub const SUPPORTED: &str = "v1 Pod, apps/v1 Deployment, apps/v1 StatefulSet, apps/v1 DaemonSet, apps/v1 ReplicaSet, v1 ReplicationController, v1 Service, v1 ConfigMap, v1 Secret, v1 PersistentVolumeClaim, berth.dev/v1alpha1 Volume, batch/v1 Job, batch/v1 CronJob, v1 List";
 
 /// Parse one file's text (`file` is used only for locations). Never panics.
 ///
@@ -374,6 +376,22 @@ fn typed_object(
             let (o, u) = read::<Deployment>(doc, v, prefix, direct)?;
             (Object::Deployment(o.into()), u)
         }
+        Known::StatefulSet => {
+            let (o, u) = read::<StatefulSet>(doc, v, prefix, direct)?;
+            (Object::StatefulSet(o.into()), u)
+        }
+        Known::DaemonSet => {
+            let (o, u) = read::<DaemonSet>(doc, v, prefix, direct)?;
+            (Object::DaemonSet(o.into()), u)
+        }
+        Known::ReplicaSet => {
+            let (o, u) = read::<ReplicaSet>(doc, v, prefix, direct)?;
+            (Object::ReplicaSet(o.into()), u)
+        }
+        Known::ReplicationController => {
+            let (o, u) = read::<ReplicationController>(doc, v, prefix, direct)?;
+            (Object::ReplicationController(o.into()), u)
+        }
         Known::Service => {
             let (o, u) = read::<Service>(doc, v, prefix, direct)?;
             (Object::Service(o.into()), u)
@@ -479,6 +497,10 @@ fn finish(
 enum Known {
     Pod,
     Deployment,
+    StatefulSet,
+    DaemonSet,
+    ReplicaSet,
+    ReplicationController,
     Service,
     ConfigMap,
     Secret,
@@ -494,6 +516,10 @@ impl Known {
         match self {
             Known::Pod => "Pod",
             Known::Deployment => "Deployment",
+            Known::StatefulSet => "StatefulSet",
+            Known::DaemonSet => "DaemonSet",
+            Known::ReplicaSet => "ReplicaSet",
+            Known::ReplicationController => "ReplicationController",
             Known::Service => "Service",
             Known::ConfigMap => "ConfigMap",
             Known::Secret => "Secret",
@@ -508,6 +534,10 @@ impl Known {
         match self {
             Known::Pod => Kind::Pod,
             Known::Deployment => Kind::Deployment,
+            Known::StatefulSet => Kind::StatefulSet,
+            Known::DaemonSet => Kind::DaemonSet,
+            Known::ReplicaSet => Kind::ReplicaSet,
+            Known::ReplicationController => Kind::ReplicationController,
             Known::Service => Kind::Service,
             Known::ConfigMap => Kind::ConfigMap,
             Known::Secret => Kind::Secret,
@@ -519,9 +549,13 @@ impl Known {
 }
 
 /// The apiVersion berth reads each supported kind in.
-const API_OF: [(&str, &str); 9] = [
+const API_OF: [(&str, &str); 13] = [
     ("Pod", "v1"),
     ("Deployment", "apps/v1"),
+    ("StatefulSet", "apps/v1"),
+    ("DaemonSet", "apps/v1"),
+    ("ReplicaSet", "apps/v1"),
+    ("ReplicationController", "v1"),
     ("Service", "v1"),
     ("ConfigMap", "v1"),
     ("Secret", "v1"),
@@ -535,6 +569,10 @@ fn kind_of(api: &str, kind: &str) -> Option<Known> {
     Some(match (api, kind) {
         ("v1", "Pod") => Known::Pod,
         ("apps/v1", "Deployment") => Known::Deployment,
+        ("apps/v1", "StatefulSet") => Known::StatefulSet,
+        ("apps/v1", "DaemonSet") => Known::DaemonSet,
+        ("apps/v1", "ReplicaSet") => Known::ReplicaSet,
+        ("v1", "ReplicationController") => Known::ReplicationController,
         ("v1", "Service") => Known::Service,
         ("v1", "ConfigMap") => Known::ConfigMap,
         ("v1", "Secret") => Known::Secret,

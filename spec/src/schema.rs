@@ -1,9 +1,11 @@
 //! One JSON Schema (draft 2020-12) for every kind berth reads, for
 //! yaml-language-server: `kind` picks the schema of that kind.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, Secret, Service,
+};
 use schemars::JsonSchema;
 use serde_json::{Map, Value, json};
 
@@ -25,7 +27,7 @@ fn add<T: JsonSchema>(defs: &mut Map<String, Value>, name: &str) {
 /// The schema document.
 pub fn json_schema() -> Value {
     let mut defs = Map::new();
-    let kinds: [(&str, &str, &str); 9] = [
+    let kinds: [(&str, &str, &str); 13] = [
         ("Pod", "v1", "berth.Pod"),
         ("Deployment", "apps/v1", "berth.Deployment"),
         ("Service", "v1", "berth.Service"),
@@ -35,6 +37,10 @@ pub fn json_schema() -> Value {
         ("Volume", crate::volume::API_VERSION, "berth.Volume"),
         ("Job", "batch/v1", "berth.Job"),
         ("CronJob", "batch/v1", "berth.CronJob"),
+        ("StatefulSet", "apps/v1", "berth.StatefulSet"),
+        ("DaemonSet", "apps/v1", "berth.DaemonSet"),
+        ("ReplicaSet", "apps/v1", "berth.ReplicaSet"),
+        ("ReplicationController", "v1", "berth.ReplicationController"),
     ];
     add::<Pod>(&mut defs, kinds[0].2);
     add::<Deployment>(&mut defs, kinds[1].2);
@@ -45,6 +51,10 @@ pub fn json_schema() -> Value {
     add::<Volume>(&mut defs, kinds[6].2);
     add::<Job>(&mut defs, kinds[7].2);
     add::<CronJob>(&mut defs, kinds[8].2);
+    add::<StatefulSet>(&mut defs, kinds[9].2);
+    add::<DaemonSet>(&mut defs, kinds[10].2);
+    add::<ReplicaSet>(&mut defs, kinds[11].2);
+    add::<ReplicationController>(&mut defs, kinds[12].2);
     let names: Vec<&str> = kinds.iter().map(|k| k.0).chain(["List"]).collect();
     let mut rules: Vec<Value> = kinds
         .iter()
@@ -66,7 +76,7 @@ pub fn json_schema() -> Value {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://berth.dev/schema/manifests.json",
         "title": "berth manifest",
-        "description": "A Kubernetes-flavoured manifest berth reconciles: Pod, Deployment, Service, ConfigMap, Secret, PersistentVolumeClaim, berth.dev/v1alpha1 Volume, batch/v1 Job and CronJob, or a v1 List of them.",
+        "description": "A Kubernetes-flavoured manifest berth reconciles: Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Service, ConfigMap, Secret, PersistentVolumeClaim, berth.dev/v1alpha1 Volume, batch/v1 Job and CronJob, or a v1 List of them.",
         "type": "object",
         "required": ["apiVersion", "kind"],
         "properties": {"kind": {"enum": names}, "apiVersion": {"type": "string"}},

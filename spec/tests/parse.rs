@@ -209,10 +209,14 @@ fn schema_covers_every_kind() {
         "berth.PersistentVolumeClaim",
         "berth.Job",
         "berth.CronJob",
+        "berth.StatefulSet",
+        "berth.DaemonSet",
+        "berth.ReplicaSet",
+        "berth.ReplicationController",
     ] {
         assert!(defs.contains_key(k), "{k} missing");
     }
-    assert_eq!(s["allOf"].as_array().unwrap().len(), 10);
+    assert_eq!(s["allOf"].as_array().unwrap().len(), 14);
     let golden = format!("{}/tests/golden/schema.json", env!("CARGO_MANIFEST_DIR"));
     let text = serde_json::to_string_pretty(&s).unwrap() + "\n";
     if std::env::var_os("BLESS").is_some() {

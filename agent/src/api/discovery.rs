@@ -23,6 +23,9 @@ fn short(r: Res) -> &'static [&'static str] {
         Res::Pvcs => &["pvc"],
         Res::CronJobs => &["cj"],
         Res::Jobs => &[],
+        Res::StatefulSets => &["sts"],
+        Res::DaemonSets => &["ds"],
+        Res::ReplicationControllers => &["rc"],
         Res::Secrets | Res::EndpointSlices => &[],
     }
 }
@@ -36,7 +39,10 @@ fn categories(r: Res) -> &'static [&'static str] {
         | Res::Deployments
         | Res::ReplicaSets
         | Res::Jobs
-        | Res::CronJobs => &["all"],
+        | Res::CronJobs
+        | Res::StatefulSets
+        | Res::DaemonSets
+        | Res::ReplicationControllers => &["all"],
         _ => &[],
     }
 }
@@ -44,7 +50,10 @@ fn categories(r: Res) -> &'static [&'static str] {
 fn subresources(r: Res) -> &'static [&'static str] {
     match r {
         Res::Pods => &["status", "log"],
-        Res::Deployments | Res::ReplicaSets => &["status", "scale"],
+        Res::Deployments | Res::ReplicaSets | Res::StatefulSets | Res::ReplicationControllers => {
+            &["status", "scale"]
+        }
+        Res::DaemonSets => &["status"],
         Res::Services
         | Res::Nodes
         | Res::Namespaces

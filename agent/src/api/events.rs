@@ -17,7 +17,7 @@ pub type Uids = HashMap<(String, String, String), String>;
 
 fn api_version(kind: &str) -> &'static str {
     match kind {
-        "Deployment" | "ReplicaSet" => "apps/v1",
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
         "Job" | "CronJob" => "batch/v1",
         "Volume" => berth_spec::volume::API_VERSION,
         _ => "v1",

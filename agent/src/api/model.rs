@@ -276,9 +276,12 @@ struct Built {
 }
 
 /// Resources the model holds, in build order (later ones read earlier ones).
-const BASE: [Res; 9] = [
+const BASE: [Res; 12] = [
     Res::Pods,
     Res::Deployments,
+    Res::StatefulSets,
+    Res::DaemonSets,
+    Res::ReplicationControllers,
     Res::Services,
     Res::Volumes,
     Res::ConfigMaps,
@@ -311,6 +314,14 @@ fn build(view: &View, snap: &Snapshot, ctx: &Ctx<'_>, host: &node::HostFacts) ->
     let pods = by.remove(&Res::Pods).unwrap_or_default();
     let rs = derived::replicasets(&deployments, &pods);
     let pods = derived::own_pods(pods, &rs);
+    // the manifests' own ReplicaSets beside the Deployments' derived ones
+    let mut own_rs = collect(Res::ReplicaSets, view, snap);
+    for v in &mut own_rs {
+        complete(Res::ReplicaSets, v, &started);
+    }
+    let pods = owner_uids(pods, &uids, &own_rs);
+    let mut rs = rs;
+    rs.extend(own_rs);
     let services = by.get(&Res::Services).cloned().unwrap_or_default();
     let volumes = by.get(&Res::Volumes).cloned().unwrap_or_default();
     let mut more: Vec<(Res, Vec<Value>)> = vec![
@@ -346,6 +357,47 @@ fn build(view: &View, snap: &Snapshot, ctx: &Ctx<'_>, host: &node::HostFacts) ->
 
 /// Fill what every object must have: apiVersion, kind, namespace (namespaced
 /// kinds), creationTimestamp, uid, a non-null status for kinds that have one.
+/// The uid of each pod's owner (StatefulSet, DaemonSet, ReplicaSet,
+/// ReplicationController) where the reconciler left it empty.
+fn owner_uids(
+    mut pods: Vec<Value>,
+    uids: &HashMap<(String, String, String), String>,
+    own_rs: &[Value],
+) -> Vec<Value> {
+    for p in &mut pods {
+        let ns = p["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        for o in p["metadata"]["ownerReferences"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            if o["uid"].as_str().is_some_and(|u| !u.is_empty()) {
+                continue;
+            }
+            let (kind, name) = (
+                o["kind"].as_str().unwrap_or("").to_string(),
+                o["name"].as_str().unwrap_or("").to_string(),
+            );
+            let uid = uids
+                .get(&(kind.clone(), ns.clone(), name.clone()))
+                .cloned()
+                .or_else(|| {
+                    own_rs
+                        .iter()
+                        .find(|r| kind == "ReplicaSet" && key_of(r) == (ns.clone(), name.clone()))
+                        .and_then(|r| r["metadata"]["uid"].as_str().map(str::to_string))
+                });
+            if let Some(u) = uid {
+                o["uid"] = json!(u);
+            }
+        }
+    }
+    pods
+}
+
 fn complete(res: Res, v: &mut Value, fallback_time: &str) {
     v["apiVersion"] = json!(res.api_version());
     v["kind"] = json!(res.kind());

@@ -34,10 +34,13 @@ pub enum Res {
     Pvcs,
     Jobs,
     CronJobs,
+    StatefulSets,
+    DaemonSets,
+    ReplicationControllers,
 }
 
 impl Res {
-    pub const ALL: [Res; 15] = [
+    pub const ALL: [Res; 18] = [
         Res::Pods,
         Res::Deployments,
         Res::Services,
@@ -53,6 +56,9 @@ impl Res {
         Res::Pvcs,
         Res::Jobs,
         Res::CronJobs,
+        Res::StatefulSets,
+        Res::DaemonSets,
+        Res::ReplicationControllers,
     ];
     /// The resource of a group/version and plural name.
     pub fn from_path(group_version: &str, plural: &str) -> Option<Res> {
@@ -77,11 +83,14 @@ impl Res {
             Res::Pvcs => "persistentvolumeclaims",
             Res::Jobs => "jobs",
             Res::CronJobs => "cronjobs",
+            Res::StatefulSets => "statefulsets",
+            Res::DaemonSets => "daemonsets",
+            Res::ReplicationControllers => "replicationcontrollers",
         }
     }
     pub fn api_version(self) -> &'static str {
         match self {
-            Res::Deployments | Res::ReplicaSets => "apps/v1",
+            Res::Deployments | Res::ReplicaSets | Res::StatefulSets | Res::DaemonSets => "apps/v1",
             Res::Volumes => berth_spec::volume::API_VERSION,
             Res::EndpointSlices => "discovery.k8s.io/v1",
             Res::Jobs | Res::CronJobs => "batch/v1",
@@ -105,6 +114,9 @@ impl Res {
             Res::Pvcs => "PersistentVolumeClaim",
             Res::Jobs => "Job",
             Res::CronJobs => "CronJob",
+            Res::StatefulSets => "StatefulSet",
+            Res::DaemonSets => "DaemonSet",
+            Res::ReplicationControllers => "ReplicationController",
         }
     }
     pub fn namespaced(self) -> bool {
@@ -130,6 +142,10 @@ impl Res {
             Res::Secrets => Kind::Secret,
             Res::Jobs => Kind::Job,
             Res::CronJobs => Kind::CronJob,
+            Res::StatefulSets => Kind::StatefulSet,
+            Res::DaemonSets => Kind::DaemonSet,
+            Res::ReplicaSets => Kind::ReplicaSet,
+            Res::ReplicationControllers => Kind::ReplicationController,
             _ => return None,
         })
     }
@@ -295,7 +311,15 @@ async fn one(
         })?;
     match sub.as_deref() {
         None | Some("status") => {}
-        Some("scale") if matches!(res, Res::Deployments | Res::ReplicaSets) => {
+        Some("scale")
+            if matches!(
+                res,
+                Res::Deployments
+                    | Res::ReplicaSets
+                    | Res::StatefulSets
+                    | Res::ReplicationControllers
+            ) =>
+        {
             return Ok(axum::Json(scale(obj)).into_response());
         }
         Some(_) => return Err(ApiError::NoRoute),
@@ -439,6 +463,12 @@ pub fn collect(res: Res, view: &View, snap: &Snapshot) -> Vec<Value> {
                 Res::CronJobs => {
                     return finish(res, snap.cron_jobs.iter().map(to_value).collect());
                 }
+                Res::StatefulSets => snap.stateful_sets.iter().map(to_value).collect(),
+                Res::DaemonSets => snap.daemon_sets.iter().map(to_value).collect(),
+                Res::ReplicaSets => snap.replica_sets.iter().map(to_value).collect(),
+                Res::ReplicationControllers => {
+                    snap.replication_controllers.iter().map(to_value).collect()
+                }
                 _ => Vec::new(),
             };
             let mut observed: HashMap<(String, String), Value> =
@@ -461,10 +491,42 @@ pub fn collect(res: Res, view: &View, snap: &Snapshot) -> Vec<Value> {
                 })
                 .collect();
             out.extend(observed.into_values());
+            if res == Res::DaemonSets {
+                out.extend(unscheduled_daemon_sets(view));
+            }
             out
         }
     };
     finish(res, out)
+}
+
+/// DaemonSets whose nodeSelector or required node affinity does not match
+/// this node: listed as Kubernetes lists a DaemonSet no node matches (0 pods
+/// desired), with a condition saying why.
+fn unscheduled_daemon_sets(view: &View) -> impl Iterator<Item = Value> + '_ {
+    view.unscheduled
+        .iter()
+        .filter(|u| u.sourced.object.kind() == berth_spec::Kind::DaemonSet)
+        .map(|u| {
+            let first_seen = view.first_seen.get(&u.sourced.object.key());
+            let mut v = desired_json(&u.sourced, first_seen);
+            v["status"] = json!({
+                "observedGeneration": 1,
+                "desiredNumberScheduled": 0,
+                "currentNumberScheduled": 0,
+                "numberMisscheduled": 0,
+                "numberReady": 0,
+                "numberAvailable": 0,
+                "updatedNumberScheduled": 0,
+                "conditions": [{
+                    "type": "NodeMatched",
+                    "status": "False",
+                    "reason": "NodeMismatch",
+                    "message": u.reason,
+                }],
+            });
+            v
+        })
 }
 
 fn finish(res: Res, mut out: Vec<Value>) -> Vec<Value> {

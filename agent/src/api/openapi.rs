@@ -13,9 +13,10 @@ use std::sync::OnceLock;
 use axum::extract::Path;
 use axum::routing::get;
 use axum::{Json, Router};
-use berth_spec::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use berth_spec::k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use berth_spec::k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service,
+    ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolumeClaim, Pod,
+    ReplicationController, Secret, Service,
 };
 use berth_spec::k8s_openapi::api::discovery::v1::EndpointSlice;
 use berth_spec::k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -54,6 +55,9 @@ fn refs(g: &mut SchemaGenerator) -> Vec<(Res, String)> {
                 Res::Pvcs => r::<PersistentVolumeClaim>(g),
                 Res::Jobs => r::<berth_spec::k8s_openapi::api::batch::v1::Job>(g),
                 Res::CronJobs => r::<berth_spec::k8s_openapi::api::batch::v1::CronJob>(g),
+                Res::StatefulSets => r::<StatefulSet>(g),
+                Res::DaemonSets => r::<DaemonSet>(g),
+                Res::ReplicationControllers => r::<ReplicationController>(g),
             };
             (res, rf)
         })

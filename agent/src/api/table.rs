@@ -31,7 +31,27 @@ fn columns(res: Res) -> &'static [Col] {
             ("Images", "string", 1),
             ("Selector", "string", 1),
         ],
-        Res::ReplicaSets => &[
+        Res::StatefulSets => &[
+            ("Name", "string", 0),
+            ("Ready", "string", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+        ],
+        Res::DaemonSets => &[
+            ("Name", "string", 0),
+            ("Desired", "integer", 0),
+            ("Current", "integer", 0),
+            ("Ready", "integer", 0),
+            ("Up-to-date", "integer", 0),
+            ("Available", "integer", 0),
+            ("Node Selector", "string", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
+        Res::ReplicaSets | Res::ReplicationControllers => &[
             ("Name", "string", 0),
             ("Desired", "integer", 0),
             ("Current", "integer", 0),
@@ -199,10 +219,53 @@ fn cells(res: Res, o: &Value) -> Vec<Value> {
     let st = &o["status"];
     match res {
         Res::Pods => printers::pod(o),
-        Res::Deployments | Res::ReplicaSets => {
+        Res::StatefulSets => {
             let want = o["spec"]["replicas"].as_i64().unwrap_or(1);
             let (cs, images) = printers::containers_images(&o["spec"]["template"]);
-            let sel = json!(printers::selector(&o["spec"]["selector"]));
+            let ready = st["readyReplicas"].as_i64().unwrap_or(0);
+            vec![
+                name,
+                json!(format!("{ready}/{want}")),
+                created,
+                json!(cs),
+                json!(images),
+            ]
+        }
+        Res::DaemonSets => {
+            let (cs, images) = printers::containers_images(&o["spec"]["template"]);
+            let n = |f: &str| st[f].as_i64().unwrap_or(0);
+            let node_sel = o["spec"]["template"]["spec"]["nodeSelector"]
+                .as_object()
+                .filter(|m| !m.is_empty())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", s(v)))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_else(|| "<none>".into());
+            vec![
+                name,
+                json!(n("desiredNumberScheduled")),
+                json!(n("currentNumberScheduled")),
+                json!(n("numberReady")),
+                json!(n("updatedNumberScheduled")),
+                json!(n("numberAvailable")),
+                json!(node_sel),
+                created,
+                json!(cs),
+                json!(images),
+                json!(printers::selector(&o["spec"]["selector"])),
+            ]
+        }
+        Res::Deployments | Res::ReplicaSets | Res::ReplicationControllers => {
+            let want = o["spec"]["replicas"].as_i64().unwrap_or(1);
+            let (cs, images) = printers::containers_images(&o["spec"]["template"]);
+            let sel = if res == Res::ReplicationControllers {
+                json!(printers::map_selector(&o["spec"]["selector"]))
+            } else {
+                json!(printers::selector(&o["spec"]["selector"]))
+            };
             let n = |f: &str| st[f].as_i64().unwrap_or(0);
             if res == Res::Deployments {
                 vec![

@@ -7,7 +7,7 @@ use axum::http::{Request, StatusCode};
 use berth_reconciler::Snapshot;
 use berth_spec::k8s_openapi::api::core::v1::{Pod, PodStatus};
 use http_body_util::BodyExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::*;
@@ -23,10 +23,14 @@ struct Fixture {
 }
 
 fn fixture(token: Option<&str>) -> Fixture {
+    fixture_of(token, MANIFESTS)
+}
+
+fn fixture_of(token: Option<&str>, manifests: &str) -> Fixture {
     let (tx, _rx) = berth_reconciler::desired_channel();
     let hub = Hub::new(tx, NodeInfo::default());
     let h = hub.register();
-    let p = berth_spec::parse_str("/m/all.yaml", MANIFESTS);
+    let p = berth_spec::parse_str("/m/all.yaml", manifests);
     assert!(!p.has_errors(), "{:?}", p.diagnostics);
     h.publish(SourceReport {
         complete: true,
@@ -155,6 +159,32 @@ async fn lists_objects_selectors_and_404() {
     );
     let (code, _) = call(&f.state, "GET", "/api/v1/widgets", &[]).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn daemon_sets_not_for_this_node_are_listed_with_zero_desired() {
+    let ds = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: picky\nspec:\n  selector:\n    matchLabels: {app: p}\n  template:\n    metadata:\n      labels: {app: p}\n    spec:\n      nodeSelector: {disk: ssd}\n      containers:\n      - name: c\n        image: x\n";
+    let f = fixture_of(None, ds);
+    let list = json(&f.state, "/apis/apps/v1/daemonsets").await;
+    assert_eq!(names(&list), ["picky"]);
+    let d = json(
+        &f.state,
+        "/apis/apps/v1/namespaces/default/daemonsets/picky",
+    )
+    .await;
+    assert_eq!(d["status"]["desiredNumberScheduled"], 0, "{d}");
+    assert!(d["metadata"]["creationTimestamp"].is_string(), "{d}");
+    let c = &d["status"]["conditions"][0];
+    assert_eq!(
+        (&c["type"], &c["status"]),
+        (&json!("NodeMatched"), &json!("False"))
+    );
+    assert!(
+        c["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nodeSelector disk=ssd")),
+        "{d}"
+    );
 }
 
 #[tokio::test]

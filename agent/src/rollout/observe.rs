@@ -38,6 +38,44 @@ pub fn workload_of(s: &Sourced) -> Option<WorkloadRef> {
             template_hash: deployment::template_hash(&d.spec.template),
             replicas: d.spec.replicas.unwrap_or(1).max(0) as u32,
         }),
+        Object::StatefulSet(st) => {
+            let spec = &st.spec;
+            let strategy = spec.update_strategy.as_ref();
+            let replicas = spec.replicas.unwrap_or(1).max(0) as u32;
+            let replaced = match strategy.and_then(|s| s.type_.as_deref()) {
+                Some("OnDelete") => 0,
+                _ => {
+                    let partition = strategy
+                        .and_then(|s| s.rolling_update.as_ref())
+                        .and_then(|r| r.partition)
+                        .unwrap_or(0)
+                        .max(0) as u32;
+                    replicas.saturating_sub(partition)
+                }
+            };
+            Some(WorkloadRef::Set {
+                controller: berth_spec::Kind::StatefulSet,
+                namespace: key.namespace,
+                name: key.name,
+                revision: berth_reconciler::statefulset::revision(&spec.template),
+                replicas: replaced,
+            })
+        }
+        Object::DaemonSet(d) => {
+            let on_delete = d
+                .spec
+                .update_strategy
+                .as_ref()
+                .and_then(|s| s.type_.as_deref())
+                == Some("OnDelete");
+            Some(WorkloadRef::Set {
+                controller: berth_spec::Kind::DaemonSet,
+                namespace: key.namespace,
+                name: key.name,
+                revision: berth_reconciler::controller::replicated::revision(&d.spec.template),
+                replicas: u32::from(!on_delete),
+            })
+        }
         _ => None,
     }
 }
@@ -68,6 +106,18 @@ pub fn changed(old: &[Sourced], new: &[Sourced]) -> Changed {
                     template_hash: b, ..
                 },
             ) => a == b,
+            (
+                Some(WorkloadRef::Set {
+                    controller: ka,
+                    revision: a,
+                    ..
+                }),
+                WorkloadRef::Set {
+                    controller: kb,
+                    revision: b,
+                    ..
+                },
+            ) => ka == kb && a == b,
             _ => false,
         };
         if same {
@@ -107,6 +157,12 @@ pub fn observe(
         WorkloadRef::Deployment {
             namespace, name, ..
         } => (berth_spec::Kind::Deployment, namespace, name),
+        WorkloadRef::Set {
+            controller,
+            namespace,
+            name,
+            ..
+        } => (*controller, namespace, name),
     };
     let key = ObjectKey::new(kind, ns.clone(), name.clone());
     let desired_pod_spec = match desired.objects.get(&key).map(workload_of) {
@@ -142,6 +198,20 @@ pub fn observe(
                         .as_ref()
                         .and_then(|l| l.get(berth_reconciler::controller::LABEL_TEMPLATE_HASH))
                         == Some(template_hash)
+            }
+            WorkloadRef::Set {
+                controller,
+                revision,
+                ..
+            } => {
+                p.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.kind == controller.as_str() && o.name == *name)
+                    && p.metadata.labels.as_ref().and_then(|l| {
+                        l.get(berth_reconciler::controller::replicated::LABEL_REVISION)
+                    }) == Some(&format!("{name}-{revision}"))
             }
         }
     };

@@ -126,6 +126,12 @@ fn object_from_json(kind: Kind, v: serde_json::Value) -> Result<Object, serde_js
         Kind::Secret => Object::Secret(Box::new(serde_json::from_value::<Secret>(v)?)),
         Kind::Job => Object::Job(Box::new(serde_json::from_value(v)?)),
         Kind::CronJob => Object::CronJob(Box::new(serde_json::from_value(v)?)),
+        Kind::StatefulSet => Object::StatefulSet(Box::new(serde_json::from_value(v)?)),
+        Kind::DaemonSet => Object::DaemonSet(Box::new(serde_json::from_value(v)?)),
+        Kind::ReplicaSet => Object::ReplicaSet(Box::new(serde_json::from_value(v)?)),
+        Kind::ReplicationController => {
+            Object::ReplicationController(Box::new(serde_json::from_value(v)?))
+        }
     })
 }
 

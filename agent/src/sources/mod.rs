@@ -104,6 +104,9 @@ pub struct Unscheduled {
     pub object: String,
     pub location: String,
     pub reason: String,
+    /// The object itself (a DaemonSet is still listed, with 0 pods desired).
+    #[serde(skip)]
+    pub sourced: Sourced,
 }
 
 /// An object the operator's policy refused.
@@ -289,11 +292,19 @@ impl Hub {
         merged.desired.prunable = prunable.clone();
         let now = jiff::Timestamp::now();
         let first_seen = std::mem::take(&mut inner.first_seen);
+        // desired objects, and those not scheduled here (a DaemonSet is
+        // still listed)
+        let unscheduled = merged.unscheduled.iter().map(|u| u.sourced.object.key());
         inner.first_seen = merged
             .desired
             .objects
             .keys()
-            .map(|k| (k.clone(), first_seen.get(k).copied().unwrap_or(now)))
+            .cloned()
+            .chain(unscheduled)
+            .map(|k| {
+                let t = first_seen.get(&k).copied().unwrap_or(now);
+                (k, t)
+            })
             .collect();
         let mut desired = merged.desired;
         if let Some(r) = &self.rollouts {
@@ -420,6 +431,7 @@ fn merge(
                 object: key.to_string(),
                 location: s.location.to_string(),
                 reason,
+                sourced: s.clone(),
             });
             false
         }

@@ -73,7 +73,7 @@ pub(crate) fn plan_orphan(o: &Orphan, desired: &DesiredState, name_taken: bool) 
                 (&d.namespace == ns && &d.name == name).then_some(d)
             }
             Object::Deployment(d) => deployment_pod_named(d, ns, name),
-            _ => None,
+            o => super::replicated::pod_named(o, ns, name),
         };
         let Some(d) = candidate else { continue };
         match &hash {

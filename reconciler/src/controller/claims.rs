@@ -65,6 +65,28 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             }
             present.insert(key);
         }
+        // StatefulSet replicas' claims: made as needed, kept (Retain) when
+        // the set scales down or goes, as Kubernetes keeps the claims
+        for key in super::replicated::claims(desired, &self.pods) {
+            if present.contains(&key) {
+                continue;
+            }
+            if self.claims.get(&key).and_then(|c| c.path.clone()).is_none() {
+                match self.deps.runtime.ensure_claim(&key.0, &key.1).await {
+                    Ok(p) => {
+                        let claim = Claim {
+                            policy: ReclaimPolicy::Retain,
+                            path: Some(p),
+                        };
+                        self.claims.insert(key.clone(), claim);
+                    }
+                    Err(e) => {
+                        tracing::warn!(volume = %key.1, err = %error_chain(&e), "creating volume directory");
+                    }
+                }
+            }
+            present.insert(key);
+        }
         if !desired.complete {
             return;
         }

@@ -1,7 +1,7 @@
 //! The pod's `/etc/hosts` additions (`hostAliases`) and `/etc/resolv.conf`
-//! (`dnsPolicy`, `dnsConfig`), rendered as kubelet renders them. The runtime
-//! writes the sandbox's files; when the pod asks for more, the worker
-//! rewrites them before any container starts.
+//! (`dnsPolicy`, `dnsConfig`), rendered as kubelet renders them. When the
+//! pod asks for more than the runtime's defaults, the worker hands the
+//! whole files to the runtime with the sandbox's configuration.
 
 use std::net::Ipv4Addr;
 
@@ -22,6 +22,26 @@ pub fn host_aliases(aliases: &[HostAlias]) -> Option<String> {
         }
         s.push_str(&format!("{}\t{}\n", a.ip, names.join("\t")));
     }
+    Some(s)
+}
+
+/// The pod's whole hosts file when it differs from the runtime's default
+/// (`localhost` lines and `<ip>\t<hostname>`): the pod's own line with its
+/// FQDN when it has a subdomain, then the `hostAliases` entries.
+pub fn hosts(
+    ip: Option<Ipv4Addr>,
+    host: &super::hostname::PodHost,
+    aliases: &[HostAlias],
+) -> Option<String> {
+    let aliases = host_aliases(aliases);
+    if host.domain.is_none() && aliases.is_none() {
+        return None;
+    }
+    let mut s = String::from(crate::traits::HOSTS_LOCALHOST);
+    if let Some(ip) = ip {
+        s.push_str(&super::hostname::hosts_line(ip, host));
+    }
+    s.push_str(aliases.as_deref().unwrap_or_default());
     Some(s)
 }
 
@@ -161,6 +181,38 @@ mod tests {
                 },
             ]),
         }
+    }
+
+    #[test]
+    fn hosts_file_only_when_the_pod_asks_for_more() {
+        use crate::pod::hostname::pod_host;
+        let ip = Some(Ipv4Addr::new(10, 44, 0, 7));
+        let plain = pod_host("web-0", "shop", &PodSpec::default(), "cluster.local").unwrap();
+        assert_eq!(hosts(ip, &plain, &[]), None, "the runtime's default");
+        let spec = PodSpec {
+            hostname: Some("web-0".into()),
+            subdomain: Some("nginx".into()),
+            ..Default::default()
+        };
+        let sub = pod_host("web-0", "shop", &spec, "cluster.local").unwrap();
+        assert_eq!(
+            hosts(ip, &sub, &[]).unwrap(),
+            format!(
+                "{}10.44.0.7\tweb-0.nginx.shop.svc.cluster.local\tweb-0\n",
+                crate::traits::HOSTS_LOCALHOST
+            )
+        );
+        let alias = HostAlias {
+            ip: "192.0.2.9".into(),
+            hostnames: Some(vec!["foo.local".into(), "bar.local".into()]),
+        };
+        assert_eq!(
+            hosts(ip, &plain, &[alias]).unwrap(),
+            format!(
+                "{}10.44.0.7\tweb-0\n\n# Entries added by HostAliases.\n192.0.2.9\tfoo.local\tbar.local\n",
+                crate::traits::HOSTS_LOCALHOST
+            )
+        );
     }
 
     // the kubernetes/website dns-config example

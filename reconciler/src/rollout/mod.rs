@@ -90,6 +90,16 @@ pub enum WorkloadRef {
         template_hash: String,
         replicas: u32,
     },
+    /// A StatefulSet or DaemonSet; its new pods carry the
+    /// `controller-revision-hash` `<name>-<revision>`; `replicas` of them
+    /// are replaced (a StatefulSet's partition and OnDelete spare some).
+    Set {
+        controller: berth_spec::Kind,
+        namespace: String,
+        name: String,
+        revision: String,
+        replicas: u32,
+    },
 }
 
 impl WorkloadRef {
@@ -102,6 +112,12 @@ impl WorkloadRef {
             WorkloadRef::Deployment {
                 namespace, name, ..
             } => format!("Deployment/{namespace}/{name}"),
+            WorkloadRef::Set {
+                controller,
+                namespace,
+                name,
+                ..
+            } => format!("{controller}/{namespace}/{name}"),
         }
     }
 
@@ -109,7 +125,9 @@ impl WorkloadRef {
     pub fn expected(&self) -> usize {
         match self {
             WorkloadRef::Pod { .. } => 1,
-            WorkloadRef::Deployment { replicas, .. } => *replicas as usize,
+            WorkloadRef::Deployment { replicas, .. } | WorkloadRef::Set { replicas, .. } => {
+                *replicas as usize
+            }
         }
     }
 }

@@ -157,6 +157,8 @@ impl Harness {
             },
             resources,
             share_process_namespace: false,
+            hosts: None,
+            resolv_conf: None,
         };
         self.rt()
             .ensure_sandbox(&cfg)

@@ -19,6 +19,7 @@ pub mod names;
 mod pod_fields;
 pub mod policy;
 mod projected;
+mod replicated;
 mod security_profiles;
 mod service;
 mod set;
@@ -198,6 +199,10 @@ pub fn object(obj: &Object) -> Vec<Problem> {
             }
         }
         Object::Deployment(d) => workload::deployment(&mut o, m.name.as_deref(), d),
+        Object::StatefulSet(_)
+        | Object::DaemonSet(_)
+        | Object::ReplicaSet(_)
+        | Object::ReplicationController(_) => replicated::check(&mut o, m.name.as_deref(), obj),
         Object::Service(svc) => service::service(&mut o, m.name.as_deref(), svc),
         Object::Job(j) => batch::job(&mut o, m.name.as_deref(), j),
         Object::CronJob(c) => batch::cron_job(&mut o, m.name.as_deref(), c),

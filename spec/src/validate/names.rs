@@ -73,6 +73,14 @@ pub(crate) fn check(o: &mut Out, obj: &Object) {
             max_deployment_name_len(ns),
             "its pods are named <name>-<hash>-<suffix> and berth names their host files and cgroups <namespace>_<pod>_<uid>, which must fit in 255 bytes",
         ),
+        Object::StatefulSet(_) | Object::DaemonSet(_) => (
+            max_deployment_name_len(ns),
+            "its pods are named after it and berth names their host files and cgroups <namespace>_<pod>_<uid>, which must fit in 255 bytes",
+        ),
+        Object::ReplicaSet(_) | Object::ReplicationController(_) => (
+            max_deployment_name_len(ns),
+            "its pods are named <name>-<suffix> and berth names their host files and cgroups <namespace>_<pod>_<uid>, which must fit in 255 bytes",
+        ),
         // Jobs: at most 63 characters (validate::batch), pods `<job>-<5 chars>`
         Object::Service(_)
         | Object::Volume(_)

@@ -207,7 +207,12 @@ pub fn check(policy: &Policy, obj: &Object) -> Vec<Problem> {
                 pod_spec(&mut o, policy, "spec.template.spec", s);
             }
         }
-        Object::Job(_) | Object::CronJob(_) => {
+        Object::Job(_)
+        | Object::CronJob(_)
+        | Object::StatefulSet(_)
+        | Object::DaemonSet(_)
+        | Object::ReplicaSet(_)
+        | Object::ReplicationController(_) => {
             if let Some((path, s)) = obj.pod_spec() {
                 pod_spec(&mut o, policy, path, s);
             }

@@ -56,12 +56,10 @@ pub fn set(objects: &[Sourced]) -> Vec<Diagnostic> {
         let key = s.object.key();
         let (base, spec) = match &s.object {
             Object::Pod(p) => ("spec", p.spec.as_ref()),
-            Object::Deployment(d) => ("spec.template.spec", d.spec.template.spec.as_ref()),
-            Object::Job(_) | Object::CronJob(_) => match s.object.pod_spec() {
+            o => match o.pod_spec() {
                 Some((base, spec)) => (base, Some(spec)),
                 None => continue,
             },
-            _ => continue,
         };
         let Some(spec) = spec else { continue };
         let mut refs: Vec<(String, Kind, String)> = Vec::new();

@@ -2,6 +2,13 @@
 //! earlier agent left running.
 
 use super::*;
+use crate::pod::etc_files;
+
+/// The host's resolver configuration (what `dnsPolicy: Default` and a
+/// pod without berth's DNS fall back to).
+fn host_resolv_conf() -> String {
+    std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+}
 
 impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
     // === prepare ===
@@ -39,6 +46,15 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 super::super::hostname::cluster_domain(&network.dns_search),
             )
             .map_err(|e| PodError::new(Reason::FailedCreatePodSandBox, e.to_string(), None))?;
+            // the pod's hosts and resolv.conf as kubelet writes them (its own
+            // `<ip> <fqdn> <hostname>` line, hostAliases, dnsPolicy and
+            // dnsConfig), written by the runtime with the sandbox
+            let hosts = etc_files::hosts(
+                network.ip,
+                &host,
+                self.d.spec.host_aliases.as_deref().unwrap_or_default(),
+            );
+            let resolv_conf = etc_files::resolv_conf(&self.d.spec, &network, &host_resolv_conf());
             let cfg = SandboxConfig {
                 pod: self.pod.clone(),
                 hostname: host.uts.clone(),
@@ -46,19 +62,14 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 resources: container::pod_resources(&self.d.spec),
                 share_process_namespace: self.d.spec.share_process_namespace == Some(true)
                     && self.d.spec.host_pid != Some(true),
+                hosts,
+                resolv_conf,
             };
             let sb = self.deps.runtime.ensure_sandbox(&cfg).await.map_err(|e| {
                 PodError::new(
                     Reason::FailedCreatePodSandBox,
                     error_chain(&e),
                     Some(e.kind()),
-                )
-            })?;
-            self.write_etc_files(&sb, &cfg, &host).map_err(|e| {
-                PodError::new(
-                    Reason::FailedCreatePodSandBox,
-                    format!("writing the pod's hosts and resolv.conf: {e}"),
-                    None,
                 )
             })?;
             self.sandbox = Some(sb);
@@ -124,43 +135,6 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             prepared.insert(p.request.name, v);
         }
         self.prepared = prepared;
-        Ok(())
-    }
-
-    /// hostAliases into the pod's hosts file and dnsConfig/dnsPolicy into
-    /// its resolv.conf, over what the runtime wrote (kept when the pod asks
-    /// for nothing).
-    fn write_etc_files(
-        &self,
-        sb: &Sandbox,
-        cfg: &SandboxConfig,
-        host: &super::super::hostname::PodHost,
-    ) -> std::io::Result<()> {
-        use super::super::etc_files;
-        let spec = &self.d.spec;
-        let net = &cfg.network;
-        let aliases = etc_files::host_aliases(spec.host_aliases.as_deref().unwrap_or_default());
-        // the pod's own line as kubelet writes it (`<ip> <fqdn> <hostname>`
-        // with a subdomain) instead of the runtime's `<ip> <hostname>`
-        let own = net.ip.map(|ip| {
-            (
-                format!("{ip}\t{}\n", cfg.hostname),
-                super::super::hostname::hosts_line(ip, host),
-            )
-        });
-        let own = own.filter(|(written, wanted)| written != wanted);
-        if aliases.is_some() || own.is_some() {
-            let mut hosts = std::fs::read_to_string(&sb.hosts_file)?;
-            if let Some((written, wanted)) = own {
-                hosts = hosts.replace(&written, &wanted);
-            }
-            hosts.push_str(aliases.as_deref().unwrap_or_default());
-            berth_state::write_atomic_mode(&sb.hosts_file, hosts.as_bytes(), 0o644)?;
-        }
-        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        if let Some(resolv) = etc_files::resolv_conf(spec, net, &host) {
-            berth_state::write_atomic_mode(&sb.resolv_conf, resolv.as_bytes(), 0o644)?;
-        }
         Ok(())
     }
 
