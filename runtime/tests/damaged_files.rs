@@ -41,6 +41,16 @@ fn reported(path: &Path) -> bool {
         .any(|p| p.path == path)
 }
 
+/// The supervisor has read spec.json (it does once, after it re-executed)
+/// and serves its control socket.
+async fn supervisor_ready(dir: &Path) {
+    let t0 = std::time::Instant::now();
+    while dir.join("shim.sock").symlink_metadata().is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no control socket");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn supervisor(dir: &Path) -> i32 {
     std::fs::read_to_string(dir.join("shim.pid"))
         .unwrap()
@@ -70,6 +80,7 @@ async fn a_damaged_spec_keeps_a_running_container_listed() {
         .insert(berth_contract::LABEL_INIT.into(), "false".into());
     let pid = running_pid(&h.rt().run(&c).await.unwrap().state);
     let dir = dir_of(&h, &c.id);
+    supervisor_ready(&dir).await;
     let spec = dir.join("spec.json");
     let good = std::fs::read(&spec).unwrap();
     assert!(dir.join("identity.json").exists(), "no identity.json");
@@ -137,6 +148,7 @@ async fn a_garbage_start_record_is_read_from_the_cgroup() {
     let c = h.container(&sb, "app", &["/bin/sh", "-c", "sleep 300 & exec sleep 301"]);
     let pid = running_pid(&h.rt().run(&c).await.unwrap().state);
     let dir = dir_of(&h, &c.id);
+    supervisor_ready(&dir).await;
     // its child is up before the record is damaged
     tokio::time::sleep(Duration::from_millis(300)).await;
     std::fs::write(dir.join("state.json"), b"{\"pid\": garb").unwrap();
