@@ -83,7 +83,6 @@ async fn a_damaged_spec_keeps_a_running_container_listed() {
     supervisor_ready(&dir).await;
     let spec = dir.join("spec.json");
     let good = std::fs::read(&spec).unwrap();
-    assert!(dir.join("identity.json").exists(), "no identity.json");
     for (how, bad) in [
         ("truncated", good[..good.len() / 2].to_vec()),
         ("garbage", b"\x00\x7fgarbage{{".to_vec()),
@@ -114,7 +113,7 @@ async fn a_damaged_spec_keeps_a_running_container_listed() {
         assert_eq!(ex.exit_code, 0, "{how}: exec {ex:?}");
     }
     // identity.json gone too (a container of a berth before it): the names
-    std::fs::remove_file(dir.join("identity.json")).unwrap();
+    std::fs::remove_file(dir.join("identity.json")).expect("no identity.json");
     h.restart();
     let info = listed(&h, &c.id)
         .await
