@@ -393,4 +393,6 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
 const ORPHAN_GRACE: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
+mod init_tests;
+#[cfg(test)]
 mod tests;
