@@ -4,7 +4,9 @@
 //! supervisor's unreadable `status.json` are kept in place. Each one raises
 //! an event and is named, with where it went, in the `StateFilesReadable`
 //! condition of `/api/v1/status`; no running container is removed or
-//! replaced.
+//! replaced. A running container's truncated or garbage `spec.json`, its
+//! garbage `state.json` and an ended one's missing `status.json` lose no
+//! container either (`damaged_container_files_lose_no_running_container`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -159,8 +161,8 @@ fn unreadable_state_files_are_named_and_replace_no_container() -> anyhow::Result
             damage(p, good, how).with_context(|| format!("{how:?} {what}"))?;
         }
         // a spec.json of another version is read by the container's
-        // identity (a truncated one is not: see the report of issue 17);
-        // a status.json with a newer version field is read as is
+        // identity (truncated or garbage ones: the test below); a
+        // status.json with a newer version field is read as is
         if how == Damage::FutureVersion {
             damage(&spec.0, &spec.1, how)?;
             kept.push(&spec.0);
