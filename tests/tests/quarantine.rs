@@ -483,3 +483,75 @@ fn damaged_container_files_lose_no_running_container() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+// an end nobody recorded is a failure: restartPolicy OnFailure runs the
+// container again (restartCount 1, lastState ContainerStatusUnknown/137)
+#[test]
+fn an_unrecorded_end_is_a_failure_for_the_restart_policy() -> anyhow::Result<()> {
+    if !preconditions("an_unrecorded_end_is_a_failure_for_the_restart_policy") {
+        return Ok(());
+    }
+    let mut a = Agent::new(AgentOpts {
+        instance: "btq4e2",
+        net: 121,
+        port: 17401,
+        with_image: true,
+    })?;
+    a.write_manifest(
+        "once.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: once}}
+spec:
+  restartPolicy: OnFailure
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "exit 0"]
+"#
+        ),
+    )?;
+    a.start()?;
+    a.wait_for("once Succeeded", Duration::from_secs(90), |v| {
+        (phase(v, "once") == "Succeeded").then_some(())
+    })?;
+    let status = container_file(&a.run_dir, "once", "status.json")?;
+    // the supervisor writes status.json, then exits: wait for it to be gone
+    let shim_pid = std::fs::read_to_string(status.with_file_name("shim.pid"))?;
+    let shim_pid = shim_pid
+        .split_whitespace()
+        .next()
+        .unwrap_or("0")
+        .to_string();
+    let t0 = std::time::Instant::now();
+    while Path::new(&format!("/proc/{shim_pid}")).exists() {
+        if t0.elapsed() > Duration::from_secs(10) {
+            bail!("the supervisor {shim_pid} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.kill9();
+    std::fs::remove_file(&status)?;
+    a.start()?;
+    a.wait_ready(Duration::from_secs(60))?;
+    let last = a.wait_for(
+        "once run again after its unknown end, Succeeded",
+        Duration::from_secs(60),
+        |v| {
+            let p = Agent::pod(v, "once")?;
+            let c = &p["status"]["containerStatuses"][0];
+            (c["restartCount"] == 1 && phase(v, "once") == "Succeeded")
+                .then(|| c["lastState"]["terminated"].clone())
+        },
+    )?;
+    assert_eq!(last["reason"], "ContainerStatusUnknown", "{last}");
+    assert_eq!(last["exitCode"], 137, "{last}");
+    let st = a.get_json("/api/v1/status")?.to_string();
+    assert!(
+        st.contains(&format!("{} could not be read (", status.display())),
+        "status.json not named: {st}"
+    );
+    a.shutdown_clean()
+}
