@@ -1,5 +1,6 @@
 //! The shim's `spec.json` as a versioned file, and the supervisor's
-//! `status.json` read without ever mistaking "unreadable" for "not there".
+//! `state.json` and `status.json` read without ever mistaking "unreadable"
+//! for "not there".
 //!
 //! ```text
 //! spec.json   { "version": 1, "config": ContainerConfig, "run_dir", "state_dir",
@@ -16,6 +17,12 @@
 //! container is still identified from the fields every version has
 //! ([`SpecIdentity`]: id, pod, name, labels, log path, cgroup), so it is
 //! adopted or stopped but never lost track of and started again beside itself.
+//! When `spec.json` is truncated or garbage, the same fields come from
+//! `identity.json` or the container's names ([`crate::identity`]).
+//!
+//! `state.json` and `status.json` are read as a [`Record`]: missing,
+//! readable, or there but unreadable; what an unreadable one means is
+//! decided from the processes (`observe`).
 
 use std::collections::BTreeMap;
 use std::io::Read;
