@@ -77,6 +77,13 @@ pub const LABEL_SPEC_HASH: &str = "berth.dev/spec-hash";
 /// killed what was left and recorded the end, which `status` then reports.
 pub const REASON_SUPERVISOR_LOST: &str = "SupervisorLost";
 
+/// Reason of the `ContainerState::Failed` a runtime reports for a container
+/// that ran and ended without its end being recorded (its supervisor gone,
+/// its exit status missing or unreadable). Kubelet reports such a container
+/// as terminated with exit code 137 and this reason; it counts as a failure
+/// for the restart policy and the back-off.
+pub const REASON_STATUS_UNKNOWN: &str = "ContainerStatusUnknown";
+
 // === pods ===
 
 /// Identifies a pod instance. `uid` changes whenever the pod is replaced
@@ -427,7 +434,9 @@ pub enum ContainerState {
         started_at: Option<SystemTime>,
         finished_at: SystemTime,
     },
-    /// Setting up failed before the process ran (binary not found, bad workdir...).
+    /// Setting up failed before the process ran (binary not found, bad
+    /// workdir...), or, with reason [`REASON_STATUS_UNKNOWN`], the process
+    /// ran and ended but how it ended was not recorded.
     Failed {
         /// `CreateContainerError` / `RunContainerError` style reason.
         reason: String,

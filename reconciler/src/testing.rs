@@ -108,6 +108,14 @@ impl FakeRuntime {
         }
     }
 
+    /// Keep only the `keep` labels of a container: what a runtime reports
+    /// of a container it identified without its spec file (by its names).
+    pub fn keep_labels(&self, id: &str, keep: &[&str]) {
+        if let Some(c) = self.ctrs.lock().unwrap().get_mut(id) {
+            c.info.labels.retain(|k, _| keep.contains(&k.as_str()));
+        }
+    }
+
     pub fn running(&self) -> Vec<ContainerInfo> {
         self.ctrs
             .lock()

@@ -30,7 +30,9 @@ pub mod cgroups;
 pub mod control;
 pub mod heap;
 pub mod host_path;
+pub mod identity;
 pub mod layout;
+mod observe;
 pub use berth_supervise::logs;
 pub mod oci;
 pub mod orphan;
@@ -49,7 +51,7 @@ pub mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use berth_contract::{
     Classify, ContainerConfig, ContainerInfo, ContainerState, ErrorKind, ExecResult, PodRef,
@@ -59,8 +61,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::cgroups::{Cgroups, PodCgroup};
-use crate::layout::{Layout, SetupError, ShimSpec, Started, read_json, time_of};
-use crate::spec_file::{SpecRead, read_exit, read_spec, write_spec};
+use crate::layout::{Layout, SetupError, ShimSpec, read_json};
+use crate::spec_file::{SpecIdentity, write_spec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -103,6 +105,12 @@ pub enum RuntimeError {
         #[source]
         source: berth_state::StateError,
     },
+    #[error("container {id}: writing identity.json")]
+    IdentityWrite {
+        id: String,
+        #[source]
+        source: berth_state::StateError,
+    },
 }
 
 impl Classify for RuntimeError {
@@ -115,7 +123,8 @@ impl Classify for RuntimeError {
             | RuntimeError::Exec { .. } => ErrorKind::Transient,
             RuntimeError::Sandbox { .. }
             | RuntimeError::SpecRead { .. }
-            | RuntimeError::SpecWrite { .. } => ErrorKind::Internal,
+            | RuntimeError::SpecWrite { .. }
+            | RuntimeError::IdentityWrite { .. } => ErrorKind::Internal,
         }
     }
 }
@@ -237,25 +246,7 @@ impl ShimRuntime {
     /// Container as the files in its dir describe it.
     fn info(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
         let dir = self.layout.dir(id);
-        // a spec.json this berth cannot decode in full is not "not found":
-        // the container still runs and is identified from its stable fields
-        let read = read_spec(&dir.join("spec.json"));
-        let spec = match (read.identity(), read) {
-            (Some(s), SpecRead::Identity { why, .. }) => {
-                tracing::warn!(container = %id, err = %berth_contract::error_chain(&why), "spec.json read by its identity only");
-                berth_state::report_unreadable("container spec", &dir.join("spec.json"), &why);
-                s
-            }
-            (Some(s), _) => s,
-            (None, SpecRead::Unreadable(source)) => {
-                berth_state::report_unreadable("container spec", &dir.join("spec.json"), &source);
-                return Err(RuntimeError::SpecRead {
-                    id: id.into(),
-                    source,
-                });
-            }
-            (None, _) => return Err(RuntimeError::NotFound { id: id.into() }),
-        };
+        let spec = self.identity_at(&dir)?;
         let state = self.state_of(&dir);
         Ok(ContainerInfo {
             id: id.to_string(),
@@ -267,72 +258,29 @@ impl ShimRuntime {
         })
     }
 
-    fn state_of(&self, dir: &Path) -> ContainerState {
-        if let Some(e) = read_exit(dir) {
-            return ContainerState::Exited {
-                exit_code: e.exit_code,
-                signal: e.signal,
-                oom_killed: e.oom_killed,
-                started_at: e.started_at_ns.map(time_of),
-                finished_at: time_of(e.finished_at_ns),
-            };
-        }
-        if let Some(e) = read_json::<SetupError>(&dir.join("error.json")) {
-            return ContainerState::Failed {
-                reason: e.reason,
-                message: e.message,
-            };
-        }
-        let shim_alive = shim_process(dir).is_some();
-        if let Some(s) = spec_file::read_started(dir) {
-            if shim_alive || self.init_in_cgroup(dir, s.pid) {
-                return ContainerState::Running {
-                    pid: s.pid as u32,
-                    started_at: time_of(s.started_at_ns),
-                };
-            }
-            // the shim died without recording the end (killed, or a reboot)
-            return ContainerState::Exited {
-                exit_code: 255,
-                signal: None,
-                oom_killed: false,
-                started_at: Some(time_of(s.started_at_ns)),
-                finished_at: SystemTime::now(),
-            };
-        }
-        if shim_alive {
-            ContainerState::Created
-        } else {
-            ContainerState::Failed {
-                reason: "RunContainerError".into(),
-                message: "the container's supervisor exited before the container started".into(),
-            }
-        }
+    /// The container has files saying who it is (`spec.json` or
+    /// `identity.json`): it exists.
+    fn present(dir: &Path) -> bool {
+        dir.join("spec.json").exists() || dir.join(identity::IDENTITY_FILE).exists()
     }
 
     /// `pid` still runs in the container's cgroup (a bare pid may have been
     /// reused by another process since the container ended).
     fn init_in_cgroup(&self, dir: &Path, pid: i32) -> bool {
         alive(pid)
-            && read_spec(&dir.join("spec.json"))
-                .identity()
-                .is_some_and(|s| self.cg.pids(&s.cgroup_path).contains(&pid))
+            && self
+                .identity_at(dir)
+                .is_ok_and(|s| self.cg.pids(&s.cgroup_path).contains(&pid))
     }
 
     /// The container's init pid, only while it is in the container's cgroup.
     fn live_init(&self, id: &str) -> Option<Pid> {
-        let pid = self.started_pid(id)?;
-        self.init_in_cgroup(&self.layout.dir(id), pid)
-            .then(|| Pid::from_raw(pid))
-    }
-
-    fn started_pid(&self, id: &str) -> Option<i32> {
-        read_json::<Started>(&self.layout.dir(id).join("state.json")).map(|s| s.pid)
+        self.init_pid(&self.layout.dir(id)).map(Pid::from_raw)
     }
 
     fn cgroup_of(&self, id: &str) -> Option<String> {
-        read_spec(&self.layout.dir(id).join("spec.json"))
-            .identity()
+        self.identity_at(&self.layout.dir(id))
+            .ok()
             .map(|s| s.cgroup_path)
     }
 
@@ -397,6 +345,14 @@ impl ShimRuntime {
         write_spec(&dir.join("spec.json"), &spec).map_err(|source| RuntimeError::SpecWrite {
             id: id.clone(),
             source,
+        })?;
+        // after spec.json (a dir with neither is one being set up): the
+        // container stays identified if spec.json is damaged later
+        identity::write_identity(&dir, &SpecIdentity::of(&spec)).map_err(|source| {
+            RuntimeError::IdentityWrite {
+                id: id.clone(),
+                source,
+            }
         })?;
         let shim_log = {
             use std::os::unix::fs::OpenOptionsExt;
@@ -478,6 +434,9 @@ impl ShimRuntime {
             let _ = std::fs::remove_dir_all(&youki);
         }
         sandbox::unmount_below(&dir);
+        // identity.json before spec.json: a dir listed meanwhile never has
+        // the second without the first (which reads as a damaged spec)
+        let _ = std::fs::remove_file(dir.join(identity::IDENTITY_FILE));
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(self.layout.upper(id));
     }
@@ -545,7 +504,10 @@ impl Runtime for ShimRuntime {
             let d = dir.clone();
             match self.blocking(move |rt| rt.state_of(&d)).await {
                 ContainerState::Created => {}
-                ContainerState::Failed { reason, message } => {
+                // it ran and ended unrecorded: the caller learns it from `info`
+                ContainerState::Failed { reason, message }
+                    if reason != berth_contract::REASON_STATUS_UNKNOWN =>
+                {
                     let d = dir.clone();
                     let (detail, kind) = self
                         .blocking(move |_| {
@@ -604,7 +566,7 @@ impl Runtime for ShimRuntime {
             let d = dir.clone();
             let (exists, gone, state) = self
                 .blocking(move |rt| {
-                    let exists = d.join("spec.json").exists();
+                    let exists = ShimRuntime::present(&d);
                     let gone = exists && rt.supervisor_gone(&d);
                     let state = (exists && !gone).then(|| rt.state_of(&d));
                     (exists, gone, state)
@@ -644,7 +606,7 @@ impl Runtime for ShimRuntime {
             self.blocking(move |rt| rt.exited(&id))
         };
         let d = dir.clone();
-        if !self.blocking(move |_| d.join("spec.json").exists()).await {
+        if !self.blocking(move |_| ShimRuntime::present(&d)).await {
             return Err(RuntimeError::NotFound { id: id.into() });
         }
         if exited(id).await {

@@ -9,8 +9,9 @@
 //! and no `status.json` was written) and hands the container here: every
 //! process left in its cgroup is killed by pid, what the supervisor would have
 //! removed is removed, and the end is recorded in `status.json` (the same
-//! record the supervisor writes: 137/SIGKILL when the container still ran,
-//! 255 when it had already ended unobserved). The caller learns it as
+//! record the supervisor writes: 137/SIGKILL when the container still ran;
+//! none when it had already ended unobserved, which `status` then reports as
+//! `ContainerStatusUnknown`, see `observe`). The caller learns it as
 //! [`ContainerState::Failed`] with reason [`SUPERVISOR_LOST`]; `status` then
 //! reports the recorded exit, and the restart policy starts a new container.
 
@@ -21,7 +22,7 @@ use berth_contract::ContainerState;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::layout::{Exit, ShimSpec, Started, ns_of, read_json};
+use crate::layout::{Exit, ns_of};
 use crate::{ShimRuntime, shim_process};
 
 /// Reason of the [`ContainerState::Failed`] that `wait` returns when the
@@ -47,18 +48,14 @@ impl ShimRuntime {
     pub(crate) async fn replace_lost(&self, id: &str) -> ContainerState {
         let dir = self.layout.dir(id);
         let d = dir.clone();
-        let (spec, started, was_running) = self
+        let (cgroup, started, init) = self
             .blocking(move |rt| {
-                let spec = read_json::<ShimSpec>(&d.join("spec.json"));
-                let started = read_json::<Started>(&d.join("state.json"));
-                let was_running = started
-                    .as_ref()
-                    .is_some_and(|s| rt.init_in_cgroup(&d, s.pid));
-                (spec, started, was_running)
+                let cgroup = rt.identity_at(&d).ok().map(|s| s.cgroup_path);
+                let started = crate::spec_file::read_started(&d).ok();
+                (cgroup, started, rt.init_pid(&d))
             })
             .await;
-        let init = started.as_ref().map(|s| s.pid);
-        let cgroup = spec.as_ref().map(|s| s.cgroup_path.clone());
+        let was_running = init.is_some();
         let mut killed = Vec::new();
         if let Some(cg) = &cgroup {
             let t0 = tokio::time::Instant::now();
@@ -92,17 +89,20 @@ impl ShimRuntime {
             crate::supervise::cleanup(&layout, &owned_id, &rootfs, &cg, &path)
         })
         .await;
-        let exit = Exit {
-            exit_code: if was_running { 137 } else { 255 },
-            signal: was_running.then_some(Signal::SIGKILL as i32),
+        // killed here: its end is known. Ended unobserved: no end is made
+        // up, `status` reports it as ContainerStatusUnknown (see `observe`)
+        let exit = was_running.then(|| Exit {
+            exit_code: 137,
+            signal: Some(Signal::SIGKILL as i32),
             oom_killed: false,
             started_at_ns: started.as_ref().map(|s| s.started_at_ns),
             finished_at_ns: ns_of(SystemTime::now()),
-        };
+        });
         // only into the container dir as it is: a removal meanwhile wins
         let (d, owned_id) = (dir.clone(), id.to_string());
         self.blocking(move |_| {
-            if !d.join("status.json").exists()
+            if let Some(exit) = exit
+                && !d.join("status.json").exists()
                 && let Ok(data) = serde_json::to_vec(&exit)
                 && let Err(e) = crate::layout::write_atomic_in(&d.join("status.json"), &data, 0o600)
             {

@@ -28,7 +28,9 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::cgroups::Cgroups;
-use crate::layout::{Layout, SetupError, ShimSpec, Started, ns_of, read_json, write_json};
+use crate::layout::{
+    ContainerId, Layout, SetupError, ShimSpec, Started, ns_of, read_json, write_json,
+};
 use crate::oci;
 
 /// A setup failure: Kubernetes-style reason, message, and how the agent should react.
@@ -468,10 +470,31 @@ pub fn exec_main(dir: &Path, timeout: Duration, argv: Vec<String>) -> i32 {
 }
 
 fn exec(dir: &Path, timeout: Duration, argv: Vec<String>) -> Result<ExecResult, String> {
-    let spec = read_json::<ShimSpec>(&dir.join("spec.json")).ok_or("cannot read spec.json")?;
-    let layout = Layout {
-        run_dir: spec.run_dir.clone(),
-        state_dir: spec.state_dir.clone(),
+    // the container's id and run dir; from the dir's own place
+    // (`<run>/containers/<id>`) when its spec.json is damaged, so probes of
+    // a running container go on
+    let (id, layout) = match read_json::<ShimSpec<ContainerId>>(&dir.join("spec.json")) {
+        Some(spec) => (
+            spec.config.id,
+            Layout {
+                run_dir: spec.run_dir,
+                state_dir: spec.state_dir,
+            },
+        ),
+        None => {
+            let id = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+            let run_dir = dir.parent().and_then(Path::parent);
+            let (Some(id), Some(run_dir)) = (id, run_dir) else {
+                return Err("cannot read spec.json".into());
+            };
+            (
+                id,
+                Layout {
+                    run_dir: run_dir.to_path_buf(),
+                    state_dir: PathBuf::new(),
+                },
+            )
+        }
     };
     // the container's own process (user, groups, caps, env, cwd, rlimits,
     // no_new_privs) with the exec's argv: without it, libcontainer's tenant
@@ -488,7 +511,7 @@ fn exec(dir: &Path, timeout: Duration, argv: Vec<String>) -> Result<ExecResult, 
         .map_err(|e| format!("writing {}: {e}", process_file.display()))?;
     let (mut r, w) = std::io::pipe().map_err(|e| e.to_string())?;
     let w2 = w.try_clone().map_err(|e| e.to_string())?;
-    let built = ContainerBuilder::new(spec.config.id.clone(), SyscallType::default())
+    let built = ContainerBuilder::new(id, SyscallType::default())
         .with_executor(DefaultExecutor {})
         .with_root_path(layout.youki_root())
         .map_err(|e| err_chain(&e))?

@@ -1,5 +1,6 @@
 //! The shim's `spec.json` as a versioned file, and the supervisor's
-//! `status.json` read without ever mistaking "unreadable" for "not there".
+//! `state.json` and `status.json` read without ever mistaking "unreadable"
+//! for "not there".
 //!
 //! ```text
 //! spec.json   { "version": 1, "config": ContainerConfig, "run_dir", "state_dir",
@@ -16,6 +17,12 @@
 //! container is still identified from the fields every version has
 //! ([`SpecIdentity`]: id, pod, name, labels, log path, cgroup), so it is
 //! adopted or stopped but never lost track of and started again beside itself.
+//! When `spec.json` is truncated or garbage, the same fields come from
+//! `identity.json` or the container's names ([`crate::identity`]).
+//!
+//! `state.json` and `status.json` are read as a [`Record`]: missing,
+//! readable, or there but unreadable; what an unreadable one means is
+//! decided from the processes (`observe`).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -23,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use berth_contract::PodRef;
 use berth_state::{DecodeError, StateError, Versioned};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::layout::{Exit, ShimSpec, Started};
@@ -34,14 +41,14 @@ pub const SPEC_VERSION: u32 = 1;
 const SPEC_MAX_BYTES: u64 = 16 << 20;
 
 /// What identifies a container, readable from every `spec.json` version.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpecIdentity {
     pub config: IdentityConfig,
     pub log_path: PathBuf,
     pub cgroup_path: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdentityConfig {
     pub id: String,
     pub pod: PodRef,
@@ -65,19 +72,26 @@ pub enum SpecRead {
     Unreadable(StateError),
 }
 
+impl SpecIdentity {
+    /// The identity fields of a whole spec.
+    pub fn of(s: &ShimSpec) -> Self {
+        SpecIdentity {
+            config: IdentityConfig {
+                id: s.config.id.clone(),
+                pod: s.config.pod.clone(),
+                name: s.config.name.clone(),
+                labels: s.config.labels.clone(),
+            },
+            log_path: s.log_path.clone(),
+            cgroup_path: s.cgroup_path.clone(),
+        }
+    }
+}
+
 impl SpecRead {
     pub fn identity(&self) -> Option<SpecIdentity> {
         match self {
-            SpecRead::Full(s) => Some(SpecIdentity {
-                config: IdentityConfig {
-                    id: s.config.id.clone(),
-                    pod: s.config.pod.clone(),
-                    name: s.config.name.clone(),
-                    labels: s.config.labels.clone(),
-                },
-                log_path: s.log_path.clone(),
-                cgroup_path: s.cgroup_path.clone(),
-            }),
+            SpecRead::Full(s) => Some(SpecIdentity::of(s)),
             SpecRead::Identity { identity, .. } => Some(identity.clone()),
             SpecRead::Missing | SpecRead::Unreadable(_) => None,
         }
@@ -153,42 +167,80 @@ fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
     Ok(Some(data))
 }
 
-/// The supervisor's final `status.json`, if it is there and readable.
+/// What reading one of the supervisor's small files found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record<T> {
+    Missing,
+    Read(T),
+    /// There, but not readable or not decodable (reported, kept in place).
+    Unreadable,
+}
+
+impl<T> Record<T> {
+    pub fn ok(self) -> Option<T> {
+        match self {
+            Record::Read(v) => Some(v),
+            Record::Missing | Record::Unreadable => None,
+        }
+    }
+
+    /// The file is there (readable or not).
+    pub fn present(&self) -> bool {
+        !matches!(self, Record::Missing)
+    }
+}
+
+/// The supervisor's final `status.json`.
 ///
 /// A version field (written by a later supervisor) is ignored as long as the
-/// exit fields are there. An unreadable file is logged and reported as `None`:
-/// the caller then decides from the shim and the cgroup (a container whose
-/// supervisor is gone and whose init is not running has exited), which never
-/// makes a running container look gone.
-pub fn read_exit(dir: &Path) -> Option<Exit> {
+/// exit fields are there. An unreadable file is logged and reported: the
+/// caller then decides from the shim and the cgroup (a container whose
+/// supervisor is gone and whose init is not running has ended, how is not
+/// known), which never makes a running container look gone.
+pub fn read_exit(dir: &Path) -> Record<Exit> {
     read_reported(&dir.join("status.json"), "container exit status")
 }
 
-/// The supervisor's `state.json` (the container's init pid and start), if
-/// it is there and readable; an unreadable one is reported as
-/// [`read_exit`]'s is.
-pub fn read_started(dir: &Path) -> Option<Started> {
+/// The supervisor's `state.json` (the container's init pid and start); an
+/// unreadable one is reported as [`read_exit`]'s is. It is written once the
+/// container's init runs, so even an unreadable one says the container started.
+pub fn read_started(dir: &Path) -> Record<Started> {
     read_reported(&dir.join("state.json"), "container start record")
 }
+
+/// The supervisor's small files are far below this.
+const RECORD_MAX_BYTES: u64 = 64 << 10;
 
 /// A small JSON file the shim or the supervisor wrote; one that is there
 /// but does not decode is logged and reported (kept in place: the caller
 /// decides from the processes).
-fn read_reported<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Option<T> {
-    let data = match std::fs::read(path) {
+fn read_reported<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Record<T> {
+    let data = match std::fs::File::open(path).and_then(|f| {
+        let mut data = Vec::new();
+        f.take(RECORD_MAX_BYTES + 1).read_to_end(&mut data)?;
+        if data.len() as u64 > RECORD_MAX_BYTES {
+            return Err(std::io::Error::other(format!(
+                "larger than {RECORD_MAX_BYTES} bytes"
+            )));
+        }
+        Ok(data)
+    }) {
         Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Record::Missing,
         Err(e) => {
-            berth_state::report_unreadable(what, path, &e);
-            return None;
+            if berth_state::report_unreadable(what, path, &e) {
+                tracing::warn!(path = %path.display(), err = %e, "unreadable {what}; deciding from the processes");
+            }
+            return Record::Unreadable;
         }
     };
     match serde_json::from_slice::<T>(&data) {
-        Ok(v) => Some(v),
+        Ok(v) => Record::Read(v),
         Err(err) => {
-            tracing::warn!(path = %path.display(), %err, "unreadable {what}; deciding from the processes");
-            berth_state::report_unreadable(what, path, &err);
-            None
+            if berth_state::report_unreadable(what, path, &err) {
+                tracing::warn!(path = %path.display(), %err, "unreadable {what}; deciding from the processes");
+            }
+            Record::Unreadable
         }
     }
 }

@@ -80,30 +80,33 @@ pub(crate) fn chain(err: &dyn std::error::Error) -> String {
 }
 
 /// Report a file that could not be read. A file kept in place is reported
-/// the first time only.
-pub fn report(problem: FileProblem) {
+/// the first time only; `false` when this report was not new (the caller
+/// then need not log it again).
+pub fn report(problem: FileProblem) -> bool {
     let mut r = reports();
     if problem.moved_to.is_none() {
         if r.seen.contains(&problem.path) || r.seen.len() >= MAX_SEEN {
-            return;
+            return false;
         }
         r.seen.insert(problem.path.clone());
     }
     if r.pending.len() >= MAX_PENDING {
         r.dropped += 1;
-        return;
+        return true;
     }
     r.pending.push(problem);
+    true
 }
 
-/// Report a file kept in place because it could not be read in full.
-pub fn report_unreadable(what: &str, path: &Path, cause: &dyn std::error::Error) {
+/// Report a file kept in place because it could not be read in full;
+/// `false` when it was reported before.
+pub fn report_unreadable(what: &str, path: &Path, cause: &dyn std::error::Error) -> bool {
     report(FileProblem {
         what: what.into(),
         path: path.to_path_buf(),
         moved_to: None,
         cause: chain(cause),
-    });
+    })
 }
 
 /// Take the reports of files beneath any of `roots` (the others stay for
@@ -133,8 +136,16 @@ mod tests {
         };
         report(p(root, "a.json", true));
         report(p(other, "b.json", true));
-        report_unreadable("spec", &root.join("c.json"), &std::io::Error::other("x"));
-        report_unreadable("spec", &root.join("c.json"), &std::io::Error::other("x"));
+        assert!(report_unreadable(
+            "spec",
+            &root.join("c.json"),
+            &std::io::Error::other("x")
+        ));
+        assert!(!report_unreadable(
+            "spec",
+            &root.join("c.json"),
+            &std::io::Error::other("x")
+        ));
         let mine = take_reports(&[root]);
         assert_eq!(mine.len(), 2, "{mine:?}");
         assert!(

@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! <run>/containers/<id>/spec.json     ShimSpec: what to run (agent -> shim)
+//!                      /identity.json who the container is, a copy of spec.json's
+//!                                    identity fields (agent; berth_runtime::identity)
 //!                      /shim.pid      the shim's pid
 //!                      /state.json    Started { pid, started_at } (shim -> agent)
 //!                      /error.json    SetupError { reason, message } (shim -> agent)

@@ -16,8 +16,11 @@
 //! complete and does not name it: its containers' own `spec.json` (read by
 //! the runtime to list them) proves they belong to this instance, and that is
 //! what pruning would have removed with the record intact. Until the set is
-//! complete it waits, running. Containers whose `spec.json` cannot be read
-//! at all are not listed by the runtime, so they are never touched.
+//! complete it waits, running. A container whose `spec.json` cannot be read
+//! is still listed, identified from its `identity.json` or its names (the
+//! runtime's `identity` module), so it is adopted like the others and never
+//! started again beside itself; one that cannot be identified at all is not
+//! listed, so it is never touched.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
@@ -389,5 +392,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
 /// (and so its terminationGracePeriodSeconds) is unknown; Kubernetes' default.
 const ORPHAN_GRACE: Duration = Duration::from_secs(30);
 
+#[cfg(test)]
+mod init_tests;
 #[cfg(test)]
 mod tests;

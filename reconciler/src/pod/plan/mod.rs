@@ -22,7 +22,7 @@ use super::error::{MIN_RETRY, PodError, Reason};
 use super::status::{self, CState, Terminated};
 use crate::backoff::ResetAfter;
 use crate::probe::ProbeKind;
-use crate::traits::ContainerState;
+use crate::traits::{ContainerState, REASON_STATUS_UNKNOWN};
 
 pub mod hooks;
 #[cfg(test)]
@@ -393,14 +393,19 @@ pub struct Exit {
     pub started_at: Option<SystemTime>,
     pub finished_at: SystemTime,
     pub message: String,
+    /// The reason shown instead of the one the exit code gives
+    /// (`ContainerStatusUnknown`).
+    pub reason: Option<String>,
     /// An earlier agent saw this very exit and started a back-off after it:
     /// what is left of that wait, waited out instead of a new back-off step.
     pub resumed_wait: Option<Duration>,
 }
 
 impl Exit {
-    /// `None` while the container still runs (nothing ended). A state the
-    /// runtime could not tell (its shim gone) counts as exit code 255.
+    /// `None` while the container still runs (nothing ended). An end that
+    /// was not recorded, or a state the runtime could not tell, is what
+    /// kubelet reports for a container it cannot locate:
+    /// `ContainerStatusUnknown` with exit code 137, a failure.
     pub fn from_state(st: Option<ContainerState>, now: SystemTime) -> Option<Exit> {
         match st {
             Some(ContainerState::Exited {
@@ -416,8 +421,12 @@ impl Exit {
                 started_at,
                 finished_at,
                 message: String::new(),
+                reason: None,
                 resumed_wait: None,
             }),
+            Some(ContainerState::Failed { reason, message }) if reason == REASON_STATUS_UNKNOWN => {
+                Some(Exit::status_unknown(message, now))
+            }
             Some(ContainerState::Failed { reason, message }) => Some(Exit {
                 exit_code: 128,
                 signal: None,
@@ -425,18 +434,28 @@ impl Exit {
                 started_at: None,
                 finished_at: now,
                 message: format!("{reason}: {message}"),
+                reason: None,
                 resumed_wait: None,
             }),
             Some(ContainerState::Running { .. }) | Some(ContainerState::Created) => None,
-            None => Some(Exit {
-                exit_code: 255,
-                signal: None,
-                oom_killed: false,
-                started_at: None,
-                finished_at: now,
-                message: "container state unknown (shim gone)".to_string(),
-                resumed_wait: None,
-            }),
+            None => Some(Exit::status_unknown(
+                "the container could not be located and its state could not be determined".into(),
+                now,
+            )),
+        }
+    }
+
+    /// Kubelet's terminated state for a container whose end is not known.
+    pub fn status_unknown(message: String, now: SystemTime) -> Exit {
+        Exit {
+            exit_code: 137,
+            signal: None,
+            oom_killed: false,
+            started_at: None,
+            finished_at: now,
+            message,
+            reason: Some(REASON_STATUS_UNKNOWN.to_string()),
+            resumed_wait: None,
         }
     }
 }
@@ -470,7 +489,9 @@ pub fn on_exit(
     let term = Terminated {
         exit_code: exit.exit_code,
         signal: exit.signal,
-        reason: status::exit_reason(exit.exit_code, exit.oom_killed).to_string(),
+        reason: exit
+            .reason
+            .unwrap_or_else(|| status::exit_reason(exit.exit_code, exit.oom_killed).to_string()),
         message: exit.message,
         started_at,
         finished_at: exit.finished_at,

@@ -87,6 +87,7 @@ fn a_sidecar_exit_restarts_whatever_the_pod_policy() {
         started_at: Some(SystemTime::UNIX_EPOCH),
         finished_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1),
         message: String::new(),
+        reason: None,
         resumed_wait: None,
     };
     // the worker treats a sidecar as a main container with policy Always

@@ -65,6 +65,7 @@ fn exit(code: i32, ran: u64) -> Exit {
         started_at: Some(T0),
         finished_at: T0 + secs(ran),
         message: String::new(),
+        reason: None,
         resumed_wait: None,
     }
 }
@@ -377,8 +378,64 @@ fn exits_from_runtime_states() {
         (e.exit_code, e.message.as_str(), e.finished_at),
         (128, "RunContainerError: no such file", now)
     );
+    // nothing the runtime could tell: what kubelet reports, not a made-up 255
     let e = Exit::from_state(None, now).unwrap();
-    assert_eq!(e.exit_code, 255);
+    assert_eq!(
+        (e.exit_code, e.reason.as_deref()),
+        (137, Some("ContainerStatusUnknown"))
+    );
+}
+
+// regression (issue 17): a container whose end was not recorded (its
+// status.json missing or unreadable, the supervisor gone) read as exit 255;
+// it is kubelet's ContainerStatusUnknown/137, and a failure: OnFailure and
+// Always restart it after a back-off, Never leaves it failed
+#[test]
+fn an_unrecorded_end_is_a_failure_named_status_unknown() {
+    use RestartPolicy::*;
+    let now = Instant::now();
+    let st = ContainerState::Failed {
+        reason: crate::traits::REASON_STATUS_UNKNOWN.into(),
+        message: "its status.json cannot be read".into(),
+    };
+    let e = Exit::from_state(Some(st), T0 + secs(9)).unwrap();
+    assert_eq!(e.exit_code, 137);
+    assert_eq!(e.reason.as_deref(), Some("ContainerStatusUnknown"));
+    assert!(e.message.contains("status.json"), "{}", e.message);
+    for (policy, init, restart) in [
+        (Always, false, true),
+        (OnFailure, false, true),
+        (OnFailure, true, true),
+        (Never, false, false),
+        (Never, true, false),
+    ] {
+        let mut b = ResetAfter::kubernetes();
+        // a first failure restarts at once (kubernetes' schedule): fail once before
+        let _ = b.delay_after_run(Duration::ZERO);
+        let out = on_exit(&running(), init, policy, e.clone(), "p-c-0", &mut b, now);
+        assert_eq!(out.restart, restart, "{policy:?} init={init}");
+        let t = match &out.state {
+            CtrState::BackingOff {
+                delay, last_exit, ..
+            } => {
+                assert!(!delay.is_zero(), "{policy:?}: no back-off");
+                last_exit.clone()
+            }
+            CtrState::Terminated(t) => t.clone(),
+            other => panic!("{policy:?}: {other:?}"),
+        };
+        assert_eq!(
+            (t.exit_code, t.reason.as_str()),
+            (137, "ContainerStatusUnknown"),
+            "{policy:?}"
+        );
+        // an init container that ended so failed: the pod does not go on
+        assert_eq!(
+            init_phase(&[CtrState::Terminated(t)]),
+            InitPhase::Failed,
+            "{policy:?}"
+        );
+    }
 }
 
 #[test]

@@ -22,8 +22,11 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 )
                 .await;
                 lost = Some(format!("{REASON_SUPERVISOR_LOST}: {message}"));
+                // killed by the runtime (recorded), or ended unrecorded
+                // (ContainerStatusUnknown, as `None` is)
                 match self.deps.runtime.status(id).await.map(|i| i.state) {
                     Ok(s @ ContainerState::Exited { .. }) => Some(s),
+                    Ok(s @ ContainerState::Failed { .. }) => Some(s),
                     _ => None,
                 }
             }

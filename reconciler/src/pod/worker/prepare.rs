@@ -144,6 +144,19 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
 
     // === adoption ===
 
+    /// An adopted container is an init container: its label says so, or,
+    /// identified without its labels (its spec file damaged), its name is
+    /// one of the pod's init containers'.
+    fn adopted_is_init(&self, c: &ContainerInfo) -> bool {
+        match c.labels.get(LABEL_INIT) {
+            Some(v) => v == "true",
+            None => {
+                let name = c.labels.get(LABEL_CONTAINER).unwrap_or(&c.name);
+                self.init.iter().any(|i| &i.spec.name == name)
+            }
+        }
+    }
+
     pub(super) async fn adopt(&mut self) {
         let mut existing = std::mem::take(&mut self.adopted);
         existing.sort_by_key(|c| {
@@ -152,9 +165,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 .and_then(|r| r.parse::<u32>().ok())
                 .unwrap_or(0)
         });
-        let any_main = existing
-            .iter()
-            .any(|c| c.labels.get(LABEL_INIT).map(String::as_str) != Some("true"));
+        let any_main = existing.iter().any(|c| !self.adopted_is_init(c));
         let mut stale = Vec::new();
         let mut adopted_exits = Vec::new();
         for info in existing.into_iter().rev() {
@@ -163,7 +174,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
                 .get(LABEL_CONTAINER)
                 .cloned()
                 .unwrap_or_else(|| info.name.clone());
-            let is_init = info.labels.get(LABEL_INIT).map(String::as_str) == Some("true");
+            let is_init = self.adopted_is_init(&info);
             let list = if is_init {
                 &mut self.init
             } else {
