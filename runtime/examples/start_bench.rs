@@ -14,6 +14,9 @@
 //!   container here has host network too);
 //! * the shim's memory (VmRSS, Pss) while a container runs;
 //! * the time to stop 50 running containers (concurrently, SIGTERM honoured).
+//!
+//! `BENCH_RAW_ONLY=1` stops after the start figures, `BENCH_NO_PEERS=1` runs
+//! berth only (both for strace/perf runs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -218,8 +221,10 @@ async fn main() {
     let mut runc_v = Vec::new();
     let crun_b = tmp.path().join("bundle-crun");
     let runc_b = tmp.path().join("bundle-runc");
-    let have_crun = bundle("crun", &crun_b, &layer);
-    let have_runc = bundle("runc", &runc_b, &layer);
+    // BENCH_NO_PEERS=1: berth only (profiling runs)
+    let peers = std::env::var_os("BENCH_NO_PEERS").is_none();
+    let have_crun = peers && bundle("crun", &crun_b, &layer);
+    let have_runc = peers && bundle("runc", &runc_b, &layer);
     let mut crun_err = None;
     let mut runc_err = None;
     let rounds = 5;
@@ -272,6 +277,12 @@ async fn main() {
         _ => report("runc run -b (create+start+wait+delete)", &mut runc_v),
     }
 
+    // BENCH_RAW_ONLY=1: only the start figures above (profiling runs)
+    if std::env::var_os("BENCH_RAW_ONLY").is_some() {
+        rt.remove_sandbox(&pod).await.unwrap();
+        rt.cleanup_instance();
+        return;
+    }
     // shim memory while a container runs
     let c = container(&pod, &sb, &layer, "rss", &["/bin/sleep", "60"]);
     rt.run(&c).await.unwrap();

@@ -3,3 +3,30 @@
 //! File descriptors handed across exec are shared with the supervisor.
 
 pub use berth_supervise::fd;
+
+/// The calling process has one thread (`Threads:` in `/proc/self/status`).
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse::<u32>().ok())
+        })
+        == Some(1)
+}
+
+/// `fork(2)` of a process that has a single thread, so the child is a
+/// complete copy that may run any code (allocate, lock, exit normally).
+/// `None` when the process has other threads (the caller then starts a
+/// new process instead) or the fork failed.
+pub fn fork_single_threaded() -> Option<nix::unistd::ForkResult> {
+    if !single_threaded() {
+        return None;
+    }
+    // SAFETY: with one thread no lock (allocator, stdio) can be held by a
+    // thread that does not exist in the child, which is what makes fork in
+    // a multi-threaded process unsafe; checked just above, and the callers
+    // (berth-shim's `run`) start no thread before calling this.
+    unsafe { nix::unistd::fork() }.ok()
+}
