@@ -30,3 +30,20 @@ pub fn fork_single_threaded() -> Option<nix::unistd::ForkResult> {
     // (berth-shim's `run`) start no thread before calling this.
     unsafe { nix::unistd::fork() }.ok()
 }
+
+/// Whether this kernel runs x32 programs (x86_64 only: `CONFIG_X86_X32_ABI`
+/// and not switched off at boot), found by making one x32 system call,
+/// `getpid` with the x32 bit: it returns this process's pid when the kernel
+/// has the ABI and fails with ENOSYS when not. Asked once per process.
+#[cfg(target_arch = "x86_64")]
+pub fn x32_abi_available() -> bool {
+    static X32: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *X32.get_or_init(|| {
+        const X32_SYSCALL_BIT: libc::c_long = 0x4000_0000;
+        // SAFETY: getpid takes no arguments, touches no memory and has no
+        // side effect; with the x32 bit it is the same call through the x32
+        // table, or -1/ENOSYS where the kernel has none
+        let r = unsafe { libc::syscall(X32_SYSCALL_BIT | libc::SYS_getpid) };
+        r == libc::c_long::from(std::process::id() as i32)
+    })
+}
