@@ -299,6 +299,7 @@ fn serve(dir: &Path, ready: Option<std::io::PipeWriter>) -> i32 {
     if let Err(e) = nix::unistd::setsid() {
         eprintln!("berth-shim: setsid: {e}");
     }
+    mark("setsid");
     run_main(dir, ready)
 }
 
@@ -315,7 +316,9 @@ pub fn run_main(dir: &Path, mut ready: Option<std::io::PipeWriter>) -> i32 {
             let _ = w.write_all(b"r");
         }
     };
+    mark("spec read");
     let _ = nix::sys::prctl::set_child_subreaper(true);
+    mark("subreaper");
     let layout = Layout {
         run_dir: spec.run_dir.clone(),
         state_dir: spec.state_dir.clone(),
