@@ -224,7 +224,11 @@ pub fn launch(dir: &Path) -> i32 {
         Some(nix::unistd::ForkResult::Parent { child }) => {
             drop(ready_w);
             if let Err(e) = crate::layout::write_shim_pid(dir, child.as_raw()) {
+                // a supervisor nobody can find would run its container
+                // unseen: it goes, and the agent reports the failure
                 eprintln!("berth-shim: writing shim.pid: {e}");
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
                 return 1;
             }
             wait_ready(ready_r, READY_TIMEOUT);

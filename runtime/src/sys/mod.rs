@@ -35,10 +35,27 @@ pub fn fork_single_threaded() -> Option<nix::unistd::ForkResult> {
 /// and not switched off at boot), found by making one x32 system call,
 /// `getpid` with the x32 bit: it returns this process's pid when the kernel
 /// has the ABI and fails with ENOSYS when not. Asked once per process.
+///
+/// A process that runs under a seccomp filter itself (`Seccomp:` not 0 in
+/// `/proc/self/status`, e.g. berth inside a container or a unit with
+/// `SystemCallArchitectures=native`) does not probe, since such a filter may
+/// kill it for a call of another ABI: the answer is then "yes", which keeps
+/// x32 in the filter as before.
 #[cfg(target_arch = "x86_64")]
 pub fn x32_abi_available() -> bool {
     static X32: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *X32.get_or_init(|| {
+        let unfiltered = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Seccomp:"))
+                    .map(|v| v.trim() == "0")
+            })
+            .unwrap_or(false);
+        if !unfiltered {
+            return true;
+        }
         const X32_SYSCALL_BIT: libc::c_long = 0x4000_0000;
         // SAFETY: getpid takes no arguments, touches no memory and has no
         // side effect; with the x32 bit it is the same call through the x32
