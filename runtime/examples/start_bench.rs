@@ -11,9 +11,14 @@
 //! * berth: `run()` (create to process running) and run+wait+remove of /bin/true;
 //! * crun/runc: `<rt> run -b BUNDLE` of /bin/true (create+start+wait+delete),
 //!   bundle = `<rt> spec` with the rootfs, no network namespace (berth's
-//!   container here has host network too);
+//!   container here has host network too); crun also with berth's
+//!   RuntimeDefault seccomp profile added (`<rt> spec` has none, and no
+//!   overlay: the rootfs is the layer dir itself);
 //! * the shim's memory (VmRSS, Pss) while a container runs;
 //! * the time to stop 50 running containers (concurrently, SIGTERM honoured).
+//!
+//! `BENCH_RAW_ONLY=1` stops after the start figures, `BENCH_NO_PEERS=1` runs
+//! berth only (both for strace/perf runs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -220,8 +225,25 @@ async fn main() {
     let mut runc_v = Vec::new();
     let crun_b = tmp.path().join("bundle-crun");
     let runc_b = tmp.path().join("bundle-runc");
-    let have_crun = bundle("crun", &crun_b, &layer);
-    let have_runc = bundle("runc", &runc_b, &layer);
+    // BENCH_NO_PEERS=1: berth only (profiling runs)
+    let peers = std::env::var_os("BENCH_NO_PEERS").is_none();
+    let have_crun = peers && bundle("crun", &crun_b, &layer);
+    // the same bundle with berth's RuntimeDefault seccomp profile: crun's
+    // default spec has none, berth builds one in every container
+    let crun_sb = tmp.path().join("bundle-crun-seccomp");
+    let have_crun_sc = have_crun && bundle("crun", &crun_sb, &layer) && {
+        let p = crun_sb.join("config.json");
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let caps: Vec<String> = berth_runtime::oci::DEFAULT_CAPS
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        v["linux"]["seccomp"] = berth_runtime::seccomp::profile(&caps);
+        std::fs::write(&p, serde_json::to_vec_pretty(&v).unwrap()).is_ok()
+    };
+    let mut crun_sc_v = Vec::new();
+    let mut crun_sc_err = None;
+    let have_runc = peers && bundle("runc", &runc_b, &layer);
     let mut crun_err = None;
     let mut runc_err = None;
     let rounds = 5;
@@ -254,6 +276,12 @@ async fn main() {
                 Err(e) => crun_err = Some(e),
             }
         }
+        if have_crun_sc && crun_sc_err.is_none() {
+            match peer("crun", &crun_sb, (n / rounds).max(1)) {
+                Ok(v) => crun_sc_v.extend(v),
+                Err(e) => crun_sc_err = Some(e),
+            }
+        }
         if have_runc && runc_err.is_none() {
             match peer("runc", &runc_b, (n / rounds).max(1)) {
                 Ok(v) => runc_v.extend(v),
@@ -268,12 +296,23 @@ async fn main() {
         (None, false) => println!("{:<48} not installed", "crun run"),
         _ => report("crun run -b (create+start+wait+delete)", &mut crun_v),
     }
+    match (&crun_sc_err, have_crun_sc) {
+        (Some(e), _) => println!("{:<48} failed: {e}", "crun run, berth's seccomp"),
+        (None, false) => {}
+        _ => report("crun run -b, berth's seccomp profile", &mut crun_sc_v),
+    }
     match (&runc_err, have_runc) {
         (Some(e), _) => println!("{:<48} failed: {e}", "runc run"),
         (None, false) => println!("{:<48} not installed", "runc run"),
         _ => report("runc run -b (create+start+wait+delete)", &mut runc_v),
     }
 
+    // BENCH_RAW_ONLY=1: only the start figures above (profiling runs)
+    if std::env::var_os("BENCH_RAW_ONLY").is_some() {
+        rt.remove_sandbox(&pod).await.unwrap();
+        rt.cleanup_instance();
+        return;
+    }
     // shim memory while a container runs
     let c = container(&pod, &sb, &layer, "rss", &["/bin/sleep", "60"]);
     rt.run(&c).await.unwrap();

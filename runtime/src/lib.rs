@@ -292,7 +292,8 @@ impl ShimRuntime {
     }
 
     /// Everything of `run` up to the detached supervisor (blocking: purge of
-    /// a leftover, dirs, log retention, spec.json, the shim's fork).
+    /// a leftover, dirs, log retention, spec.json, the shim's fork, which
+    /// returns once the container runs or its failure is recorded).
     fn launch(&self, cfg: &ContainerConfig) -> Result<(), RuntimeError> {
         let id = cfg.id.clone();
         let dir = self.layout.dir(&id);
@@ -497,8 +498,10 @@ impl Runtime for ShimRuntime {
         let id = cfg.id.clone();
         let dir = self.layout.dir(&id);
         let c = cfg.clone();
-        self.blocking(move |rt| rt.launch(&c)).await?;
+        // the 60 s bound covers the launch too: `berth-shim run` returns once
+        // the container runs or failed, or after 60 s (see `shim::launch`)
         let t0 = tokio::time::Instant::now();
+        self.blocking(move |rt| rt.launch(&c)).await?;
         let mut delay = Duration::from_millis(2);
         loop {
             let d = dir.clone();

@@ -194,12 +194,75 @@ fn nofile() -> (u64, u64) {
 
 use berth_contract::error_chain as err_chain;
 
-/// `berth-shim run DIR`: start the supervisor (`serve DIR`) as a new process
-/// and return at once, so the agent never holds it as a child: the agent
-/// reaps this short-lived parent, the supervisor is re-parented to init and
-/// survives the agent being killed. Its pid is in `shim.pid` before this
-/// returns. Stdout/stderr (the shim log) are inherited.
+/// How long `berth-shim run` waits for the supervisor to report that the
+/// container runs (or could not be started) before it returns anyway (the
+/// agent then reads the container's files as before).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `berth-shim run DIR`: fork the supervisor off and return once it has
+/// started the container (`state.json`) or recorded why not
+/// (`error.json`), so the agent needs no polling: the agent reaps this
+/// short-lived parent, the supervisor is re-parented to init and survives
+/// the agent being killed. Its pid is in `shim.pid` before this returns.
+/// Stdout/stderr (the shim log) are inherited.
+///
+/// The supervisor is a fork of this process (single-threaded here), not a
+/// second exec of this binary: that exec and its dynamic loading cost a
+/// few milliseconds per container. Should fork be unavailable, it falls
+/// back to starting `berth-shim serve DIR`.
 pub fn launch(dir: &Path) -> i32 {
+    let (ready_r, ready_w) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("berth-shim: ready pipe: {e}");
+            return launch_exec(dir);
+        }
+    };
+    match crate::sys::fork_single_threaded() {
+        Some(nix::unistd::ForkResult::Child) => {
+            drop(ready_r);
+            std::process::exit(serve(dir, Some(ready_w)));
+        }
+        Some(nix::unistd::ForkResult::Parent { child }) => {
+            drop(ready_w);
+            if let Err(e) = crate::layout::write_shim_pid(dir, child.as_raw()) {
+                // a supervisor nobody can find would run its container
+                // unseen: it goes, and the agent reports the failure
+                eprintln!("berth-shim: writing shim.pid: {e}");
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                return 1;
+            }
+            wait_ready(ready_r, READY_TIMEOUT);
+            0
+        }
+        None => launch_exec(dir),
+    }
+}
+
+/// Until the supervisor writes its byte or closes its end of the pipe
+/// (exec, exit), at most `timeout`.
+fn wait_ready(r: std::io::PipeReader, timeout: Duration) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let t0 = Instant::now();
+    loop {
+        let left = timeout.saturating_sub(t0.elapsed());
+        if left.is_zero() {
+            eprintln!("berth-shim: the supervisor did not report within {timeout:?}");
+            return;
+        }
+        let mut fds = [PollFd::new(r.as_fd(), PollFlags::POLLIN)];
+        let t = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, t) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// The fallback of [`launch`]: `berth-shim serve DIR` as a new process.
+fn launch_exec(dir: &Path) -> i32 {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -230,21 +293,38 @@ pub fn launch(dir: &Path) -> i32 {
 /// `berth-shim serve DIR`: in a session of its own (no controlling terminal,
 /// no signals aimed at the agent's process group), supervise the container.
 pub fn serve_main(dir: &Path) -> i32 {
+    // started on its own (not forked by `run`): record its own pid
+    let _ = crate::layout::write_shim_pid(dir, std::process::id() as i32);
+    serve(dir, None)
+}
+
+/// The supervisor in a session of its own; `ready` is written to (and
+/// closed) once the container runs or its failure is recorded.
+fn serve(dir: &Path, ready: Option<std::io::PipeWriter>) -> i32 {
     mark("serve");
     if let Err(e) = nix::unistd::setsid() {
         eprintln!("berth-shim: setsid: {e}");
     }
-    run_main(dir)
+    mark("setsid");
+    run_main(dir, ready)
 }
 
 /// The supervisor proper; returns the process exit code.
-pub fn run_main(dir: &Path) -> i32 {
+pub fn run_main(dir: &Path, mut ready: Option<std::io::PipeWriter>) -> i32 {
     let Some(spec) = read_json::<ShimSpec>(&dir.join("spec.json")) else {
         eprintln!("berth-shim: cannot read {}/spec.json", dir.display());
         return 2;
     };
-    let _ = crate::layout::write_shim_pid(dir, std::process::id() as i32);
+    // whoever waits for the start (`berth-shim run`) goes on: the files say how it went
+    let mut report_ready = move || {
+        if let Some(mut w) = ready.take() {
+            use std::io::Write;
+            let _ = w.write_all(b"r");
+        }
+    };
+    mark("spec read");
     let _ = nix::sys::prctl::set_child_subreaper(true);
+    mark("subreaper");
     let layout = Layout {
         run_dir: spec.run_dir.clone(),
         state_dir: spec.state_dir.clone(),
@@ -261,10 +341,12 @@ pub fn run_main(dir: &Path) -> i32 {
                     kind: Some(kind),
                 },
             );
+            report_ready();
             cleanup(&spec, &layout, &rootfs, &cg);
             1
         }
         Ok((pid, started_at, out_r, err_r)) => {
+            report_ready();
             let oom_before = cg.oom_kills(&spec.cgroup_path);
             // Drop libcontainer's pages: exec `berth-supervise` (or, without
             // it, `berth-shim supervise`), keeping the pid (the init stays

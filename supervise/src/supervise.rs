@@ -18,7 +18,8 @@
 //! Signals go to the init only while it has not been reaped, and reaping
 //! happens on the same thread, so a signal never reaches a process that
 //! reused the pid. The supervisor runs in the pod's cgroup, in the leaf
-//! `supervisor` beside the containers (see [`crate::cgroups::SUPERVISOR_LEAF`]).
+//! `supervisor` beside the containers (see [`crate::cgroups::SUPERVISOR_LEAF`]),
+//! unless its container has ended before it got there (then it only cleans up).
 //! When the init has ended and both pipes are at EOF, the
 //! supervisor removes what the container left (cgroup, rootfs mounts,
 //! libcontainer's state dir), writes `status.json` atomically, answers the
@@ -108,7 +109,6 @@ pub fn run(
     // the start; it creates nothing the container sees
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cg = Cgroups::detect(Path::new("/sys/fs/cgroup"));
-    join_pod_cgroup(&cg, &spec.cgroup_path);
     let log = match LogWriter::open(&spec.log_path, spec.log_max_bytes, spec.log_max_files) {
         Ok(l) => l,
         Err(e) => {
@@ -165,6 +165,12 @@ pub fn run(
         clients: Vec::new(),
     };
     s.reap();
+    // a container that has ended already (a short command) is only cleaned
+    // up: joining the pod's cgroup would cost a cgroup migration (on v1 an
+    // RCU grace period, 5 to 20 ms on the test host) before the exit is told
+    if s.ended.is_none() {
+        join_pod_cgroup(&s.cg, &spec.cgroup_path);
+    }
     // start-up is over: its code pages need not stay resident
     crate::resident::drop_startup_pages();
     s.serve(sigfd.as_ref(), listener.as_ref(), None);
