@@ -122,22 +122,11 @@ impl Versioned for SpecFile {
 /// Write `spec.json` atomically with its format version.
 ///
 /// The document `berth_state::write_versioned` writes (`"version"` beside the
-/// body), stored like the run dir's other files: temp + rename without fsync
+/// body, from [`berth_state::encode_versioned`]), stored like the run dir's other files: temp + rename without fsync
 /// ([`berth_supervise::layout::write_volatile`]), which takes two fsyncs off
 /// every container start where /run is on disk.
 pub fn write_spec(path: &Path, spec: &ShimSpec) -> Result<(), StateError> {
-    let encode = |source| StateError::Encode {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut doc = serde_json::to_value(spec).map_err(encode)?;
-    let Some(map) = doc.as_object_mut() else {
-        return Err(StateError::NotAnObject {
-            path: path.to_path_buf(),
-        });
-    };
-    map.insert("version".into(), Value::from(SPEC_VERSION));
-    let data = serde_json::to_vec(&doc).map_err(encode)?;
+    let data = berth_state::encode_versioned(path, SPEC_VERSION, spec)?;
     berth_supervise::layout::write_volatile(path, &data).map_err(|source| StateError::Write {
         path: path.to_path_buf(),
         source,

@@ -123,6 +123,24 @@ pub fn write_versioned<T: Serialize>(
     version: u32,
     body: &T,
 ) -> Result<(), StateError> {
+    let data = encode_versioned(path, version, body)?;
+    write_atomic(path, &data).map_err(|source| StateError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The bytes [`write_versioned`] writes, for a caller that stores them its
+/// own way (the runtime's run-dir files: atomic, without fsync). `path` only
+/// names the file in errors.
+///
+/// # Errors
+/// `body` does not encode, or not as a JSON object.
+pub fn encode_versioned<T: Serialize>(
+    path: &Path,
+    version: u32,
+    body: &T,
+) -> Result<Vec<u8>, StateError> {
     let mut doc = serde_json::to_value(body).map_err(|source| StateError::Encode {
         path: path.to_path_buf(),
         source,
@@ -133,11 +151,7 @@ pub fn write_versioned<T: Serialize>(
         });
     };
     map.insert("version".into(), Value::from(version));
-    let data = serde_json::to_vec(&doc).map_err(|source| StateError::Encode {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    write_atomic(path, &data).map_err(|source| StateError::Write {
+    serde_json::to_vec(&doc).map_err(|source| StateError::Encode {
         path: path.to_path_buf(),
         source,
     })

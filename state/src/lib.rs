@@ -28,7 +28,7 @@ pub use atomic::{
     create_private_dir, ensure_private_dir, write_atomic, write_atomic_in, write_atomic_mode,
 };
 pub use envelope::{
-    DecodeError, Loaded, Quarantine, StateError, Versioned, decode, quarantine, read_versioned,
-    write_versioned,
+    DecodeError, Loaded, Quarantine, StateError, Versioned, decode, encode_versioned, quarantine,
+    read_versioned, write_versioned,
 };
 pub use report::{FileProblem, report, report_unreadable, take_reports};
