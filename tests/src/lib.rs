@@ -312,6 +312,26 @@ impl Agent {
         }
     }
 
+    /// Run a one-shot pod `client` (restartPolicy Never, the test image)
+    /// with `sh -c script`, wait up to 60 s for it to end, and return its log.
+    pub fn run_client(&self, script: &str) -> Result<String> {
+        let command = serde_json::to_string(&["sh", "-c", script])?;
+        self.write_manifest(
+            "client.yaml",
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: client}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: {IMAGE}\n    command: {command}\n"
+            ),
+        )?;
+        self.wait_for("client done", Duration::from_secs(60), |v| {
+            let ph = Self::pod(v, "client")?["status"]["phase"]
+                .as_str()?
+                .to_string();
+            (ph == "Succeeded" || ph == "Failed").then_some(())
+        })?;
+        let (_, log) = self.get("/api/v1/namespaces/default/pods/client/log")?;
+        Ok(log)
+    }
+
     /// Pod object by name from a PodList.
     pub fn pod<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
         list["items"]

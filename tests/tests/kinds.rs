@@ -243,28 +243,9 @@ spec:
         "{lb}"
     );
     // names, from a pod
-    a.write_manifest(
-        "client.yaml",
-        &format!(
-            r#"apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  restartPolicy: Never
-  containers:
-  - name: c
-    image: {IMAGE}
-    command: ["sh", "-c", "cat /etc/resolv.conf; echo ALL; nslookup nginx.default.svc.cluster.local; echo WEB0; nslookup web-0.nginx.default.svc.cluster.local; sleep 1"]
-"#
-        ),
+    let log = a.run_client(
+        "cat /etc/resolv.conf; echo ALL; nslookup nginx.default.svc.cluster.local; echo WEB0; nslookup web-0.nginx.default.svc.cluster.local; sleep 1",
     )?;
-    a.wait_for("client done", Duration::from_secs(60), |v| {
-        let ph = Agent::pod(v, "client")?["status"]["phase"]
-            .as_str()?
-            .to_string();
-        (ph == "Succeeded" || ph == "Failed").then_some(())
-    })?;
-    let (_, log) = a.get("/api/v1/namespaces/default/pods/client/log")?;
     let (all, web0) = log
         .split_once("ALL")
         .and_then(|(_, rest)| rest.split_once("WEB0"))

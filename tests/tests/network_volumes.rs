@@ -105,28 +105,8 @@ spec:
     let r = http_get("127.0.0.1:30111")?;
     assert!(r.contains("I-am-web"), "NodePort answer: {r}");
     // names: a pod resolves the service name to the ClusterIP
-    a.write_manifest(
-        "client.yaml",
-        &format!(
-            r#"apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  restartPolicy: Never
-  containers:
-  - name: c
-    image: {IMAGE}
-    command: ["sh", "-c", "nslookup web.default.svc.cluster.local; wget -q -O - http://web/ ; sleep 1"]
-"#
-        ),
-    )?;
-    a.wait_for("client done", Duration::from_secs(60), |v| {
-        let ph = Agent::pod(v, "client")?["status"]["phase"]
-            .as_str()?
-            .to_string();
-        (ph == "Succeeded" || ph == "Failed").then_some(())
-    })?;
-    let (_, log) = a.get("/api/v1/namespaces/default/pods/client/log")?;
+    let log =
+        a.run_client("nslookup web.default.svc.cluster.local; wget -q -O - http://web/ ; sleep 1")?;
     assert!(
         log.contains(&vip),
         "nslookup answered the ClusterIP {vip}: {log}"

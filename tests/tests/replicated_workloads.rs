@@ -167,28 +167,9 @@ fn statefulset_ordered_start_dns_and_volumes() -> anyhow::Result<()> {
     assert_eq!(sts["status"]["currentRevision"], rev1.as_str(), "{sts}");
 
     // web-0.nginx resolves from a pod to web-0's address
-    a.write_manifest(
-        "client.yaml",
-        &format!(
-            r#"apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  restartPolicy: Never
-  containers:
-  - name: c
-    image: {IMAGE}
-    command: ["sh", "-c", "echo WEB0; nslookup web-0.nginx.default.svc.cluster.local; echo PAGE; wget -qO- http://web-1.nginx:8080/"]
-"#
-        ),
+    let log = a.run_client(
+        "echo WEB0; nslookup web-0.nginx.default.svc.cluster.local; echo PAGE; wget -qO- http://web-1.nginx:8080/",
     )?;
-    a.wait_for("client done", Duration::from_secs(60), |v| {
-        let ph = Agent::pod(v, "client")?["status"]["phase"]
-            .as_str()?
-            .to_string();
-        (ph == "Succeeded" || ph == "Failed").then_some(())
-    })?;
-    let (_, log) = a.get("/api/v1/namespaces/default/pods/client/log")?;
     let (web0, page) = log
         .split_once("WEB0")
         .and_then(|(_, r)| r.split_once("PAGE"))
