@@ -41,21 +41,45 @@ impl Cgroups {
                 .split_whitespace()
                 .map(String::from)
                 .collect(),
-            Version::V1 => fs::read_dir(&self.root)
-                .map(|rd| {
-                    rd.flatten()
-                        .filter(|e| e.path().is_dir())
-                        .flat_map(|e| {
-                            let n = e.file_name().to_string_lossy().into_owned();
-                            n.split(',').map(String::from).collect::<Vec<_>>()
-                        })
-                        .collect()
+            Version::V1 => self
+                .v1_hierarchies(true)
+                .iter()
+                .flat_map(|p| {
+                    let n = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    n.split(',').map(String::from).collect::<Vec<_>>()
                 })
-                .unwrap_or_default(),
+                .collect(),
         };
         out.sort();
         out.dedup();
         out
+    }
+
+    /// v1: the mounted hierarchies under the root, each once (symlinks such
+    /// as `cpu -> cpu,cpuacct` only with `with_links`). A directory counts
+    /// only when it is a cgroup filesystem's root (it has `cgroup.procs`):
+    /// a plain directory left behind by an unmounted hierarchy is not one,
+    /// so no pod cgroup is looked for, created or removed in it.
+    pub fn v1_hierarchies(&self, with_links: bool) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = fs::read_dir(&self.root)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| with_links || !p.is_symlink())
+                    .filter(|p| p.join("cgroup.procs").is_file())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    /// v1: whether `controller` names a mounted hierarchy (see [`Self::v1_hierarchies`]).
+    pub fn v1_mounted(&self, controller: &str) -> bool {
+        self.root.join(controller).join("cgroup.procs").is_file()
     }
 
     fn dir(&self, controller: &str, path: &str) -> PathBuf {
@@ -132,14 +156,7 @@ impl Cgroups {
         let rel = path.trim_start_matches('/');
         let bases: Vec<PathBuf> = match self.version {
             Version::V2 => vec![self.root.clone()],
-            Version::V1 => fs::read_dir(&self.root)
-                .map(|rd| {
-                    rd.flatten()
-                        .map(|e| e.path())
-                        .filter(|p| p.is_dir() && !p.is_symlink())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            Version::V1 => self.v1_hierarchies(false),
         };
         for b in bases {
             let d = b.join(rel);
@@ -203,12 +220,10 @@ impl Cgroups {
         let rel = path.trim_start_matches('/');
         match self.version {
             Version::V2 => self.root.join(rel).is_dir(),
-            Version::V1 => fs::read_dir(&self.root).is_ok_and(|rd| {
-                rd.flatten().any(|e| {
-                    let b = e.path();
-                    !b.is_symlink() && b.join(rel).is_dir()
-                })
-            }),
+            Version::V1 => self
+                .v1_hierarchies(false)
+                .iter()
+                .any(|b| b.join(rel).is_dir()),
         }
     }
 }
@@ -365,16 +380,25 @@ mod tests {
         let r = root.path();
         for h in ["memory", "pids", "cpu,cpuacct"] {
             fs::create_dir_all(r.join(h).join("berth/pod/c")).unwrap();
+            fs::write(r.join(h).join("cgroup.procs"), "").unwrap();
         }
         std::os::unix::fs::symlink(r.join("cpu,cpuacct"), r.join("cpu")).unwrap();
+        // a plain directory (an unmounted hierarchy's mount point) is not one
+        fs::create_dir_all(r.join("hugetlb/berth/pod/c")).unwrap();
         let cg = Cgroups::detect(r);
         assert_eq!(cg.version, Version::V1);
+        assert_eq!(cg.controllers(), ["cpu", "cpuacct", "memory", "pids"]);
+        assert!(r.join("hugetlb/berth/pod/c").is_dir());
         fs::remove_dir(r.join("memory/berth/pod/c")).unwrap();
         assert!(cg.exists_anywhere("/berth/pod/c"), "pids still has it");
         assert!(cg.kill_and_remove("/berth/pod"));
         assert!(!cg.exists_anywhere("/berth/pod"));
         assert!(!r.join("pids/berth/pod").exists());
         assert!(r.join("pids/berth").is_dir(), "the parent stays");
+        assert!(
+            r.join("hugetlb/berth/pod/c").is_dir(),
+            "not a hierarchy: left alone"
+        );
     }
 
     #[test]
@@ -419,6 +443,7 @@ mod tests {
         let r = root.path();
         for c in ["memory", "cpu,cpuacct", "pids", "cpuset"] {
             fs::create_dir_all(r.join(c).join("btx/pod")).unwrap();
+            fs::write(r.join(c).join("cgroup.procs"), "").unwrap();
         }
         std::os::unix::fs::symlink("cpu,cpuacct", r.join("cpu")).unwrap();
         std::os::unix::fs::symlink("cpu,cpuacct", r.join("cpuacct")).unwrap();

@@ -90,12 +90,14 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         for c in ["memory", "cpu,cpuacct", "pids"] {
             fs::create_dir_all(t.path().join(c)).unwrap();
+            fs::write(t.path().join(c).join("cgroup.procs"), "").unwrap();
         }
         let mut s = spec();
         assert!(fit_resources(&mut s, &Cgroups::detect(t.path())).is_empty());
         assert!(s["linux"]["resources"].get("unified").is_none());
-        // v1 without a memory hierarchy: the memory limit goes
-        fs::remove_dir(t.path().join("memory")).unwrap();
+        // v1 without a memory hierarchy (its mount point left as a plain
+        // directory): the memory limit goes
+        fs::remove_file(t.path().join("memory/cgroup.procs")).unwrap();
         let mut s = spec();
         assert_eq!(
             fit_resources(&mut s, &Cgroups::detect(t.path())),

@@ -75,12 +75,12 @@ impl PodCgroup for Cgroups {
         match self.version {
             Version::V1 => {
                 for ctl in ["memory", "cpu", "pids"] {
-                    if self.root.join(ctl).is_dir() {
+                    if self.v1_mounted(ctl) {
                         mkdir(&self.root.join(ctl).join(rel))?;
                     }
                 }
                 let mem = self.root.join("memory").join(rel);
-                let has = |ctl: &str| self.root.join(ctl).is_dir();
+                let has = |ctl: &str| self.v1_mounted(ctl);
                 if let Some(m) = r.memory_limit_bytes.filter(|_| has("memory")) {
                     // memsw must stay >= the memory limit: raise it first when it exists
                     let memsw = mem.join("memory.memsw.limit_in_bytes");
@@ -213,6 +213,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         for c in ["memory", "cpu", "pids", "cpuset"] {
             fs::create_dir_all(t.path().join(c)).unwrap();
+            fs::write(t.path().join(c).join("cgroup.procs"), "").unwrap();
         }
         let cg = Cgroups::detect(t.path());
         cg.ensure_pod("/btx/p", &res()).unwrap();
@@ -239,6 +240,15 @@ mod tests {
         // no limits: only the dirs
         cg.ensure_pod("/btx/q", &Resources::default()).unwrap();
         assert!(t.path().join("memory/btx/q").is_dir());
+        // a plain directory where no hierarchy is mounted gets nothing
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("memory")).unwrap();
+        fs::write(t.path().join("memory/cgroup.procs"), "").unwrap();
+        fs::create_dir_all(t.path().join("pids")).unwrap();
+        let cg = Cgroups::detect(t.path());
+        cg.ensure_pod("/btx/p", &res()).unwrap();
+        assert!(t.path().join("memory/btx/p").is_dir());
+        assert!(!t.path().join("pids/btx").exists());
     }
 
     #[test]
