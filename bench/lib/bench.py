@@ -729,6 +729,16 @@ spec:
     row("HTTP direct to pod IP", got["direct"], "podman pod IP", got["p_direct"], **kw)
 
 
+def build_kind():
+    """How the measured binaries were built: run.sh builds release, or takes
+    them from BENCH_BIN_DIR (the CI's `vm` profile: release without fat LTO)."""
+    d = ENV.get("BENCH_BIN_DIR")
+    if not d:
+        return "release build"
+    prof = Path(d).resolve().name
+    return f"binaries from {d}" + (" (`vm` profile: release without fat LTO)" if prof == "vm" else "")
+
+
 def syn_retrans():
     """The host's TCPSynRetrans counter (the client side of every path)."""
     lines = open("/proc/net/netstat").read().splitlines()
@@ -782,7 +792,7 @@ def versions():
     mem = next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1]
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
     return {
-        "berth": f"{rev} (release build)",
+        "berth": f"{rev} ({build_kind()})",
         "podman": v(["podman", "--version"]),
         "crun": v(["crun", "--version"]),
         "runc": v(["runc", "--version"]),
