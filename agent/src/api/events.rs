@@ -126,6 +126,27 @@ pub fn events(view: &View, snap: &Snapshot, uids: &Uids) -> Vec<Value> {
             1,
         )
     }));
+    // objects no node fits: the scheduler's event, on the object itself
+    out.extend(view.unscheduled.iter().map(|u| {
+        let k = u.sourced.object.key();
+        let since = view
+            .first_seen
+            .get(&k)
+            .copied()
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        event(
+            uids,
+            k.kind.as_str(),
+            &k.namespace,
+            &k.name,
+            "Warning",
+            "FailedScheduling",
+            &format!("{} ({})", super::objects::UNSCHEDULABLE, u.reason),
+            since,
+            since,
+            1,
+        )
+    }));
     out.into_iter()
         .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
         .collect()

@@ -491,8 +491,8 @@ pub fn collect(res: Res, view: &View, snap: &Snapshot) -> Vec<Value> {
                 })
                 .collect();
             out.extend(observed.into_values());
-            if res == Res::DaemonSets {
-                out.extend(unscheduled_daemon_sets(view));
+            if let Some(kind) = kind {
+                out.extend(unscheduled(view, kind));
             }
             out
         }
@@ -500,31 +500,79 @@ pub fn collect(res: Res, view: &View, snap: &Snapshot) -> Vec<Value> {
     finish(res, out)
 }
 
-/// DaemonSets whose nodeSelector or required node affinity does not match
-/// this node: listed as Kubernetes lists a DaemonSet no node matches (0 pods
-/// desired), with a condition saying why.
-fn unscheduled_daemon_sets(view: &View) -> impl Iterator<Item = Value> + '_ {
+/// The message Kubernetes' scheduler gives a Pod no node fits, on one node.
+pub const UNSCHEDULABLE: &str =
+    "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector";
+
+/// Objects whose nodeSelector or required node affinity does not match this
+/// node, listed as a one-node cluster lists them: a Pod stays Pending with
+/// `PodScheduled=False` (reason Unschedulable), a Deployment, StatefulSet or
+/// ReplicaSet has none of its replicas ready, a DaemonSet has 0 pods desired
+/// (with a `NodeMatched=False` condition saying why). Each also gets a
+/// `FailedScheduling` event ([`super::events`]). Other kinds (a Job, a
+/// CronJob) are listed with their spec and no status.
+fn unscheduled(view: &View, kind: berth_spec::Kind) -> impl Iterator<Item = Value> + '_ {
+    use berth_spec::Kind;
     view.unscheduled
         .iter()
-        .filter(|u| u.sourced.object.kind() == berth_spec::Kind::DaemonSet)
-        .map(|u| {
+        .filter(move |u| u.sourced.object.kind() == kind)
+        .map(move |u| {
             let first_seen = view.first_seen.get(&u.sourced.object.key());
             let mut v = desired_json(&u.sourced, first_seen);
-            v["status"] = json!({
-                "observedGeneration": 1,
-                "desiredNumberScheduled": 0,
-                "currentNumberScheduled": 0,
-                "numberMisscheduled": 0,
-                "numberReady": 0,
-                "numberAvailable": 0,
-                "updatedNumberScheduled": 0,
-                "conditions": [{
-                    "type": "NodeMatched",
-                    "status": "False",
-                    "reason": "NodeMismatch",
-                    "message": u.reason,
-                }],
-            });
+            let since = first_seen
+                .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_default();
+            let why = format!("{UNSCHEDULABLE} ({})", u.reason);
+            let replicas = v["spec"]["replicas"].as_i64().unwrap_or(1);
+            v["status"] = match kind {
+                Kind::Pod => json!({
+                    "phase": "Pending",
+                    "qosClass": "BestEffort",
+                    "conditions": [{
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": why,
+                        "lastTransitionTime": since,
+                    }],
+                }),
+                Kind::DaemonSet => json!({
+                    "observedGeneration": 1,
+                    "desiredNumberScheduled": 0,
+                    "currentNumberScheduled": 0,
+                    "numberMisscheduled": 0,
+                    "numberReady": 0,
+                    "numberAvailable": 0,
+                    "updatedNumberScheduled": 0,
+                    "conditions": [{
+                        "type": "NodeMatched",
+                        "status": "False",
+                        "reason": "NodeMismatch",
+                        "message": u.reason,
+                    }],
+                }),
+                Kind::Deployment => json!({
+                    "observedGeneration": 1,
+                    "replicas": replicas,
+                    "updatedReplicas": replicas,
+                    "unavailableReplicas": replicas,
+                    "conditions": [{
+                        "type": "Available",
+                        "status": "False",
+                        "reason": "MinimumReplicasUnavailable",
+                        "message": format!("Deployment does not have minimum availability: {why}"),
+                        "lastTransitionTime": since,
+                        "lastUpdateTime": since,
+                    }],
+                }),
+                Kind::StatefulSet | Kind::ReplicaSet | Kind::ReplicationController => json!({
+                    "observedGeneration": 1,
+                    "replicas": replicas,
+                    "readyReplicas": 0,
+                    "availableReplicas": 0,
+                }),
+                _ => json!({}),
+            };
             v
         })
 }

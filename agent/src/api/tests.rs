@@ -188,6 +188,50 @@ async fn daemon_sets_not_for_this_node_are_listed_with_zero_desired() {
 }
 
 #[tokio::test]
+async fn pods_and_deployments_not_for_this_node_are_pending_with_failed_scheduling() {
+    let m = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: gpu\nspec:\n  nodeSelector: {gpu: \"yes\"}\n  containers:\n  - name: c\n    image: x\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: big\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: b}\n  template:\n    metadata:\n      labels: {app: b}\n    spec:\n      nodeSelector: {disk: ssd}\n      containers:\n      - name: c\n        image: x\n";
+    let f = fixture_of(None, m);
+    let p = json(&f.state, "/api/v1/namespaces/default/pods/gpu").await;
+    assert_eq!(p["status"]["phase"], "Pending", "{p}");
+    let c = &p["status"]["conditions"][0];
+    assert_eq!(
+        (&c["type"], &c["status"], &c["reason"]),
+        (
+            &json!("PodScheduled"),
+            &json!("False"),
+            &json!("Unschedulable")
+        ),
+        "{p}"
+    );
+    assert!(
+        c["message"].as_str().is_some_and(|m| m.contains("gpu=yes")),
+        "{p}"
+    );
+    assert_eq!(names(&json(&f.state, "/api/v1/pods").await), ["gpu"]);
+    let d = json(&f.state, "/apis/apps/v1/namespaces/default/deployments/big").await;
+    assert_eq!(d["status"]["unavailableReplicas"], 2, "{d}");
+    assert_eq!(d["status"]["conditions"][0]["status"], "False", "{d}");
+    let ev = json(&f.state, "/api/v1/namespaces/default/events").await;
+    let failed: Vec<(&str, &str)> = ev["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == "FailedScheduling")
+        .map(|e| {
+            (
+                e["involvedObject"]["kind"].as_str().unwrap_or(""),
+                e["involvedObject"]["name"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(failed.len(), 2, "{ev}");
+    assert!(
+        failed.contains(&("Pod", "gpu")) && failed.contains(&("Deployment", "big")),
+        "{ev}"
+    );
+}
+
+#[tokio::test]
 async fn secrets_never_show_data() {
     let f = fixture(None);
     let (_, body) = call(&f.state, "GET", "/api/v1/secrets", &[]).await;
