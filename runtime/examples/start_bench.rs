@@ -18,7 +18,11 @@
 //! * the time to stop 50 running containers (concurrently, SIGTERM honoured).
 //!
 //! `BENCH_RAW_ONLY=1` stops after the start figures, `BENCH_NO_PEERS=1` runs
-//! berth only (both for strace/perf runs).
+//! berth only (both for strace/perf runs). `BENCH_NNP=1` runs berth's
+//! containers with allowPrivilegeEscalation false (no_new_privs, as crun's
+//! bundle has it): the case whose RuntimeDefault filter berth precompiles;
+//! `BERTH_SHIM_SECCOMP=libcontainer` (inherited by the shim) leaves the
+//! filter to libcontainer again, for a before/after in one build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -143,7 +147,9 @@ fn container(
         mounts: vec![],
         resources: Resources::default(),
         security: Security {
-            allow_privilege_escalation: true,
+            // BENCH_NNP=1: allowPrivilegeEscalation false (no_new_privs, as
+            // `crun spec` sets it), where berth loads a precompiled filter
+            allow_privilege_escalation: std::env::var_os("BENCH_NNP").is_none(),
             // BENCH_UNCONFINED=1: no seccomp filter (to see what compiling it costs)
             seccomp_unconfined: std::env::var_os("BENCH_UNCONFINED").is_some(),
             ..Default::default()
