@@ -100,7 +100,7 @@ fn bundle(rt: &str, dir: &Path, rootfs: &Path) -> bool {
 fn peer(rt: &str, dir: &Path, n: usize) -> Result<Vec<Duration>, String> {
     let mut v = Vec::new();
     for i in 0..n + 2 {
-        let id = format!("btbench-{rt}-{i}");
+        let id = format!("btbench-{rt}-{}-{i}", std::process::id());
         let t0 = Instant::now();
         let out = Command::new(rt)
             .args(["run", "-b"])
@@ -181,8 +181,10 @@ async fn main() {
         .unwrap();
     let layer = tmp.path().join("layer");
     busybox_layer(&layer);
+    // BENCH_START_INSTANCE: another instance name (parallel runs)
+    let instance = std::env::var("BENCH_START_INSTANCE").unwrap_or_else(|_| "btbench".into());
     let mut cfg = RuntimeConfig::new(
-        "btbench",
+        &instance,
         &tmp.path().join("run"),
         &tmp.path().join("state"),
     );

@@ -83,7 +83,7 @@ impl PartialEq for Program {
 impl Program {
     /// The program from its exported bytes: 1 to [`MAX_INSNS`] whole instructions.
     pub fn from_bytes(b: &[u8]) -> Result<Program, BpfError> {
-        if b.is_empty() || b.len() % INSN != 0 || b.len() / INSN > MAX_INSNS {
+        if b.is_empty() || !b.len().is_multiple_of(INSN) || b.len() / INSN > MAX_INSNS {
             return Err(BpfError::BadLength(b.len()));
         }
         let insns = b
