@@ -535,6 +535,7 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
 /// Where the supervisor keeps the profile of a container whose filter it
 /// precompiled, for `berth-shim exec` (the bundle's config.json has none).
 const SECCOMP_FILE: &str = "seccomp.json";
+const SECCOMP_FILE_MAX: u64 = 1 << 20;
 
 /// berth's RuntimeDefault profile for a process with no_new_privs: taken out
 /// of `value` (libcontainer would build it with libseccomp in the init) and
@@ -585,13 +586,21 @@ fn exec_executor(
     process: &serde_json::Value,
 ) -> Result<SeccompExecutor, String> {
     let path = dir.join("bundle").join(SECCOMP_FILE);
-    let text = match fs::read(&path) {
-        Ok(t) => t,
+    // a profile is tens of KiB; the bound keeps a damaged file from costing more
+    let mut text = Vec::new();
+    match fs::File::open(&path).and_then(|f| f.take(SECCOMP_FILE_MAX + 1).read_to_end(&mut text)) {
+        Ok(n) if n as u64 > SECCOMP_FILE_MAX => {
+            return Err(format!(
+                "{} is larger than {SECCOMP_FILE_MAX} bytes",
+                path.display()
+            ));
+        }
+        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(SeccompExecutor::new(None));
         }
         Err(e) => return Err(format!("reading {}: {e}", path.display())),
-    };
+    }
     let profile: oci_spec::runtime::LinuxSeccomp = serde_json::from_slice(&text)
         .map_err(|e| format!("the container's seccomp profile: {e}"))?;
     if process["noNewPrivileges"] != serde_json::Value::Bool(true) {
