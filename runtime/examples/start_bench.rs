@@ -18,7 +18,11 @@
 //! * the time to stop 50 running containers (concurrently, SIGTERM honoured).
 //!
 //! `BENCH_RAW_ONLY=1` stops after the start figures, `BENCH_NO_PEERS=1` runs
-//! berth only (both for strace/perf runs).
+//! berth only (both for strace/perf runs). `BENCH_NNP=1` runs berth's
+//! containers with allowPrivilegeEscalation false (no_new_privs, as crun's
+//! bundle has it): the case whose RuntimeDefault filter berth precompiles;
+//! `BERTH_SHIM_SECCOMP=libcontainer` (inherited by the shim) leaves the
+//! filter to libcontainer again, for a before/after in one build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -96,7 +100,7 @@ fn bundle(rt: &str, dir: &Path, rootfs: &Path) -> bool {
 fn peer(rt: &str, dir: &Path, n: usize) -> Result<Vec<Duration>, String> {
     let mut v = Vec::new();
     for i in 0..n + 2 {
-        let id = format!("btbench-{rt}-{i}");
+        let id = format!("btbench-{rt}-{}-{i}", std::process::id());
         let t0 = Instant::now();
         let out = Command::new(rt)
             .args(["run", "-b"])
@@ -143,7 +147,9 @@ fn container(
         mounts: vec![],
         resources: Resources::default(),
         security: Security {
-            allow_privilege_escalation: true,
+            // BENCH_NNP=1: allowPrivilegeEscalation false (no_new_privs, as
+            // `crun spec` sets it), where berth loads a precompiled filter
+            allow_privilege_escalation: std::env::var_os("BENCH_NNP").is_none(),
             // BENCH_UNCONFINED=1: no seccomp filter (to see what compiling it costs)
             seccomp_unconfined: std::env::var_os("BENCH_UNCONFINED").is_some(),
             ..Default::default()
@@ -175,8 +181,10 @@ async fn main() {
         .unwrap();
     let layer = tmp.path().join("layer");
     busybox_layer(&layer);
+    // BENCH_START_INSTANCE: another instance name (parallel runs)
+    let instance = std::env::var("BENCH_START_INSTANCE").unwrap_or_else(|_| "btbench".into());
     let mut cfg = RuntimeConfig::new(
-        "btbench",
+        &instance,
         &tmp.path().join("run"),
         &tmp.path().join("state"),
     );

@@ -42,6 +42,7 @@ pub mod probe;
 pub mod retention;
 pub mod sandbox;
 pub mod seccomp;
+pub mod seccomp_bpf;
 pub mod shim;
 pub mod spec_file;
 pub mod subpath;

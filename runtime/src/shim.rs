@@ -21,7 +21,6 @@ use std::time::{Duration, Instant, SystemTime};
 use berth_contract::{ErrorKind, ExecResult};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
-use libcontainer::workload::default::DefaultExecutor;
 use nix::mount::{MsFlags, mount};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -32,6 +31,7 @@ use crate::layout::{
     ContainerId, Layout, SetupError, ShimSpec, Started, ns_of, read_json, write_json,
 };
 use crate::oci;
+use crate::seccomp_bpf::{self, SeccompExecutor};
 
 /// A setup failure: Kubernetes-style reason, message, and how the agent should react.
 struct Fail(&'static str, String, ErrorKind);
@@ -475,6 +475,8 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
         .map_err(|m| fail("CreateContainerConfigError", m))?;
     let bundle = dir.join("bundle");
     crate::layout::private_dir(&bundle).map_err(|e| fail("CreateContainerError", e.to_string()))?;
+    let seccomp = precompiled_seccomp(&mut value, &cfg.security, layout, &bundle)?;
+    mark("seccomp program");
     let parsed: oci_spec::runtime::Spec = serde_json::from_value(value)
         .map_err(|e| fail("CreateContainerError", format!("OCI spec: {e}")))?;
     mark("spec built");
@@ -497,7 +499,7 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
     let run_err =
         |e: libcontainer::error::LibcontainerError| fail("RunContainerError", err_chain(&e));
     let mut c = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
-        .with_executor(DefaultExecutor {})
+        .with_executor(SeccompExecutor::new(seccomp))
         .with_root_path(&youki_root)
         .map_err(run_err)?
         .with_stdout(out_w)
@@ -528,6 +530,85 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
     )
     .map_err(|e| fail("RunContainerError", e.to_string()))?;
     Ok((pid, started_at, out_r, err_r))
+}
+
+/// Where the supervisor keeps the profile of a container whose filter it
+/// precompiled, for `berth-shim exec` (the bundle's config.json has none).
+const SECCOMP_FILE: &str = "seccomp.json";
+const SECCOMP_FILE_MAX: u64 = 1 << 20;
+
+/// berth's RuntimeDefault profile for a process with no_new_privs: taken out
+/// of `value` (libcontainer would build it with libseccomp in the init) and
+/// returned as a precompiled program (see [`seccomp_bpf`]), its profile
+/// kept in `bundle/seccomp.json` for `berth-shim exec`. Localhost and
+/// Unconfined profiles, privileged containers and processes that may gain
+/// privileges stay with libcontainer (`None`), as does any container when
+/// `BERTH_SHIM_SECCOMP=libcontainer` is set (for comparisons).
+fn precompiled_seccomp(
+    value: &mut serde_json::Value,
+    sec: &berth_contract::Security,
+    layout: &Layout,
+    bundle: &Path,
+) -> Result<Option<seccomp_bpf::Program>, Fail> {
+    let runtime_default =
+        !sec.privileged && !sec.seccomp_unconfined && sec.seccomp_localhost.is_none();
+    let nnp = value["process"]["noNewPrivileges"] == serde_json::Value::Bool(true);
+    let knob = std::env::var("BERTH_SHIM_SECCOMP").is_ok_and(|v| v == "libcontainer");
+    if !runtime_default || !nnp || knob || !value["linux"]["seccomp"].is_object() {
+        return Ok(None);
+    }
+    let profile: oci_spec::runtime::LinuxSeccomp =
+        serde_json::from_value(value["linux"]["seccomp"].clone())
+            .map_err(|e| fail("CreateContainerError", format!("seccomp profile: {e}")))?;
+    if !seccomp_bpf::precompilable(&profile) {
+        return Ok(None);
+    }
+    let program = seccomp_bpf::cached(&layout.run_dir.join("seccomp"), &profile)
+        .map_err(|e| fail("CreateContainerError", err_chain(&e)))?;
+    write_json(&bundle.join(SECCOMP_FILE), &profile).map_err(|e| {
+        fail(
+            "CreateContainerError",
+            format!("writing {SECCOMP_FILE}: {e}"),
+        )
+    })?;
+    if let Some(linux) = value["linux"].as_object_mut() {
+        linux.remove("seccomp");
+    }
+    Ok(Some(program))
+}
+
+/// The executor for `berth-shim exec` in the container of `dir`: its
+/// precompiled filter when the supervisor took the profile out of the
+/// bundle (else libcontainer loads the bundle's own profile).
+fn exec_executor(
+    dir: &Path,
+    layout: &Layout,
+    process: &serde_json::Value,
+) -> Result<SeccompExecutor, String> {
+    let path = dir.join("bundle").join(SECCOMP_FILE);
+    // a profile is tens of KiB; the bound keeps a damaged file from costing more
+    let mut text = Vec::new();
+    match fs::File::open(&path).and_then(|f| f.take(SECCOMP_FILE_MAX + 1).read_to_end(&mut text)) {
+        Ok(n) if n as u64 > SECCOMP_FILE_MAX => {
+            return Err(format!(
+                "{} is larger than {SECCOMP_FILE_MAX} bytes",
+                path.display()
+            ));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(SeccompExecutor::new(None));
+        }
+        Err(e) => return Err(format!("reading {}: {e}", path.display())),
+    }
+    let profile: oci_spec::runtime::LinuxSeccomp = serde_json::from_slice(&text)
+        .map_err(|e| format!("the container's seccomp profile: {e}"))?;
+    if process["noNewPrivileges"] != serde_json::Value::Bool(true) {
+        return Err("the container's seccomp profile needs no_new_privileges".into());
+    }
+    let program = seccomp_bpf::cached(&layout.run_dir.join("seccomp"), &profile)
+        .map_err(|e| err_chain(&e))?;
+    Ok(SeccompExecutor::new(Some(program)))
 }
 
 /// After a failed setup: libcontainer's delete of what it created, then
@@ -588,13 +669,14 @@ fn exec(dir: &Path, timeout: Duration, argv: Vec<String>) -> Result<ExecResult, 
     let mut process = bundle["process"].clone();
     process["args"] = serde_json::json!(argv);
     process["terminal"] = false.into();
+    let executor = exec_executor(dir, &layout, &process)?;
     let process_file = dir.join(format!("exec-{}.json", std::process::id()));
     write_json(&process_file, &process)
         .map_err(|e| format!("writing {}: {e}", process_file.display()))?;
     let (mut r, w) = std::io::pipe().map_err(|e| e.to_string())?;
     let w2 = w.try_clone().map_err(|e| e.to_string())?;
     let built = ContainerBuilder::new(id, SyscallType::default())
-        .with_executor(DefaultExecutor {})
+        .with_executor(executor)
         .with_root_path(layout.youki_root())
         .map_err(|e| err_chain(&e))?
         .with_stdout(w)
