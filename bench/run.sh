@@ -9,6 +9,7 @@
 #                                           # first rolling steady scale image
 #   BENCH_N=10 BENCH_R=4 BENCH_STEADY="1 10 100" BENCH_STEADY_S=30   # sizes (defaults)
 #   BENCH_SCALE="1 10 50 100 200" BENCH_RESTART_SIZES="0 10 100"
+#   BENCH_SCALE_ROUNDS=2 BENCH_SCALE_STEP=0.25   # samples per scaling size, its /proc poll (s)
 #   BENCH_BIN_DIR=target/debug BENCH_RESULTS=/tmp/r bench/run.sh   # a trial of the scenarios with
 #                                           # binaries built elsewhere (not timed fairly)
 #

@@ -38,6 +38,8 @@ STEADY = [int(x) for x in ENV.get("BENCH_STEADY", "1 10 100").split()]
 STEADY_S = int(ENV.get("BENCH_STEADY_S", "5" if QUICK else "30"))
 SCALE = [int(x) for x in ENV.get("BENCH_SCALE", "1 10 50 100 200").split()]
 SCALE_PEER_MAX = int(ENV.get("BENCH_SCALE_PEER_MAX", "50" if QUICK else "200"))
+SCALE_ROUNDS = int(ENV.get("BENCH_SCALE_ROUNDS", "1"))  # samples per size of the scaling curve
+SCALE_STEP = float(ENV.get("BENCH_SCALE_STEP", "0.25"))  # s between its /proc scans (see edge.scale_once)
 RESTART_SIZES = [int(x) for x in ENV.get("BENCH_RESTART_SIZES", "0 10 100").split()]
 ONLY = set(ENV.get("BENCH_ONLY", "").split())
 IMAGE = "berth.local/busybox:1.36"
@@ -128,6 +130,33 @@ def all_running(markers, exclude=None):
     exclude = exclude or set()
     f = scan(markers)
     return all(f[m] - exclude for m in markers)
+
+
+def boot_now():
+    """Now on the clock /proc/PID/stat's start times count from (boot time)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def started_at(markers):
+    """Boot-clock seconds at which the last marker's process started (its first
+    `sleep`, by the kernel's own start stamp in /proc/PID/stat, 1/CLK_TCK
+    resolution, rounded down), or None while one is missing. Read after
+    `all_running`, so the time taken does not depend on how often one polls."""
+    hz = os.sysconf("SC_CLK_TCK")
+    last = 0.0
+    for m, pids in scan(markers).items():
+        first = None
+        for pid in pids:
+            try:
+                s = open(f"/proc/{pid}/stat").read()
+            except OSError:
+                continue
+            t = int(s[s.rindex(")") + 2 :].split()[19]) / hz
+            first = t if first is None else min(first, t)
+        if first is None:
+            return None
+        last = max(last, first)
+    return last
 
 
 def none_running(markers):
@@ -903,7 +932,7 @@ def main():
         run("rolling", "rolling update", edge.rolling, max(R, 2) if QUICK else N // 2)
         for n in STEADY:
             run("steady", f"steady state, {n} pods", steady, n)
-        run("scale", "scaling curve", edge.scaling, SCALE, SCALE_PEER_MAX)
+        run("scale", "scaling curve", edge.scaling, SCALE, SCALE_PEER_MAX, SCALE_ROUNDS)
         run("image", "image import and pull", edge.image, 2 if QUICK else 5)
     finally:
         berth_clear()

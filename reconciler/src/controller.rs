@@ -13,9 +13,11 @@ mod claims;
 mod cronjobs;
 mod file_problems;
 pub(crate) mod jobs;
+mod pace;
 pub mod replicated;
 mod workers;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -47,6 +49,9 @@ use crate::traits::{
 use adoption::Orphan;
 use workers::WorkerCrash;
 pub(crate) use workers::panic_message;
+
+/// The bare Pods of one desired state, planned (spec hash computed).
+type PlainPods = Arc<BTreeMap<ObjectKey, DesiredPod>>;
 
 pub const LABEL_TEMPLATE_HASH: &str = "pod-template-hash";
 
@@ -120,6 +125,8 @@ pub struct Reconciler<I, R, N> {
     volume_usage: Tracked<claims::Usage>,
     /// Pods created in this pass whose workers start once their records are saved.
     pending: Vec<(PodRef, DesiredPod)>,
+    /// The bare Pods of the last desired state, as planned (see `plain_pods`).
+    plain: Option<(Arc<DesiredState>, PlainPods)>,
     passes: u64,
     /// Bumps on every change of what the status shows (the tracked fields).
     generation: Generation,
@@ -182,6 +189,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             claims: g.track(BTreeMap::new()),
             volume_usage: g.track(BTreeMap::new()),
             pending: Vec::new(),
+            plain: None,
             passes: 0,
             records_dirty: false,
             orphans: BTreeMap::new(),
@@ -207,9 +215,19 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         let (usage_tx, mut usage_rx) = mpsc::channel::<claims::Usage>(1);
         loop {
             let desired = desired_rx.borrow_and_update().clone();
+            let started = Instant::now();
             self.pass(&desired).await;
+            let planned = started.elapsed();
             self.check_imports();
             self.publish(&desired);
+            let took = started.elapsed();
+            tracing::debug!(
+                target: "berth::timing",
+                pods = self.pods.len(),
+                pass_us = planned.as_micros() as u64,
+                publish_us = (took - planned).as_micros() as u64,
+                "reconcile pass"
+            );
             let retry = earliest(self.next_worker_retry(), self.batch_wake());
             tokio::select! {
                 r = shutdown.changed() => {
@@ -224,7 +242,12 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 }
                 Some(msg) = self.worker_rx.recv() => {
                     self.on_worker(msg);
-                    // fold a burst of messages into one pass and one save
+                    // fold a burst of messages into one pass and one save,
+                    // after letting it gather for a while (see `pace`)
+                    let gather = pace::gather_window(took);
+                    if !gather.is_zero() {
+                        tokio::time::sleep(gather).await;
+                    }
                     while let Ok(m) = self.worker_rx.try_recv() {
                         self.on_worker(m);
                     }
@@ -388,7 +411,30 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
 
     // === one pass ===
 
-    async fn pass(&mut self, desired: &DesiredState) {
+    /// The bare Pods of `desired` with their spec hashes, computed once per
+    /// desired state rather than once per pass: a pass runs after every
+    /// burst of worker messages, and hashing every pod's spec each time
+    /// made starting n pods cost O(n^2).
+    fn plain_pods(&mut self, desired: &Arc<DesiredState>) -> PlainPods {
+        if let Some((d, plain)) = &self.plain
+            && Arc::ptr_eq(d, desired)
+        {
+            return plain.clone();
+        }
+        let plain: BTreeMap<ObjectKey, DesiredPod> = desired
+            .objects
+            .iter()
+            .filter_map(|(k, s)| match &s.object {
+                Object::Pod(p) => Some((k.clone(), desired_from_pod(p))),
+                _ => None,
+            })
+            .collect();
+        let plain = Arc::new(plain);
+        self.plain = Some((desired.clone(), plain.clone()));
+        plain
+    }
+
+    async fn pass(&mut self, desired: &Arc<DesiredState>) {
         self.passes += 1;
         self.collect_file_problems();
         self.update_world(desired);
@@ -396,16 +442,18 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         self.resolve_orphans(desired);
         self.restart_failed_workers().await;
         let now = SystemTime::now();
-        let mut want: Vec<DesiredPod> = Vec::new();
+        let plain = self.plain_pods(desired);
+        let mut want: Vec<Cow<'_, DesiredPod>> = Vec::new();
+        let mut planned: Vec<DesiredPod> = Vec::new();
         let mut names: BTreeSet<(String, String)> = BTreeSet::new();
         let mut deployments: BTreeSet<(String, String)> = BTreeSet::new();
         let mut controllers: BTreeSet<ObjectKey> = BTreeSet::new();
-        for sourced in desired.objects.values() {
+        for (okey, sourced) in &desired.objects {
             match &sourced.object {
-                Object::Pod(p) => {
-                    let d = desired_from_pod(p);
+                Object::Pod(_) => {
+                    let Some(d) = plain.get(okey) else { continue };
                     names.insert((d.namespace.clone(), d.name.clone()));
-                    want.push(d);
+                    want.push(Cow::Borrowed(d));
                 }
                 Object::Deployment(d) => {
                     let key = (
@@ -413,7 +461,8 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                         d.metadata.name.clone().unwrap_or_default(),
                     );
                     deployments.insert(key.clone());
-                    self.plan_deployment(d, &key, now, &mut want);
+                    self.plan_deployment(d, &key, now, &mut planned);
+                    want.extend(planned.drain(..).map(Cow::Owned));
                 }
                 o @ (Object::StatefulSet(_)
                 | Object::DaemonSet(_)
@@ -422,12 +471,19 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     let k = o.key();
                     let key = (k.namespace.clone(), k.name.clone());
                     controllers.insert(k);
-                    self.plan_replicated(o, &key, now, &mut want);
+                    self.plan_replicated(o, &key, now, &mut planned);
+                    want.extend(planned.drain(..).map(Cow::Owned));
                 }
                 _ => {}
             }
         }
         // deletions: replaced, pruned, or scaled away
+        let mut unowned: BTreeMap<(&str, &str), &DesiredPod> = BTreeMap::new();
+        for d in want.iter().filter(|d| d.owner.is_none()) {
+            unowned
+                .entry((d.namespace.as_str(), d.name.as_str()))
+                .or_insert(d);
+        }
         let mut to_delete: Vec<((String, String), Duration)> = Vec::new();
         for (key, e) in &self.pods {
             if e.terminating.is_some() {
@@ -435,10 +491,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             }
             let grace = grace_of(&e.record.spec);
             match &e.record.owner {
-                None => match want
-                    .iter()
-                    .find(|d| d.owner.is_none() && (&d.namespace, &d.name) == (&key.0, &key.1))
-                {
+                None => match unowned.get(&(key.0.as_str(), key.1.as_str())) {
                     Some(d) if d.spec_hash != e.record.spec_hash => {
                         to_delete.push((key.clone(), grace))
                     }
@@ -468,7 +521,8 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
         }
         self.sync_batch(desired, now);
         self.start_adopted();
-        for d in want {
+        drop(unowned);
+        for d in &want {
             self.ensure_pod(d);
         }
         self.start_pending();
@@ -614,7 +668,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
     }
 
     /// Create the pod unless it exists (same name) or its hostPorts are taken.
-    fn ensure_pod(&mut self, d: DesiredPod) {
+    fn ensure_pod(&mut self, d: &DesiredPod) {
         let key = (d.namespace.clone(), d.name.clone());
         if !self.pods.contains_key(&key) && self.name_held_by_orphan(&key.0, &key.1) {
             // an unrecorded instance still runs or is being removed
@@ -684,7 +738,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     .get(&key)
                     .is_some_and(|(b, m)| *m == msg && b.spec_hash == d.spec_hash);
                 if !same {
-                    self.blocked.insert(key, (d, msg));
+                    self.blocked.insert(key, (d.clone(), msg));
                 }
                 return;
             }
@@ -728,7 +782,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             },
         );
         // the worker starts after the pass has saved the records (see `pass`)
-        self.pending.push((pod, d));
+        self.pending.push((pod, d.clone()));
     }
 
     /// Start the workers of adopted pods, told to stop at once if this pass

@@ -401,7 +401,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                 n += 1;
             };
             let d = job_pod(w, &run.uid, name.clone(), *index);
-            self.ensure_pod(d);
+            self.ensure_pod(&d);
             if self.pods.contains_key(&(w.ns.clone(), name.clone())) {
                 created = n + 1 - run.created_pods;
                 self.batch_event(
