@@ -5,6 +5,7 @@
 //! - [`content`]: blobs by sha256, verified on commit and on read.
 //! - [`index`]: reference -> image record (atomic, versioned JSON).
 //! - [`unpack`]: safe layer extraction keyed by chain ID, OCI -> overlayfs whiteouts.
+//! - [`layerstream`]: a layer blob read, hashed and decompressed on its own thread.
 //! - [`pull`]: registry pulls (oci-client), mirrors, auth, plain HTTP for loopback/insecure.
 //! - [`archive`]: `docker save` and OCI archive import, the air-gap import dir.
 //! - [`gc`]: disk-usage-triggered garbage collection.
@@ -20,6 +21,7 @@ pub mod error;
 pub mod fsutil;
 pub mod gc;
 pub mod index;
+pub mod layerstream;
 pub mod locks;
 pub mod manifest;
 pub mod pull;

@@ -342,14 +342,14 @@ impl ImageStore {
             });
         }
         let chains = manifest::chain_ids(&cfg.rootfs.diff_ids);
-        let mut layers = Vec::new();
+        let mut wanted = Vec::new();
         let mut records = Vec::new();
         let mut size = mdata.len() as u64 + cdata.len() as u64;
         for ((l, diff), chain) in m.layers.iter().zip(&cfg.rootfs.diff_ids).zip(&chains) {
             let blob = Digest::parse(&l.digest).map_err(content_err("layer digest"))?;
             let diff_d = Digest::parse(diff).map_err(content_err("diff ID"))?;
             let chain_d = Digest::parse(chain).map_err(content_err("chain ID"))?;
-            layers.push(self.ensure_layer(key, &blob, &diff_d, &chain_d).await?);
+            wanted.push((blob, diff_d, chain_d));
             size += l.size;
             records.push(LayerRecord {
                 blob: l.digest.clone(),
@@ -357,6 +357,17 @@ impl ImageStore {
                 chain_id: chain.clone(),
             });
         }
+        // Each layer is its own directory (overlayfs stacks them), so they
+        // unpack at once. Every unpack runs to its end before the first
+        // error is returned: none is left running past the caller's GC lease.
+        let layers = futures::future::join_all(
+            wanted
+                .iter()
+                .map(|(blob, diff, chain)| self.ensure_layer(key, blob, diff, chain)),
+        )
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
         let now = now_unix();
         let old = self.index.get(key);
         let rec = ImageRecord {

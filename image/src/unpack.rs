@@ -57,11 +57,11 @@ use rustix::fs::{
     symlinkat, unlinkat, utimensat,
 };
 use rustix::io::Errno;
-use sha2::{Digest as _, Sha256};
 use tar::EntryType;
 
 use crate::content::Digest;
 use crate::fsutil::{fsync_dir, unique_name};
+use crate::layerstream::LayerStream;
 use crate::targuard::TarGuard;
 
 #[derive(Debug, thiserror::Error)]
@@ -195,19 +195,6 @@ impl Caps {
     }
 }
 
-struct HashReader<'a, R> {
-    inner: R,
-    h: &'a mut Sha256,
-}
-
-impl<R: Read> Read for HashReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.h.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 /// Extract the layer blob at `blob` into `final_dir`, verifying `blob_digest`
 /// and `diff_id`; `tmp` is a scratch directory on the same filesystem.
 ///
@@ -234,32 +221,18 @@ pub fn unpack_layer(
         let n = f.read(&mut head).map_err(io_err("read", blob))?;
         f.rewind().map_err(io_err("seek", blob))?;
         let comp = sniff(&head[..n]);
-        let mut ch = Sha256::new();
-        let mut uh = Sha256::new();
+        // Reading, hashing and decompressing run on the stream's own
+        // thread while this one applies the entries.
+        let mut stream = LayerStream::start(f, comp).map_err(io_err("read", blob))?;
         let stats = {
-            let cr = HashReader {
-                inner: io::BufReader::with_capacity(1 << 20, f),
-                h: &mut ch,
-            };
-            let dec: Box<dyn Read + '_> = match comp {
-                Compression::None => Box::new(cr),
-                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(cr)),
-                Compression::Zstd => {
-                    Box::new(zstd::Decoder::new(cr).map_err(io_err("zstd", blob))?)
-                }
-            };
-            let ur = HashReader {
-                inner: dec,
-                h: &mut uh,
-            };
-            let mut ar = tar::Archive::new(TarGuard::new(ur));
-            let stats = apply_tar(&mut ar, &work, caps, limits)?;
-            // Hash everything, including padding after the end-of-archive marker.
-            io::copy(&mut ar.into_inner().into_inner(), &mut io::sink())
-                .map_err(|source| UnpackError::Tar { source })?;
-            stats
+            let mut ar = tar::Archive::new(TarGuard::new(&mut stream));
+            apply_tar(&mut ar, &work, caps, limits)?
         };
-        let actual = Digest::from_hasher(ch);
+        // Hash everything, including padding after the end-of-archive marker.
+        let digests = stream
+            .finish()
+            .map_err(|source| UnpackError::Tar { source })?;
+        let actual = digests.blob;
         if actual != *blob_digest {
             return Err(UnpackError::DigestMismatch {
                 what: "blob",
@@ -267,7 +240,7 @@ pub fn unpack_layer(
                 actual,
             });
         }
-        let actual = Digest::from_hasher(uh);
+        let actual = digests.diff;
         if actual != *diff_id {
             return Err(UnpackError::DigestMismatch {
                 what: "uncompressed (diff ID)",

@@ -596,6 +596,53 @@ fn truncated_layer_is_refused() {
     assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
 }
 
+/// The decode thread runs ahead of the entries being applied: a layer whose
+/// bad entry comes several chunks in (after files were written) still
+/// leaves nothing committed, nothing in the scratch dir, and returns (the
+/// decode thread, blocked on a full channel, is ended and joined).
+#[test]
+fn layer_failing_mid_stream_commits_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let tmp = t.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let big = vec![3u8; crate::layerstream::CHUNK * crate::layerstream::DEPTH * 4];
+    let tar = build(&[
+        d("a/"),
+        f("a/first", &big),
+        f("a/second", &big),
+        sym("a/link", "/etc"),
+        f("a/link/passwd", b"x"),
+        f("a/after", &big),
+        f("a/more", &big),
+    ]);
+    for comp in [Compression::Gzip, Compression::None] {
+        let blob = match comp {
+            Compression::Gzip => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(&tar).unwrap();
+                e.finish().unwrap()
+            }
+            _ => tar.clone(),
+        };
+        let p = t.path().join(format!("mid-{comp:?}"));
+        fs::write(&p, &blob).unwrap();
+        let dst = t.path().join(format!("layer-{comp:?}"));
+        let e = unpack_layer(
+            &p,
+            &Digest::of(&blob),
+            &Digest::of(&tar),
+            &dst,
+            &tmp,
+            caps(),
+            UnpackLimits::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, UnpackError::ThroughSymlink { .. }), "{e}");
+        assert!(!dst.exists());
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0, "scratch removed");
+    }
+}
+
 // === regression tests named after the attacks of issue 14 ===
 
 fn with_mode<'a>(mut e: E<'a>, mode: u32) -> E<'a> {
