@@ -128,6 +128,8 @@ pub struct Reconciler<I, R, N> {
     /// The bare Pods of the last desired state, as planned (see `plain_pods`).
     plain: Option<(Arc<DesiredState>, PlainPods)>,
     passes: u64,
+    /// How many worker messages the last drain found (see `pace`).
+    last_drain: usize,
     /// Bumps on every change of what the status shows (the tracked fields).
     generation: Generation,
     /// The generation of the last published snapshot.
@@ -191,6 +193,7 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
             pending: Vec::new(),
             plain: None,
             passes: 0,
+            last_drain: 0,
             records_dirty: false,
             orphans: BTreeMap::new(),
             reaping: BTreeMap::new(),
@@ -244,13 +247,16 @@ impl<I: Images, R: Runtime, N: Network> Reconciler<I, R, N> {
                     self.on_worker(msg);
                     // fold a burst of messages into one pass and one save,
                     // after letting it gather for a while (see `pace`)
-                    let gather = pace::gather_window(took);
+                    let gather = pace::gather_window(took, self.last_drain);
                     if !gather.is_zero() {
                         tokio::time::sleep(gather).await;
                     }
+                    let mut drained = 1;
                     while let Ok(m) = self.worker_rx.try_recv() {
                         self.on_worker(m);
+                        drained += 1;
                     }
+                    self.last_drain = drained;
                     if std::mem::take(&mut self.records_dirty) {
                         self.save_records();
                     }
