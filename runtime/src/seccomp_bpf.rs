@@ -28,7 +28,9 @@ use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
     ScmpVersion,
 };
-use oci_spec::runtime::{Arch, LinuxCapabilities, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator, Spec};
+use oci_spec::runtime::{
+    Arch, LinuxCapabilities, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator, Spec,
+};
 use sha2::{Digest, Sha256};
 
 /// The kernel's limit on a classic BPF program (BPF_MAXINSNS).

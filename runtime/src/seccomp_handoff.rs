@@ -47,9 +47,7 @@ pub fn possible(spec: &Value, own_bounding: u64) -> bool {
     let userns = spec["linux"]["namespaces"]
         .as_array()
         .is_some_and(|ns| ns.iter().any(|n| n["type"] == "user"));
-    let grantable = NEEDED_BITS
-        .iter()
-        .all(|b| own_bounding & (1u64 << b) != 0);
+    let grantable = NEEDED_BITS.iter().all(|b| own_bounding & (1u64 << b) != 0);
     let caps = &spec["process"]["capabilities"];
     let lists = SETS.iter().all(|s| caps[*s].is_array());
     !userns && grantable && lists

@@ -645,8 +645,8 @@ fn exec_executor(
             caps_path.display()
         ));
     };
-    let caps: oci_spec::runtime::LinuxCapabilities = serde_json::from_slice(&caps)
-        .map_err(|e| format!("the container's capabilities: {e}"))?;
+    let caps: oci_spec::runtime::LinuxCapabilities =
+        serde_json::from_slice(&caps).map_err(|e| format!("the container's capabilities: {e}"))?;
     SeccompExecutor::dropping(program, caps).map_err(|e| err_chain(&e))
 }
 

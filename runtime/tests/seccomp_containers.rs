@@ -306,7 +306,11 @@ async fn without_no_new_privs_caps_and_filter_are_libcontainers_and_exec_is_filt
             assert_eq!(r.exit_code, 0, "{name}: {r:?}");
             execs.push(r.output.lines().map(str::to_string).collect::<Vec<_>>());
             let pid = the_pid(h, &c.id);
-            progs.push(tokio::task::spawn_blocking(move || filters_of(pid)).await.unwrap());
+            progs.push(
+                tokio::task::spawn_blocking(move || filters_of(pid))
+                    .await
+                    .unwrap(),
+            );
             let init = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
             inits.push(
                 init.lines()
