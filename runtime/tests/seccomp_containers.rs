@@ -324,7 +324,7 @@ async fn without_no_new_privs_caps_and_filter_are_libcontainers_and_exec_is_filt
                 assert!(!precompiled(h, &c.id), "{name}: libcontainer's path");
             }
             h.rt()
-                .stop(&c.id, Duration::from_secs(5))
+                .stop(&c.id, Duration::from_secs(1))
                 .await
                 .expect("stop");
         }
