@@ -626,7 +626,15 @@ fn exec_executor(
     layout: &Layout,
     process: &serde_json::Value,
 ) -> Result<SeccompExecutor, String> {
+    let caps_path = dir.join("bundle").join(seccomp_handoff::FILE);
     let Some(text) = read_bounded(&dir.join("bundle").join(SECCOMP_FILE))? else {
+        // widened capabilities without their filter: never run that
+        if caps_path.exists() {
+            return Err(format!(
+                "{} without {SECCOMP_FILE}: the bundle was damaged",
+                caps_path.display()
+            ));
+        }
         return Ok(SeccompExecutor::new(None));
     };
     let profile: oci_spec::runtime::LinuxSeccomp = serde_json::from_slice(&text)
@@ -638,7 +646,6 @@ fn exec_executor(
     }
     // without no_new_privs, only with the capabilities to drop to: never
     // the bundle's widened ones
-    let caps_path = dir.join("bundle").join(seccomp_handoff::FILE);
     let Some(caps) = read_bounded(&caps_path)? else {
         return Err(format!(
             "the container's seccomp profile needs no_new_privileges or {}",

@@ -355,3 +355,41 @@ async fn without_no_new_privs_caps_and_filter_are_libcontainers_and_exec_is_filt
     // the comparison can fail: SYS_ADMIN's program differs from the default's
     assert_ne!(programs[0], programs[1]);
 }
+
+/// A handed-off bundle missing its profile or its own capabilities: exec
+/// refuses (never the widened capabilities, never unfiltered).
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_refuses_a_handed_off_bundle_missing_a_file() {
+    require_root!();
+    let h = Harness::new("btsc2c");
+    let pod = h.pod("dmg");
+    let sb = h.sandbox(&pod, None).await;
+    let argv: Vec<String> = ["/bin/sh", "-c", STATUS]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for file in ["seccomp.json", "capabilities.json"] {
+        let c = h.container(&sb, &file.replace('.', "-"), &["/bin/sleep", "60"]);
+        h.rt().run(&c).await.expect("run");
+        assert!(handed_off(&h, &c.id));
+        let ok = h
+            .rt()
+            .exec(&c.id, &argv, Duration::from_secs(10))
+            .await
+            .expect("exec");
+        assert_eq!(ok.exit_code, 0, "{ok:?}");
+        std::fs::remove_file(bundle(&h, &c.id).join(file)).unwrap();
+        let r = h
+            .rt()
+            .exec(&c.id, &argv, Duration::from_secs(10))
+            .await
+            .expect("exec");
+        eprintln!("without {file}: {r:?}");
+        assert_ne!(r.exit_code, 0, "without {file}: {r:?}");
+        assert!(!r.output.contains("Seccomp:"), "it ran: {r:?}");
+        h.rt()
+            .stop(&c.id, Duration::from_secs(1))
+            .await
+            .expect("stop");
+    }
+}
