@@ -14,7 +14,9 @@
 //! instructions either way (`tests/seccomp_precompiled.rs`).
 //!
 //! Only profiles whose load needs nothing libcontainer does around it take
-//! this path ([`precompilable`]): no filter flags, no notify action.
+//! this path ([`precompilable`]): no filter flags, no notify action. A
+//! process without no_new_privs takes it through [`crate::seccomp_handoff`]
+//! (the executor also drops the capabilities libcontainer left widened).
 
 use std::collections::HashSet;
 use std::io::{Read, Seek};
