@@ -43,6 +43,7 @@ pub mod retention;
 pub mod sandbox;
 pub mod seccomp;
 pub mod seccomp_bpf;
+pub mod seccomp_handoff;
 pub mod shim;
 pub mod spec_file;
 pub mod subpath;

@@ -14,7 +14,9 @@
 //! instructions either way (`tests/seccomp_precompiled.rs`).
 //!
 //! Only profiles whose load needs nothing libcontainer does around it take
-//! this path ([`precompilable`]): no filter flags, no notify action.
+//! this path ([`precompilable`]): no filter flags, no notify action. A
+//! process without no_new_privs takes it through [`crate::seccomp_handoff`]
+//! (the executor also drops the capabilities libcontainer left widened).
 
 use std::collections::HashSet;
 use std::io::{Read, Seek};
@@ -28,7 +30,9 @@ use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
     ScmpVersion,
 };
-use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator, Spec};
+use oci_spec::runtime::{
+    Arch, LinuxCapabilities, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator, Spec,
+};
 use sha2::{Digest, Sha256};
 
 /// The kernel's limit on a classic BPF program (BPF_MAXINSNS).
@@ -378,19 +382,38 @@ pub fn cached(dir: &Path, profile: &LinuxSeccomp) -> Result<Program, BpfError> {
 /// libcontainer's default executor, with a precompiled filter (if any)
 /// loaded first, where libcontainer itself loads seccomp under
 /// no_new_privs: its init calls `validate` right after that point (after
-/// the capability drop and chdir). A failed load fails `validate`, so the
-/// container's create fails with the error (never a payload without its
-/// filter). Without a program it is exactly [`DefaultExecutor`].
+/// the capability drop and chdir). For a process without no_new_privs
+/// ([`crate::seccomp_handoff`]) libcontainer dropped to widened sets and
+/// the executor then drops to the spec's own ones after the load. A failed
+/// load or drop fails `validate`, so the container's create fails with the
+/// error (never a payload without its filter or with more capabilities).
+/// Without a program it is exactly [`DefaultExecutor`].
 #[derive(Clone)]
 pub struct SeccompExecutor {
     program: Option<Arc<Program>>,
+    drop_to: Option<Arc<LinuxCapabilities>>,
 }
 
 impl SeccompExecutor {
     pub fn new(program: Option<Program>) -> SeccompExecutor {
         SeccompExecutor {
             program: program.map(Arc::new),
+            drop_to: None,
         }
+    }
+
+    /// Load `program` (with CAP_SYS_ADMIN still effective), then drop the
+    /// capabilities to exactly `caps` (all five sets as libcontainer's
+    /// `drop_privileges` sets them).
+    pub fn dropping(
+        program: Program,
+        caps: LinuxCapabilities,
+    ) -> Result<SeccompExecutor, crate::seccomp_handoff::HandoffError> {
+        crate::seccomp_handoff::check(&caps)?;
+        Ok(SeccompExecutor {
+            program: Some(Arc::new(program)),
+            drop_to: Some(Arc::new(caps)),
+        })
     }
 }
 
@@ -399,6 +422,15 @@ impl Executor for SeccompExecutor {
         if let Some(p) = &self.program {
             p.load().map_err(|e| {
                 ExecutorValidationError::ArgValidationError(berth_contract::error_chain(&e))
+            })?;
+        }
+        if let Some(caps) = &self.drop_to {
+            let syscall = libcontainer::syscall::syscall::create_syscall();
+            libcontainer::capabilities::drop_privileges(caps, syscall.as_ref()).map_err(|e| {
+                ExecutorValidationError::ArgValidationError(format!(
+                    "dropping capabilities after loading the seccomp filter: {}",
+                    berth_contract::error_chain(&e)
+                ))
             })?;
         }
         DefaultExecutor {}.validate(spec)

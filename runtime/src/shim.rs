@@ -32,6 +32,7 @@ use crate::layout::{
 };
 use crate::oci;
 use crate::seccomp_bpf::{self, SeccompExecutor};
+use crate::seccomp_handoff;
 
 /// A setup failure: Kubernetes-style reason, message, and how the agent should react.
 struct Fail(&'static str, String, ErrorKind);
@@ -475,7 +476,7 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
         .map_err(|m| fail("CreateContainerConfigError", m))?;
     let bundle = dir.join("bundle");
     crate::layout::private_dir(&bundle).map_err(|e| fail("CreateContainerError", e.to_string()))?;
-    let seccomp = precompiled_seccomp(&mut value, &cfg.security, layout, &bundle)?;
+    let executor = precompiled_seccomp(&mut value, &cfg.security, layout, &bundle, bounding)?;
     mark("seccomp program");
     let parsed: oci_spec::runtime::Spec = serde_json::from_value(value)
         .map_err(|e| fail("CreateContainerError", format!("OCI spec: {e}")))?;
@@ -499,7 +500,7 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
     let run_err =
         |e: libcontainer::error::LibcontainerError| fail("RunContainerError", err_chain(&e));
     let mut c = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
-        .with_executor(SeccompExecutor::new(seccomp))
+        .with_executor(executor)
         .with_root_path(&youki_root)
         .map_err(run_err)?
         .with_stdout(out_w)
@@ -537,34 +538,56 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
 const SECCOMP_FILE: &str = "seccomp.json";
 const SECCOMP_FILE_MAX: u64 = 1 << 20;
 
-/// berth's RuntimeDefault profile for a process with no_new_privs: taken out
-/// of `value` (libcontainer would build it with libseccomp in the init) and
-/// returned as a precompiled program (see [`seccomp_bpf`]), its profile
-/// kept in `bundle/seccomp.json` for `berth-shim exec`. Localhost and
-/// Unconfined profiles, privileged containers and processes that may gain
-/// privileges stay with libcontainer (`None`), as does any container when
-/// `BERTH_SHIM_SECCOMP=libcontainer` is set (for comparisons).
+/// berth's RuntimeDefault profile: taken out of `value` (libcontainer would
+/// build it with libseccomp in the init) and loaded as a precompiled
+/// program (see [`seccomp_bpf`]) by the returned executor, its profile kept
+/// in `bundle/seccomp.json` for `berth-shim exec`. Without no_new_privs the
+/// process is handed off ([`seccomp_handoff`]): `value`'s capabilities are
+/// widened and its own kept in `bundle/capabilities.json`, written before
+/// config.json. Localhost and Unconfined profiles, privileged containers,
+/// processes the hand-off cannot take and any container when
+/// `BERTH_SHIM_SECCOMP=libcontainer` is set (for comparisons) stay with
+/// libcontainer (the default executor).
 fn precompiled_seccomp(
     value: &mut serde_json::Value,
     sec: &berth_contract::Security,
     layout: &Layout,
     bundle: &Path,
-) -> Result<Option<seccomp_bpf::Program>, Fail> {
+    own_bounding: u64,
+) -> Result<SeccompExecutor, Fail> {
+    let libcontainers = SeccompExecutor::new(None);
     let runtime_default =
         !sec.privileged && !sec.seccomp_unconfined && sec.seccomp_localhost.is_none();
     let nnp = value["process"]["noNewPrivileges"] == serde_json::Value::Bool(true);
     let knob = std::env::var("BERTH_SHIM_SECCOMP").is_ok_and(|v| v == "libcontainer");
-    if !runtime_default || !nnp || knob || !value["linux"]["seccomp"].is_object() {
-        return Ok(None);
+    if !runtime_default || knob || !value["linux"]["seccomp"].is_object() {
+        return Ok(libcontainers);
+    }
+    if !nnp && !seccomp_handoff::possible(value, own_bounding) {
+        return Ok(libcontainers);
     }
     let profile: oci_spec::runtime::LinuxSeccomp =
         serde_json::from_value(value["linux"]["seccomp"].clone())
             .map_err(|e| fail("CreateContainerError", format!("seccomp profile: {e}")))?;
     if !seccomp_bpf::precompilable(&profile) {
-        return Ok(None);
+        return Ok(libcontainers);
     }
     let program = seccomp_bpf::cached(&layout.run_dir.join("seccomp"), &profile)
         .map_err(|e| fail("CreateContainerError", err_chain(&e)))?;
+    let executor = if nnp {
+        SeccompExecutor::new(Some(program))
+    } else {
+        let own = seccomp_handoff::widen(value)
+            .map_err(|e| fail("CreateContainerError", err_chain(&e)))?;
+        write_json(&bundle.join(seccomp_handoff::FILE), &own).map_err(|e| {
+            fail(
+                "CreateContainerError",
+                format!("writing {}: {e}", seccomp_handoff::FILE),
+            )
+        })?;
+        SeccompExecutor::dropping(program, own)
+            .map_err(|e| fail("CreateContainerError", err_chain(&e)))?
+    };
     write_json(&bundle.join(SECCOMP_FILE), &profile).map_err(|e| {
         fail(
             "CreateContainerError",
@@ -574,41 +597,64 @@ fn precompiled_seccomp(
     if let Some(linux) = value["linux"].as_object_mut() {
         linux.remove("seccomp");
     }
-    Ok(Some(program))
+    Ok(executor)
+}
+
+/// A file of the bundle, at most [`SECCOMP_FILE_MAX`] bytes (a profile is
+/// tens of KiB; the bound keeps a damaged file from costing more); None
+/// when it does not exist.
+fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    let mut text = Vec::new();
+    match fs::File::open(path).and_then(|f| f.take(SECCOMP_FILE_MAX + 1).read_to_end(&mut text)) {
+        Ok(n) if n as u64 > SECCOMP_FILE_MAX => Err(format!(
+            "{} is larger than {SECCOMP_FILE_MAX} bytes",
+            path.display()
+        )),
+        Ok(_) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
 }
 
 /// The executor for `berth-shim exec` in the container of `dir`: its
 /// precompiled filter when the supervisor took the profile out of the
-/// bundle (else libcontainer loads the bundle's own profile).
+/// bundle (else libcontainer loads the bundle's own profile), and without
+/// no_new_privs the drop to the container's own capabilities (the
+/// bundle's `process` has the widened ones).
 fn exec_executor(
     dir: &Path,
     layout: &Layout,
     process: &serde_json::Value,
 ) -> Result<SeccompExecutor, String> {
-    let path = dir.join("bundle").join(SECCOMP_FILE);
-    // a profile is tens of KiB; the bound keeps a damaged file from costing more
-    let mut text = Vec::new();
-    match fs::File::open(&path).and_then(|f| f.take(SECCOMP_FILE_MAX + 1).read_to_end(&mut text)) {
-        Ok(n) if n as u64 > SECCOMP_FILE_MAX => {
+    let caps_path = dir.join("bundle").join(seccomp_handoff::FILE);
+    let Some(text) = read_bounded(&dir.join("bundle").join(SECCOMP_FILE))? else {
+        // widened capabilities without their filter: never run that
+        if caps_path.exists() {
             return Err(format!(
-                "{} is larger than {SECCOMP_FILE_MAX} bytes",
-                path.display()
+                "{} without {SECCOMP_FILE}: the bundle was damaged",
+                caps_path.display()
             ));
         }
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(SeccompExecutor::new(None));
-        }
-        Err(e) => return Err(format!("reading {}: {e}", path.display())),
-    }
+        return Ok(SeccompExecutor::new(None));
+    };
     let profile: oci_spec::runtime::LinuxSeccomp = serde_json::from_slice(&text)
         .map_err(|e| format!("the container's seccomp profile: {e}"))?;
-    if process["noNewPrivileges"] != serde_json::Value::Bool(true) {
-        return Err("the container's seccomp profile needs no_new_privileges".into());
-    }
     let program = seccomp_bpf::cached(&layout.run_dir.join("seccomp"), &profile)
         .map_err(|e| err_chain(&e))?;
-    Ok(SeccompExecutor::new(Some(program)))
+    if process["noNewPrivileges"] == serde_json::Value::Bool(true) {
+        return Ok(SeccompExecutor::new(Some(program)));
+    }
+    // without no_new_privs, only with the capabilities to drop to: never
+    // the bundle's widened ones
+    let Some(caps) = read_bounded(&caps_path)? else {
+        return Err(format!(
+            "the container's seccomp profile needs no_new_privileges or {}",
+            caps_path.display()
+        ));
+    };
+    let caps: oci_spec::runtime::LinuxCapabilities =
+        serde_json::from_slice(&caps).map_err(|e| format!("the container's capabilities: {e}"))?;
+    SeccompExecutor::dropping(program, caps).map_err(|e| err_chain(&e))
 }
 
 /// After a failed setup: libcontainer's delete of what it created, then

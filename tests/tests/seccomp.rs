@@ -8,6 +8,13 @@
 //! tenant builder rebuilds `linux` without `seccomp`, so a process started
 //! by `berth-shim exec` from a bundle profile runs unfiltered (with
 //! `BERTH_SHIM_SECCOMP=libcontainer` this test fails for that reason).
+//!
+//! Without no_new_privs (allowPrivilegeEscalation unset, the Kubernetes
+//! default) the supervisor hands the filter and the final capability drop
+//! to berth's executor: the exec probes of a root and a non-root container
+//! (one with an added capability) run filtered with exactly their
+//! container's capabilities (on libcontainer's path, and on main before
+//! the hand-off, such a probe ran with Seccomp 0).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -121,6 +128,105 @@ spec:
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(mode(&files[0]), 0o600);
+    a.shutdown_clean()?;
+    Ok(())
+}
+
+/// A probe that passes only filtered, without no_new_privs, with exactly
+/// the capabilities its container wrote to /dev/shm/caps at its start.
+const SAME_CAPS_PROBE: &str = r#"        command:
+        - sh
+        - -c
+        - |
+          grep -q '^Seccomp:.2$' /proc/self/status &&
+          grep -q '^Seccomp_filters:.1$' /proc/self/status &&
+          grep -q '^NoNewPrivs:.0$' /proc/self/status &&
+          ! unshare -U true &&
+          [ "$(grep -E '^(Cap|NoNewPrivs)' /proc/self/status)" = "$(cat /dev/shm/caps)" ]
+"#;
+
+#[test]
+fn escalation_allowed_containers_and_probes_run_filtered_with_their_caps() -> anyhow::Result<()> {
+    if !preconditions("escalation_allowed_containers_and_probes_run_filtered_with_their_caps") {
+        return Ok(());
+    }
+    let mut a = Agent::new(AgentOpts {
+        instance: "btsc2e",
+        net: 0,
+        port: 17470,
+        with_image: true,
+    })?;
+    a.pod_cidr = "10.125.2.0/24".into();
+    a.service_cidr = "10.125.3.0/24".into();
+    let start = "grep -E '^(Cap|NoNewPrivs)' /proc/self/status > /dev/shm/caps; \
+                 grep -E '^(Seccomp|Seccomp_filters|NoNewPrivs):' /proc/self/status; \
+                 unshare -U true && echo UNSHARED || echo refused; exec sleep 7470";
+    a.write_manifest(
+        "p.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: handoff
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: root
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "{start}"]
+    readinessProbe:
+      periodSeconds: 1
+      exec:
+{SAME_CAPS_PROBE}
+  - name: user
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "{start}"]
+    securityContext:
+      runAsUser: 1000
+      capabilities:
+        add: ["NET_ADMIN"]
+    readinessProbe:
+      periodSeconds: 1
+      exec:
+{SAME_CAPS_PROBE}
+"#
+        ),
+    )?;
+    a.start()?;
+    let ready = a.wait_for("handoff Ready", Duration::from_secs(60), |v| {
+        let s = &Agent::pod(v, "handoff")?["status"]["containerStatuses"];
+        let all = s.as_array()?;
+        (all.len() == 2 && all.iter().all(|c| c["ready"] == true)).then_some(())
+    });
+    if let Err(e) = ready {
+        let status = a.get_json("/api/v1/status").unwrap_or(Value::Null);
+        bail!(
+            "{e}\nstatus: {status}\nagent log:\n{}",
+            berth_e2e::tail(&a.log(), 40)
+        );
+    }
+    let out = log_lines(&a, "handoff");
+    for want in [
+        "Seccomp:\t2",
+        "Seccomp_filters:\t1",
+        "NoNewPrivs:\t0",
+        "refused",
+    ] {
+        let n = out.iter().filter(|l| *l == want).count();
+        assert_eq!(n, 2, "{want:?} twice in {out:?}");
+    }
+    // both handed off: the own capabilities kept root-only beside the bundle
+    let mut kept = Vec::new();
+    for c in std::fs::read_dir(a.run_dir.join("containers"))?.flatten() {
+        let f = c.path().join("bundle/capabilities.json");
+        if f.exists() {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+            kept.push(f);
+        }
+    }
+    assert_eq!(kept.len(), 2, "{kept:?}");
     a.shutdown_clean()?;
     Ok(())
 }
