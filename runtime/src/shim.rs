@@ -538,14 +538,17 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
 const SECCOMP_FILE: &str = "seccomp.json";
 const SECCOMP_FILE_MAX: u64 = 1 << 20;
 
-/// berth's RuntimeDefault profile: taken out of `value` (libcontainer would
+/// The container's seccomp profile (berth's RuntimeDefault, or a Localhost
+/// profile that [`seccomp_bpf::precompilable`] accepts: no filter flags, no
+/// notify action): taken out of `value` (libcontainer would
 /// build it with libseccomp in the init) and loaded as a precompiled
 /// program (see [`seccomp_bpf`]) by the returned executor, its profile kept
 /// in `bundle/seccomp.json` for `berth-shim exec`. Without no_new_privs the
 /// process is handed off ([`seccomp_handoff`]): `value`'s capabilities are
 /// widened and its own kept in `bundle/capabilities.json`, written before
-/// config.json. Localhost and Unconfined profiles, privileged containers,
-/// processes the hand-off cannot take and any container when
+/// config.json. Unconfined profiles, privileged containers, Localhost
+/// profiles with flags or notify actions, processes the hand-off cannot take
+/// and any container when
 /// `BERTH_SHIM_SECCOMP=libcontainer` is set (for comparisons) stay with
 /// libcontainer (the default executor).
 fn precompiled_seccomp(
@@ -556,8 +559,9 @@ fn precompiled_seccomp(
     own_bounding: u64,
 ) -> Result<SeccompExecutor, Fail> {
     let libcontainers = SeccompExecutor::new(None);
-    let runtime_default =
-        !sec.privileged && !sec.seccomp_unconfined && sec.seccomp_localhost.is_none();
+    // Localhost profiles too: libcontainer 0.7's exec drops `linux.seccomp`,
+    // so on its path an exec'd process would run unfiltered
+    let runtime_default = !sec.privileged && !sec.seccomp_unconfined;
     let nnp = value["process"]["noNewPrivileges"] == serde_json::Value::Bool(true);
     let knob = std::env::var("BERTH_SHIM_SECCOMP").is_ok_and(|v| v == "libcontainer");
     if !runtime_default || knob || !value["linux"]["seccomp"].is_object() {

@@ -134,6 +134,39 @@ async fn precompiled_filter_confines_like_libcontainers() {
         .stop(&c.id, Duration::from_secs(5))
         .await
         .expect("stop");
+
+    // a Localhost profile (allow all but user namespaces), without
+    // no_new_privs: precompiled and handed off too, so an exec'd process is
+    // filtered by it (on libcontainer's path it ran unfiltered)
+    let mut c = h.container(&sb, "localhost", &["/bin/sleep", "60"]);
+    c.security.seccomp_localhost = Some(
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["unshare"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        })
+        .to_string(),
+    );
+    h.rt().run(&c).await.expect("run");
+    assert!(
+        precompiled(&h, &c.id),
+        "the Localhost profile was precompiled"
+    );
+    let r = h
+        .rt()
+        .exec(&c.id, &argv, Duration::from_secs(10))
+        .await
+        .expect("exec");
+    let out: Vec<String> = r.output.lines().map(str::to_string).collect();
+    assert!(
+        out.iter().any(|l| l == "Seccomp:\t2"),
+        "Localhost exec: {out:?}"
+    );
+    assert!(out.contains(&"refused".into()), "Localhost exec: {out:?}");
+    assert!(out.contains(&"write-ok".into()), "Localhost exec: {out:?}");
+    h.rt()
+        .stop(&c.id, Duration::from_secs(5))
+        .await
+        .expect("stop");
 }
 
 #[tokio::test(flavor = "multi_thread")]

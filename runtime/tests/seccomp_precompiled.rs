@@ -122,7 +122,63 @@ fn the_kernel_holds_the_same_filter_as_with_libcontainer() {
     // the comparison can fail: the profiles (and so the programs) differ by caps
     assert_ne!(seen[0], seen[1]);
     assert_ne!(seen[1], seen[2]);
+    // Localhost profiles (an operator's own file): other default actions,
+    // errno values, kill/log/trace actions, argument comparisons, two arches
+    for (what, json) in localhost_profiles() {
+        let p: LinuxSeccomp = serde_json::from_value(json).unwrap();
+        assert!(seccomp_bpf::precompilable(&p), "{what}");
+        let theirs = installed_filters(|| libcontainer::seccomp::initialize_seccomp(&p).is_ok())
+            .unwrap_or_else(|e| panic!("libcontainer's filter for {what}: {e}"));
+        let prog = seccomp_bpf::cached(tmp.path(), &p).unwrap();
+        let ours = installed_filters(|| prog.load().is_ok())
+            .unwrap_or_else(|e| panic!("berth's filter for {what}: {e}"));
+        assert_eq!((theirs.len(), ours.len()), (1, 1), "{what}");
+        assert!(ours[0] == theirs[0], "{what}: the programs differ");
+        assert!(!seen.contains(&ours[0]), "{what}: not a distinct program");
+        seen.push(ours[0].clone());
+    }
     // a filter the kernel refuses is an error, not a silent success
     let bad = seccomp_bpf::Program::from_bytes(&[0u8; 16]).unwrap();
     assert!(installed_filters(|| bad.load().is_ok()).is_err());
+}
+
+/// Profiles as operators write them for `seccompProfile: Localhost`.
+fn localhost_profiles() -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::json;
+    vec![
+        (
+            "a deny-list: allow by default, refuse a few",
+            json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+                "syscalls": [
+                    {"names": ["keyctl", "add_key", "request_key"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+                    {"names": ["ptrace"], "action": "SCMP_ACT_KILL_PROCESS"},
+                    {"names": ["personality"], "action": "SCMP_ACT_ERRNO",
+                     "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_NE"}]},
+                ]
+            }),
+        ),
+        (
+            "an allow-list with logging, errno and argument checks",
+            json!({
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "defaultErrnoRet": 13,
+                "syscalls": [
+                    {"names": ["read", "write", "exit", "exit_group", "rt_sigreturn", "brk", "mmap",
+                               "munmap", "close", "fstat", "execve", "openat", "newfstatat",
+                               // the test child stops itself with raise(SIGSTOP)
+                               "getpid", "gettid", "tgkill", "rt_sigprocmask"],
+                     "action": "SCMP_ACT_ALLOW"},
+                    {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+                     "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]},
+                    {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                     "args": [{"index": 0, "value": 2114060288u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+                    {"names": ["setuid", "setgid"], "action": "SCMP_ACT_LOG"},
+                    {"names": ["kill"], "action": "SCMP_ACT_ALLOW",
+                     "args": [{"index": 1, "value": 9, "op": "SCMP_CMP_LE"}]},
+                ]
+            }),
+        ),
+    ]
 }
