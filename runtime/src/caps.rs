@@ -26,7 +26,8 @@ fn bit(name: &str) -> Option<u32> {
 
 /// Limit the process capabilities of `spec` to `bounding`, then put the
 /// RuntimeDefault seccomp profile for the final set in place (when the spec
-/// asks for one). Err names an explicitly added capability the host lacks.
+/// has berth's profile; a Localhost profile is the operator's and stays as
+/// written). Err names an explicitly added capability the host lacks.
 pub fn finish(spec: &mut Value, sec: &Security, bounding: u64) -> Result<(), String> {
     let wide = sec.privileged || sec.cap_add.iter().any(|c| c.eq_ignore_ascii_case("ALL"));
     let caps = &mut spec["process"]["capabilities"];
@@ -46,7 +47,7 @@ pub fn finish(spec: &mut Value, sec: &Security, bounding: u64) -> Result<(), Str
             caps[set] = serde_json::json!(kept);
         }
     }
-    if spec["linux"]["seccomp"].is_object() {
+    if spec["linux"]["seccomp"].is_object() && sec.seccomp_localhost.is_none() {
         spec["linux"]["seccomp"] = crate::seccomp::profile(&kept);
     }
     Ok(())
@@ -94,6 +95,22 @@ mod tests {
         };
         let e = finish(&mut v, &sec, 0x1fffeffffff).unwrap_err();
         assert!(e.contains("CAP_SYS_RESOURCE"), "{e}");
+    }
+
+    // regression: the operator's Localhost profile was replaced by
+    // RuntimeDefault here, so a stricter profile was silently not applied
+    #[test]
+    fn a_localhost_profile_stays_as_written() {
+        let mut v = spec(&["CAP_CHOWN"]);
+        let sec = Security {
+            seccomp_localhost: Some("{}".into()),
+            ..Default::default()
+        };
+        finish(&mut v, &sec, u64::MAX).unwrap();
+        assert_eq!(
+            v["linux"]["seccomp"],
+            json!({"defaultAction": "SCMP_ACT_ALLOW"})
+        );
     }
 
     #[test]

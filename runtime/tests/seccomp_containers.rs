@@ -151,6 +151,12 @@ async fn precompiled_filter_confines_like_libcontainers() {
         precompiled(&h, &c.id),
         "the Localhost profile was precompiled"
     );
+    // ... and it is the operator's profile, not RuntimeDefault (an earlier
+    // version replaced it; RuntimeDefault refuses unshare -U too)
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle(&h, &c.id).join("seccomp.json")).unwrap())
+            .unwrap();
+    assert_eq!(kept["defaultAction"], "SCMP_ACT_ALLOW", "{kept}");
     let r = h
         .rt()
         .exec(&c.id, &argv, Duration::from_secs(10))
