@@ -25,11 +25,15 @@
 //! 5xx) and the image is present, the local copy is used and a warning is
 //! logged: edge hosts are often offline. Kubernetes would fail instead.
 
+use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// How many layers of one image unpack at the same time (see `commit_image`).
+const UNPACK_PARALLEL: usize = 2;
 
 use berth_contract::{GcReport, ImageFailureReason, ImageInfo, Images, PullPolicy, error_chain};
 
@@ -358,16 +362,21 @@ impl ImageStore {
             });
         }
         // Each layer is its own directory (overlayfs stacks them), so they
-        // unpack at once. Every unpack runs to its end before the first
-        // error is returned: none is left running past the caller's GC lease.
-        let layers = futures::future::join_all(
-            wanted
-                .iter()
-                .map(|(blob, diff, chain)| self.ensure_layer(key, blob, diff, chain)),
-        )
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
+        // unpack at once, UNPACK_PARALLEL at a time: each holds a blocking
+        // thread and a decode thread with their buffers, and an image of
+        // dozens of layers must not fill the agent's blocking pool. Every
+        // unpack runs to its end before the first error is returned: none is
+        // left running past the caller's GC lease.
+        let unpacks: Vec<_> = wanted
+            .iter()
+            .map(|(blob, diff, chain)| self.ensure_layer(key, blob, diff, chain))
+            .collect();
+        let layers = futures::stream::iter(unpacks)
+            .buffered(UNPACK_PARALLEL)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         let now = now_unix();
         let old = self.index.get(key);
         let rec = ImageRecord {
