@@ -492,7 +492,11 @@ pub fn collect(res: Res, view: &View, snap: &Snapshot) -> Vec<Value> {
                 .collect();
             out.extend(observed.into_values());
             if let Some(kind) = kind {
-                out.extend(unscheduled(view, kind));
+                // a pod that stopped matching the node is still listed
+                // (terminating) until it is gone: never twice
+                let listed: std::collections::HashSet<(String, String)> =
+                    out.iter().map(key_of).collect();
+                out.extend(unscheduled(view, kind).filter(|v| !listed.contains(&key_of(v))));
             }
             out
         }
@@ -509,8 +513,8 @@ pub const UNSCHEDULABLE: &str =
 /// `PodScheduled=False` (reason Unschedulable), a Deployment, StatefulSet or
 /// ReplicaSet has none of its replicas ready, a DaemonSet has 0 pods desired
 /// (with a `NodeMatched=False` condition saying why). Each also gets a
-/// `FailedScheduling` event ([`super::events`]). Other kinds (a Job, a
-/// CronJob) are listed with their spec and no status.
+/// `FailedScheduling` event ([`super::events`]). Jobs and CronJobs are
+/// listed from the reconciler's objects only (not here).
 fn unscheduled(view: &View, kind: berth_spec::Kind) -> impl Iterator<Item = Value> + '_ {
     use berth_spec::Kind;
     view.unscheduled
