@@ -329,6 +329,15 @@ pub fn cache_path(dir: &Path, profile: &LinuxSeccomp) -> PathBuf {
     dir.join(format!("{}.bpf", cache_key(profile)))
 }
 
+/// Owned by this process's user and not writable, readable or searchable
+/// by group or others.
+fn private_to_us(md: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    md.uid() == me && md.mode() & 0o077 == 0
+}
+
 /// A cache file's program, if the file is a regular file of a plausible
 /// size whose trailing sha256 matches: anything else is not trusted.
 fn read_cache(path: &Path) -> Option<Program> {
@@ -340,7 +349,17 @@ fn read_cache(path: &Path) -> Option<Program> {
         .ok()?;
     let md = f.metadata().ok()?;
     let max = (MAX_INSNS * INSN + SUM) as u64;
-    if !md.is_file() || md.len() > max {
+    if !md.is_file() || md.len() > max || !private_to_us(&md) {
+        return None;
+    }
+    // the checksum catches a torn file, not a planted one: the file and its
+    // directory must be ours and closed to everyone else (a run dir that was
+    // somehow opened up must not let anyone hand containers a filter)
+    if !path
+        .parent()
+        .and_then(|d| std::fs::symlink_metadata(d).ok())
+        .is_some_and(|d| d.is_dir() && private_to_us(&d))
+    {
         return None;
     }
     let mut buf = Vec::with_capacity(md.len() as usize);

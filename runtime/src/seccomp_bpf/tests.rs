@@ -112,6 +112,17 @@ fn the_cache_is_root_only_used_and_never_trusted_when_damaged() {
         assert_eq!(cached(&dir, &p).unwrap(), good, "{} bytes", d.len());
         assert_eq!(std::fs::read(&path).unwrap(), stored, "rewritten");
     }
+    // a valid entry that others could have written, or in a directory
+    // others can reach, is not trusted either
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(&path, &data).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(cached(&dir, &p).unwrap(), good, "a 0644 entry");
+    assert_eq!(mode(&path), 0o600, "rewritten root-only");
+    std::fs::write(&path, &data).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(cached(&dir, &p).unwrap(), good, "an open directory");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     // a symlink in its place is not followed
     std::fs::remove_file(&path).unwrap();
     let elsewhere = tmp.path().join("elsewhere");
