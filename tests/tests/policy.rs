@@ -331,8 +331,8 @@ spec:
         "pods.yaml",
         &format!(
             "{}---\n{}",
-            pod("leak", "escape", 7178),
-            pod("ok", "inside", 7179)
+            pod("leak", "escape", 7188),
+            pod("ok", "inside", 7189)
         ),
     )?;
     a.start()?;
@@ -360,7 +360,7 @@ spec:
     assert!(msg.contains("resolves outside the allowed prefix"), "{msg}");
     let pods = a.get_json("/api/v1/pods")?;
     assert_ne!(phase(&pods, "leak").as_deref(), Some("Running"), "{pods:#}");
-    assert!(pgrep("sleep 7178").is_empty(), "the escaping pod runs");
+    assert!(pgrep("sleep 7188").is_empty(), "the escaping pod runs");
     // the pod whose symlink stays inside sees the directory it points to
     let (code, log) = a.get("/api/v1/namespaces/default/pods/ok/log")?;
     assert_eq!(code, 200, "{log}");
