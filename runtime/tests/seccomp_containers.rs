@@ -121,11 +121,7 @@ async fn precompiled_filter_confines_like_libcontainers() {
     let c = nnp(&h, &sb, "running", &["/bin/sleep", "60"]);
     h.rt().run(&c).await.expect("run");
     let argv: Vec<String> = probe.iter().map(|s| s.to_string()).collect();
-    let r = h
-        .rt()
-        .exec(&c.id, &argv, Duration::from_secs(10))
-        .await
-        .expect("exec");
+    let r = h.exec(&c.id, &argv).await;
     let out: Vec<String> = r.output.lines().map(str::to_string).collect();
     assert_eq!(r.exit_code, 0, "{r:?}");
     confined(&out, "exec");
@@ -157,11 +153,7 @@ async fn precompiled_filter_confines_like_libcontainers() {
         serde_json::from_slice(&std::fs::read(bundle(&h, &c.id).join("seccomp.json")).unwrap())
             .unwrap();
     assert_eq!(kept["defaultAction"], "SCMP_ACT_ALLOW", "{kept}");
-    let r = h
-        .rt()
-        .exec(&c.id, &argv, Duration::from_secs(10))
-        .await
-        .expect("exec");
+    let r = h.exec(&c.id, &argv).await;
     let out: Vec<String> = r.output.lines().map(str::to_string).collect();
     assert!(
         out.iter().any(|l| l == "Seccomp:\t2"),
@@ -337,11 +329,7 @@ async fn without_no_new_privs_caps_and_filter_are_libcontainers_and_exec_is_filt
             let mut c = h.container(sb, &format!("{name}-run"), &["/bin/sleep", "60"]);
             tweak(&mut c);
             h.rt().run(&c).await.expect("run");
-            let r = h
-                .rt()
-                .exec(&c.id, &argv, Duration::from_secs(10))
-                .await
-                .expect("exec");
+            let r = h.exec(&c.id, &argv).await;
             assert_eq!(r.exit_code, 0, "{name}: {r:?}");
             execs.push(r.output.lines().map(str::to_string).collect::<Vec<_>>());
             let pid = the_pid(h, &c.id);
@@ -411,18 +399,10 @@ async fn exec_refuses_a_handed_off_bundle_missing_a_file() {
         let c = h.container(&sb, &file.replace('.', "-"), &["/bin/sleep", "60"]);
         h.rt().run(&c).await.expect("run");
         assert!(handed_off(&h, &c.id));
-        let ok = h
-            .rt()
-            .exec(&c.id, &argv, Duration::from_secs(10))
-            .await
-            .expect("exec");
+        let ok = h.exec(&c.id, &argv).await;
         assert_eq!(ok.exit_code, 0, "{ok:?}");
         std::fs::remove_file(bundle(&h, &c.id).join(file)).unwrap();
-        let r = h
-            .rt()
-            .exec(&c.id, &argv, Duration::from_secs(10))
-            .await
-            .expect("exec");
+        let r = h.exec(&c.id, &argv).await;
         eprintln!("without {file}: {r:?}");
         assert_ne!(r.exit_code, 0, "without {file}: {r:?}");
         assert!(!r.output.contains("Seccomp:"), "it ran: {r:?}");

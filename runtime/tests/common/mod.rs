@@ -209,6 +209,15 @@ impl Harness {
             .expect("wait")
     }
 
+    /// Run `argv` in the running container `id` (bounded by 10 s); panics
+    /// when the exec cannot be started at all.
+    pub async fn exec(&self, id: &str, argv: &[String]) -> berth_contract::ExecResult {
+        self.rt()
+            .exec(id, argv, Duration::from_secs(10))
+            .await
+            .expect("exec")
+    }
+
     /// Messages of the container's log (all rotated files, oldest first) for one stream.
     pub async fn log_lines(&self, id: &str, stream: &str) -> Vec<String> {
         let info = self.rt().status(id).await.expect("status");
