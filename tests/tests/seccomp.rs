@@ -20,7 +20,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::bail;
 use berth_e2e::{Agent, AgentOpts, IMAGE, preconditions};
 use serde_json::Value;
 
@@ -57,6 +56,16 @@ fn log_lines(a: &Agent, pod: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Wait up to 60 s for `pod` to be Ready by `f`; on failure the error also
+/// carries `/api/v1/status` (`wait_for` already adds the pods and the log).
+fn wait_ready(a: &Agent, pod: &str, f: impl FnMut(&Value) -> Option<()>) -> anyhow::Result<()> {
+    a.wait_for(&format!("{pod} Ready"), Duration::from_secs(60), f)
+        .map_err(|e| {
+            let status = a.get_json("/api/v1/status").unwrap_or(Value::Null);
+            anyhow::anyhow!("{e}\nstatus: {status}")
+        })
 }
 
 #[test]
@@ -100,17 +109,10 @@ spec:
         ),
     )?;
     a.start()?;
-    let ready = a.wait_for("filtered Ready", Duration::from_secs(60), |v| {
+    wait_ready(&a, "filtered", |v| {
         let s = &Agent::pod(v, "filtered")?["status"]["containerStatuses"][0];
         (s["ready"] == true).then_some(())
-    });
-    if let Err(e) = ready {
-        let status = a.get_json("/api/v1/status").unwrap_or(Value::Null);
-        bail!(
-            "{e}\nstatus: {status}\nagent log:\n{}",
-            berth_e2e::tail(&a.log(), 40)
-        );
-    }
+    })?;
     let out = log_lines(&a, "filtered");
     for want in [
         "Seccomp:\t2",
@@ -195,18 +197,11 @@ spec:
         ),
     )?;
     a.start()?;
-    let ready = a.wait_for("handoff Ready", Duration::from_secs(60), |v| {
+    wait_ready(&a, "handoff", |v| {
         let s = &Agent::pod(v, "handoff")?["status"]["containerStatuses"];
         let all = s.as_array()?;
         (all.len() == 2 && all.iter().all(|c| c["ready"] == true)).then_some(())
-    });
-    if let Err(e) = ready {
-        let status = a.get_json("/api/v1/status").unwrap_or(Value::Null);
-        bail!(
-            "{e}\nstatus: {status}\nagent log:\n{}",
-            berth_e2e::tail(&a.log(), 40)
-        );
-    }
+    })?;
     let out = log_lines(&a, "handoff");
     for want in [
         "Seccomp:\t2",
