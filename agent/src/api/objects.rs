@@ -491,7 +491,13 @@ pub fn collect(res: Res, view: &View, snap: &Snapshot) -> Vec<Value> {
                 })
                 .collect();
             out.extend(observed.into_values());
-            if let Some(kind) = kind {
+            // (most lists have nothing unscheduled: no key set built for them)
+            if let Some(kind) = kind
+                && view
+                    .unscheduled
+                    .iter()
+                    .any(|u| u.sourced.object.kind() == kind)
+            {
                 // a pod that stopped matching the node is still listed
                 // (terminating) until it is gone: never twice
                 let listed: std::collections::HashSet<(String, String)> =
