@@ -54,7 +54,17 @@ macro_rules! require_root {
 pub(crate) use require_root;
 
 /// Host facts that must not change (our own `bt*` things filtered out).
-pub fn host_snapshot() -> (Vec<String>, Vec<String>) {
+/// The host's nft tables and routes, without berth test bridges' own lines and
+/// without routes into another test's CIDRs (10.123.0.0/16 is split between the
+/// tests of this file, which run in parallel: a bridge another test just deleted
+/// can leave its routes on a dangling `dev ifNNN` for a moment). Routes into
+/// this test's own CIDRs stay in, so a leaked route of this test is caught.
+pub fn host_snapshot(n: u8) -> (Vec<String>, Vec<String>) {
+    let own = [
+        format!("10.123.{}.", 2 * u32::from(n)),
+        format!("10.123.{}.", 2 * u32::from(n) + 1),
+    ];
+    let another_tests = |l: &str| l.contains("10.123.") && !own.iter().any(|o| l.contains(o));
     let run = |args: &[&str]| -> Vec<String> {
         let out = std::process::Command::new(args[0])
             .args(&args[1..])
@@ -62,7 +72,7 @@ pub fn host_snapshot() -> (Vec<String>, Vec<String>) {
             .expect("run");
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter(|l| !l.contains(" bt") && !l.contains("dev bt"))
+            .filter(|l| !l.contains(" bt") && !l.contains("dev bt") && !another_tests(l))
             .map(str::to_string)
             .collect()
     };
@@ -88,7 +98,7 @@ impl Env {
         cfg.state_dir = dir.path().join("state");
         cfg.node_port_range = (31000 + u16::from(n) * 10, 31009 + u16::from(n) * 10);
         cfg.dns_upstreams = Some(Vec::new());
-        let before = host_snapshot();
+        let before = host_snapshot(n);
         Self {
             n,
             cfg,
@@ -168,7 +178,7 @@ impl Drop for Env {
                 .block_on(cleanup_instance(&instance, &run))
         })
         .join();
-        let after = host_snapshot();
+        let after = host_snapshot(self.n);
         if !std::thread::panicking() {
             r.expect("cleanup thread").expect("cleanup_instance");
             assert_eq!(self.before, after, "host nft tables or routes changed");
