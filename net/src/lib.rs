@@ -17,6 +17,7 @@ mod dns;
 mod error;
 mod host;
 mod ipam;
+mod libnft;
 mod netlink;
 mod netns;
 mod nft;

@@ -27,8 +27,10 @@
 //! pure-netlink crate: every feature used here (numgen maps, fib, ct status,
 //! reject) is expressible 1:1, the batch berth applies can be logged and
 //! replayed by an operator with `nft -j -f`, and atomic whole-table replace is
-//! a plain nft transaction. The cost is a ~5 ms process spawn per apply and a
-//! runtime dependency on `/usr/sbin/nft`.
+//! a plain nft transaction. The batch is applied in-process by libnftables,
+//! the library behind `nft` ([`crate::libnft`]: one context for the agent's
+//! life, no process per apply), or by `nft -j -f -` where the library cannot
+//! be loaded.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -213,17 +215,48 @@ pub fn render(input: &RenderInput<'_>) -> Nftables<'static> {
     }
 }
 
-/// Apply a batch with `nft -j -f -`, keeping nft's own error message.
+/// Apply a batch (what `nft -j -f -` reads), keeping nft's own error message.
 pub async fn apply(table: &str, batch: &Nftables<'_>) -> Result<(), NftError> {
     let json = serde_json::to_vec(batch).map_err(|source| NftError::Encode {
         table: table.to_string(),
         source,
     })?;
-    run_nft(table, &["-j", "-f", "-"], &json).await
+    run_cmd(table, &["-j", "-f", "-"], json).await
+}
+
+/// `cmd` through libnftables, or `nft <args>` with `cmd` on stdin when the
+/// library cannot be loaded.
+async fn run_cmd(table: &str, args: &[&str], cmd: Vec<u8>) -> Result<(), NftError> {
+    let in_process = {
+        let cmd = cmd.clone();
+        tokio::task::spawn_blocking(move || crate::libnft::run(&cmd))
+            .await
+            .map_err(|e| NftError::Wait(std::io::Error::other(e)))?
+    };
+    match in_process {
+        Some(Ok(())) => Ok(()),
+        Some(Err(message)) => Err(NftError::Rejected {
+            table: table.to_string(),
+            status: 1,
+            stderr: message,
+        }),
+        None => run_nft(table, args, &cmd).await,
+    }
 }
 
 /// `delete table inet <table>`; a missing table is not an error.
 pub async fn delete_table(table: &str) -> Result<(), NftError> {
+    let list = format!("list table inet {table}").into_bytes();
+    if let Some(listed) = tokio::task::spawn_blocking(move || crate::libnft::run(&list))
+        .await
+        .map_err(|e| NftError::Wait(std::io::Error::other(e)))?
+    {
+        if listed.is_err() {
+            return Ok(());
+        }
+        let delete = format!("delete table inet {table}").into_bytes();
+        return run_cmd(table, &["-f", "-"], delete).await;
+    }
     let out = tokio::process::Command::new("nft")
         .args(["list", "table", "inet", table])
         .stdout(Stdio::null())

@@ -368,6 +368,7 @@ impl ShimRuntime {
                 .map_err(io(&id, "creating shim.log"))?
         };
         let shim_log2 = shim_log.try_clone().map_err(io(&id, "creating shim.log"))?;
+        tracing::debug!(target: "berth::timing", container = %id, "container files written");
         // `run` forks the supervisor off and exits at once: the agent never
         // holds a running shim as its child (it survives `kill -9` of the agent)
         let child = std::process::Command::new(&self.cfg.shim_path)
@@ -503,7 +504,9 @@ impl Runtime for ShimRuntime {
         // the 60 s bound covers the launch too: `berth-shim run` returns once
         // the container runs or failed, or after 60 s (see `shim::launch`)
         let t0 = tokio::time::Instant::now();
+        tracing::debug!(target: "berth::timing", container = %id, "container launch");
         self.blocking(move |rt| rt.launch(&c)).await?;
+        tracing::debug!(target: "berth::timing", container = %id, "container launched");
         let mut delay = Duration::from_millis(2);
         loop {
             let d = dir.clone();

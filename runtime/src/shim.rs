@@ -48,14 +48,21 @@ fn fail(reason: &'static str, message: String) -> Fail {
     Fail(reason, message, kind)
 }
 
-/// `BERTH_SHIM_TIMING=1`: phase times (ms since the shim started) in the shim log.
+/// `BERTH_SHIM_TIMING=1`: phase times in the shim log, in ms since the
+/// shim's first mark and as wall-clock time (Unix seconds, µs), which lines
+/// up with the agent's `berth::timing` events.
 fn mark(what: &str) {
     static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let t0 = *T0.get_or_init(Instant::now);
     if std::env::var_os("BERTH_SHIM_TIMING").is_some() {
+        let wall = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
         eprintln!(
-            "berth-shim timing: {what} at {:.1} ms",
-            t0.elapsed().as_secs_f64() * 1000.0
+            "berth-shim timing: {what} at {:.1} ms (wall {}.{:06})",
+            t0.elapsed().as_secs_f64() * 1000.0,
+            wall.as_secs(),
+            wall.subsec_micros()
         );
     }
 }

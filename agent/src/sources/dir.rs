@@ -2,8 +2,10 @@
 //! `notify` (inotify), debounced here, plus a periodic full re-read as a
 //! safety net. A burst of events ends after 200 ms of quiet while some file is
 //! still open for writing (written in place and not closed yet), and after
-//! only 10 ms once every written file was closed or renamed into place (the
-//! common case: `cp`, `mv`, an editor's save, `git checkout`). A burst never
+//! only 3 ms once every written file was closed or renamed into place (the
+//! common case: `cp`, `mv`, an editor's save, `git checkout`: one tool's
+//! files land microseconds apart, so 3 ms still makes them one reload, and
+//! a split burst is only two reloads, each of complete files). A burst never
 //! delays a reload by more than 2 s.
 //!
 //! Every change burst becomes one full re-scan; files whose bytes did not
@@ -48,7 +50,7 @@ use super::{DiagView, SourceHandle, SourceReport, SourceStatus, rfc3339};
 /// for writing.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 /// Quiet time that ends a burst once every written file was closed.
-pub const SETTLE: Duration = Duration::from_millis(10);
+pub const SETTLE: Duration = Duration::from_millis(3);
 /// A burst never delays a reload longer than this.
 const MAX_BURST: Duration = Duration::from_secs(2);
 /// Re-read interval while the directory is missing or unreadable.
