@@ -762,10 +762,26 @@ def build_kind():
     """How the measured binaries were built: run.sh builds release, or takes
     them from BENCH_BIN_DIR (the CI's `vm` profile: release without fat LTO)."""
     d = ENV.get("BENCH_BIN_DIR")
+    sup = supervisor_kind()
     if not d:
-        return "release build"
+        return f"release build, {sup}"
     prof = Path(d).resolve().name
-    return f"binaries from {d}" + (" (`vm` profile: release without fat LTO)" if prof == "vm" else "")
+    vm = " (`vm` profile: release without fat LTO)" if prof == "vm" else ""
+    return f"binaries from {d}{vm}, {sup}"
+
+
+def supervisor_kind():
+    """Whether the measured berth-supervise is the shipped kind (static, as
+    scripts/package.sh links it) or a plain dynamic build: its RSS differs by
+    more than 1 MiB."""
+    sup = Path(ENV.get("BENCH_BERTH", "berth")).with_name("berth-supervise")
+    try:
+        out = subprocess.run(["readelf", "-l", str(sup)], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "supervisor: unknown link"
+    if not out:
+        return "supervisor: unknown link"
+    return "supervisor dynamic (not the shipped build)" if "program interpreter" in out else "supervisor static (as shipped)"
 
 
 def syn_retrans():
