@@ -75,6 +75,9 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cfg.log_format);
+    // libnftables' one context, before the open-file limit goes up (its
+    // socket must stay below 1024) and on this thread (the host's netns)
+    berth_net::prepare_nft();
     raise_fd_limit();
     // two malloc arenas for all threads (glibc's default allows 16 on two
     // cores): the blocking pool's threads come and go in bursts and each

@@ -18,6 +18,7 @@ mod error;
 mod host;
 mod ipam;
 mod libnft;
+pub use libnft::prepare as prepare_nft;
 mod netlink;
 mod netns;
 mod nft;

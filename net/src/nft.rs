@@ -2,7 +2,7 @@
 //!
 //! Every change (a pod with hostPorts comes or goes, a Service sync, an agent
 //! start) builds the *entire* desired content of table `inet <instance>` from
-//! berth's state and applies it with one `nft -j -f -` batch:
+//! berth's state and applies it as one nft batch (the JSON `nft -j -f -` reads):
 //! `add table` + `flush table` + `add chain`/`add rule` for everything. nft
 //! batches are atomic, so packets see either the old or the new rule set, and
 //! existing connections keep their NAT bindings (those live in conntrack, not
@@ -71,6 +71,8 @@ pub enum NftError {
         status: i32,
         stderr: String,
     },
+    #[error("libnftables rejected the ruleset for table inet {table}: {message}")]
+    Library { table: String, message: String },
 }
 
 /// Everything the table is rendered from.
@@ -225,49 +227,31 @@ pub async fn apply(table: &str, batch: &Nftables<'_>) -> Result<(), NftError> {
 }
 
 /// `cmd` through libnftables, or `nft <args>` with `cmd` on stdin when the
-/// library cannot be loaded.
+/// library is not in use.
 async fn run_cmd(table: &str, args: &[&str], cmd: Vec<u8>) -> Result<(), NftError> {
-    let in_process = {
-        let cmd = cmd.clone();
-        tokio::task::spawn_blocking(move || crate::libnft::run(&cmd))
-            .await
-            .map_err(|e| NftError::Wait(std::io::Error::other(e)))?
-    };
-    match in_process {
-        Some(Ok(())) => Ok(()),
-        Some(Err(message)) => Err(NftError::Rejected {
+    let in_process = tokio::task::spawn_blocking(move || crate::libnft::run(cmd))
+        .await
+        .map_err(|e| NftError::Library {
             table: table.to_string(),
-            status: 1,
-            stderr: message,
+            message: format!("the call did not complete: {e}"),
+        })?;
+    match in_process {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(message)) => Err(NftError::Library {
+            table: table.to_string(),
+            message,
         }),
-        None => run_nft(table, args, &cmd).await,
+        Err(cmd) => run_nft(table, args, &cmd).await,
     }
 }
 
-/// `delete table inet <table>`; a missing table is not an error.
+/// Delete table `inet <table>`; a missing table is not an error. One
+/// transaction that adds the table (a no-op when it exists) and deletes it,
+/// so there is no window between a check and the delete.
 pub async fn delete_table(table: &str) -> Result<(), NftError> {
-    let list = format!("list table inet {table}").into_bytes();
-    if let Some(listed) = tokio::task::spawn_blocking(move || crate::libnft::run(&list))
-        .await
-        .map_err(|e| NftError::Wait(std::io::Error::other(e)))?
-    {
-        if listed.is_err() {
-            return Ok(());
-        }
-        let delete = format!("delete table inet {table}").into_bytes();
-        return run_cmd(table, &["-f", "-"], delete).await;
-    }
-    let out = tokio::process::Command::new("nft")
-        .args(["list", "table", "inet", table])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .map_err(NftError::Spawn)?;
-    if !out.success() {
-        return Ok(());
-    }
-    run_nft(table, &["delete", "table", "inet", table], b"").await
+    let t = serde_json::json!({"family": "inet", "name": table});
+    let batch = serde_json::json!({"nftables": [{"add": {"table": t}}, {"delete": {"table": t}}]});
+    run_cmd(table, &["-j", "-f", "-"], batch.to_string().into_bytes()).await
 }
 
 async fn run_nft(table: &str, args: &[&str], stdin: &[u8]) -> Result<(), NftError> {

@@ -25,13 +25,46 @@ pub fn trim() -> bool {
 }
 
 /// Unmap this process's pages of its own executable's read-only, unmodified
-/// mappings (code and constants), so that what a burst of work ran once and
-/// start-up code (argument parsing, host probes, configuration) do not stay
-/// resident; what runs again faults back in from the page cache. The bytes
-/// of mappings dropped. See `berth_supervise::resident`.
+/// mappings (code and constants), and those of the shared libraries in
+/// [`IDLE_LIBRARIES`], so that what a burst of work ran once and start-up
+/// code (argument parsing, host probes, configuration, OpenSSL's and
+/// libnftables' set-up) do not stay resident; what runs again faults back in
+/// from the page cache. The bytes of mappings dropped. See
+/// `berth_supervise::resident`.
 pub fn drop_code_pages() -> usize {
-    berth_supervise::resident::drop_startup_pages()
+    let own = berth_supervise::resident::drop_startup_pages();
+    own + berth_supervise::resident::drop_pages_where(idle_library)
 }
+
+/// Whether `path` is one of [`IDLE_LIBRARIES`] (any version suffix).
+fn idle_library(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    IDLE_LIBRARIES.iter().any(|lib| {
+        name.strip_prefix(lib)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    })
+}
+
+/// Libraries whose pages the idle agent does not need: the agent's own
+/// dependencies besides libc (TLS for Git and registries, zlib, the unwinder,
+/// libm) and libnftables with its dependencies (used per nft batch). Each is
+/// loaded for the process's life (a DT_NEEDED of the agent, or of
+/// libnftables, which is never dlclose'd), so none of their mappings goes
+/// away between reading `/proc/self/smaps` and dropping its pages. libc and
+/// the dynamic loader stay: the idle loop runs them.
+pub const IDLE_LIBRARIES: &[&str] = &[
+    "libssl.so",
+    "libcrypto.so",
+    "libz.so",
+    "libgcc_s.so",
+    "libm.so",
+    "libnftables.so",
+    "libnftnl.so",
+    "libmnl.so",
+    "libgmp.so",
+    "libjansson.so",
+    "libxtables.so",
+];
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod imp {
@@ -62,6 +95,37 @@ mod imp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_libraries_by_name() {
+        for yes in [
+            "/usr/lib/x86_64-linux-gnu/libm.so.6",
+            "/lib/x86_64-linux-gnu/libnftables.so.1.1.0",
+            "/usr/lib/x86_64-linux-gnu/libcrypto.so.3",
+            "/usr/lib/x86_64-linux-gnu/libz.so.1.2.13",
+        ] {
+            assert!(idle_library(yes), "{yes}");
+        }
+        for no in [
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            "/usr/lib/x86_64-linux-gnu/libzstd.so.1",
+            "/usr/lib/x86_64-linux-gnu/libmagic.so.1",
+            "/usr/bin/berth",
+        ] {
+            assert!(!idle_library(no), "{no}");
+        }
+    }
+
+    /// Dropping the pages of loaded libraries leaves them working: their
+    /// code faults back in from the file.
+    #[test]
+    fn dropped_library_pages_come_back() {
+        let before = (0..1000).map(|i| f64::from(i).sin().cbrt()).sum::<f64>();
+        drop_code_pages();
+        let after = (0..1000).map(|i| f64::from(i).sin().cbrt()).sum::<f64>();
+        assert_eq!(before.to_bits(), after.to_bits());
+    }
 
     #[test]
     fn trim_gives_freed_pages_back() {

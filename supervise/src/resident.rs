@@ -28,6 +28,11 @@ pub struct Droppable {
 /// start-up relocations) is never listed.
 pub fn droppable(smaps: &str, exe: &Path) -> Vec<Droppable> {
     let exe = exe.as_os_str().to_string_lossy();
+    droppable_where(smaps, |path| path == exe)
+}
+
+/// [`droppable`] for every mapped file whose path `pick` accepts.
+pub fn droppable_where(smaps: &str, pick: impl Fn(&str) -> bool) -> Vec<Droppable> {
     let mut out = Vec::new();
     let mut cur: Option<Droppable> = None;
     for line in smaps.lines() {
@@ -42,7 +47,7 @@ pub fn droppable(smaps: &str, exe: &Path) -> Vec<Droppable> {
         {
             // header: range perms offset dev inode path
             let path: Vec<&str> = it.skip(3).collect();
-            let ours = path.join(" ") == exe && !second.contains('w') && end > start;
+            let ours = !second.contains('w') && end > start && pick(&path.join(" "));
             cur = ours.then_some(Droppable {
                 start,
                 len: end - start,
@@ -62,21 +67,31 @@ pub fn droppable(smaps: &str, exe: &Path) -> Vec<Droppable> {
 /// Drop this process's pages of its own executable's read-only,
 /// unmodified mappings; the bytes dropped (0 when nothing could be read).
 pub fn drop_startup_pages() -> usize {
-    let (Ok(exe), Ok(smaps)) = (
-        std::fs::read_link("/proc/self/exe"),
-        std::fs::read_to_string("/proc/self/smaps"),
-    ) else {
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return 0;
+    };
+    let exe = exe.as_os_str().to_string_lossy().into_owned();
+    drop_pages_where(|path| path == exe)
+}
+
+/// [`drop_startup_pages`] for every mapped file whose path `pick` accepts
+/// (the executable's or shared libraries'; a library file is replaced by a
+/// package upgrade as a new inode, so the mapping keeps reading the old one,
+/// as it does for every page it had not faulted in yet).
+pub fn drop_pages_where(pick: impl Fn(&str) -> bool) -> usize {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return 0;
     };
     let mut dropped = 0;
-    for m in droppable(&smaps, &exe) {
+    for m in droppable_where(&smaps, pick) {
         let Some(addr) = NonNull::new(m.start as *mut c_void) else {
             continue;
         };
-        // SAFETY: [start, start+len) is a whole mapping of this process's
-        // executable, read-only and without one private (anonymous) page, as
-        // /proc/self/smaps said just now (the executable's mappings are made
-        // at exec and never change after the start-up relocations). MADV_DONTNEED
+        // SAFETY: [start, start+len) is a whole file mapping of this process
+        // (its executable or a shared library), read-only and without one
+        // private (anonymous) page, as /proc/self/smaps said just now (such
+        // mappings are made at exec or dlopen, never unmapped by berth, and do
+        // not change after the start-up relocations). MADV_DONTNEED
         // on such a private file mapping only unmaps the pages; the next
         // access maps the same bytes again from the file (which cannot change
         // while it is executed), so no code or constant data changes under us.

@@ -183,17 +183,32 @@ fn overlayfs(r: &Roots) -> Check {
 }
 
 fn nftables() -> Check {
-    match std::process::Command::new("nft").arg("--version").output() {
-        Ok(o) if o.status.success() => Check::new(
+    let version = std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match (berth_net::prepare_nft(), version) {
+        (true, v) => Check::new(
             "nftables",
             Level::Ok,
-            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            format!(
+                "batches applied in-process by libnftables{}",
+                v.map(|v| format!(" ({v})")).unwrap_or_default()
+            ),
             "",
         ),
-        _ => Check::new(
+        (false, Some(v)) => Check::new(
+            "nftables",
+            Level::Ok,
+            format!("{v}; batches applied by the nft binary (libnftables.so.1 not loaded)"),
+            "",
+        ),
+        (false, None) => Check::new(
             "nftables",
             Level::Missing,
-            "no working `nft` binary",
+            "neither libnftables.so.1 nor a working `nft` binary",
             "no NAT, Service VIPs or hostPorts: pod networking does not start (install nftables)",
         ),
     }

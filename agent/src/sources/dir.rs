@@ -1,11 +1,11 @@
 //! The directory source: `*.yaml`/`*.yml` under a directory, watched with
 //! `notify` (inotify), debounced here, plus a periodic full re-read as a
 //! safety net. A burst of events ends after 200 ms of quiet while some file is
-//! still open for writing (written in place and not closed yet), and after
-//! only 3 ms once every written file was closed or renamed into place (the
-//! common case: `cp`, `mv`, an editor's save, `git checkout`: one tool's
-//! files land microseconds apart, so 3 ms still makes them one reload, and
-//! a split burst is only two reloads, each of complete files). A burst never
+//! still open for writing (written in place and not closed yet) or while a
+//! manifest removed or renamed away has not come back, and after only 3 ms
+//! once every written file was closed or renamed into place (the common
+//! case: `cp`, `mv`, an editor's save, `git checkout`: one tool's files land
+//! microseconds apart, so 3 ms still makes them one reload). A burst never
 //! delays a reload by more than 2 s.
 //!
 //! Every change burst becomes one full re-scan; files whose bytes did not
@@ -255,11 +255,19 @@ fn relevant(kind: &EventKind) -> bool {
     }
 }
 
-/// Files written in place whose writer has not closed them yet: while there
-/// are any, a burst waits for the long quiet time, so a half-written file
-/// (which may parse as a valid, shorter manifest) is not acted on.
+/// What a burst of events left unfinished: files written in place whose
+/// writer has not closed them yet (a half-written file may parse as a
+/// valid, shorter manifest), and manifests removed or renamed away that no
+/// event has brought back yet (vim's save renames the file away before it
+/// writes the new one; `rm a.yaml && cp b.yaml a.yaml` leaves a moment
+/// without it). Either makes the burst wait [`DEBOUNCE`] for quiet instead
+/// of [`SETTLE`], so a writer descheduled in such a gap does not get its
+/// objects pruned and recreated.
 #[derive(Debug, Default)]
-pub(crate) struct OpenWrites(HashSet<PathBuf>);
+pub(crate) struct OpenWrites {
+    open: HashSet<PathBuf>,
+    gone: HashSet<PathBuf>,
+}
 
 impl OpenWrites {
     pub(crate) fn note(&mut self, ev: &notify::Event) {
@@ -268,32 +276,65 @@ impl OpenWrites {
             | EventKind::Create(CreateKind::Any)
             | EventKind::Modify(ModifyKind::Data(_))
             | EventKind::Modify(ModifyKind::Any) => {
-                self.0.extend(ev.paths.iter().cloned());
-            }
-            EventKind::Access(AccessKind::Close(AccessMode::Write))
-            | EventKind::Remove(_)
-            | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
                 for p in &ev.paths {
-                    self.0.remove(p);
+                    self.gone.remove(p);
+                    self.open.insert(p.clone());
+                }
+            }
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+                for p in &ev.paths {
+                    self.open.remove(p);
+                }
+            }
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+                for p in &ev.paths {
+                    self.open.remove(p);
+                    self.went(p);
+                }
+            }
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                for p in &ev.paths {
+                    self.gone.remove(p);
                 }
             }
             EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
-                // renamed away from a temporary name: the old name is done
+                // [from, to]: the old name is done (a temporary name renamed
+                // into place) or gone (a manifest renamed away)
                 if let Some(from) = ev.paths.first() {
-                    self.0.remove(from);
+                    self.open.remove(from);
+                    self.went(from);
+                }
+                if let Some(to) = ev.paths.get(1) {
+                    self.gone.remove(to);
                 }
             }
             _ => {}
         }
     }
 
+    /// `p` went away: a gap in the directory if it was a manifest.
+    fn went(&mut self, p: &Path) {
+        let manifest = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(super::scan::is_manifest_name);
+        if manifest {
+            self.gone.insert(p.to_path_buf());
+        }
+    }
+
     /// How long a burst must be quiet before the directory is re-read.
     pub(crate) fn quiet(&self) -> Duration {
-        if self.0.is_empty() { SETTLE } else { DEBOUNCE }
+        if self.open.is_empty() && self.gone.is_empty() {
+            SETTLE
+        } else {
+            DEBOUNCE
+        }
     }
 
     fn clear(&mut self) {
-        self.0.clear();
+        self.open.clear();
+        self.gone.clear();
     }
 }
 

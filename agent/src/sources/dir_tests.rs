@@ -227,7 +227,7 @@ async fn watcher_burst_is_one_reload_and_atomic_rename_is_seen() {
 }
 
 #[test]
-fn a_burst_waits_long_only_while_a_file_is_open_for_writing() {
+fn a_burst_waits_long_only_while_a_file_is_open_for_writing_or_a_manifest_is_gone() {
     use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RenameMode};
     use notify::{Event, EventKind};
     let ev = |kind, paths: &[&str]| {
@@ -261,7 +261,8 @@ fn a_burst_waits_long_only_while_a_file_is_open_for_writing() {
     // a directory created is not a file being written
     open.note(&ev(EventKind::Create(CreateKind::Folder), &["/m/sub"]));
     assert_eq!(open.quiet(), super::SETTLE);
-    // a file removed while open is no longer waited for
+    // a file removed while open is no longer waited for as open, but a
+    // manifest gone is a gap: long quiet until it is back
     open.note(&ev(
         EventKind::Modify(ModifyKind::Data(DataChange::Any)),
         &["/m/c.yaml"],
@@ -269,6 +270,46 @@ fn a_burst_waits_long_only_while_a_file_is_open_for_writing() {
     open.note(&ev(
         EventKind::Remove(notify::event::RemoveKind::File),
         &["/m/c.yaml"],
+    ));
+    assert_eq!(open.quiet(), super::DEBOUNCE);
+    open.note(&ev(EventKind::Create(CreateKind::File), &["/m/c.yaml"]));
+    open.note(&ev(
+        EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        &["/m/c.yaml"],
+    ));
+    assert_eq!(open.quiet(), super::SETTLE);
+    // vim's save: the manifest renamed away to its backup, then written anew
+    open.note(&ev(
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+        &["/m/d.yaml", "/m/d.yaml~"],
+    ));
+    assert_eq!(open.quiet(), super::DEBOUNCE);
+    open.note(&ev(EventKind::Create(CreateKind::File), &["/m/d.yaml"]));
+    assert_eq!(open.quiet(), super::DEBOUNCE);
+    open.note(&ev(
+        EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        &["/m/d.yaml"],
+    ));
+    assert_eq!(open.quiet(), super::SETTLE);
+    // a temporary file or a backup removed is no gap
+    open.note(&ev(
+        EventKind::Remove(notify::event::RemoveKind::File),
+        &["/m/d.yaml~"],
+    ));
+    open.note(&ev(
+        EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+        &["/m/.e.yaml.tmp"],
+    ));
+    assert_eq!(open.quiet(), super::SETTLE);
+    // a manifest renamed away and in again (split rename events)
+    open.note(&ev(
+        EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+        &["/m/f.yaml"],
+    ));
+    assert_eq!(open.quiet(), super::DEBOUNCE);
+    open.note(&ev(
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+        &["/m/f.yaml"],
     ));
     assert_eq!(open.quiet(), super::SETTLE);
 }
