@@ -191,6 +191,22 @@ def kib(pid, key, f="status"):
     return 0
 
 
+def top_mappings(pid, k=8):
+    """The k largest mappings of pid by RSS, as 'rss_kib name' strings."""
+    out, cur = [], None
+    try:
+        for line in open(f"/proc/{pid}/smaps"):
+            f = line.split()
+            if f and "-" in f[0] and len(f) >= 5 and len(f[1]) == 4:
+                cur = (f[1] + " " + (f[5] if len(f) > 5 else "[anon]")).strip()
+            elif f and f[0] == "Rss:" and cur:
+                out.append((int(f[1]), cur))
+    except OSError:
+        return []
+    out.sort(reverse=True)
+    return [f"{r} kB {n}" for r, n in out[:k]]
+
+
 def cpu_ticks(pid):
     try:
         s = open(f"/proc/{pid}/stat").read()
@@ -576,6 +592,8 @@ def steady(n):
         secs = STEADY_S
         helper_cpu = sum(c1[p] - c0[p] for p in helpers) / hz / secs * 100
         main_cpu = sum(c1[p] - c0[p] for p in mains) / hz / secs * 100
+        if tool == "berth":
+            log(f"  steady {n} berth agent's largest mappings at the end: " + "; ".join(top_mappings(AGENT.proc.pid)))
         res[tool] = {
             "up_ms": up,
             "helpers": len(helpers),

@@ -198,6 +198,22 @@ fn shim_process(dir: &Path) -> Option<i32> {
     crate::layout::live_shim_pid(dir).filter(|p| alive(*p))
 }
 
+/// `remove_dir_all`, retried a few times: a file that appears while the tree
+/// is walked (ENOTEMPTY) is taken by the next attempt. What is left after
+/// that is found again by the next adoption.
+fn remove_tree(dir: &Path) {
+    for attempt in 0..3 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if attempt == 2 => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a container's files");
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
 fn alive(pid: i32) -> bool {
     pid > 0 && kill(Pid::from_raw(pid), None).is_ok() && !is_zombie(pid)
 }
@@ -423,6 +439,14 @@ impl ShimRuntime {
         let dir = self.layout.dir(id);
         if let Some(p) = shim_process(&dir) {
             let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            // a supervisor may be inside a write into `dir` (a temp file
+            // renamed into place) when the signal lands: the dir is removed
+            // once it is gone (bounded: a process killed with SIGKILL ends
+            // within milliseconds unless the kernel holds it)
+            let t0 = std::time::Instant::now();
+            while alive(p) && t0.elapsed() < Duration::from_secs(2) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
         if let Some(cg) = self.cgroup_of(id)
             && !self.cg.kill_and_remove(&cg)
@@ -441,8 +465,8 @@ impl ShimRuntime {
         // identity.json before spec.json: a dir listed meanwhile never has
         // the second without the first (which reads as a damaged spec)
         let _ = std::fs::remove_file(dir.join(identity::IDENTITY_FILE));
-        let _ = std::fs::remove_dir_all(&dir);
-        let _ = std::fs::remove_dir_all(self.layout.upper(id));
+        remove_tree(&dir);
+        remove_tree(&self.layout.upper(id));
     }
 }
 

@@ -238,10 +238,27 @@ spec:
         .chain(mounts_under(&format!("{run}/netns/")))
         .collect();
     assert!(left.is_empty(), "mounts left: {left:?}");
-    let containers = std::fs::read_dir(a.run_dir.join("containers"))
-        .map(|rd| rd.count())
-        .unwrap_or(0);
-    assert_eq!(containers, 0, "container dirs left");
+    let containers: Vec<String> = std::fs::read_dir(a.run_dir.join("containers"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let inside: Vec<String> = std::fs::read_dir(e.path())
+                        .map(|d| {
+                            d.flatten()
+                                .map(|f| f.file_name().to_string_lossy().into_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    format!("{} {inside:?}", e.file_name().to_string_lossy())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        containers.is_empty(),
+        "container dirs left: {containers:?}\n{}",
+        berth_e2e::tail(&a.log(), 40)
+    );
     let log = a.log();
     assert!(
         !log.contains("FailedMount"),
