@@ -108,8 +108,8 @@ pub fn executor(
         if seccomp.is_null() {
             return Ok(SeccompExecutor::new(None));
         }
-        let profile: LinuxSeccomp = serde_json::from_value(seccomp.clone())
-            .map_err(|e| bundle_err("linux.seccomp", e))?;
+        let profile: LinuxSeccomp =
+            serde_json::from_value(seccomp.clone()).map_err(|e| bundle_err("linux.seccomp", e))?;
         let own_bounding = crate::caps::own_bounding_set(
             &std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
         );
@@ -241,11 +241,7 @@ mod tests {
             "widened for the load, dropped after it by the executor"
         );
         assert_eq!(p["args"], json!(["/bin/true"]));
-        for (own, userns) in [
-            (!SYS_ADMIN, false),
-            (!SETPCAP, false),
-            (u64::MAX, true),
-        ] {
+        for (own, userns) in [(!SYS_ADMIN, false), (!SETPCAP, false), (u64::MAX, true)] {
             let mut p = process(false);
             let before = p.clone();
             let r = loaded_by_libcontainer(dir.path(), &flagged(), &bundle(userns), &mut p, own);

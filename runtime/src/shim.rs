@@ -27,10 +27,10 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::cgroups::Cgroups;
+use crate::exec_seccomp::{self, SECCOMP_FILE};
 use crate::layout::{
     ContainerId, Layout, SetupError, ShimSpec, Started, ns_of, read_json, write_json,
 };
-use crate::exec_seccomp::{self, SECCOMP_FILE};
 use crate::oci;
 use crate::seccomp_bpf::{self, SeccompExecutor};
 use crate::seccomp_handoff;
@@ -553,7 +553,8 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
 /// profiles with flags or notify actions, processes the hand-off cannot take
 /// and any container when
 /// `BERTH_SHIM_SECCOMP=libcontainer` is set (for comparisons) stay with
-/// libcontainer (the default executor).
+/// libcontainer (the default executor) for the init; `berth-shim exec`
+/// still loads their filter itself or refuses ([`exec_seccomp`]).
 fn precompiled_seccomp(
     value: &mut serde_json::Value,
     sec: &berth_contract::Security,
@@ -676,8 +677,8 @@ fn exec(dir: &Path, timeout: Duration, argv: Vec<String>) -> Result<ExecResult, 
     process["args"] = serde_json::json!(argv);
     process["terminal"] = false.into();
     // the container's filter, or no process (see `exec_seccomp`)
-    let executor = exec_seccomp::executor(dir, &layout, &bundle, &mut process)
-        .map_err(|e| err_chain(&e))?;
+    let executor =
+        exec_seccomp::executor(dir, &layout, &bundle, &mut process).map_err(|e| err_chain(&e))?;
     let process_file = dir.join(format!("exec-{}.json", std::process::id()));
     write_json(&process_file, &process)
         .map_err(|e| format!("writing {}: {e}", process_file.display()))?;

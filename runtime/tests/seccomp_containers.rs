@@ -481,7 +481,11 @@ async fn exec_with_filter_flags_is_filtered_like_the_init() {
         let progs = tokio::task::spawn_blocking(move || filters_of(pid))
             .await
             .unwrap();
-        assert_eq!(progs, vec![program.to_bytes()], "{name}: the init's program");
+        assert_eq!(
+            progs,
+            vec![program.to_bytes()],
+            "{name}: the init's program"
+        );
         h.rt()
             .stop(&c.id, Duration::from_secs(1))
             .await

@@ -622,7 +622,9 @@ fn probe_results() {
     // liveness or startup failing: stopped with the pod's grace, to be restarted
     for kind in [ProbeKind::Liveness, ProbeKind::Startup] {
         let mut st = running();
-        let a = on_probe(&mut st, ctr, "app", kind, false, "timeout", false, true, grace);
+        let a = on_probe(
+            &mut st, ctr, "app", kind, false, "timeout", false, true, grace,
+        );
         assert_eq!(
             a,
             vec![
