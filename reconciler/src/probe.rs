@@ -42,6 +42,9 @@ pub struct ProbeEvent {
     /// true = passed successThreshold times; false = failed failureThreshold times.
     pub ok: bool,
     pub message: String,
+    /// The last attempt could not run (kubelet's "probe errored"), e.g. an
+    /// exec the runtime refused; it counts as a failure.
+    pub errored: bool,
 }
 
 /// Where a probe connects.
@@ -59,6 +62,9 @@ pub struct ProbeTarget {
 pub enum Outcome {
     Success,
     Failure(String),
+    /// The attempt could not run (the runtime's exec failed or was
+    /// refused): a failure, reported as kubelet's "probe errored".
+    Error(String),
 }
 
 /// Counts consecutive results and reports threshold crossings (pure, G8).
@@ -130,7 +136,7 @@ pub async fn probe_once<R: Runtime>(rt: &R, probe: &Probe, target: &ProbeTarget)
                 r.exit_code,
                 r.output.trim()
             )),
-            Err(e) => Outcome::Failure(crate::traits::error_chain(&e)),
+            Err(e) => Outcome::Error(crate::traits::error_chain(&e)),
         };
     }
     if let Some(check) = net_check(probe, target) {
@@ -208,9 +214,10 @@ pub async fn run_probe<R: Runtime>(
     loop {
         ticker.tick().await;
         let outcome = probe_once(rt.as_ref(), &probe, &target).await;
-        let (ok, message) = match outcome {
-            Outcome::Success => (true, String::new()),
-            Outcome::Failure(m) => (false, m),
+        let (ok, message, errored) = match outcome {
+            Outcome::Success => (true, String::new(), false),
+            Outcome::Failure(m) => (false, m, false),
+            Outcome::Error(m) => (false, m, true),
         };
         if let Some(state) = th.observe(ok) {
             let ev = ProbeEvent {
@@ -219,6 +226,7 @@ pub async fn run_probe<R: Runtime>(
                 kind,
                 ok: state,
                 message,
+                errored,
             };
             if tx.send(ev).await.is_err() {
                 return;
@@ -251,6 +259,33 @@ mod tests {
         assert_eq!(t.observe(false), None);
         assert_eq!(t.observe(true), None);
         assert_eq!(t.observe(true), Some(true));
+    }
+
+    #[tokio::test]
+    async fn an_exec_the_runtime_refuses_is_an_error_not_a_failure() {
+        use berth_spec::k8s_openapi::api::core::v1::ExecAction;
+        let rt = crate::testing::FakeRuntime::default();
+        let target = ProbeTarget {
+            container: "app".into(),
+            container_id: "c1".into(),
+            ip: Ipv4Addr::LOCALHOST,
+            ports: Vec::new(),
+        };
+        let exec = |argv: &[&str]| Probe {
+            exec: Some(ExecAction {
+                command: Some(argv.iter().map(|s| s.to_string()).collect()),
+            }),
+            ..Default::default()
+        };
+        let refused = probe_once(&rt, &exec(&["refuse"]), &target).await;
+        let Outcome::Error(m) = refused else {
+            panic!("{refused:?}")
+        };
+        assert!(m.contains("exec refused"), "{m}");
+        assert!(matches!(
+            probe_once(&rt, &exec(&["fail"]), &target).await,
+            Outcome::Failure(_)
+        ));
     }
 
     #[test]

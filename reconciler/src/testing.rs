@@ -248,6 +248,10 @@ impl Runtime for FakeRuntime {
             .lock()
             .unwrap()
             .push(format!("exec {id} {}", argv.join(" ")));
+        // the runtime refuses to start it (e.g. a filter it cannot apply)
+        if argv.iter().any(|a| a == "refuse") {
+            return Err(FakeError("exec refused".into(), ErrorKind::Invalid));
+        }
         Ok(ExecResult {
             exit_code: if argv.iter().any(|a| a == "fail") {
                 1

@@ -28,6 +28,7 @@
 pub mod caps;
 pub mod cgroups;
 pub mod control;
+pub mod exec_seccomp;
 pub mod heap;
 pub mod host_path;
 pub mod identity;
@@ -750,6 +751,14 @@ impl Runtime for ShimRuntime {
                 id: id.into(),
                 message: e.to_string(),
             })?;
+        // a process that never started (a refused exec: no filter the
+        // container's own) is an error of the exec, not the command's exit
+        if let Ok(n) = serde_json::from_slice::<shim::ExecNotStarted>(&out.stdout) {
+            return Err(RuntimeError::Exec {
+                id: id.into(),
+                message: n.not_started,
+            });
+        }
         serde_json::from_slice(&out.stdout).map_err(|e| RuntimeError::Exec {
             id: id.into(),
             message: format!("{e}: {}", String::from_utf8_lossy(&out.stderr).trim()),

@@ -31,7 +31,8 @@ use libseccomp::{
     ScmpVersion,
 };
 use oci_spec::runtime::{
-    Arch, LinuxCapabilities, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator, Spec,
+    Arch, LinuxCapabilities, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag,
+    LinuxSeccompOperator, Spec,
 };
 use sha2::{Digest, Sha256};
 
@@ -125,6 +126,13 @@ impl Program {
     /// no flags (what libseccomp's load does for a profile without flags
     /// or notify rules). Needs no_new_privs or CAP_SYS_ADMIN.
     pub fn load(&self) -> Result<(), BpfError> {
+        self.load_with(0)
+    }
+
+    /// [`Program::load`] with `SECCOMP_FILTER_FLAG_*` bits (see
+    /// [`load_flags`]): what libseccomp passes for a profile with those
+    /// flags and no notify rule. A flag the kernel does not know fails.
+    pub fn load_with(&self, flags: libc::c_ulong) -> Result<(), BpfError> {
         let prog = libc::sock_fprog {
             len: self.insns.len() as libc::c_ushort,
             filter: self.insns.as_ptr().cast_mut(),
@@ -136,7 +144,7 @@ impl Program {
             libc::syscall(
                 libc::SYS_seccomp,
                 libc::SECCOMP_SET_MODE_FILTER,
-                0 as libc::c_uint,
+                flags,
                 &prog as *const libc::sock_fprog,
             )
         };
@@ -161,6 +169,40 @@ pub fn precompilable(profile: &LinuxSeccomp) -> bool {
             .iter()
             .flatten()
             .all(|s| s.action() != notify)
+}
+
+/// Whether `profile` has a notify action (default or in a rule): its
+/// filter needs a listener fd handed to a supervisor, which only
+/// libcontainer's init path does.
+pub fn has_notify(profile: &LinuxSeccomp) -> bool {
+    let notify = LinuxSeccompAction::ScmpActNotify;
+    profile.default_action() == notify
+        || profile
+            .syscalls()
+            .iter()
+            .flatten()
+            .any(|s| s.action() == notify)
+}
+
+/// The `seccomp(2)` flags of `profile`'s filter flags, as libseccomp loads
+/// them for a filter without notify rules: LOG, TSYNC and SPEC_ALLOW as
+/// such; WAIT_KILLABLE_RECV only applies to a notify listener (libseccomp
+/// passes it with one only, and the kernel refuses it without), so none.
+/// The flags do not change the program, only its load.
+pub fn load_flags(profile: &LinuxSeccomp) -> libc::c_ulong {
+    profile
+        .flags()
+        .iter()
+        .flatten()
+        .map(|f| match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
+                libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
+            }
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => 0,
+        })
+        .fold(0, |a, b| a | b)
 }
 
 fn arch(a: Arch) -> ScmpArch {
@@ -231,8 +273,9 @@ fn op(o: LinuxSeccompOperator, mask: Option<u64>) -> ScmpCompareOp {
 /// skipped, names libseccomp does not know skipped, and the comparisons of a
 /// rule that compares one argument twice added as separate rules.
 fn filter(profile: &LinuxSeccomp) -> Result<ScmpFilterContext, BpfError> {
-    if !precompilable(profile) {
-        return Err(BpfError::Unsupported("filter flags or a notify action"));
+    // filter flags change only the load ([`load_flags`]), not the program
+    if has_notify(profile) {
+        return Err(BpfError::Unsupported("a notify action"));
     }
     let default = action(profile.default_action(), profile.default_errno_ret())?;
     let mut ctx = ScmpFilterContext::new(default).map_err(lib("creating a filter"))?;
@@ -410,6 +453,7 @@ pub fn cached(dir: &Path, profile: &LinuxSeccomp) -> Result<Program, BpfError> {
 #[derive(Clone)]
 pub struct SeccompExecutor {
     program: Option<Arc<Program>>,
+    flags: libc::c_ulong,
     drop_to: Option<Arc<LinuxCapabilities>>,
 }
 
@@ -417,8 +461,14 @@ impl SeccompExecutor {
     pub fn new(program: Option<Program>) -> SeccompExecutor {
         SeccompExecutor {
             program: program.map(Arc::new),
+            flags: 0,
             drop_to: None,
         }
+    }
+
+    /// The same executor loading its program with `flags` ([`load_flags`]).
+    pub fn with_flags(self, flags: libc::c_ulong) -> SeccompExecutor {
+        SeccompExecutor { flags, ..self }
     }
 
     /// Load `program` (with CAP_SYS_ADMIN still effective), then drop the
@@ -431,6 +481,7 @@ impl SeccompExecutor {
         crate::seccomp_handoff::check(&caps)?;
         Ok(SeccompExecutor {
             program: Some(Arc::new(program)),
+            flags: 0,
             drop_to: Some(Arc::new(caps)),
         })
     }
@@ -439,7 +490,7 @@ impl SeccompExecutor {
 impl Executor for SeccompExecutor {
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         if let Some(p) = &self.program {
-            p.load().map_err(|e| {
+            p.load_with(self.flags).map_err(|e| {
                 ExecutorValidationError::ArgValidationError(berth_contract::error_chain(&e))
             })?;
         }

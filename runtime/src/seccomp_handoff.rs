@@ -22,7 +22,9 @@
 //!
 //! Not handed off (left to libcontainer): a process in a user namespace of
 //! its own, a shim whose own bounding set lacks one of [`NEEDED`], and a
-//! spec whose capability sets are not all three lists.
+//! spec whose capability sets are not all three lists. An exec'd process
+//! of such a container is handed off at exec time where [`possible`], and
+//! refused otherwise ([`crate::exec_seccomp`]).
 
 use oci_spec::runtime::LinuxCapabilities;
 use serde_json::Value;

@@ -27,6 +27,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::cgroups::Cgroups;
+use crate::exec_seccomp::{self, SECCOMP_FILE};
 use crate::layout::{
     ContainerId, Layout, SetupError, ShimSpec, Started, ns_of, read_json, write_json,
 };
@@ -540,11 +541,6 @@ fn start(spec: &ShimSpec, layout: &Layout, dir: &Path, rootfs: &Path) -> Result<
     Ok((pid, started_at, out_r, err_r))
 }
 
-/// Where the supervisor keeps the profile of a container whose filter it
-/// precompiled, for `berth-shim exec` (the bundle's config.json has none).
-const SECCOMP_FILE: &str = "seccomp.json";
-const SECCOMP_FILE_MAX: u64 = 1 << 20;
-
 /// The container's seccomp profile (berth's RuntimeDefault, or a Localhost
 /// profile that [`seccomp_bpf::precompilable`] accepts: no filter flags, no
 /// notify action): taken out of `value` (libcontainer would
@@ -557,7 +553,8 @@ const SECCOMP_FILE_MAX: u64 = 1 << 20;
 /// profiles with flags or notify actions, processes the hand-off cannot take
 /// and any container when
 /// `BERTH_SHIM_SECCOMP=libcontainer` is set (for comparisons) stay with
-/// libcontainer (the default executor).
+/// libcontainer (the default executor) for the init; `berth-shim exec`
+/// still loads their filter itself or refuses ([`exec_seccomp`]).
 fn precompiled_seccomp(
     value: &mut serde_json::Value,
     sec: &berth_contract::Security,
@@ -611,63 +608,6 @@ fn precompiled_seccomp(
     Ok(executor)
 }
 
-/// A file of the bundle, at most [`SECCOMP_FILE_MAX`] bytes (a profile is
-/// tens of KiB; the bound keeps a damaged file from costing more); None
-/// when it does not exist.
-fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, String> {
-    let mut text = Vec::new();
-    match fs::File::open(path).and_then(|f| f.take(SECCOMP_FILE_MAX + 1).read_to_end(&mut text)) {
-        Ok(n) if n as u64 > SECCOMP_FILE_MAX => Err(format!(
-            "{} is larger than {SECCOMP_FILE_MAX} bytes",
-            path.display()
-        )),
-        Ok(_) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("reading {}: {e}", path.display())),
-    }
-}
-
-/// The executor for `berth-shim exec` in the container of `dir`: its
-/// precompiled filter when the supervisor took the profile out of the
-/// bundle (else libcontainer loads the bundle's own profile), and without
-/// no_new_privs the drop to the container's own capabilities (the
-/// bundle's `process` has the widened ones).
-fn exec_executor(
-    dir: &Path,
-    layout: &Layout,
-    process: &serde_json::Value,
-) -> Result<SeccompExecutor, String> {
-    let caps_path = dir.join("bundle").join(seccomp_handoff::FILE);
-    let Some(text) = read_bounded(&dir.join("bundle").join(SECCOMP_FILE))? else {
-        // widened capabilities without their filter: never run that
-        if caps_path.exists() {
-            return Err(format!(
-                "{} without {SECCOMP_FILE}: the bundle was damaged",
-                caps_path.display()
-            ));
-        }
-        return Ok(SeccompExecutor::new(None));
-    };
-    let profile: oci_spec::runtime::LinuxSeccomp = serde_json::from_slice(&text)
-        .map_err(|e| format!("the container's seccomp profile: {e}"))?;
-    let program = seccomp_bpf::cached(&layout.run_dir.join("seccomp"), &profile)
-        .map_err(|e| err_chain(&e))?;
-    if process["noNewPrivileges"] == serde_json::Value::Bool(true) {
-        return Ok(SeccompExecutor::new(Some(program)));
-    }
-    // without no_new_privs, only with the capabilities to drop to: never
-    // the bundle's widened ones
-    let Some(caps) = read_bounded(&caps_path)? else {
-        return Err(format!(
-            "the container's seccomp profile needs no_new_privileges or {}",
-            caps_path.display()
-        ));
-    };
-    let caps: oci_spec::runtime::LinuxCapabilities =
-        serde_json::from_slice(&caps).map_err(|e| format!("the container's capabilities: {e}"))?;
-    SeccompExecutor::dropping(program, caps).map_err(|e| err_chain(&e))
-}
-
 /// After a failed setup: libcontainer's delete of what it created, then
 /// what the supervisor removes after a container's end.
 fn cleanup(spec: &ShimSpec, layout: &Layout, rootfs: &Path, cg: &Cgroups) {
@@ -679,13 +619,23 @@ fn cleanup(spec: &ShimSpec, layout: &Layout, rootfs: &Path, cg: &Cgroups) {
 }
 
 /// `berth-shim exec DIR TIMEOUT_MS -- ARGV`: prints an ExecResult JSON.
+/// What `berth-shim exec` prints instead of an [`ExecResult`] when it
+/// started no process (a refusal such as [`exec_seccomp::Refused`], or a
+/// setup failure): the runtime reports it as an exec error, not as the
+/// command's exit.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct ExecNotStarted {
+    pub not_started: String,
+}
+
+/// `berth-shim exec DIR TIMEOUT_MS -- ARGV`: prints an ExecResult JSON, or
+/// an [`ExecNotStarted`] one.
 pub fn exec_main(dir: &Path, timeout: Duration, argv: Vec<String>) -> i32 {
-    let result = exec(dir, timeout, argv).unwrap_or_else(|m| ExecResult {
-        exit_code: 126,
-        output: m,
-        timed_out: false,
-    });
-    println!("{}", serde_json::to_string(&result).unwrap_or_default());
+    let out = match exec(dir, timeout, argv) {
+        Ok(result) => serde_json::to_string(&result),
+        Err(m) => serde_json::to_string(&ExecNotStarted { not_started: m }),
+    };
+    println!("{}", out.unwrap_or_default());
     0
 }
 
@@ -726,7 +676,9 @@ fn exec(dir: &Path, timeout: Duration, argv: Vec<String>) -> Result<ExecResult, 
     let mut process = bundle["process"].clone();
     process["args"] = serde_json::json!(argv);
     process["terminal"] = false.into();
-    let executor = exec_executor(dir, &layout, &process)?;
+    // the container's filter, or no process (see `exec_seccomp`)
+    let executor =
+        exec_seccomp::executor(dir, &layout, &bundle, &mut process).map_err(|e| err_chain(&e))?;
     let process_file = dir.join(format!("exec-{}.json", std::process::id()));
     write_json(&process_file, &process)
         .map_err(|e| format!("writing {}: {e}", process_file.display()))?;

@@ -6,8 +6,9 @@
 //!
 //! The probe also guards against a gap of libcontainer 0.7's exec: its
 //! tenant builder rebuilds `linux` without `seccomp`, so a process started
-//! by `berth-shim exec` from a bundle profile runs unfiltered (with
-//! `BERTH_SHIM_SECCOMP=libcontainer` this test fails for that reason).
+//! by `berth-shim exec` from a bundle profile would run unfiltered; berth
+//! loads the filter in the exec'd process itself (also with
+//! `BERTH_SHIM_SECCOMP=libcontainer`, see `runtime/src/exec_seccomp.rs`).
 //!
 //! Without no_new_privs (allowPrivilegeEscalation unset, the Kubernetes
 //! default) the supervisor hands the filter and the final capability drop

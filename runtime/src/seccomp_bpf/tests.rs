@@ -48,16 +48,23 @@ fn only_whole_bounded_programs_are_accepted() {
 }
 
 #[test]
-fn flags_and_notify_stay_with_libcontainer() {
+fn flags_and_notify_stay_with_libcontainer_for_the_init() {
     let mut v = crate::seccomp::profile(&[]);
     v["flags"] = serde_json::json!(["SECCOMP_FILTER_FLAG_LOG"]);
     let p: LinuxSeccomp = serde_json::from_value(v).unwrap();
     assert!(!precompilable(&p));
-    assert!(matches!(compile(&p), Err(BpfError::Unsupported(_))));
+    // ... but exec loads them itself: the flags change the load, not the program
+    let plain: LinuxSeccomp = serde_json::from_value(crate::seccomp::profile(&[])).unwrap();
+    assert_eq!(compile(&p).unwrap(), compile(&plain).unwrap());
+    assert_eq!(load_flags(&p), libc::SECCOMP_FILTER_FLAG_LOG);
+    assert_eq!(load_flags(&plain), 0);
+    assert!(!has_notify(&p));
     let mut v = crate::seccomp::profile(&[]);
     v["syscalls"][0]["action"] = "SCMP_ACT_NOTIFY".into();
     let p: LinuxSeccomp = serde_json::from_value(v).unwrap();
     assert!(!precompilable(&p));
+    assert!(has_notify(&p));
+    assert!(matches!(compile(&p), Err(BpfError::Unsupported(_))));
     // an empty flags list changes nothing
     let mut v = crate::seccomp::profile(&[]);
     v["flags"] = serde_json::json!([]);

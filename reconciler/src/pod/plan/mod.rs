@@ -577,7 +577,9 @@ pub fn on_retry(err: &PodError, after: Duration, had_image: bool, now: Instant) 
 }
 
 /// A probe crossed its threshold (`ok`) for the running container `ctr`.
-/// Results for a container that is no longer running change nothing.
+/// Results for a container that is no longer running change nothing. An
+/// `errored` last attempt (it could not run) is reported as kubelet does:
+/// "<Kind> probe errored: ...".
 #[allow(clippy::too_many_arguments)]
 pub fn on_probe(
     state: &mut CtrState,
@@ -586,12 +588,14 @@ pub fn on_probe(
     kind: ProbeKind,
     ok: bool,
     message: &str,
+    errored: bool,
     readiness_probe: bool,
     grace: Duration,
 ) -> Vec<PodAction> {
     let CtrState::Running { ready, started, .. } = state else {
         return Vec::new();
     };
+    let failed = if errored { "errored" } else { "failed" };
     match (kind, ok) {
         (ProbeKind::Startup, true) => {
             *started = true;
@@ -606,7 +610,7 @@ pub fn on_probe(
                 vec![PodAction::Event {
                     warning: true,
                     reason: "Unhealthy",
-                    message: format!("Readiness probe failed: {message}"),
+                    message: format!("Readiness probe {failed}: {message}"),
                 }]
             }
         }
@@ -615,7 +619,7 @@ pub fn on_probe(
             PodAction::Event {
                 warning: true,
                 reason: "Unhealthy",
-                message: format!("{} probe failed: {message}", kind.as_str()),
+                message: format!("{} probe {failed}: {message}", kind.as_str()),
             },
             PodAction::Event {
                 warning: false,

@@ -560,6 +560,7 @@ fn probe_results() {
             ProbeKind::Startup,
             true,
             "",
+            false,
             readiness,
             grace,
         );
@@ -576,6 +577,7 @@ fn probe_results() {
         ProbeKind::Readiness,
         false,
         "503",
+        false,
         true,
         grace,
     );
@@ -595,6 +597,7 @@ fn probe_results() {
         ProbeKind::Readiness,
         true,
         "",
+        false,
         true,
         grace,
     );
@@ -609,6 +612,7 @@ fn probe_results() {
             ProbeKind::Liveness,
             true,
             "",
+            false,
             true,
             grace
         )
@@ -618,7 +622,9 @@ fn probe_results() {
     // liveness or startup failing: stopped with the pod's grace, to be restarted
     for kind in [ProbeKind::Liveness, ProbeKind::Startup] {
         let mut st = running();
-        let a = on_probe(&mut st, ctr, "app", kind, false, "timeout", true, grace);
+        let a = on_probe(
+            &mut st, ctr, "app", kind, false, "timeout", false, true, grace,
+        );
         assert_eq!(
             a,
             vec![
@@ -639,6 +645,28 @@ fn probe_results() {
             ]
         );
     }
+    // an attempt that could not run (a refused exec) is reported as errored
+    let mut st = running();
+    let a = on_probe(
+        &mut st,
+        ctr,
+        "app",
+        ProbeKind::Liveness,
+        false,
+        "exec refused",
+        true,
+        true,
+        grace,
+    );
+    assert_eq!(
+        a[0],
+        PodAction::Event {
+            warning: true,
+            reason: "Unhealthy",
+            message: "Liveness probe errored: exec refused".into(),
+        }
+    );
+    assert!(matches!(a[2], PodAction::Stop { .. }), "{a:?}");
     // a late result for a container that is no longer running changes nothing
     for mut st in [done(1), backing_off(Instant::now()), waiting()] {
         let before = st.clone();
@@ -648,7 +676,7 @@ fn probe_results() {
             ProbeKind::Readiness,
         ] {
             for ok in [true, false] {
-                assert!(on_probe(&mut st, ctr, "app", kind, ok, "", true, grace).is_empty());
+                assert!(on_probe(&mut st, ctr, "app", kind, ok, "", false, true, grace).is_empty());
             }
         }
         assert_eq!(st, before);

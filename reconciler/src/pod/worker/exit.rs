@@ -111,6 +111,7 @@ impl<I: Images, R: Runtime, N: Network> Worker<I, R, N> {
             ev.kind,
             ev.ok,
             &ev.message,
+            ev.errored,
             readiness,
             grace,
         );
