@@ -42,8 +42,10 @@ pub struct ProbeEvent {
     /// true = passed successThreshold times; false = failed failureThreshold times.
     pub ok: bool,
     pub message: String,
-    /// The last attempt could not run (kubelet's "probe errored"), e.g. an
-    /// exec the runtime refused; it counts as a failure.
+    /// Not a threshold crossing: one attempt could not run (kubelet's
+    /// "probe errored"), e.g. an exec the runtime refused. As kubelet does,
+    /// its result is thrown away (it counts toward no threshold and changes
+    /// no state); it is only reported. `ok` is meaningless then.
     pub errored: bool,
 }
 
@@ -63,7 +65,7 @@ pub enum Outcome {
     Success,
     Failure(String),
     /// The attempt could not run (the runtime's exec failed or was
-    /// refused): a failure, reported as kubelet's "probe errored".
+    /// refused): kubelet's "probe errored", counted toward no threshold.
     Error(String),
 }
 
@@ -214,10 +216,24 @@ pub async fn run_probe<R: Runtime>(
     loop {
         ticker.tick().await;
         let outcome = probe_once(rt.as_ref(), &probe, &target).await;
-        let (ok, message, errored) = match outcome {
-            Outcome::Success => (true, String::new(), false),
-            Outcome::Failure(m) => (false, m, false),
-            Outcome::Error(m) => (false, m, true),
+        let (ok, message) = match outcome {
+            Outcome::Success => (true, String::new()),
+            Outcome::Failure(m) => (false, m),
+            Outcome::Error(message) => {
+                // kubelet throws the result away and only reports it
+                let ev = ProbeEvent {
+                    container: target.container.clone(),
+                    container_id: target.container_id.clone(),
+                    kind,
+                    ok: false,
+                    message,
+                    errored: true,
+                };
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+                continue;
+            }
         };
         if let Some(state) = th.observe(ok) {
             let ev = ProbeEvent {
@@ -226,7 +242,7 @@ pub async fn run_probe<R: Runtime>(
                 kind,
                 ok: state,
                 message,
-                errored,
+                errored: false,
             };
             if tx.send(ev).await.is_err() {
                 return;

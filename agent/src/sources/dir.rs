@@ -1,9 +1,10 @@
 //! The directory source: `*.yaml`/`*.yml` under a directory, watched with
 //! `notify` (inotify), debounced here, plus a periodic full re-read as a
 //! safety net. A burst of events ends after 200 ms of quiet while some file is
-//! still open for writing (written in place and not closed yet) or while a
-//! manifest removed or renamed away has not come back, and after only 3 ms
-//! once every written file was closed or renamed into place (the common
+//! still open for writing (written in place and not closed yet), after 10 ms
+//! while a manifest removed or renamed away has not come back (a deletion,
+//! or the gap in an editor's save), and after only 3 ms once every written
+//! file was closed or renamed into place (the common
 //! case: `cp`, `mv`, an editor's save, `git checkout`: one tool's files land
 //! microseconds apart, so 3 ms still makes them one reload). A burst never
 //! delays a reload by more than 2 s.
@@ -51,6 +52,12 @@ use super::{DiagView, SourceHandle, SourceReport, SourceStatus, rfc3339};
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 /// Quiet time that ends a burst once every written file was closed.
 pub const SETTLE: Duration = Duration::from_millis(3);
+/// Quiet time that ends a burst while a manifest removed or renamed away has
+/// not come back: an editor's save or `git checkout` that replaces a file
+/// leaves a moment without it, and a writer descheduled there would get the
+/// file's objects pruned and recreated. Longer than [`SETTLE`], short enough
+/// that deleting a manifest still takes effect at once.
+pub const GAP_SETTLE: Duration = Duration::from_millis(10);
 /// A burst never delays a reload longer than this.
 const MAX_BURST: Duration = Duration::from_secs(2);
 /// Re-read interval while the directory is missing or unreadable.
@@ -260,9 +267,8 @@ fn relevant(kind: &EventKind) -> bool {
 /// valid, shorter manifest), and manifests removed or renamed away that no
 /// event has brought back yet (vim's save renames the file away before it
 /// writes the new one; `rm a.yaml && cp b.yaml a.yaml` leaves a moment
-/// without it). Either makes the burst wait [`DEBOUNCE`] for quiet instead
-/// of [`SETTLE`], so a writer descheduled in such a gap does not get its
-/// objects pruned and recreated.
+/// without it). The first makes the burst wait [`DEBOUNCE`] for quiet, the
+/// second [`GAP_SETTLE`], instead of [`SETTLE`].
 #[derive(Debug, Default)]
 pub(crate) struct OpenWrites {
     open: HashSet<PathBuf>,
@@ -325,10 +331,12 @@ impl OpenWrites {
 
     /// How long a burst must be quiet before the directory is re-read.
     pub(crate) fn quiet(&self) -> Duration {
-        if self.open.is_empty() && self.gone.is_empty() {
-            SETTLE
-        } else {
+        if !self.open.is_empty() {
             DEBOUNCE
+        } else if !self.gone.is_empty() {
+            GAP_SETTLE
+        } else {
+            SETTLE
         }
     }
 

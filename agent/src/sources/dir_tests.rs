@@ -271,7 +271,7 @@ fn a_burst_waits_long_only_while_a_file_is_open_for_writing_or_a_manifest_is_gon
         EventKind::Remove(notify::event::RemoveKind::File),
         &["/m/c.yaml"],
     ));
-    assert_eq!(open.quiet(), super::DEBOUNCE);
+    assert_eq!(open.quiet(), super::GAP_SETTLE);
     open.note(&ev(EventKind::Create(CreateKind::File), &["/m/c.yaml"]));
     open.note(&ev(
         EventKind::Access(AccessKind::Close(AccessMode::Write)),
@@ -283,7 +283,7 @@ fn a_burst_waits_long_only_while_a_file_is_open_for_writing_or_a_manifest_is_gon
         EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
         &["/m/d.yaml", "/m/d.yaml~"],
     ));
-    assert_eq!(open.quiet(), super::DEBOUNCE);
+    assert_eq!(open.quiet(), super::GAP_SETTLE);
     open.note(&ev(EventKind::Create(CreateKind::File), &["/m/d.yaml"]));
     assert_eq!(open.quiet(), super::DEBOUNCE);
     open.note(&ev(
@@ -306,7 +306,7 @@ fn a_burst_waits_long_only_while_a_file_is_open_for_writing_or_a_manifest_is_gon
         EventKind::Modify(ModifyKind::Name(RenameMode::From)),
         &["/m/f.yaml"],
     ));
-    assert_eq!(open.quiet(), super::DEBOUNCE);
+    assert_eq!(open.quiet(), super::GAP_SETTLE);
     open.note(&ev(
         EventKind::Modify(ModifyKind::Name(RenameMode::To)),
         &["/m/f.yaml"],

@@ -578,8 +578,8 @@ pub fn on_retry(err: &PodError, after: Duration, had_image: bool, now: Instant) 
 
 /// A probe crossed its threshold (`ok`) for the running container `ctr`.
 /// Results for a container that is no longer running change nothing. An
-/// `errored` last attempt (it could not run) is reported as kubelet does:
-/// "<Kind> probe errored: ...".
+/// `errored` attempt (it could not run) is only reported, as kubelet does
+/// ("<Kind> probe errored: ..."): it changes no state and stops nothing.
 #[allow(clippy::too_many_arguments)]
 pub fn on_probe(
     state: &mut CtrState,
@@ -595,7 +595,13 @@ pub fn on_probe(
     let CtrState::Running { ready, started, .. } = state else {
         return Vec::new();
     };
-    let failed = if errored { "errored" } else { "failed" };
+    if errored {
+        return vec![PodAction::Event {
+            warning: true,
+            reason: "Unhealthy",
+            message: format!("{} probe errored: {message}", kind.as_str()),
+        }];
+    }
     match (kind, ok) {
         (ProbeKind::Startup, true) => {
             *started = true;
@@ -610,7 +616,7 @@ pub fn on_probe(
                 vec![PodAction::Event {
                     warning: true,
                     reason: "Unhealthy",
-                    message: format!("Readiness probe {failed}: {message}"),
+                    message: format!("Readiness probe failed: {message}"),
                 }]
             }
         }
@@ -619,7 +625,7 @@ pub fn on_probe(
             PodAction::Event {
                 warning: true,
                 reason: "Unhealthy",
-                message: format!("{} probe {failed}: {message}", kind.as_str()),
+                message: format!("{} probe failed: {message}", kind.as_str()),
             },
             PodAction::Event {
                 warning: false,
