@@ -442,10 +442,12 @@ impl ShimRuntime {
             let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
             // a supervisor may be inside a write into `dir` (a temp file
             // renamed into place) when the signal lands: the dir is removed
-            // once it is gone (bounded: a process killed with SIGKILL ends
-            // within milliseconds unless the kernel holds it)
+            // once it is gone. Bounded short (this holds a blocking thread; a
+            // process killed with SIGKILL ends within milliseconds unless the
+            // kernel holds it in I/O), and by its start time, so a reused pid
+            // is not waited for; `remove_tree` retries what appears meanwhile
             let t0 = std::time::Instant::now();
-            while alive(p) && t0.elapsed() < Duration::from_secs(2) {
+            while shim_process(&dir) == Some(p) && t0.elapsed() < Duration::from_millis(300) {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
@@ -460,7 +462,7 @@ impl ShimRuntime {
             if let Ok(mut c) = libcontainer::container::Container::load(youki.clone()) {
                 let _ = c.delete(true);
             }
-            let _ = std::fs::remove_dir_all(&youki);
+            remove_tree(&youki);
         }
         sandbox::unmount_below(&dir);
         // identity.json before spec.json: a dir listed meanwhile never has
