@@ -602,8 +602,16 @@ impl Runtime for ShimRuntime {
             let (exists, gone, state) = self
                 .blocking(move |rt| {
                     let exists = ShimRuntime::present(&d);
+                    // the state first, then whether the supervisor is gone:
+                    // a supervisor the state saw gone is gone to the second
+                    // check too (its death and a missing record are final),
+                    // so an end it left unrecorded always goes to
+                    // `replace_lost`. The other way round, a supervisor that
+                    // died between the checks was alive to the first and gone
+                    // to the state, and `wait` returned ContainerStatusUnknown
+                    // instead of SupervisorLost, without the cleanup
+                    let state = exists.then(|| rt.state_of(&d));
                     let gone = exists && rt.supervisor_gone(&d);
-                    let state = (exists && !gone).then(|| rt.state_of(&d));
                     (exists, gone, state)
                 })
                 .await;

@@ -125,12 +125,17 @@ fn parent_and_start(pid: i32) -> Option<(i32, u64)> {
 
 impl ShimRuntime {
     pub(crate) fn state_of(&self, dir: &Path) -> ContainerState {
+        // the supervisor first, its record second: it writes `status.json`
+        // before it exits, so a supervisor seen gone left its record (or
+        // none) for good; read the other way round, a supervisor that
+        // recorded the end and exited between the two reads looked like one
+        // that ended unrecorded (ContainerStatusUnknown for a clean exit)
+        let shim_alive = shim_process(dir).is_some();
         let exit = spec_file::read_exit(dir);
         let setup_error = match exit {
             Record::Read(_) => None,
             _ => read_json::<SetupError>(&dir.join("error.json")),
         };
-        let shim_alive = shim_process(dir).is_some();
         let started = spec_file::read_started(dir);
         let recorded_init_runs = match &started {
             Record::Read(s) => !shim_alive && self.init_in_cgroup(dir, s.pid),

@@ -114,6 +114,17 @@ pub struct Agent {
     child: Option<Child>,
 }
 
+/// The third octet of `net`'s CIDRs: 2n for the pods, 2n+1 for the services.
+/// `net` must be below 128 (2n+1 is an octet); computed in u16 so a larger
+/// `net` is this clear panic, not a u8 overflow or a wrapped CIDR.
+fn net_octet(net: u8, which: u16) -> u16 {
+    assert!(
+        net < 128,
+        "AgentOpts.net {net} is out of range: 10.124.<2n>.0/24 needs n < 128"
+    );
+    2 * u16::from(net) + which
+}
+
 /// Settings for [`Agent::new`]. `net` picks distinct CIDRs: 10.124.<2n>.0/24 and 10.124.<2n+1>.0/24.
 pub struct AgentOpts<'a> {
     pub instance: &'a str,
@@ -148,8 +159,8 @@ impl Agent {
             run_dir,
             image_dir,
             port: o.port,
-            pod_cidr: format!("10.124.{}.0/24", 2 * o.net),
-            service_cidr: format!("10.124.{}.0/24", 2 * o.net + 1),
+            pod_cidr: format!("10.124.{}.0/24", net_octet(o.net, 0)),
+            service_cidr: format!("10.124.{}.0/24", net_octet(o.net, 1)),
             extra_args: Vec::new(),
             child: None,
         })

@@ -187,8 +187,16 @@ impl Drop for Env {
                 .output()
                 .unwrap();
             let links = String::from_utf8_lossy(&links.stdout);
-            let prefix = format!("btnet{}0", self.n);
-            assert!(!links.contains(&prefix), "bridge left behind");
+            // this test's bridge by its exact name: a substring would match
+            // another test's (btnet10 in btnet100) while that test runs
+            let bridge = format!("btnet{}0", self.n);
+            assert!(
+                !links
+                    .lines()
+                    .filter_map(|l| l.split_whitespace().next())
+                    .any(|name| name.split('@').next() == Some(bridge.as_str())),
+                "bridge {bridge} left behind"
+            );
             let t = std::process::Command::new("nft")
                 .args(["list", "tables"])
                 .output()
