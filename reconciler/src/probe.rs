@@ -216,33 +216,21 @@ pub async fn run_probe<R: Runtime>(
     loop {
         ticker.tick().await;
         let outcome = probe_once(rt.as_ref(), &probe, &target).await;
-        let (ok, message) = match outcome {
-            Outcome::Success => (true, String::new()),
-            Outcome::Failure(m) => (false, m),
-            Outcome::Error(message) => {
-                // kubelet throws the result away and only reports it
-                let ev = ProbeEvent {
-                    container: target.container.clone(),
-                    container_id: target.container_id.clone(),
-                    kind,
-                    ok: false,
-                    message,
-                    errored: true,
-                };
-                if tx.send(ev).await.is_err() {
-                    return;
-                }
-                continue;
-            }
+        // what to report: a threshold crossing, or a probe error, whose
+        // result kubelet throws away (it counts toward no threshold)
+        let (report, message) = match outcome {
+            Outcome::Success => (th.observe(true).map(|ok| (ok, false)), String::new()),
+            Outcome::Failure(m) => (th.observe(false).map(|ok| (ok, false)), m),
+            Outcome::Error(m) => (Some((false, true)), m),
         };
-        if let Some(state) = th.observe(ok) {
+        if let Some((ok, errored)) = report {
             let ev = ProbeEvent {
                 container: target.container.clone(),
                 container_id: target.container_id.clone(),
                 kind,
-                ok: state,
+                ok,
                 message,
-                errored: false,
+                errored,
             };
             if tx.send(ev).await.is_err() {
                 return;
